@@ -1,0 +1,377 @@
+//! Start-up, recovery and housekeeping.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::committer::{self, AdminOp, AdminOutcome, Op};
+use crate::error::{BrokerError, StorageError};
+use crate::groups::Coordinator;
+use crate::log;
+use crate::state::State;
+use crate::storage::Storage;
+use crate::topic_config;
+
+/// Broker settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// This broker's node id.
+    pub node_id: i32,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Host name clients are told to connect to (default: the listen IP).
+    pub advertised_host: Option<String>,
+    /// Where data lives: a directory, `file://…` or `s3://bucket/prefix`.
+    pub data: String,
+    /// fsync local files after each commit.
+    pub fsync: bool,
+    /// How long produce requests are gathered into one commit object.
+    pub commit_interval: Duration,
+    /// Flush a commit object early once it holds this many bytes.
+    pub commit_max_bytes: usize,
+    /// Create topics when a client asks for metadata of an unknown one.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with -1.
+    pub default_partitions: i32,
+    /// Largest request accepted.
+    pub max_frame_bytes: usize,
+    /// Memory for recently written commit objects.
+    pub cache_bytes: usize,
+    /// Take a snapshot every this many commits.
+    pub snapshot_every: u64,
+    /// How often retention, snapshots and object clean-up run.
+    pub housekeeping_interval: Duration,
+    /// Delay before the first rebalance of a new group completes, so that
+    /// members starting together land in one generation.
+    pub initial_rebalance_delay: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            data: "gatehouse-data/broker".into(),
+            fsync: true,
+            commit_interval: Duration::from_millis(2),
+            commit_max_bytes: 8 << 20,
+            auto_create_topics: false,
+            default_partitions: 1,
+            max_frame_bytes: 100 << 20,
+            cache_bytes: 256 << 20,
+            snapshot_every: 1000,
+            housekeeping_interval: Duration::from_secs(30),
+            initial_rebalance_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// State shared by every task of one broker.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: BrokerConfig,
+    pub storage: Storage,
+    pub state: RwLock<State>,
+    /// Bumped after every commit: long-polling fetches wait on it.
+    pub commits: watch::Sender<u64>,
+    pub ops: mpsc::UnboundedSender<Op>,
+    pub groups: Coordinator,
+    pub cluster_id: String,
+    pub advertised: (String, i32),
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Sends an admin op and waits for its result.
+    pub async fn admin(&self, op: AdminOp) -> Result<AdminOutcome, committer::AdminError> {
+        let (tx, rx) = oneshot::channel();
+        let timeout = (
+            crate::error::KafkaCode::RequestTimedOut,
+            "the broker is shutting down".to_string(),
+        );
+        self.ops
+            .send(Op::Admin { op, reply: tx })
+            .map_err(|_| timeout.clone())?;
+        match tokio::time::timeout(committer::REPLY_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err(timeout),
+        }
+    }
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Recovers state from the store and starts serving.
+    pub async fn start(config: BrokerConfig) -> Result<Self, BrokerError> {
+        if config.default_partitions < 1 {
+            return Err(BrokerError::Config(
+                "default partitions must be at least 1".into(),
+            ));
+        }
+        let storage = Storage::open(&config.data, config.fsync, config.cache_bytes)?;
+        let cluster_id = storage.cluster_id().await?;
+        let state = recover(&storage).await?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let host = config
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| addr.ip().to_string());
+        tracing::info!(
+            node_id = config.node_id,
+            %addr,
+            store = storage.describe(),
+            topics = state.topics.len(),
+            last_commit = state.last_seq,
+            "broker started"
+        );
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            groups: Coordinator::new(config.initial_rebalance_delay),
+            config,
+            storage,
+            commits: watch::channel(state.last_seq).0,
+            state: RwLock::new(state),
+            ops: ops_tx,
+            cluster_id,
+            advertised: (host, i32::from(addr.port())),
+            shutdown,
+        });
+        let tasks = vec![
+            tokio::spawn(committer::run(shared.clone(), ops_rx)),
+            tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
+            tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(crate::groups::expiry_loop(shared.clone())),
+        ];
+        Ok(Self {
+            shared,
+            addr,
+            tasks,
+        })
+    }
+
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The cluster id kept in the store.
+    pub fn cluster_id(&self) -> &str {
+        &self.shared.cluster_id
+    }
+
+    /// Runs retention, snapshot and clean-up once, now.
+    pub async fn housekeep(&self) -> Result<(), BrokerError> {
+        housekeep_once(&self.shared).await
+    }
+
+    /// Stops accepting, closes connections, writes a final snapshot.
+    pub async fn shutdown(self) -> Result<(), BrokerError> {
+        self.shared.shutdown.send_replace(true);
+        for t in &self.tasks[1..] {
+            t.abort();
+        }
+        let snap = take_snapshot(&self.shared).await;
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        snap?;
+        tracing::info!("broker stopped");
+        Ok(())
+    }
+}
+
+async fn recover(storage: &Storage) -> Result<State, StorageError> {
+    let mut state = State::default();
+    let snapshots = storage.list_snapshots().await?;
+    for seq in snapshots.iter().rev() {
+        let data = storage.read_snapshot(*seq).await?;
+        match State::from_snapshot(&data) {
+            Ok(s) => {
+                state = s;
+                break;
+            }
+            Err(e) => tracing::warn!(seq, error = %e, "skipping unreadable snapshot"),
+        }
+    }
+    let from_snapshot = state.last_seq;
+    let commits = storage.list_commits().await?;
+    let mut expected = state.last_seq + 1;
+    let mut replayed = 0u64;
+    for seq in commits.into_iter().filter(|s| *s > from_snapshot) {
+        if seq != expected {
+            return Err(StorageError::Corrupt(format!(
+                "commit log has a gap: expected commit {expected}, found {seq}"
+            )));
+        }
+        let object = storage.read_commit(seq).await?;
+        let commands = log::parse(seq, &object)?;
+        state.apply(seq, &commands);
+        expected += 1;
+        replayed += 1;
+    }
+    tracing::info!(snapshot = from_snapshot, replayed, "state recovered");
+    Ok(state)
+}
+
+async fn take_snapshot(shared: &Shared) -> Result<(), BrokerError> {
+    let (seq, data) = {
+        let state = shared
+            .state
+            .read()
+            .map_err(|_| BrokerError::Config("state lock poisoned".into()))?;
+        let data = state
+            .to_snapshot()
+            .map_err(|e| StorageError::Corrupt(format!("cannot encode snapshot: {e}")))?;
+        (state.last_seq, data)
+    };
+    if seq == 0 {
+        return Ok(());
+    }
+    let existing = shared.storage.list_snapshots().await?;
+    if existing.last() == Some(&seq) {
+        return Ok(());
+    }
+    shared.storage.put_snapshot(seq, Bytes::from(data)).await?;
+    // Keep the previous snapshot too, in case the newest cannot be read.
+    for old in existing.iter().rev().skip(1) {
+        shared.storage.delete_snapshot(*old).await?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Computes retention-driven log start moves.
+fn retention_moves(state: &State, now: i64) -> Vec<(String, i32, i64)> {
+    let mut moves = Vec::new();
+    for t in state.topics.values() {
+        let policy = t
+            .configs
+            .get("cleanup.policy")
+            .map(String::as_str)
+            .unwrap_or("delete");
+        if !policy.split(',').any(|p| p.trim() == "delete") {
+            continue;
+        }
+        let retention_ms = topic_config::effective_i64(&t.configs, "retention.ms");
+        let retention_bytes = topic_config::effective_i64(&t.configs, "retention.bytes");
+        for (i, p) in t.partitions.iter().enumerate() {
+            let mut start = p.log_start;
+            let mut bytes = p.bytes as i64;
+            for b in &p.batches {
+                let too_old = retention_ms >= 0 && b.max_ts >= 0 && b.max_ts < now - retention_ms;
+                let too_big = retention_bytes >= 0 && bytes > retention_bytes;
+                if !(too_old || too_big) {
+                    break;
+                }
+                start = b.last + 1;
+                bytes -= b.len as i64;
+            }
+            if start > p.log_start {
+                moves.push((t.name.clone(), i as i32, start));
+            }
+        }
+    }
+    moves
+}
+
+async fn housekeep_once(shared: &Shared) -> Result<(), BrokerError> {
+    let moves = {
+        let state = shared
+            .state
+            .read()
+            .map_err(|_| BrokerError::Config("state lock poisoned".into()))?;
+        retention_moves(&state, now_ms())
+    };
+    if !moves.is_empty() {
+        tracing::info!(partitions = moves.len(), "retention moves log starts");
+        if let Err((code, msg)) = shared.admin(AdminOp::SetLogStart { entries: moves }).await {
+            tracing::warn!(?code, msg, "retention step failed");
+        }
+    }
+    let (last, snap_seq) = {
+        let snaps = shared.storage.list_snapshots().await?;
+        let last = shared.state.read().map(|s| s.last_seq).unwrap_or(0);
+        (last, snaps.last().copied().unwrap_or(0))
+    };
+    if last >= snap_seq + shared.config.snapshot_every || dead_objects_await_snapshot(shared) {
+        take_snapshot(shared).await?;
+    }
+    // Objects that no live batch needs and that a snapshot covers can go.
+    let snap_seq = shared
+        .storage
+        .list_snapshots()
+        .await?
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let dead = shared
+        .state
+        .read()
+        .map(|s| s.dead_objects(snap_seq))
+        .unwrap_or_default();
+    let mut deleted = 0usize;
+    for seq in &dead {
+        shared.storage.delete_commit(*seq).await?;
+        deleted += 1;
+    }
+    if deleted > 0 {
+        if let Ok(mut s) = shared.state.write() {
+            for seq in &dead {
+                s.objects.remove(seq);
+            }
+        }
+        tracing::info!(deleted, "removed commit objects no longer needed");
+    }
+    Ok(())
+}
+
+/// Whether dead objects are waiting for a snapshot before they can go.
+fn dead_objects_await_snapshot(shared: &Shared) -> bool {
+    shared
+        .state
+        .read()
+        .map(|s| !s.dead_objects(s.last_seq).is_empty())
+        .unwrap_or(false)
+}
+
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.housekeeping_interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = housekeep_once(&shared).await {
+            tracing::warn!(error = %e, "housekeeping failed");
+        }
+    }
+}

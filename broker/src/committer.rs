@@ -1,0 +1,582 @@
+//! Group commit: the single writer of the commit log.
+//!
+//! Request handlers send [`Op`]s; the committer gathers the data ops that
+//! arrive within `commit_interval` (and whatever queued up while the
+//! previous object was being written) into one commit object, assigns
+//! offsets, checks idempotent-producer sequences, writes the object with a
+//! create-only put, and only then applies it to the in-memory state and
+//! answers the handlers. Nothing is acknowledged before it is durable.
+//!
+//! Admin ops (topic changes, producer ids, log start moves) are rare and
+//! validated against the state, so each gets a commit object of its own:
+//! they never interleave with data ops validated against older state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::batch::{self, BatchHeader};
+use crate::broker::Shared;
+use crate::error::{KafkaCode, StorageError};
+use crate::log::{Command, CommitBuilder, CommittedOffset};
+use crate::state::{ProducerBatch, ProducerState, State};
+use crate::topic_config;
+
+/// The outcome of appending one batch.
+pub type ProduceResult = Result<i64, KafkaCode>;
+
+/// An error for an admin op: code plus a message for the client.
+pub type AdminError = (KafkaCode, String);
+
+/// Work for the committer.
+#[derive(Debug)]
+pub enum Op {
+    /// Append a validated batch.
+    Produce {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Parsed header.
+        header: BatchHeader,
+        /// The batch as sent.
+        batch: Bytes,
+        /// Where the base offset goes.
+        reply: oneshot::Sender<ProduceResult>,
+    },
+    /// Commit consumer offsets.
+    CommitOffsets {
+        /// Group.
+        group: String,
+        /// Offsets.
+        offsets: Vec<CommittedOffset>,
+        /// Per-offset result, in order.
+        reply: oneshot::Sender<Vec<KafkaCode>>,
+    },
+    /// A metadata change.
+    Admin {
+        /// What to do.
+        op: AdminOp,
+        /// The result.
+        reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+    },
+}
+
+/// Metadata changes.
+#[derive(Debug)]
+pub enum AdminOp {
+    /// Create a topic.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partitions.
+        partitions: i32,
+        /// Overrides.
+        configs: BTreeMap<String, String>,
+        /// Only validate.
+        validate_only: bool,
+    },
+    /// Delete a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Grow a topic.
+    AddPartitions {
+        /// Name.
+        name: String,
+        /// New total.
+        count: i32,
+        /// Only validate.
+        validate_only: bool,
+    },
+    /// Replace a topic's overrides.
+    SetConfigs {
+        /// Name.
+        name: String,
+        /// New overrides.
+        configs: BTreeMap<String, String>,
+        /// Only validate.
+        validate_only: bool,
+    },
+    /// Move log starts forward; offset -1 means the high watermark.
+    SetLogStart {
+        /// (topic, partition, offset)
+        entries: Vec<(String, i32, i64)>,
+    },
+    /// Delete a group's offsets.
+    DeleteGroup {
+        /// Group.
+        group: String,
+    },
+    /// Hand out a producer id.
+    AllocateProducerId,
+}
+
+/// Successful admin results.
+#[derive(Debug)]
+pub enum AdminOutcome {
+    /// Done.
+    Done,
+    /// A topic was created.
+    Created(Uuid),
+    /// New log starts, per entry.
+    LogStarts(Vec<Result<i64, KafkaCode>>),
+    /// A producer id.
+    ProducerId(i64),
+}
+
+enum Reply {
+    Produce(oneshot::Sender<ProduceResult>, ProduceResult),
+    Offsets(oneshot::Sender<Vec<KafkaCode>>, Vec<KafkaCode>),
+    Admin(
+        oneshot::Sender<Result<AdminOutcome, AdminError>>,
+        Result<AdminOutcome, AdminError>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        // A handler that went away (client disconnected) no longer needs
+        // its answer; the data is durable either way.
+        match self {
+            Reply::Produce(tx, r) => drop(tx.send(r)),
+            Reply::Offsets(tx, r) => drop(tx.send(r)),
+            Reply::Admin(tx, r) => drop(tx.send(r)),
+        }
+    }
+    fn fail(self, code: KafkaCode) {
+        match self {
+            Reply::Produce(tx, _) => drop(tx.send(Err(code))),
+            Reply::Offsets(tx, r) => drop(tx.send(vec![code; r.len()])),
+            Reply::Admin(tx, _) => {
+                drop(tx.send(Err((code, "the write did not become durable".into()))))
+            }
+        }
+    }
+}
+
+/// Per-partition view of offsets and producers while a commit is built.
+#[derive(Default)]
+struct Overlay {
+    partitions: HashMap<(Uuid, i32), (i64, HashMap<i64, ProducerState>)>,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut next_seq = shared.state.read().map(|s| s.last_seq + 1).unwrap_or(1);
+    let mut held: Option<Op> = None;
+    let mut fenced = false;
+    loop {
+        let first = match held.take() {
+            Some(op) => op,
+            None => match rx.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        if fenced {
+            fail_op(first, KafkaCode::NotLeaderOrFollower);
+            continue;
+        }
+        let mut builder = CommitBuilder::default();
+        let mut replies = Vec::new();
+        let mut pending = Vec::new();
+        if let Op::Admin { op, reply } = first {
+            match prepare_admin(&shared, op, &mut builder) {
+                Ok(outcome) if builder.is_empty() => {
+                    // validate_only, or nothing to change.
+                    drop(reply.send(Ok(outcome)));
+                    continue;
+                }
+                Ok(outcome) => replies.push(Reply::Admin(reply, Ok(outcome))),
+                Err(e) => {
+                    drop(reply.send(Err(e)));
+                    continue;
+                }
+            }
+        } else {
+            // Gather data ops for a short while (group commit).
+            pending.push(first);
+            let deadline = Instant::now() + shared.config.commit_interval;
+            let max_bytes = shared.config.commit_max_bytes;
+            let mut gathered = 0usize;
+            loop {
+                if gathered >= max_bytes {
+                    break;
+                }
+                let next = match rx.try_recv() {
+                    Ok(op) => Some(op),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(op) => op,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                };
+                match next {
+                    Some(op @ Op::Admin { .. }) => {
+                        held = Some(op);
+                        break;
+                    }
+                    Some(op) => {
+                        if let Op::Produce { batch, .. } = &op {
+                            gathered += batch.len();
+                        }
+                        pending.push(op);
+                    }
+                    None => break,
+                }
+            }
+            prepare_data(&shared, pending.drain(..), &mut builder, &mut replies);
+        }
+
+        if builder.is_empty() {
+            replies.into_iter().for_each(Reply::send);
+            continue;
+        }
+        let seq = next_seq;
+        match write(&shared, seq, builder).await {
+            Ok(()) => {
+                next_seq += 1;
+                replies.into_iter().for_each(Reply::send);
+            }
+            Err(StorageError::Fenced(_)) => {
+                tracing::error!(
+                    seq,
+                    "another broker wrote to this store: refusing further writes"
+                );
+                fenced = true;
+                replies
+                    .into_iter()
+                    .for_each(|r| r.fail(KafkaCode::NotLeaderOrFollower));
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "commit failed; producers will retry");
+                replies
+                    .into_iter()
+                    .for_each(|r| r.fail(KafkaCode::KafkaStorageError));
+            }
+        }
+    }
+}
+
+fn fail_op(op: Op, code: KafkaCode) {
+    match op {
+        Op::Produce { reply, .. } => drop(reply.send(Err(code))),
+        Op::CommitOffsets { offsets, reply, .. } => drop(reply.send(vec![code; offsets.len()])),
+        Op::Admin { reply, .. } => drop(reply.send(Err((code, "this broker is fenced".into())))),
+    }
+}
+
+/// Writes the object, then applies it. After an ambiguous failure the
+/// store is asked whether the object landed, so state never diverges from
+/// what the log holds.
+async fn write(shared: &Shared, seq: u64, builder: CommitBuilder) -> Result<(), StorageError> {
+    let (object, commands) = builder.finish(seq)?;
+    let result = match shared.storage.put_commit(seq, object).await {
+        Err(StorageError::Store(e)) => match shared.storage.commit_exists(seq).await {
+            Ok(true) => {
+                tracing::warn!(seq, error = %e, "commit reported failure but is durable");
+                Ok(())
+            }
+            _ => Err(StorageError::Store(e)),
+        },
+        other => other,
+    };
+    result?;
+    if let Ok(mut state) = shared.state.write() {
+        state.apply(seq, &commands);
+    }
+    shared.commits.send_replace(seq);
+    Ok(())
+}
+
+fn prepare_data(
+    shared: &Shared,
+    ops: impl Iterator<Item = Op>,
+    builder: &mut CommitBuilder,
+    replies: &mut Vec<Reply>,
+) {
+    let Ok(state) = shared.state.read() else {
+        return;
+    };
+    let mut overlay = Overlay::default();
+    for op in ops {
+        match op {
+            Op::Produce {
+                topic,
+                partition,
+                header,
+                batch,
+                reply,
+            } => {
+                let r = prepare_batch(
+                    &state,
+                    &mut overlay,
+                    &topic,
+                    partition,
+                    &header,
+                    &batch,
+                    builder,
+                );
+                replies.push(Reply::Produce(reply, r));
+            }
+            Op::CommitOffsets {
+                group,
+                offsets,
+                reply,
+            } => {
+                let codes: Vec<KafkaCode> = offsets
+                    .iter()
+                    .map(|o| match state.partition(&o.topic, o.partition) {
+                        Some(_) => KafkaCode::None,
+                        None => KafkaCode::UnknownTopicOrPartition,
+                    })
+                    .collect();
+                let ok: Vec<CommittedOffset> = offsets
+                    .into_iter()
+                    .zip(&codes)
+                    .filter(|(_, c)| **c == KafkaCode::None)
+                    .map(|(o, _)| o)
+                    .collect();
+                if !ok.is_empty() {
+                    builder.push(Command::CommitOffsets { group, offsets: ok });
+                }
+                replies.push(Reply::Offsets(reply, codes));
+            }
+            Op::Admin { reply, .. } => {
+                // Never gathered with data ops; answer defensively.
+                drop(reply.send(Err((
+                    KafkaCode::UnknownServerError,
+                    "misrouted admin op".into(),
+                ))));
+            }
+        }
+    }
+}
+
+fn prepare_batch(
+    state: &State,
+    overlay: &mut Overlay,
+    topic: &str,
+    partition: i32,
+    h: &BatchHeader,
+    batch: &[u8],
+    builder: &mut CommitBuilder,
+) -> ProduceResult {
+    let t = state
+        .topic(topic)
+        .ok_or(KafkaCode::UnknownTopicOrPartition)?;
+    let p = usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .ok_or(KafkaCode::UnknownTopicOrPartition)?;
+    let max = topic_config::effective_i64(&t.configs, "max.message.bytes");
+    if batch.len() as i64 > max {
+        return Err(KafkaCode::MessageTooLarge);
+    }
+    let (next_offset, producers) = overlay
+        .partitions
+        .entry((t.id, partition))
+        .or_insert_with(|| (p.next_offset, HashMap::new()));
+    if h.producer_id >= 0 {
+        let ps = producers
+            .entry(h.producer_id)
+            .or_insert_with(|| p.producers.get(&h.producer_id).cloned().unwrap_or_default());
+        let known = !ps.recent.is_empty();
+        if known && h.producer_epoch < ps.epoch {
+            return Err(KafkaCode::InvalidProducerEpoch);
+        }
+        if known && h.producer_epoch == ps.epoch {
+            if let Some(dup) = ps
+                .recent
+                .iter()
+                .find(|b| b.first_seq == h.base_sequence && b.last_seq == h.last_sequence())
+            {
+                // A retry of a batch we stored: answer with its offset.
+                return Ok(dup.base);
+            }
+            if Some(h.base_sequence) != ps.next_seq() {
+                return Err(KafkaCode::OutOfOrderSequenceNumber);
+            }
+        } else if h.base_sequence != 0 {
+            return Err(KafkaCode::OutOfOrderSequenceNumber);
+        }
+        ps.push(
+            h.producer_epoch,
+            ProducerBatch {
+                first_seq: h.base_sequence,
+                last_seq: h.last_sequence(),
+                base: *next_offset,
+            },
+        );
+    }
+    let base = *next_offset;
+    *next_offset += h.last_offset_delta as i64 + 1;
+    let stored = batch::with_base_offset(batch, base);
+    let pos = builder.push_data(&stored);
+    builder.push(Command::Batch {
+        topic: t.id,
+        partition,
+        base,
+        last_delta: h.last_offset_delta,
+        max_ts: h.max_timestamp,
+        pos,
+        len: stored.len() as u32,
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        first_seq: h.base_sequence,
+    });
+    Ok(base)
+}
+
+/// Topic names Kafka accepts.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+fn prepare_admin(
+    shared: &Shared,
+    op: AdminOp,
+    builder: &mut CommitBuilder,
+) -> Result<AdminOutcome, AdminError> {
+    let state = shared.state.read().map_err(|_| {
+        (
+            KafkaCode::UnknownServerError,
+            "state lock poisoned".to_string(),
+        )
+    })?;
+    let unknown = |name: &str| {
+        (
+            KafkaCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    };
+    match op {
+        AdminOp::CreateTopic {
+            name,
+            partitions,
+            configs,
+            validate_only,
+        } => {
+            if !valid_topic_name(&name) {
+                return Err((
+                    KafkaCode::InvalidTopicException,
+                    format!("'{name}' is not a valid topic name"),
+                ));
+            }
+            if state.names.contains_key(&name) {
+                return Err((
+                    KafkaCode::TopicAlreadyExists,
+                    format!("topic '{name}' already exists"),
+                ));
+            }
+            if !(1..=10_000).contains(&partitions) {
+                return Err((
+                    KafkaCode::InvalidPartitions,
+                    format!("{partitions} partitions: must be between 1 and 10000"),
+                ));
+            }
+            topic_config::validate_all(&configs).map_err(|m| (KafkaCode::InvalidConfig, m))?;
+            let id = Uuid::new_v4();
+            if !validate_only {
+                builder.push(Command::CreateTopic {
+                    name,
+                    id,
+                    partitions,
+                    configs,
+                });
+            }
+            Ok(AdminOutcome::Created(id))
+        }
+        AdminOp::DeleteTopic { name } => {
+            let id = *state.names.get(&name).ok_or_else(|| unknown(&name))?;
+            builder.push(Command::DeleteTopic { id });
+            Ok(AdminOutcome::Done)
+        }
+        AdminOp::AddPartitions {
+            name,
+            count,
+            validate_only,
+        } => {
+            let t = state.topic(&name).ok_or_else(|| unknown(&name))?;
+            let have = t.partitions.len() as i32;
+            if count <= have || count > 10_000 {
+                return Err((
+                    KafkaCode::InvalidPartitions,
+                    format!("topic '{name}' has {have} partitions; cannot change to {count}"),
+                ));
+            }
+            if !validate_only {
+                builder.push(Command::AddPartitions { id: t.id, count });
+            }
+            Ok(AdminOutcome::Done)
+        }
+        AdminOp::SetConfigs {
+            name,
+            configs,
+            validate_only,
+        } => {
+            let t = state.topic(&name).ok_or_else(|| unknown(&name))?;
+            topic_config::validate_all(&configs).map_err(|m| (KafkaCode::InvalidConfig, m))?;
+            if !validate_only && configs != t.configs {
+                builder.push(Command::SetConfigs { id: t.id, configs });
+            }
+            Ok(AdminOutcome::Done)
+        }
+        AdminOp::SetLogStart { entries } => {
+            let mut results = Vec::with_capacity(entries.len());
+            for (name, partition, offset) in entries {
+                let found = state.topic(&name).and_then(|t| {
+                    let p = t.partitions.get(usize::try_from(partition).ok()?)?;
+                    Some((t.id, p))
+                });
+                let Some((id, p)) = found else {
+                    results.push(Err(KafkaCode::UnknownTopicOrPartition));
+                    continue;
+                };
+                let target = if offset == -1 { p.next_offset } else { offset };
+                if target < 0 || target > p.next_offset {
+                    results.push(Err(KafkaCode::OffsetOutOfRange));
+                    continue;
+                }
+                if target > p.log_start {
+                    builder.push(Command::SetLogStart {
+                        id,
+                        partition,
+                        offset: target,
+                    });
+                }
+                results.push(Ok(target.max(p.log_start)));
+            }
+            Ok(AdminOutcome::LogStarts(results))
+        }
+        AdminOp::DeleteGroup { group } => {
+            if state.groups.contains_key(&group) {
+                builder.push(Command::DeleteGroup { group });
+            }
+            Ok(AdminOutcome::Done)
+        }
+        AdminOp::AllocateProducerId => {
+            let id = state.last_producer_id + 1;
+            builder.push(Command::AllocateProducerId { id });
+            Ok(AdminOutcome::ProducerId(id))
+        }
+    }
+}
+
+/// How long handlers wait for the committer before answering with a
+/// timeout (the committer itself never gives up on a write).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);

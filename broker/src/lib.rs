@@ -1,0 +1,50 @@
+//! # gatehouse-broker
+//!
+//! The Kafka-compatible broker that Gatehouse ships. Brokers are stateless
+//! compute in front of an object store; every durable byte (record batches,
+//! topic metadata, committed offsets, producer ids) lives in the store, so a
+//! restarted broker serves everything it acknowledged.
+//!
+//! How a produce becomes durable:
+//!
+//! ```text
+//! client ─Produce─▶ server (frame, decode, CRC check) ─Op─▶ committer
+//!                                                             │ gathers ops for
+//!                                                             │ `commit_interval`
+//!                       object store ◀─ put wal/<seq> (create-only) ┘
+//!                                                             │ then applies to
+//! client ◀─ response (base offset) ◀───── state (offsets) ◀───┘ in-memory state
+//! ```
+//!
+//! Modules:
+//! - [`storage`]: the object store (local directory, `file://`, `s3://`)
+//!   and the cache of recently written objects.
+//! - [`log`]: the commit object format and the [`log::Command`]s it holds.
+//! - [`state`]: topics, partitions and the location of every batch,
+//!   rebuilt by replaying commands after the newest snapshot.
+//! - [`committer`]: the single writer: group commit, offset assignment,
+//!   idempotent producer checks.
+//! - [`groups`]: the consumer group coordinator (membership in memory,
+//!   offsets durable through the log).
+//! - [`batch`]: record batch header parsing and validation; batches are
+//!   never decompressed on the produce path.
+//! - `server` and `handlers`: connections, pipelining, one handler per API.
+//!
+//! The broker imports nothing of Gatehouse's governance crates: it is a
+//! plain Kafka-compatible cluster, and the proxy treats it as any other.
+
+pub mod batch;
+mod broker;
+pub mod committer;
+pub mod error;
+pub mod groups;
+mod handlers;
+pub mod log;
+mod server;
+pub mod state;
+pub mod storage;
+pub mod topic_config;
+
+pub use broker::{Broker, BrokerConfig};
+pub use error::{BrokerError, KafkaCode, StorageError};
+pub use handlers::{supported_range, supports};

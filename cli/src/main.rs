@@ -1,0 +1,271 @@
+//! The `gatehouse` command.
+//!
+//! - `gatehouse broker`: run the Kafka-compatible broker on object storage.
+//! - `gatehouse demo`: the embedded default: a broker on a local data
+//!   directory with the demo world's topics, ready for clients.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatehouse_broker::{Broker, BrokerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A governance-aware Kafka proxy and the broker it ships with"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GATEHOUSE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker whose data lives in object storage.
+    Broker(BrokerArgs),
+    /// Run the embedded default: a broker with the demo topics, on a local
+    /// data directory.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9092",
+        env = "GATEHOUSE_BROKER_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// Host name advertised to clients (default: the listen address).
+    #[arg(long, env = "GATEHOUSE_BROKER_ADVERTISED_HOST")]
+    advertised_host: Option<String>,
+    /// Where data lives: a directory, file:///path, or s3://bucket/prefix
+    /// (credentials and endpoint from AWS_* variables).
+    #[arg(
+        long,
+        default_value = "gatehouse-data/broker",
+        env = "GATEHOUSE_BROKER_DATA"
+    )]
+    data: String,
+    /// This broker's node id.
+    #[arg(long, default_value_t = 0, env = "GATEHOUSE_BROKER_NODE_ID")]
+    node_id: i32,
+    /// Create topics on first use (metadata requests for unknown topics).
+    #[arg(long, env = "GATEHOUSE_BROKER_AUTO_CREATE_TOPICS")]
+    auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    #[arg(long, default_value_t = 1, env = "GATEHOUSE_BROKER_DEFAULT_PARTITIONS")]
+    default_partitions: i32,
+    /// How long produce requests are gathered into one commit object (ms).
+    #[arg(long, default_value_t = 2, env = "GATEHOUSE_BROKER_COMMIT_INTERVAL_MS")]
+    commit_interval_ms: u64,
+    /// Skip fsync of local data files (faster, loses data on power failure).
+    #[arg(long, env = "GATEHOUSE_BROKER_NO_FSYNC")]
+    no_fsync: bool,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = 100 << 20, env = "GATEHOUSE_BROKER_MAX_FRAME_BYTES")]
+    max_frame_bytes: usize,
+    /// Memory for recently written data, in MiB.
+    #[arg(long, default_value_t = 256, env = "GATEHOUSE_BROKER_CACHE_MB")]
+    cache_mb: usize,
+}
+
+impl BrokerArgs {
+    fn config(&self) -> BrokerConfig {
+        BrokerConfig {
+            node_id: self.node_id,
+            listen: self.listen,
+            advertised_host: self.advertised_host.clone(),
+            data: self.data.clone(),
+            fsync: !self.no_fsync,
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            max_frame_bytes: self.max_frame_bytes,
+            cache_bytes: self.cache_mb << 20,
+            ..BrokerConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Directory for the demo's data.
+    #[arg(long, default_value = "gatehouse-data", env = "GATEHOUSE_DEMO_DATA")]
+    data: PathBuf,
+    /// Port for clients.
+    #[arg(long, default_value_t = 9092, env = "GATEHOUSE_DEMO_PORT")]
+    port: u16,
+}
+
+/// The demo world's topics: (name, partitions, cleanup policy).
+const DEMO_TOPICS: &[(&str, i32, &str)] = &[
+    ("social.posts", 3, "delete"),
+    ("social.profiles", 3, "compact"),
+    ("support.tickets", 3, "delete"),
+    ("consent.events", 3, "compact"),
+    ("enrich.sentiment", 3, "delete"),
+];
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn wait_for_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn run_broker(args: BrokerArgs) -> Result<()> {
+    let broker = Broker::start(args.config())
+        .await
+        .context("broker failed to start")?;
+    println!("gatehouse broker listening on {}", broker.local_addr());
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.shutdown().await.context("broker shutdown")?;
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> Result<()> {
+    let data = args.data.join("broker");
+    let config = BrokerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], args.port)),
+        data: data.to_string_lossy().into_owned(),
+        auto_create_topics: true,
+        default_partitions: 3,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::start(config)
+        .await
+        .context("demo broker failed to start")?;
+    let addr = broker.local_addr();
+    demo_topics(addr)
+        .await
+        .context("cannot create the demo topics")?;
+    println!();
+    println!(
+        "Gatehouse demo is running (data in {}).",
+        args.data.display()
+    );
+    println!();
+    println!("  bootstrap.servers = {addr}");
+    println!();
+    println!("Try it:");
+    println!("  kcat -b {addr} -L");
+    println!("  echo '{{\"id\":\"p-1\",\"text\":\"hello\"}}' | kcat -b {addr} -t social.posts -P");
+    println!("  kcat -b {addr} -t social.posts -C -e");
+    println!();
+    println!("Press Ctrl-C to stop.");
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.shutdown().await.context("broker shutdown")?;
+    Ok(())
+}
+
+/// Creates the demo topics through the broker's own Kafka API, as any
+/// admin client would; topics that exist already are left alone.
+async fn demo_topics(addr: SocketAddr) -> Result<()> {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{
+        ApiKey, CreateTopicsRequest, CreateTopicsResponse, RequestHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let version = 5;
+    let topics = DEMO_TOPICS
+        .iter()
+        .map(|(name, partitions, policy)| {
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_num_partitions(*partitions)
+                .with_replication_factor(1)
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_value(Some(StrBytes::from_static_str(policy)))])
+        })
+        .collect();
+    let req = CreateTopicsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(10_000);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::CreateTopics as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("gatehouse-demo")));
+    let mut body = BytesMut::new();
+    header.encode(
+        &mut body,
+        ApiKey::CreateTopics.request_header_version(version),
+    )?;
+    req.encode(&mut body, version)?;
+    let mut sock = tokio::net::TcpStream::connect(addr).await?;
+    sock.write_all(&(body.len() as i32).to_be_bytes()).await?;
+    sock.write_all(&body).await?;
+    let len = sock.read_i32().await?;
+    let len = usize::try_from(len).context("negative response length")?;
+    let mut buf = vec![0u8; len];
+    sock.read_exact(&mut buf).await?;
+    let mut buf = bytes::Bytes::from(buf);
+    let _ = kafka_protocol::messages::ResponseHeader::decode(
+        &mut buf,
+        ApiKey::CreateTopics.response_header_version(version),
+    )?;
+    let resp = CreateTopicsResponse::decode(&mut buf, version)?;
+    for t in resp.topics {
+        match t.error_code {
+            0 => tracing::info!(topic = %t.name.0.as_str(), "demo topic created"),
+            36 => tracing::debug!(topic = %t.name.0.as_str(), "demo topic exists"),
+            code => anyhow::bail!(
+                "creating {} failed with error {code}: {}",
+                t.name.0.as_str(),
+                t.error_message.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Broker(args) => run_broker(args).await,
+            Command::Demo(args) => run_demo(args).await,
+        }
+    })
+}
