@@ -189,19 +189,31 @@ impl Broker {
     }
 
     /// Stops accepting, closes connections, writes a final snapshot.
-    pub async fn shutdown(self) -> Result<(), BrokerError> {
+    pub async fn shutdown(mut self) -> Result<(), BrokerError> {
         self.shared.shutdown.send_replace(true);
         for t in &self.tasks[1..] {
             t.abort();
         }
         let snap = take_snapshot(&self.shared).await;
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             t.abort();
             let _ = t.await;
         }
         snap?;
         tracing::info!("broker stopped");
         Ok(())
+    }
+}
+
+impl Drop for Broker {
+    /// Dropping a broker without [`Broker::shutdown`] stops it at once, as a
+    /// crash would: no final snapshot; everything acknowledged is already in
+    /// the commit log.
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

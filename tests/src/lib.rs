@@ -1,1 +1,251 @@
-//! placeholder
+//! Test harness for Gatehouse's end-to-end tests.
+//!
+//! - [`TestBroker`]: the broker we ship, on a temporary data directory,
+//!   bound to `127.0.0.1:0`, restartable on the same data and port.
+//! - [`RawClient`]: a minimal Kafka client on `kafka-protocol`, for
+//!   requests that real clients never send (bad frames, exact sequence
+//!   numbers).
+//! - [`clients`]: the Python, Node and kcat clients the tests drive as
+//!   subprocesses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Bytes, BytesMut};
+use gatehouse_broker::{Broker, BrokerConfig};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub mod clients;
+
+/// Logs for tests, once per process (`GATEHOUSE_TEST_LOG=debug` for more).
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("GATEHOUSE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// The repository root (for client scripts).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A broker on a temporary directory.
+#[derive(Debug)]
+pub struct TestBroker {
+    broker: Option<Broker>,
+    config: BrokerConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// Starts a broker with test defaults.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker after letting `tweak` adjust the config.
+    pub async fn start_with(tweak: impl FnOnce(&mut BrokerConfig)) -> Result<Self> {
+        init_logging();
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let mut config = BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: dir.path().join("store").to_string_lossy().into_owned(),
+            initial_rebalance_delay: Duration::from_millis(100),
+            // Housekeeping is driven by the tests that need it.
+            housekeeping_interval: Duration::from_secs(3600),
+            ..BrokerConfig::default()
+        };
+        tweak(&mut config);
+        let broker = Broker::start(config.clone()).await?;
+        // Restarts come back on the same port, as a real broker would.
+        config.listen = broker.local_addr();
+        Ok(Self {
+            broker: Some(broker),
+            config,
+            _dir: dir,
+        })
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.config.listen.to_string()
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.config.listen
+    }
+
+    /// The running broker.
+    pub fn broker(&self) -> Result<&Broker> {
+        self.broker.as_ref().ok_or_else(|| anyhow!("broker is stopped"))
+    }
+
+    /// Stops the broker (clean shutdown) and starts a new one on the same
+    /// data and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await?;
+        }
+        let mut attempts = 0;
+        loop {
+            match Broker::start(self.config.clone()).await {
+                Ok(b) => {
+                    self.broker = Some(b);
+                    return Ok(());
+                }
+                // The old listener's socket may take a moment to go away.
+                Err(gatehouse_broker::BrokerError::Bind { .. }) if attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Drops the broker without a clean shutdown (no final snapshot), as a
+    /// crash would, then starts a new one on the same data and port.
+    pub async fn crash_and_restart(&mut self) -> Result<()> {
+        drop(self.broker.take());
+        self.restart().await
+    }
+}
+
+/// A minimal Kafka client speaking raw `kafka-protocol` messages.
+#[derive(Debug)]
+pub struct RawClient {
+    sock: TcpStream,
+    correlation: i32,
+}
+
+impl RawClient {
+    /// Connects.
+    pub async fn connect(addr: SocketAddr) -> Result<Self> {
+        let sock = TcpStream::connect(addr).await.context("connect")?;
+        sock.set_nodelay(true)?;
+        Ok(Self {
+            sock,
+            correlation: 0,
+        })
+    }
+
+    /// Sends raw bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sock.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Encodes a request frame (length prefix included).
+    pub fn frame<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Result<Bytes> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test-client")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, api.request_header_version(version))?;
+        req.encode(&mut body, version)?;
+        let mut out = BytesMut::with_capacity(body.len() + 4);
+        out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(out.freeze())
+    }
+
+    /// Sends a request and decodes its response.
+    pub async fn call<R: Encodable, S: Decodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Result<S> {
+        let frame = self.frame(api, version, req)?;
+        self.send_raw(&frame).await?;
+        let expected = self.correlation;
+        let mut body = self.read_frame().await?;
+        let header = ResponseHeader::decode(&mut body, api.response_header_version(version))?;
+        if header.correlation_id != expected {
+            bail!("correlation id {} does not match {expected}", header.correlation_id);
+        }
+        Ok(S::decode(&mut body, version)?)
+    }
+
+    /// Reads one response frame body.
+    pub async fn read_frame(&mut self) -> Result<Bytes> {
+        let len = self.sock.read_i32().await.context("read length")?;
+        let len = usize::try_from(len).context("negative length")?;
+        let mut buf = vec![0u8; len];
+        self.sock.read_exact(&mut buf).await.context("read body")?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Waits until the peer closes the connection; errors if it sends data
+    /// or stays open past `within`.
+    pub async fn expect_closed(&mut self, within: Duration) -> Result<()> {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(within, self.sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => Ok(()),
+            Ok(Ok(n)) => bail!("expected the connection to close, got {n} bytes"),
+            Err(_) => bail!("connection still open after {within:?}"),
+        }
+    }
+}
+
+/// Encodes a v2 record batch of `n` records (keys `k{i}`, values `v{i}`),
+/// timestamps `ts0 + i`, as an idempotent producer would when `producer_id`
+/// is not -1.
+pub fn record_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    n: usize,
+    ts0: i64,
+    compression: kafka_protocol::records::Compression,
+) -> Result<Bytes> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence
+            // stays constant; non-idempotent batches carry base sequence -1.
+            sequence: if producer_id < 0 { -1 + i as i32 } else { base_sequence + i as i32 },
+            timestamp: ts0 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )?;
+    Ok(buf.freeze())
+}
+
+impl TestBroker {
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> String {
+        self.config.data.clone()
+    }
+}
