@@ -232,9 +232,9 @@ async fn recover(storage: &Storage) -> Result<State, StorageError> {
     }
     let from_snapshot = state.last_seq;
     let commits = storage.list_commits().await?;
-    let mut expected = state.last_seq + 1;
     let mut replayed = 0u64;
-    for seq in commits.into_iter().filter(|s| *s > from_snapshot) {
+    let pending = commits.into_iter().filter(|s| *s > from_snapshot);
+    for (expected, seq) in (from_snapshot + 1..).zip(pending) {
         if seq != expected {
             return Err(StorageError::Corrupt(format!(
                 "commit log has a gap: expected commit {expected}, found {seq}"
@@ -243,7 +243,6 @@ async fn recover(storage: &Storage) -> Result<State, StorageError> {
         let object = storage.read_commit(seq).await?;
         let commands = log::parse(seq, &object)?;
         state.apply(seq, &commands);
-        expected += 1;
         replayed += 1;
     }
     tracing::info!(snapshot = from_snapshot, replayed, "state recovered");

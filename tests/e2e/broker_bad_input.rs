@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use gatehouse_tests::{record_batch, RawClient, TestBroker};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+};
 use kafka_protocol::records::Compression;
 
 use crate::broker_protocol::{create, produce_one};
@@ -15,7 +17,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 async fn still_serves(broker: &TestBroker) -> Result<()> {
     let mut c = RawClient::connect(broker.addr()).await?;
-    let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await?;
+    let m: MetadataResponse = c
+        .call(ApiKey::Metadata, 12, &MetadataRequest::default())
+        .await?;
     ensure!(m.brokers.len() == 1, "metadata after bad input: {m:?}");
     Ok(())
 }
@@ -94,9 +98,16 @@ async fn unsupported_api_versions_version_gets_the_supported_list() -> Result<()
     patched[6..8].copy_from_slice(&77i16.to_be_bytes());
     c.send_raw(&patched).await?;
     let mut body = c.read_frame().await?;
-    let _header = <kafka_protocol::messages::ResponseHeader as kafka_protocol::protocol::Decodable>::decode(&mut body, 0)?;
+    let _header =
+        <kafka_protocol::messages::ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
+            &mut body, 0,
+        )?;
     let resp = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 0)?;
-    ensure!(resp.error_code == 35, "UNSUPPORTED_VERSION expected, got {}", resp.error_code);
+    ensure!(
+        resp.error_code == 35,
+        "UNSUPPORTED_VERSION expected, got {}",
+        resp.error_code
+    );
     ensure!(!resp.api_keys.is_empty());
     Ok(())
 }
@@ -113,11 +124,23 @@ async fn corrupt_and_misaddressed_batches_are_refused_and_not_stored() -> Result
     let got = produce_one(&mut c, "strict", 0, bad.into()).await?;
     ensure!(got.0 == 2, "CORRUPT_MESSAGE expected: {got:?}");
     let truncated = good.slice(..good.len() - 4);
-    ensure!(produce_one(&mut c, "strict", 0, truncated).await?.0 == 87, "INVALID_RECORD expected");
-    ensure!(produce_one(&mut c, "nope", 0, good.clone()).await?.0 == 3, "UNKNOWN_TOPIC expected");
-    ensure!(produce_one(&mut c, "strict", 5, good.clone()).await?.0 == 3, "unknown partition");
+    ensure!(
+        produce_one(&mut c, "strict", 0, truncated).await?.0 == 87,
+        "INVALID_RECORD expected"
+    );
+    ensure!(
+        produce_one(&mut c, "nope", 0, good.clone()).await?.0 == 3,
+        "UNKNOWN_TOPIC expected"
+    );
+    ensure!(
+        produce_one(&mut c, "strict", 5, good.clone()).await?.0 == 3,
+        "unknown partition"
+    );
     let big = record_batch(-1, -1, -1, 400, 1, Compression::None)?;
-    ensure!(produce_one(&mut c, "strict", 0, big).await?.0 == 10, "MESSAGE_TOO_LARGE expected");
+    ensure!(
+        produce_one(&mut c, "strict", 0, big).await?.0 == 10,
+        "MESSAGE_TOO_LARGE expected"
+    );
     // Only the good batch lands, at offset 0.
     ensure!(produce_one(&mut c, "strict", 0, good).await? == (0, 0));
     Ok(())

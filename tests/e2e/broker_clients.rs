@@ -26,10 +26,26 @@ async fn round_trip(client: Client) -> Result<()> {
     let broker = TestBroker::start().await?;
     let b = broker.bootstrap();
     let topic = format!("rt-{client:?}").to_lowercase();
-    run_ok(client, &["create-topic", "--bootstrap", &b, "--topic", &topic, "--partitions", "3"], LIMIT).await?;
+    run_ok(
+        client,
+        &[
+            "create-topic",
+            "--bootstrap",
+            &b,
+            "--topic",
+            &topic,
+            "--partitions",
+            "3",
+        ],
+        LIMIT,
+    )
+    .await?;
     let meta = run_ok(client, &["metadata", "--bootstrap", &b], LIMIT).await?;
     ensure!(meta["topics"][&topic] == 3, "metadata: {meta}");
-    ensure!(meta["brokers"].as_array().map(Vec::len) == Some(1), "metadata: {meta}");
+    ensure!(
+        meta["brokers"].as_array().map(Vec::len) == Some(1),
+        "metadata: {meta}"
+    );
 
     let per = 500u64;
     let mut produced = 0u64;
@@ -37,7 +53,20 @@ async fn round_trip(client: Client) -> Result<()> {
         let start = produced.to_string();
         let o = run(
             client,
-            &["produce", "--bootstrap", &b, "--topic", &topic, "--count", &per.to_string(), "--start", &start, "--compression", codec, "--idempotent"],
+            &[
+                "produce",
+                "--bootstrap",
+                &b,
+                "--topic",
+                &topic,
+                "--count",
+                &per.to_string(),
+                "--start",
+                &start,
+                "--compression",
+                codec,
+                "--idempotent",
+            ],
             LIMIT,
         )
         .await?;
@@ -45,40 +74,93 @@ async fn round_trip(client: Client) -> Result<()> {
             // The client has no codec for this one (kafkajs without plugins).
             continue;
         }
-        ensure!(o.code == 0, "{client:?} produce {codec}: {}\n{}", o.json, o.stderr);
+        ensure!(
+            o.code == 0,
+            "{client:?} produce {codec}: {}\n{}",
+            o.json,
+            o.stderr
+        );
         produced += per;
     }
-    ensure!(produced >= 2 * per, "{client:?} produced with fewer than two codecs");
+    ensure!(
+        produced >= 2 * per,
+        "{client:?} produced with fewer than two codecs"
+    );
 
     let group = format!("{topic}-group");
     let got = run_ok(
         client,
-        &["consume", "--bootstrap", &b, "--topic", &topic, "--group", &group, "--count", &produced.to_string()],
+        &[
+            "consume",
+            "--bootstrap",
+            &b,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--count",
+            &produced.to_string(),
+        ],
         LIMIT,
     )
     .await?;
     ensure!(got["keys_ok"] == true, "keys: {got}");
     let seen: BTreeSet<u64> = ids(&got)?.into_iter().collect();
-    ensure!(seen.len() as u64 == produced && seen.iter().copied().eq(0..produced), "{client:?} consumed {} distinct of {produced}", seen.len());
+    ensure!(
+        seen.len() as u64 == produced && seen.iter().copied().eq(0..produced),
+        "{client:?} consumed {} distinct of {produced}",
+        seen.len()
+    );
 
     run_ok(
         client,
-        &["produce", "--bootstrap", &b, "--topic", &topic, "--count", "50", "--start", &produced.to_string()],
+        &[
+            "produce",
+            "--bootstrap",
+            &b,
+            "--topic",
+            &topic,
+            "--count",
+            "50",
+            "--start",
+            &produced.to_string(),
+        ],
         LIMIT,
     )
     .await?;
     let more = run_ok(
         client,
-        &["consume", "--bootstrap", &b, "--topic", &topic, "--group", &group, "--count", "50"],
+        &[
+            "consume",
+            "--bootstrap",
+            &b,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--count",
+            "50",
+        ],
         LIMIT,
     )
     .await?;
     let new = ids(&more)?;
-    ensure!(new.len() == 50 && new.iter().all(|i| *i >= produced), "resumed consumer saw old messages: {new:?}");
+    ensure!(
+        new.len() == 50 && new.iter().all(|i| *i >= produced),
+        "resumed consumer saw old messages: {new:?}"
+    );
 
-    run_ok(client, &["delete-topic", "--bootstrap", &b, "--topic", &topic], LIMIT).await?;
+    run_ok(
+        client,
+        &["delete-topic", "--bootstrap", &b, "--topic", &topic],
+        LIMIT,
+    )
+    .await?;
     let meta = run_ok(client, &["metadata", "--bootstrap", &b], LIMIT).await?;
-    ensure!(meta["topics"].get(&topic).is_none(), "topic still listed: {meta}");
+    ensure!(
+        meta["topics"].get(&topic).is_none(),
+        "topic still listed: {meta}"
+    );
     Ok(())
 }
 
@@ -106,16 +188,40 @@ async fn kcat_lists_produces_and_consumes() -> Result<()> {
     .await?;
     let b = broker.bootstrap();
     let lines: String = (0..300).map(|i| format!("k{i}:value {i}\n")).collect();
-    kcat(&["-b", &b, "-t", "kc", "-P", "-K:", "-z", "lz4"], Some(lines.as_bytes()), LIMIT).await?;
+    kcat(
+        &["-b", &b, "-t", "kc", "-P", "-K:", "-z", "lz4"],
+        Some(lines.as_bytes()),
+        LIMIT,
+    )
+    .await?;
     let listing = kcat(&["-b", &b, "-L"], None, LIMIT).await?;
     ensure!(listing.contains("1 brokers"), "kcat -L: {listing}");
-    ensure!(listing.contains("topic \"kc\" with 3 partitions"), "kcat -L: {listing}");
-    let out = kcat(&["-b", &b, "-t", "kc", "-C", "-e", "-q", "-f", "%k=%s\n"], None, LIMIT).await?;
+    ensure!(
+        listing.contains("topic \"kc\" with 3 partitions"),
+        "kcat -L: {listing}"
+    );
+    let out = kcat(
+        &["-b", &b, "-t", "kc", "-C", "-e", "-q", "-f", "%k=%s\n"],
+        None,
+        LIMIT,
+    )
+    .await?;
     let got: BTreeSet<&str> = out.lines().collect();
     let want: BTreeSet<String> = (0..300).map(|i| format!("k{i}=value {i}")).collect();
-    ensure!(got.len() == 300 && want.iter().all(|w| got.contains(w.as_str())), "kcat consumed {} lines", got.len());
+    ensure!(
+        got.len() == 300 && want.iter().all(|w| got.contains(w.as_str())),
+        "kcat consumed {} lines",
+        got.len()
+    );
     // Offsets by query: the three partitions' ends add up to 300.
-    let ends = kcat(&["-b", &b, "-Q", "-t", "kc:0:-1", "-t", "kc:1:-1", "-t", "kc:2:-1"], None, LIMIT).await?;
+    let ends = kcat(
+        &[
+            "-b", &b, "-Q", "-t", "kc:0:-1", "-t", "kc:1:-1", "-t", "kc:2:-1",
+        ],
+        None,
+        LIMIT,
+    )
+    .await?;
     let total: i64 = ends
         .lines()
         .filter_map(|l| l.rsplit("offset ").next()?.trim().parse::<i64>().ok())

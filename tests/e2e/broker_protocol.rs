@@ -22,7 +22,12 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-pub async fn create(client: &mut RawClient, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
+pub async fn create(
+    client: &mut RawClient,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
     let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(name(topic))
         .with_num_partitions(partitions)
@@ -44,7 +49,12 @@ pub async fn create(client: &mut RawClient, topic: &str, partitions: i32, config
 }
 
 /// Produces one batch; returns (error code, base offset).
-pub async fn produce_one(client: &mut RawClient, topic: &str, partition: i32, batch: Bytes) -> Result<(i16, i64)> {
+pub async fn produce_one(
+    client: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> Result<(i16, i64)> {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
@@ -63,9 +73,13 @@ pub async fn produce_one(client: &mut RawClient, topic: &str, partition: i32, ba
 }
 
 async fn list_offset(client: &mut RawClient, topic: &str, ts: i64) -> Result<(i16, i64, i64)> {
-    let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(name(topic))
-        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)])]);
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(ts)])]);
     let resp: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 7, &req).await?;
     let p = resp
         .topics
@@ -81,7 +95,15 @@ async fn idempotent_sequences_drop_duplicates_and_refuse_gaps() -> Result<()> {
     let mut c = RawClient::connect(broker.addr()).await?;
     create(&mut c, "seq", 1, &[]).await?;
     let pid: InitProducerIdResponse = c
-        .call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id((-1).into()).with_producer_epoch(-1))
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        )
         .await?;
     ensure!(pid.error_code == 0, "init producer id: {}", pid.error_code);
     let id = pid.producer_id.0;
@@ -103,11 +125,21 @@ async fn idempotent_sequences_drop_duplicates_and_refuse_gaps() -> Result<()> {
         let old = record_batch(id, epoch - 1, 8, 1, 3_000, Compression::None)?;
         ensure!(produce_one(&mut c, "seq", 0, old).await?.0 == 47);
     }
-    ensure!(list_offset(&mut c, "seq", -1).await? == (0, 8, -1), "high watermark");
+    ensure!(
+        list_offset(&mut c, "seq", -1).await? == (0, 8, -1),
+        "high watermark"
+    );
 
     // A producer id survives restarts: the next one is different.
     let again: InitProducerIdResponse = c
-        .call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id((-1).into()).with_producer_epoch(-1))
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        )
         .await?;
     ensure!(again.producer_id.0 != id);
     Ok(())
@@ -124,26 +156,59 @@ async fn list_offsets_by_time_and_delete_records() -> Result<()> {
         let got = produce_one(&mut c, "times", 0, b).await?;
         ensure!(got == (0, n as i64 * 10), "produce {n}: {got:?}");
     }
-    ensure!(list_offset(&mut c, "times", -2).await? == (0, 0, -1), "earliest");
-    ensure!(list_offset(&mut c, "times", -1).await? == (0, 30, -1), "latest");
-    ensure!(list_offset(&mut c, "times", 2_005).await? == (0, 15, 2_005), "by time");
-    ensure!(list_offset(&mut c, "times", 1_500).await? == (0, 10, 2_000), "between batches");
-    ensure!(list_offset(&mut c, "times", 9_999).await? == (0, -1, -1), "after the end");
-    ensure!(list_offset(&mut c, "times", -3).await? == (0, 29, 3_009), "max timestamp");
+    ensure!(
+        list_offset(&mut c, "times", -2).await? == (0, 0, -1),
+        "earliest"
+    );
+    ensure!(
+        list_offset(&mut c, "times", -1).await? == (0, 30, -1),
+        "latest"
+    );
+    ensure!(
+        list_offset(&mut c, "times", 2_005).await? == (0, 15, 2_005),
+        "by time"
+    );
+    ensure!(
+        list_offset(&mut c, "times", 1_500).await? == (0, 10, 2_000),
+        "between batches"
+    );
+    ensure!(
+        list_offset(&mut c, "times", 9_999).await? == (0, -1, -1),
+        "after the end"
+    );
+    ensure!(
+        list_offset(&mut c, "times", -3).await? == (0, 29, 3_009),
+        "max timestamp"
+    );
 
-    let req = DeleteRecordsRequest::default().with_timeout_ms(5_000).with_topics(vec![DeleteRecordsTopic::default()
-        .with_name(name("times"))
-        .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(15)])]);
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(name("times"))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(15)])]);
     let resp: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &req).await?;
     let p = &resp.topics[0].partitions[0];
-    ensure!((p.error_code, p.low_watermark) == (0, 15), "delete records: {p:?}");
-    ensure!(list_offset(&mut c, "times", -2).await? == (0, 15, -1), "earliest after delete");
+    ensure!(
+        (p.error_code, p.low_watermark) == (0, 15),
+        "delete records: {p:?}"
+    );
+    ensure!(
+        list_offset(&mut c, "times", -2).await? == (0, 15, -1),
+        "earliest after delete"
+    );
     // Deleting past the end is refused.
     let req = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
         .with_name(name("times"))
-        .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(99)])]);
+        .with_partitions(vec![DeleteRecordsPartition::default()
+            .with_partition_index(0)
+            .with_offset(99)])]);
     let resp: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &req).await?;
-    ensure!(resp.topics[0].partitions[0].error_code == 1, "OFFSET_OUT_OF_RANGE expected");
+    ensure!(
+        resp.topics[0].partitions[0].error_code == 1,
+        "OFFSET_OUT_OF_RANGE expected"
+    );
     Ok(())
 }
 
@@ -151,21 +216,35 @@ async fn list_offsets_by_time_and_delete_records() -> Result<()> {
 async fn metadata_api_versions_and_auto_create() -> Result<()> {
     let broker = TestBroker::start().await?;
     let mut c = RawClient::connect(broker.addr()).await?;
-    let v: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await?;
+    let v: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await?;
     ensure!(v.error_code == 0);
-    let produce = v.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).context("produce advertised")?;
+    let produce = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .context("produce advertised")?;
     ensure!(produce.min_version == 3 && produce.max_version >= 9);
     ensure!(
-        !v.api_keys.iter().any(|k| k.api_key == ApiKey::AddPartitionsToTxn as i16),
+        !v.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::AddPartitionsToTxn as i16),
         "transactions are not advertised"
     );
 
     // Unknown topic, auto-creation off (the default): an error, nothing made.
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(name("nope")))]))
+        .with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(name("nope"))),
+        ]))
         .with_allow_auto_topic_creation(true);
     let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await?;
-    ensure!(m.topics[0].error_code == 3, "UNKNOWN_TOPIC_OR_PARTITION expected");
+    ensure!(
+        m.topics[0].error_code == 3,
+        "UNKNOWN_TOPIC_OR_PARTITION expected"
+    );
     ensure!(m.brokers.len() == 1 && m.brokers[0].port == broker.addr().port() as i32);
 
     let auto = TestBroker::start_with(|c| {
@@ -175,7 +254,11 @@ async fn metadata_api_versions_and_auto_create() -> Result<()> {
     .await?;
     let mut c = RawClient::connect(auto.addr()).await?;
     let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await?;
-    ensure!(m.topics[0].error_code == 0 && m.topics[0].partitions.len() == 2, "auto-created: {:?}", m.topics[0]);
+    ensure!(
+        m.topics[0].error_code == 0 && m.topics[0].partitions.len() == 2,
+        "auto-created: {:?}",
+        m.topics[0]
+    );
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(())
 }

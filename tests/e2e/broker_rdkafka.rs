@@ -39,7 +39,10 @@ async fn codecs_groups_commit_restart_resume() -> Result<()> {
     let c = consumer(&b, "billing", &[])?;
     let ends = end_offsets(&c, "orders", 3)?;
     let sum: i64 = ends.values().map(|(lo, hi)| hi - lo).sum();
-    ensure!(sum == total as i64, "end offsets add up to {sum}, produced {total}");
+    ensure!(
+        sum == total as i64,
+        "end offsets add up to {sum}, produced {total}"
+    );
 
     c.subscribe(&["orders"])?;
     let first = consume(&c, total / 2, Duration::from_secs(60)).await?;
@@ -55,14 +58,18 @@ async fn codecs_groups_commit_restart_resume() -> Result<()> {
     for (i, ..) in first.iter().chain(&rest) {
         ensure!(seen.insert(*i), "message {i} delivered twice");
     }
-    ensure!(seen.len() == total, "got {} distinct messages of {total}", seen.len());
     ensure!(
-        seen.iter().copied().eq(0..total),
-        "messages are missing"
+        seen.len() == total,
+        "got {} distinct messages of {total}",
+        seen.len()
     );
+    ensure!(seen.iter().copied().eq(0..total), "messages are missing");
     // Nothing more is waiting: the group is at the end.
     let extra = consume(&c, 1, Duration::from_millis(1500)).await;
-    ensure!(extra.is_err(), "an extra message arrived after all were consumed");
+    ensure!(
+        extra.is_err(),
+        "an extra message arrived after all were consumed"
+    );
     Ok(())
 }
 
@@ -84,7 +91,11 @@ async fn two_members_share_partitions() -> Result<()> {
     let mut by_member = [BTreeSet::new(), BTreeSet::new()];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < 2_000 {
-        ensure!(tokio::time::Instant::now() < deadline, "only {} consumed", seen.len());
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {} consumed",
+            seen.len()
+        );
         tokio::select! {
             m = c1.recv() => {
                 let m = m?;
@@ -125,6 +136,9 @@ async fn idempotent_producer_survives_crash() -> Result<()> {
     c.subscribe(&["events"])?;
     let got = consume(&c, 2_000, Duration::from_secs(60)).await?;
     let ids: Vec<usize> = got.iter().map(|(i, ..)| *i).collect();
-    ensure!(ids == (0..2_000).collect::<Vec<_>>(), "order or content differs");
+    ensure!(
+        ids == (0..2_000).collect::<Vec<_>>(),
+        "order or content differs"
+    );
     Ok(())
 }

@@ -32,7 +32,10 @@ async fn state_survives_clean_restart_and_crash() -> Result<()> {
 
     let c = consumer(&b, "reader", &[])?;
     let ends = end_offsets(&c, "keep", 2)?;
-    ensure!(ends.values().map(|(lo, hi)| hi - lo).sum::<i64>() == 1_000, "{ends:?}");
+    ensure!(
+        ends.values().map(|(lo, hi)| hi - lo).sum::<i64>() == 1_000,
+        "{ends:?}"
+    );
     c.subscribe(&["keep"])?;
     let got = consume(&c, 1_000, Duration::from_secs(30)).await?;
     let mut ids: Vec<usize> = got.iter().map(|(i, ..)| *i).collect();
@@ -57,7 +60,11 @@ async fn retention_trims_old_data_and_deletes_objects() -> Result<()> {
     ensure!(produce_one(&mut c, "short", 0, fresh).await? == (0, 30));
 
     let store = std::path::PathBuf::from(broker_data(&broker));
-    let count = || std::fs::read_dir(store.join("wal")).map(|d| d.count()).unwrap_or(0);
+    let count = || {
+        std::fs::read_dir(store.join("wal"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
     let before = count();
     broker.broker()?.housekeep().await?;
     broker.broker()?.housekeep().await?;
@@ -67,7 +74,11 @@ async fn retention_trims_old_data_and_deletes_objects() -> Result<()> {
     let b = broker.bootstrap();
     let cons = consumer(&b, "late", &[])?;
     let ends = end_offsets(&cons, "short", 1)?;
-    ensure!(ends[&0] == (30, 35), "watermarks after retention: {:?}", ends[&0]);
+    ensure!(
+        ends[&0] == (30, 35),
+        "watermarks after retention: {:?}",
+        ends[&0]
+    );
     Ok(())
 }
 

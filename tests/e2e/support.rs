@@ -37,14 +37,22 @@ pub fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> Result<
     Ok(c.create()?)
 }
 
-pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
+pub async fn create_topic(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap, &[]).create()?;
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }
     let results = admin
-        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await?;
     for r in results {
         if let Err((t, e)) = r {
@@ -57,7 +65,9 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs:
 /// The value the tests produce for message `i`: JSON with the index and
 /// enough text to compress.
 pub fn value(tag: &str, i: usize) -> String {
-    format!(r#"{{"i":{i},"tag":"{tag}","text":"message {i} of the {tag} run, with some repeated words words words"}}"#)
+    format!(
+        r#"{{"i":{i},"tag":"{tag}","text":"message {i} of the {tag} run, with some repeated words words words"}}"#
+    )
 }
 
 /// Extracts the index from a value made by [`value`].
@@ -70,7 +80,12 @@ pub fn index_of(payload: &[u8]) -> Result<usize> {
 }
 
 /// Produces `count` keyed messages and waits for every delivery.
-pub async fn produce(p: &FutureProducer, topic: &str, tag: &str, range: std::ops::Range<usize>) -> Result<()> {
+pub async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    tag: &str,
+    range: std::ops::Range<usize>,
+) -> Result<()> {
     let mut pending = Vec::with_capacity(range.len());
     for i in range {
         let key = format!("key-{i}");
@@ -92,7 +107,11 @@ pub async fn produce(p: &FutureProducer, topic: &str, tag: &str, range: std::ops
 
 /// Consumes exactly `count` messages (or fails after `limit`); returns
 /// indexes with their (partition, offset).
-pub async fn consume(c: &StreamConsumer, count: usize, limit: Duration) -> Result<Vec<(usize, i32, i64)>> {
+pub async fn consume(
+    c: &StreamConsumer,
+    count: usize,
+    limit: Duration,
+) -> Result<Vec<(usize, i32, i64)>> {
     let mut out = Vec::with_capacity(count);
     let deadline = tokio::time::Instant::now() + limit;
     while out.len() < count {
@@ -111,7 +130,11 @@ pub async fn consume(c: &StreamConsumer, count: usize, limit: Duration) -> Resul
 }
 
 /// Sum of high watermarks of all partitions of `topic`.
-pub fn end_offsets(c: &StreamConsumer, topic: &str, partitions: i32) -> Result<HashMap<i32, (i64, i64)>> {
+pub fn end_offsets(
+    c: &StreamConsumer,
+    topic: &str,
+    partitions: i32,
+) -> Result<HashMap<i32, (i64, i64)>> {
     (0..partitions)
         .map(|p| Ok((p, c.fetch_watermarks(topic, p, Duration::from_secs(10))?)))
         .collect()

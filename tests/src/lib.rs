@@ -91,7 +91,9 @@ impl TestBroker {
 
     /// The running broker.
     pub fn broker(&self) -> Result<&Broker> {
-        self.broker.as_ref().ok_or_else(|| anyhow!("broker is stopped"))
+        self.broker
+            .as_ref()
+            .ok_or_else(|| anyhow!("broker is stopped"))
     }
 
     /// Stops the broker (clean shutdown) and starts a new one on the same
@@ -167,16 +169,24 @@ impl RawClient {
     }
 
     /// Sends a request and decodes its response.
-    pub async fn call<R: Encodable, S: Decodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Result<S> {
+    pub async fn call<R: Encodable, S: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &R,
+    ) -> Result<S> {
         let frame = self.frame(api, version, req)?;
         self.send_raw(&frame).await?;
         let expected = self.correlation;
         let mut body = self.read_frame().await?;
         let header = ResponseHeader::decode(&mut body, api.response_header_version(version))?;
         if header.correlation_id != expected {
-            bail!("correlation id {} does not match {expected}", header.correlation_id);
+            bail!(
+                "correlation id {} does not match {expected}",
+                header.correlation_id
+            );
         }
-        Ok(S::decode(&mut body, version)?)
+        S::decode(&mut body, version)
     }
 
     /// Reads one response frame body.
@@ -224,7 +234,11 @@ pub fn record_batch(
             offset: i as i64,
             // The encoder keeps records in one batch while offset - sequence
             // stays constant; non-idempotent batches carry base sequence -1.
-            sequence: if producer_id < 0 { -1 + i as i32 } else { base_sequence + i as i32 },
+            sequence: if producer_id < 0 {
+                -1 + i as i32
+            } else {
+                base_sequence + i as i32
+            },
             timestamp: ts0 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("v{i}"))),

@@ -1,0 +1,177 @@
+//! gatehouse-load: produce and consume load with a real client (librdkafka
+//! through the `rdkafka` crate), in the spirit of Kafka's
+//! producer/consumer perf tools. Prints one JSON line per phase.
+//!
+//! ```text
+//! gatehouse-load --bootstrap 127.0.0.1:9092 --topic load --messages 200000 --size 1024
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// bootstrap.servers
+    #[arg(long)]
+    bootstrap: String,
+    /// Topic (created if missing, with --partitions).
+    #[arg(long, default_value = "load")]
+    topic: String,
+    /// Partitions when the topic is created.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Messages to produce.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// acks: all, 1 or 0.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// compression.type
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// linger.ms
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    /// Skip the consume phase.
+    #[arg(long)]
+    produce_only: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+async fn ensure_topic(args: &Args) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .create()?;
+    let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
+    for r in admin.create_topics(&[topic], &AdminOptions::new()).await? {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("cannot create {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn produce(args: &Args) -> Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("acks", &args.acks)
+        .set("compression.type", &args.compression)
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?;
+    // Values are random-ish text so compression has realistic work to do.
+    let value: Vec<u8> = (0..args.size).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[(i * 7 + i / 13) % 37]).collect();
+    let start = Instant::now();
+    let mut pending = Vec::with_capacity(args.messages);
+    for i in 0..args.messages {
+        let key = format!("key-{}", i % 10_000);
+        let sent = Instant::now();
+        let fut = producer
+            .send_result(FutureRecord::to(&args.topic).key(&key).payload(&value))
+            .map_err(|(e, _)| e)?;
+        pending.push(async move {
+            let r = fut.await;
+            (r, sent.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(args.messages);
+    for p in pending {
+        let (r, lat) = p.await;
+        match r {
+            Ok(Ok(_)) => latencies.push(lat),
+            Ok(Err((e, _))) => bail!("delivery failed: {e}"),
+            Err(_) => bail!("delivery cancelled"),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let bytes = (args.messages * args.size) as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "phase": "produce",
+            "messages": args.messages,
+            "size": args.size,
+            "seconds": secs,
+            "msgs_per_s": args.messages as f64 / secs,
+            "mb_per_s": bytes / secs / 1e6,
+            "latency_ms_p50": percentile(&latencies, 0.50),
+            "latency_ms_p99": percentile(&latencies, 0.99),
+            "latency_ms_p999": percentile(&latencies, 0.999),
+        })
+    );
+    Ok(())
+}
+
+fn consume(args: &Args) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", "gatehouse-load")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+    let topic = md.topics().first().context("topic missing")?;
+    let mut tpl = TopicPartitionList::new();
+    let mut expected = 0i64;
+    for p in topic.partitions() {
+        let (lo, hi) = consumer.fetch_watermarks(&args.topic, p.id(), Duration::from_secs(10))?;
+        expected += hi - lo;
+        tpl.add_partition_offset(&args.topic, p.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0i64, 0usize);
+    while n < expected {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                n += 1;
+                bytes += m.payload().map(<[u8]>::len).unwrap_or(0);
+            }
+            Some(Err(e)) => bail!("consume failed: {e}"),
+            None => bail!("consume stalled at {n} of {expected}"),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "phase": "consume",
+            "messages": n,
+            "seconds": secs,
+            "msgs_per_s": n as f64 / secs,
+            "mb_per_s": bytes as f64 / secs / 1e6,
+        })
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure_topic(&args).await?;
+    produce(&args).await?;
+    if !args.produce_only {
+        tokio::task::block_in_place(|| consume(&args))?;
+    }
+    Ok(())
+}
