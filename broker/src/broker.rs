@@ -183,6 +183,26 @@ impl Broker {
         &self.shared.cluster_id
     }
 
+    /// Creates a topic, as a CreateTopics request would. Creating a topic
+    /// that exists already is refused with `TOPIC_ALREADY_EXISTS`.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), BrokerError> {
+        self.shared
+            .admin(AdminOp::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                configs,
+                validate_only: false,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|(code, message)| BrokerError::Refused { code, message })
+    }
+
     /// Runs retention, snapshot and clean-up once, now.
     pub async fn housekeep(&self) -> Result<(), BrokerError> {
         housekeep_once(&self.shared).await

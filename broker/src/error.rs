@@ -135,4 +135,12 @@ pub enum BrokerError {
     /// Invalid configuration.
     #[error("invalid broker configuration: {0}")]
     Config(String),
+    /// An operation was refused, with the Kafka error a client would get.
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// The Kafka error code.
+        code: KafkaCode,
+        /// Why.
+        message: String,
+    },
 }

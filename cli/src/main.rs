@@ -112,15 +112,6 @@ struct DemoArgs {
     port: u16,
 }
 
-/// The demo world's topics: (name, partitions, cleanup policy).
-const DEMO_TOPICS: &[(&str, i32, &str)] = &[
-    ("social.posts", 3, "delete"),
-    ("social.profiles", 3, "compact"),
-    ("support.tickets", 3, "delete"),
-    ("consent.events", 3, "compact"),
-    ("enrich.sentiment", 3, "delete"),
-];
-
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -155,21 +146,11 @@ async fn run_broker(args: BrokerArgs) -> Result<()> {
 }
 
 async fn run_demo(args: DemoArgs) -> Result<()> {
-    let data = args.data.join("broker");
-    let config = BrokerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], args.port)),
-        data: data.to_string_lossy().into_owned(),
-        auto_create_topics: true,
-        default_partitions: 3,
-        ..BrokerConfig::default()
-    };
-    let broker = Broker::start(config)
+    let listen = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let broker = gatehouse::demo::start(&args.data, listen)
         .await
-        .context("demo broker failed to start")?;
+        .context("demo failed to start")?;
     let addr = broker.local_addr();
-    demo_topics(addr)
-        .await
-        .context("cannot create the demo topics")?;
     println!();
     println!(
         "Gatehouse demo is running (data in {}).",
@@ -180,78 +161,13 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
     println!();
     println!("Try it:");
     println!("  kcat -b {addr} -L");
-    println!("  echo '{{\"id\":\"p-1\",\"text\":\"hello\"}}' | kcat -b {addr} -t social.posts -P");
+    println!("  echo 'u-000042:{{\"id\":\"p-1\",\"text\":\"hello\"}}' | kcat -b {addr} -t social.posts -P -K:");
     println!("  kcat -b {addr} -t social.posts -C -e");
     println!();
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await?;
     tracing::info!("shutting down");
     broker.shutdown().await.context("broker shutdown")?;
-    Ok(())
-}
-
-/// Creates the demo topics through the broker's own Kafka API, as any
-/// admin client would; topics that exist already are left alone.
-async fn demo_topics(addr: SocketAddr) -> Result<()> {
-    use bytes::BytesMut;
-    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-    use kafka_protocol::messages::{
-        ApiKey, CreateTopicsRequest, CreateTopicsResponse, RequestHeader, TopicName,
-    };
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let version = 5;
-    let topics = DEMO_TOPICS
-        .iter()
-        .map(|(name, partitions, policy)| {
-            CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(name)))
-                .with_num_partitions(*partitions)
-                .with_replication_factor(1)
-                .with_configs(vec![CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("cleanup.policy"))
-                    .with_value(Some(StrBytes::from_static_str(policy)))])
-        })
-        .collect();
-    let req = CreateTopicsRequest::default()
-        .with_topics(topics)
-        .with_timeout_ms(10_000);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::CreateTopics as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("gatehouse-demo")));
-    let mut body = BytesMut::new();
-    header.encode(
-        &mut body,
-        ApiKey::CreateTopics.request_header_version(version),
-    )?;
-    req.encode(&mut body, version)?;
-    let mut sock = tokio::net::TcpStream::connect(addr).await?;
-    sock.write_all(&(body.len() as i32).to_be_bytes()).await?;
-    sock.write_all(&body).await?;
-    let len = sock.read_i32().await?;
-    let len = usize::try_from(len).context("negative response length")?;
-    let mut buf = vec![0u8; len];
-    sock.read_exact(&mut buf).await?;
-    let mut buf = bytes::Bytes::from(buf);
-    let _ = kafka_protocol::messages::ResponseHeader::decode(
-        &mut buf,
-        ApiKey::CreateTopics.response_header_version(version),
-    )?;
-    let resp = CreateTopicsResponse::decode(&mut buf, version)?;
-    for t in resp.topics {
-        match t.error_code {
-            0 => tracing::info!(topic = %t.name.0.as_str(), "demo topic created"),
-            36 => tracing::debug!(topic = %t.name.0.as_str(), "demo topic exists"),
-            code => anyhow::bail!(
-                "creating {} failed with error {code}: {}",
-                t.name.0.as_str(),
-                t.error_message.as_deref().unwrap_or("")
-            ),
-        }
-    }
     Ok(())
 }
 

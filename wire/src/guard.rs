@@ -109,7 +109,9 @@ pub enum GuardError {
     },
     /// An array claims more elements than there are bytes left, though each
     /// element takes at least one byte. This is the allocation attack.
-    #[error("array `{field}` at byte {at} claims {claimed} elements, only {remaining} bytes remain")]
+    #[error(
+        "array `{field}` at byte {at} claims {claimed} elements, only {remaining} bytes remain"
+    )]
     ArrayTooLong {
         /// Offset of the element count.
         at: usize,
@@ -152,7 +154,9 @@ pub enum GuardError {
     },
     /// A tagged-field section claims more fields than can fit in the bytes
     /// left (each takes at least two).
-    #[error("tagged-field section at byte {at} claims {claimed} fields, only {remaining} bytes remain")]
+    #[error(
+        "tagged-field section at byte {at} claims {claimed} fields, only {remaining} bytes remain"
+    )]
     TooManyTaggedFields {
         /// Offset of the field count.
         at: usize,
@@ -176,7 +180,9 @@ pub enum GuardError {
     /// A tagged field the decoder knows does not fill exactly its declared
     /// size. The decoder reads known tags by type, so a mismatch would make
     /// it read the rest of the body out of step with the guard.
-    #[error("tagged field {tag} at byte {at} declares {declared} bytes but its value takes {actual}")]
+    #[error(
+        "tagged field {tag} at byte {at} declares {declared} bytes but its value takes {actual}"
+    )]
     TaggedFieldSizeMismatch {
         /// Offset of the tag.
         at: usize,
@@ -723,7 +729,10 @@ fn check_batch(records: &[u8], start: usize, end: usize) -> Result<(), GuardErro
         needed: RECORD_BATCH_HEADER_LEN,
         remaining: end - start,
     };
-    let magic = records.get(start + 16).map(|&m| m as i8).ok_or_else(short)?;
+    let magic = records
+        .get(start + 16)
+        .map(|&m| m as i8)
+        .ok_or_else(short)?;
     if magic != 2 {
         return Err(GuardError::UnsupportedMagic {
             at: start + 16,
@@ -866,4 +875,1424 @@ fn check_record_body(w: &mut Walker<'_>) -> Result<(), GuardError> {
 fn be_i32(buf: &[u8], at: usize) -> Option<i32> {
     let b = buf.get(at..at.checked_add(4)?)?;
     Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{types, Decoder, Message as _, StrBytes};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+    use proptest::prelude::*;
+    use std::ops::RangeInclusive;
+
+    // === helpers ===
+
+    fn s(x: &'static str) -> StrBytes {
+        StrBytes::from_static_str(x)
+    }
+
+    fn topic(x: &'static str) -> TopicName {
+        TopicName(s(x))
+    }
+
+    fn group(x: &'static str) -> GroupId {
+        GroupId(s(x))
+    }
+
+    /// A UUID of sixteen `n` bytes (the `uuid` crate is not a dependency,
+    /// so read one off the wire).
+    fn uuid<T>(n: u8) -> T
+    where
+        types::Uuid: Decoder<T>,
+    {
+        types::Uuid.decode(&mut &[n; 16][..]).expect("16 bytes")
+    }
+
+    /// Calls `$f!(ApiKey variant, request type)` for every API in the brief.
+    macro_rules! for_each_api {
+        ($m:ident) => {
+            $m! {
+                Produce => ProduceRequest,
+                Fetch => FetchRequest,
+                ListOffsets => ListOffsetsRequest,
+                Metadata => MetadataRequest,
+                OffsetCommit => OffsetCommitRequest,
+                OffsetFetch => OffsetFetchRequest,
+                FindCoordinator => FindCoordinatorRequest,
+                JoinGroup => JoinGroupRequest,
+                Heartbeat => HeartbeatRequest,
+                LeaveGroup => LeaveGroupRequest,
+                SyncGroup => SyncGroupRequest,
+                DescribeGroups => DescribeGroupsRequest,
+                ListGroups => ListGroupsRequest,
+                SaslHandshake => SaslHandshakeRequest,
+                ApiVersions => ApiVersionsRequest,
+                CreateTopics => CreateTopicsRequest,
+                DeleteTopics => DeleteTopicsRequest,
+                DeleteRecords => DeleteRecordsRequest,
+                InitProducerId => InitProducerIdRequest,
+                DescribeConfigs => DescribeConfigsRequest,
+                AlterConfigs => AlterConfigsRequest,
+                SaslAuthenticate => SaslAuthenticateRequest,
+                CreatePartitions => CreatePartitionsRequest,
+                DeleteGroups => DeleteGroupsRequest,
+                IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+                DescribeCluster => DescribeClusterRequest,
+                OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+                DescribeProducers => DescribeProducersRequest,
+                ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+                ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
+                DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+                AddPartitionsToTxn => AddPartitionsToTxnRequest,
+                AddOffsetsToTxn => AddOffsetsToTxnRequest,
+                EndTxn => EndTxnRequest,
+                TxnOffsetCommit => TxnOffsetCommitRequest,
+                DescribeAcls => DescribeAclsRequest,
+                CreateAcls => CreateAclsRequest,
+                DeleteAcls => DeleteAclsRequest,
+            }
+        };
+    }
+
+    macro_rules! api_list {
+        ($($api:ident => $ty:ident,)*) => { &[$(ApiKey::$api),*] };
+    }
+    const BRIEF_APIS: &[ApiKey] = for_each_api!(api_list);
+
+    fn default_request(api: ApiKey) -> RequestKind {
+        macro_rules! pick {
+            ($($api:ident => $ty:ident,)*) => {
+                match api {
+                    $(ApiKey::$api => RequestKind::$api($ty::default()),)*
+                    other => panic!("{other:?} is not in the table"),
+                }
+            };
+        }
+        for_each_api!(pick)
+    }
+
+    /// The version range of the crate's request struct for `api`.
+    fn crate_versions(api: ApiKey) -> (i16, i16) {
+        macro_rules! pick {
+            ($($api:ident => $ty:ident,)*) => {
+                match api {
+                    $(ApiKey::$api => ($ty::VERSIONS.min, $ty::VERSIONS.max),)*
+                    other => panic!("{other:?} is not in the table"),
+                }
+            };
+        }
+        for_each_api!(pick)
+    }
+
+    fn versions(api: ApiKey) -> RangeInclusive<i16> {
+        let m = schema::message(api).expect("api in table");
+        m.min..=m.max
+    }
+
+    fn encode(req: &RequestKind, version: i16) -> Bytes {
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("encode {req:?} v{version}: {e:#}"));
+        buf.freeze()
+    }
+
+    /// The guard accepts `body`, reading exactly all of it, and the crate
+    /// decodes it, also reading all of it.
+    fn assert_accepted(api: ApiKey, version: i16, body: &Bytes) {
+        let used = walk_request(api, version, body)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} refused: {e}"));
+        assert_eq!(used, body.len(), "{api:?} v{version}: guard stopped early");
+        let mut rest = body.clone();
+        RequestKind::decode(api, &mut rest, version)
+            .unwrap_or_else(|e| panic!("{api:?} v{version} does not decode: {e:#}"));
+        assert!(rest.is_empty(), "{api:?} v{version}: crate left bytes");
+    }
+
+    fn records(n: usize, compression: Compression) -> Bytes {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 7)))),
+                headers: [(s("h"), Some(Bytes::from_static(b"v")))]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode batch");
+        buf.freeze()
+    }
+
+    // === the table ===
+
+    #[test]
+    fn table_covers_the_brief_at_the_crates_versions() {
+        assert_eq!(schema::COVERED, BRIEF_APIS);
+        for &api in BRIEF_APIS {
+            assert!(covers(api));
+            let m = schema::message(api).expect("in table");
+            assert_eq!((m.min, m.max), crate_versions(api), "{api:?}");
+            let below = walk_request(api, m.min - 1, &[]);
+            assert_eq!(
+                below,
+                Err(GuardError::UnsupportedVersion {
+                    api,
+                    version: m.min - 1
+                })
+            );
+        }
+        assert!(!covers(ApiKey::WriteTxnMarkers));
+        assert_eq!(
+            check_request(ApiKey::WriteTxnMarkers, 1, &[]),
+            Err(GuardError::UnknownApi {
+                api: ApiKey::WriteTxnMarkers
+            })
+        );
+    }
+
+    #[test]
+    fn every_default_request_passes_at_every_version() {
+        let mut n = 0;
+        for &api in BRIEF_APIS {
+            for v in versions(api) {
+                assert_accepted(api, v, &encode(&default_request(api), v));
+                n += 1;
+            }
+        }
+        assert!(n > 200, "only {n} (api, version) pairs");
+    }
+
+    // === richer requests, built per version ===
+
+    fn produce(v: i16) -> RequestKind {
+        use kafka_protocol::messages::produce_request::*;
+        let batch = records(3, Compression::None);
+        let t = |name, id, parts: &[i32]| {
+            let mut t = TopicProduceData::default().with_partition_data(
+                parts
+                    .iter()
+                    .map(|&p| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(batch.clone()))
+                    })
+                    .collect(),
+            );
+            if v >= 13 {
+                t = t.with_topic_id(uuid(id));
+            } else {
+                t = t.with_name(topic(name));
+            }
+            t
+        };
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_transactional_id(Some(TransactionalId(s("tx"))))
+                .with_acks(-1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![t("a", 1, &[0, 1]), t("bb", 2, &[7])]),
+        )
+    }
+
+    fn fetch(v: i16) -> RequestKind {
+        use kafka_protocol::messages::fetch_request::*;
+        let part = |p| {
+            let mut fp = FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(100)
+                .with_partition_max_bytes(1 << 20);
+            if v >= 9 {
+                fp = fp.with_current_leader_epoch(3);
+            }
+            if v >= 12 {
+                fp = fp.with_last_fetched_epoch(2);
+            }
+            if v >= 5 {
+                fp = fp.with_log_start_offset(0);
+            }
+            if v >= 17 {
+                fp = fp.with_replica_directory_id(uuid(9));
+            }
+            if v >= 18 {
+                fp = fp.with_high_watermark(500);
+            }
+            fp
+        };
+        let mut t = FetchTopic::default().with_partitions(vec![part(0), part(1), part(2)]);
+        if v >= 13 {
+            t = t.with_topic_id(uuid(1));
+        } else {
+            t = t.with_topic(topic("events"));
+        }
+        let mut r = FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_isolation_level(1)
+            .with_topics(vec![t.clone(), t]);
+        if v >= 7 {
+            let mut f = ForgottenTopic::default().with_partitions(vec![4, 5]);
+            if v >= 13 {
+                f = f.with_topic_id(uuid(2));
+            } else {
+                f = f.with_topic(topic("old"));
+            }
+            r = r
+                .with_session_id(12)
+                .with_session_epoch(3)
+                .with_forgotten_topics_data(vec![f]);
+        }
+        if v >= 11 {
+            r = r.with_rack_id(s("rack-1"));
+        }
+        if v >= 12 {
+            r = r
+                .with_cluster_id(Some(s("cluster")))
+                .with_unknown_tagged_field(77, Bytes::from_static(b"future"));
+        }
+        if v >= 15 {
+            r = r.with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(1))
+                    .with_replica_epoch(7),
+            );
+        } else {
+            r = r.with_replica_id(BrokerId(-1));
+        }
+        RequestKind::Fetch(r)
+    }
+
+    fn metadata(v: i16, all: bool) -> RequestKind {
+        use kafka_protocol::messages::metadata_request::*;
+        let t = |name, id| {
+            let t = MetadataRequestTopic::default().with_name(Some(topic(name)));
+            if v >= 10 {
+                t.with_topic_id(uuid(id))
+            } else {
+                t
+            }
+        };
+        let mut r = MetadataRequest::default().with_topics(if all {
+            None
+        } else {
+            Some(vec![t("a", 1), t("b", 2), t("ccc", 3)])
+        });
+        if (8..=10).contains(&v) {
+            r = r.with_include_cluster_authorized_operations(true);
+        }
+        if v >= 8 {
+            r = r.with_include_topic_authorized_operations(true);
+        }
+        if v >= 9 {
+            r = r.with_unknown_tagged_field(3, Bytes::from_static(&[1, 2, 3]));
+        }
+        RequestKind::Metadata(r)
+    }
+
+    fn offset_commit(v: i16) -> RequestKind {
+        use kafka_protocol::messages::offset_commit_request::*;
+        let p = |i| {
+            let p = OffsetCommitRequestPartition::default()
+                .with_partition_index(i)
+                .with_committed_offset(42)
+                .with_committed_metadata(if i == 0 { None } else { Some(s("meta")) });
+            if v >= 6 {
+                p.with_committed_leader_epoch(5)
+            } else {
+                p
+            }
+        };
+        let mut r = OffsetCommitRequest::default()
+            .with_group_id(group("g"))
+            .with_generation_id_or_member_epoch(3)
+            .with_member_id(s("member-1"))
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic("a"))
+                    .with_partitions(vec![p(0), p(1)]),
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic("b"))
+                    .with_partitions(vec![p(2)]),
+            ]);
+        if v >= 7 {
+            r = r.with_group_instance_id(Some(s("instance")));
+        }
+        if v <= 4 {
+            r = r.with_retention_time_ms(60_000);
+        }
+        RequestKind::OffsetCommit(r)
+    }
+
+    fn offset_fetch(v: i16, all: bool) -> RequestKind {
+        use kafka_protocol::messages::offset_fetch_request::*;
+        let mut r = OffsetFetchRequest::default();
+        if v <= 7 {
+            r = r.with_group_id(group("g")).with_topics(if all {
+                None
+            } else {
+                Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic("a"))
+                        .with_partition_indexes(vec![0, 1, 2]),
+                    OffsetFetchRequestTopic::default().with_name(topic("b")),
+                ])
+            });
+        } else {
+            let g = |name| {
+                let g = OffsetFetchRequestGroup::default()
+                    .with_group_id(group(name))
+                    .with_topics(if all {
+                        None
+                    } else {
+                        Some(vec![OffsetFetchRequestTopics::default()
+                            .with_name(topic("a"))
+                            .with_partition_indexes(vec![3, 4])])
+                    });
+                if v >= 9 {
+                    g.with_member_id(Some(s("m"))).with_member_epoch(4)
+                } else {
+                    g
+                }
+            };
+            r = r.with_groups(vec![g("g1"), g("g2")]);
+        }
+        if v >= 7 {
+            r = r.with_require_stable(true);
+        }
+        RequestKind::OffsetFetch(r)
+    }
+
+    fn join_group(v: i16) -> RequestKind {
+        use kafka_protocol::messages::join_group_request::*;
+        let mut r = JoinGroupRequest::default()
+            .with_group_id(group("g"))
+            .with_session_timeout_ms(10_000)
+            .with_member_id(s(""))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(Bytes::from_static(&[0, 3, 0, 0, 0, 1, 0, 1, b'a'])),
+                JoinGroupRequestProtocol::default()
+                    .with_name(s("cooperative-sticky"))
+                    .with_metadata(Bytes::new()),
+            ]);
+        if v >= 1 {
+            r = r.with_rebalance_timeout_ms(30_000);
+        }
+        if v >= 5 {
+            r = r.with_group_instance_id(Some(s("static-1")));
+        }
+        if v >= 8 {
+            r = r.with_reason(Some(s("rebalance")));
+        }
+        RequestKind::JoinGroup(r)
+    }
+
+    fn sync_group(v: i16) -> RequestKind {
+        use kafka_protocol::messages::sync_group_request::*;
+        let mut r = SyncGroupRequest::default()
+            .with_group_id(group("g"))
+            .with_generation_id(2)
+            .with_member_id(s("m1"))
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(s("m1"))
+                    .with_assignment(Bytes::from_static(&[0, 1, 2, 3, 4])),
+                SyncGroupRequestAssignment::default().with_member_id(s("m2")),
+            ]);
+        if v >= 3 {
+            r = r.with_group_instance_id(Some(s("static-1")));
+        }
+        if v >= 5 {
+            r = r
+                .with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s("range")));
+        }
+        RequestKind::SyncGroup(r)
+    }
+
+    fn create_topics() -> RequestKind {
+        use kafka_protocol::messages::create_topics_request::*;
+        RequestKind::CreateTopics(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(5_000)
+                .with_validate_only(true)
+                .with_topics(vec![
+                    CreatableTopic::default()
+                        .with_name(topic("t1"))
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1)
+                        .with_assignments(vec![
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(0)
+                                .with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
+                            CreatableReplicaAssignment::default().with_partition_index(1),
+                        ])
+                        .with_configs(vec![
+                            CreatableTopicConfig::default()
+                                .with_name(s("cleanup.policy"))
+                                .with_value(Some(s("compact"))),
+                            CreatableTopicConfig::default()
+                                .with_name(s("retention.ms"))
+                                .with_value(None),
+                        ]),
+                    CreatableTopic::default()
+                        .with_name(topic("t2"))
+                        .with_num_partitions(3)
+                        .with_replication_factor(1),
+                ]),
+        )
+    }
+
+    fn describe_configs(v: i16) -> RequestKind {
+        use kafka_protocol::messages::describe_configs_request::*;
+        let mut r = DescribeConfigsRequest::default()
+            .with_include_synonyms(true)
+            .with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t1"))
+                    .with_configuration_keys(Some(vec![s("retention.ms"), s("segment.bytes")])),
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1"))
+                    .with_configuration_keys(None),
+            ]);
+        if v >= 3 {
+            r = r.with_include_documentation(true);
+        }
+        RequestKind::DescribeConfigs(r)
+    }
+
+    fn incremental_alter_configs() -> RequestKind {
+        use kafka_protocol::messages::incremental_alter_configs_request::*;
+        RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default()
+                .with_validate_only(false)
+                .with_resources(vec![AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t1"))
+                    .with_configs(vec![
+                        AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("1000"))),
+                        AlterableConfig::default()
+                            .with_name(s("cleanup.policy"))
+                            .with_config_operation(1)
+                            .with_value(None),
+                    ])]),
+        )
+    }
+
+    /// Rich requests for the APIs the broker handles most.
+    fn rich_requests(api: ApiKey, v: i16) -> Vec<RequestKind> {
+        match api {
+            ApiKey::Produce => vec![produce(v)],
+            ApiKey::Fetch => vec![fetch(v)],
+            ApiKey::Metadata => vec![metadata(v, false), metadata(v, true)],
+            ApiKey::OffsetCommit => vec![offset_commit(v)],
+            ApiKey::OffsetFetch => vec![offset_fetch(v, false), offset_fetch(v, true)],
+            ApiKey::JoinGroup => vec![join_group(v)],
+            ApiKey::SyncGroup => vec![sync_group(v)],
+            ApiKey::CreateTopics => vec![create_topics()],
+            ApiKey::DescribeConfigs => vec![describe_configs(v)],
+            ApiKey::IncrementalAlterConfigs => vec![incremental_alter_configs()],
+            _ => vec![],
+        }
+    }
+
+    const RICH_APIS: &[ApiKey] = &[
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::CreateTopics,
+        ApiKey::DescribeConfigs,
+        ApiKey::IncrementalAlterConfigs,
+    ];
+
+    #[test]
+    fn rich_requests_pass_at_every_version() {
+        for &api in RICH_APIS {
+            for v in versions(api) {
+                let reqs = rich_requests(api, v);
+                assert!(!reqs.is_empty());
+                for req in reqs {
+                    let body = encode(&req, v);
+                    assert_accepted(api, v, &body);
+                    // And it is the same request on the other side.
+                    let decoded = RequestKind::decode(api, &mut body.clone(), v).expect("decode");
+                    assert_eq!(encode(&decoded, v), body, "{api:?} v{v} round trip");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn produce_records_pass_the_batch_check() {
+        let RequestKind::Produce(p) = produce(9) else {
+            unreachable!()
+        };
+        for t in &p.topic_data {
+            for part in &t.partition_data {
+                let recs = part.records.as_ref().expect("records");
+                assert_eq!(check_record_batches(recs), Ok(()));
+            }
+        }
+    }
+
+    // === the exploit ===
+
+    #[test]
+    fn metadata_v4_claiming_2_pow_31_topics_is_refused() {
+        // 0x7fffffff topics, then 16 bytes of padding: 20 bytes in all.
+        let mut body = vec![0x7f, 0xff, 0xff, 0xff];
+        body.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            check_request(ApiKey::Metadata, 4, &body),
+            Err(GuardError::ArrayTooLong {
+                at: 0,
+                field: "topics",
+                claimed: 0x7fff_ffff,
+                remaining: 16,
+            })
+        );
+    }
+
+    #[test]
+    fn metadata_v12_compact_array_claiming_2_pow_31_topics_is_refused() {
+        // Compact count is n + 1 as an unsigned varint: 0x8000_0000.
+        let mut body = vec![0x80, 0x80, 0x80, 0x80, 0x08];
+        body.extend_from_slice(&[0; 15]);
+        assert_eq!(
+            check_request(ApiKey::Metadata, 12, &body),
+            Err(GuardError::ArrayTooLong {
+                at: 0,
+                field: "topics",
+                claimed: 0x7fff_ffff,
+                remaining: 15,
+            })
+        );
+    }
+
+    #[test]
+    fn nested_array_in_produce_is_checked() {
+        // Produce v3: transactional_id null, acks, timeout, one topic "a",
+        // then a partition array claiming 1000 elements in 4 bytes.
+        let mut body = vec![0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30, 0, 0, 0, 1, 0, 1, b'a'];
+        body.extend_from_slice(&1000i32.to_be_bytes());
+        body.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            check_request(ApiKey::Produce, 3, &body),
+            Err(GuardError::ArrayTooLong {
+                at: 15,
+                field: "partition_data",
+                claimed: 1000,
+                remaining: 4,
+            })
+        );
+    }
+
+    #[test]
+    fn lengths_nulls_and_tagged_fields_are_checked() {
+        // FindCoordinator v0: key string claims 100 bytes, has 2.
+        assert_eq!(
+            check_request(ApiKey::FindCoordinator, 0, &[0, 100, b'g', b'g']),
+            Err(GuardError::LengthTooLong {
+                at: 0,
+                field: "key",
+                claimed: 100,
+                remaining: 2,
+            })
+        );
+        // Null key, which is not nullable.
+        assert_eq!(
+            check_request(ApiKey::FindCoordinator, 0, &[0xff, 0xff]),
+            Err(GuardError::UnexpectedNull {
+                at: 0,
+                field: "key"
+            })
+        );
+        // Negative length other than -1.
+        assert_eq!(
+            check_request(ApiKey::FindCoordinator, 0, &[0xff, 0xfe]),
+            Err(GuardError::NegativeLength {
+                at: 0,
+                field: "key",
+                claimed: -2,
+            })
+        );
+        // ApiVersions v3: two compact strings then a tagged-field section
+        // claiming 100 fields in 2 bytes.
+        assert_eq!(
+            check_request(ApiKey::ApiVersions, 3, &[1, 1, 100, 0, 0]),
+            Err(GuardError::TooManyTaggedFields {
+                at: 2,
+                claimed: 100,
+                remaining: 2,
+            })
+        );
+        // One unknown tagged field whose size runs past the end.
+        assert_eq!(
+            check_request(ApiKey::ApiVersions, 3, &[1, 1, 1, 9, 50, 0]),
+            Err(GuardError::TaggedFieldTooLong {
+                at: 3,
+                tag: 9,
+                claimed: 50,
+                remaining: 1,
+            })
+        );
+        // ...and one that fits is skipped.
+        assert_eq!(
+            check_request(ApiKey::ApiVersions, 3, &[1, 1, 1, 9, 2, 7, 7]),
+            Ok(())
+        );
+        // A varint that never ends.
+        assert_eq!(
+            check_request(ApiKey::ApiVersions, 3, &[0xff; 8]),
+            Err(GuardError::MalformedVarint {
+                at: 0,
+                field: "client_software_name",
+            })
+        );
+        // Truncated fixed-size field: Heartbeat v0 ends inside generation_id.
+        assert_eq!(
+            check_request(ApiKey::Heartbeat, 0, &[0, 1, b'g', 0, 0]),
+            Err(GuardError::Truncated {
+                at: 3,
+                field: "generation_id",
+                needed: 4,
+                remaining: 2,
+            })
+        );
+    }
+
+    /// A flexible Fetch body with nothing but a tagged-field section.
+    fn fetch_v15_with_tags(tags: &[u8]) -> Vec<u8> {
+        // max_wait, min_bytes, max_bytes, isolation, session id, epoch,
+        // topics [], forgotten [], rack_id ""
+        let mut b = vec![0; 4 * 3 + 1 + 4 + 4];
+        b.extend_from_slice(&[1, 1, 1]);
+        b.extend_from_slice(tags);
+        b
+    }
+
+    #[test]
+    fn known_tagged_fields_must_fill_their_size() {
+        // Tag 1 (replica_state at v15+): i32 + i64 + empty tagged section.
+        let mut ok = vec![1, 1, 13];
+        ok.extend_from_slice(&[0; 12]);
+        ok.push(0);
+        let body = fetch_v15_with_tags(&ok);
+        assert_accepted(ApiKey::Fetch, 15, &Bytes::from(body));
+
+        // Same value, declared as 20 bytes: the crate would read 13 and
+        // carry on reading the padding as the next tag.
+        let mut long = vec![1, 1, 20];
+        long.extend_from_slice(&[0; 12]);
+        long.push(0);
+        long.extend_from_slice(&[0; 7]);
+        let body = fetch_v15_with_tags(&long);
+        assert_eq!(
+            check_request(ApiKey::Fetch, 15, &body),
+            Err(GuardError::TaggedFieldSizeMismatch {
+                at: 23,
+                tag: 1,
+                declared: 20,
+                actual: 13,
+            })
+        );
+
+        // Declared shorter than the value: the walk stops at the window.
+        let mut short = vec![1, 1, 5];
+        short.extend_from_slice(&[0; 12]);
+        short.push(0);
+        let body = fetch_v15_with_tags(&short);
+        assert!(matches!(
+            check_request(ApiKey::Fetch, 15, &body),
+            Err(GuardError::Truncated {
+                field: "replica_epoch",
+                ..
+            })
+        ));
+
+        // Tag 1 exists only from v15: the crate refuses it at v12.
+        let mut body = vec![0; 4 * 4 + 1 + 4 + 4];
+        body.extend_from_slice(&[1, 1, 1]);
+        body.extend_from_slice(&ok);
+        assert_eq!(
+            check_request(ApiKey::Fetch, 12, &body),
+            Err(GuardError::TagNotValidForVersion {
+                at: 28,
+                tag: 1,
+                version: 12,
+            })
+        );
+    }
+
+    #[test]
+    fn option_struct_and_zero_size_elements() {
+        // DescribeTopicPartitions v0: topics [], limit, cursor present.
+        let mut body = vec![1];
+        body.extend_from_slice(&100i32.to_be_bytes());
+        body.push(1);
+        body.extend_from_slice(&[2, b't', 0, 0, 0, 0, 0]); // name, partition, tags
+        body.push(0);
+        assert_accepted(
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &Bytes::from(body.clone()),
+        );
+        // Marker other than 1: nothing follows (the crate's reading).
+        let mut absent = body[..6].to_vec();
+        absent[5] = 0xff;
+        absent.push(0);
+        assert_accepted(ApiKey::DescribeTopicPartitions, 0, &Bytes::from(absent));
+    }
+
+    // === every wire type, on a synthetic schema ===
+
+    static INNER: Struct = Struct {
+        name: "Inner",
+        fields: &[Field {
+            name: "x",
+            versions: (0, 0),
+            kind: Kind::Int8,
+        }],
+        tagged: &[],
+    };
+
+    static SYNTHETIC: Struct = Struct {
+        name: "Synthetic",
+        fields: &[
+            Field {
+                name: "u16",
+                versions: (0, 9),
+                kind: Kind::UInt16,
+            },
+            Field {
+                name: "u32",
+                versions: (0, 9),
+                kind: Kind::UInt32,
+            },
+            Field {
+                name: "f64",
+                versions: (0, 9),
+                kind: Kind::Float64,
+            },
+            Field {
+                name: "varint",
+                versions: (0, 9),
+                kind: Kind::VarInt,
+            },
+            Field {
+                name: "varlong",
+                versions: (0, 9),
+                kind: Kind::VarLong,
+            },
+            Field {
+                name: "uvarint",
+                versions: (0, 9),
+                kind: Kind::UnsignedVarInt,
+            },
+            Field {
+                name: "i64",
+                versions: (0, 9),
+                kind: Kind::Int64,
+            },
+            Field {
+                name: "only_v1",
+                versions: (1, 1),
+                kind: Kind::Int32,
+            },
+            Field {
+                name: "empties",
+                versions: (0, 9),
+                kind: Kind::Array {
+                    nullable: false,
+                    elem: &Kind::Struct(&INNER),
+                },
+            },
+        ],
+        tagged: &[],
+    };
+
+    #[test]
+    fn every_kind_walks() {
+        let mut body = vec![0, 1, 0, 0, 0, 2];
+        body.extend_from_slice(&1.5f64.to_be_bytes());
+        body.extend_from_slice(&[0x81, 0x01]); // varint
+        body.extend_from_slice(&[0xff; 9]);
+        body.push(0x01); // 10-byte varlong
+        body.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x0f]); // 5-byte uvarint
+        body.extend_from_slice(&[0; 8]);
+        let with_v1 = |mut b: Vec<u8>| {
+            b.extend_from_slice(&[0, 0, 0, 9]);
+            b
+        };
+        // At v1 `empties` elements are empty structs: a count of 3 in 3
+        // bytes is fine, and walking stops after the first (no progress).
+        let mut v1 = with_v1(body.clone());
+        v1.extend_from_slice(&3i32.to_be_bytes());
+        v1.extend_from_slice(&[0; 3]);
+        let mut w = Walker::new(&v1, 1, false);
+        w.walk_struct(&SYNTHETIC).expect("v1");
+        assert_eq!(w.pos, v1.len() - 3);
+        // At v0 each element is one i8.
+        let mut v0 = body;
+        v0.extend_from_slice(&2i32.to_be_bytes());
+        v0.extend_from_slice(&[5, 6]);
+        let mut w = Walker::new(&v0, 0, false);
+        w.walk_struct(&SYNTHETIC).expect("v0");
+        assert_eq!(w.pos, v0.len());
+        // An 11-byte varlong is refused.
+        let mut bad = v0.clone();
+        bad[24] = 0x81;
+        let mut w = Walker::new(&bad, 0, false);
+        assert!(matches!(
+            w.walk_struct(&SYNTHETIC),
+            Err(GuardError::MalformedVarint {
+                field: "varlong",
+                ..
+            })
+        ));
+        assert_eq!(INNER.name, "Inner");
+    }
+
+    // === random bodies built from the table, checked against the crate ===
+
+    /// Writes a random *valid* body for a schema, as an independent check
+    /// that the table reads what the crate reads.
+    struct Gen {
+        rng: u64,
+        out: Vec<u8>,
+        version: i16,
+        flexible: bool,
+    }
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn uvarint(out: &mut Vec<u8>, mut v: u64) {
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+
+        fn random(&mut self, n: usize) {
+            for _ in 0..n {
+                let b = self.next() as u8;
+                self.out.push(b);
+            }
+        }
+
+        fn length(&mut self, width: Width, n: Option<usize>) {
+            if self.flexible {
+                Self::uvarint(&mut self.out, n.map_or(0, |n| n as u64 + 1));
+            } else {
+                let n = n.map_or(-1, |n| n as i64);
+                match width {
+                    Width::I16 => self.out.extend_from_slice(&(n as i16).to_be_bytes()),
+                    Width::I32 => self.out.extend_from_slice(&(n as i32).to_be_bytes()),
+                }
+            }
+        }
+
+        fn sized(&mut self, width: Width, nullable: bool, text: bool) {
+            if nullable && self.below(4) == 0 {
+                return self.length(width, None);
+            }
+            let n = self.below(6) as usize;
+            self.length(width, Some(n));
+            for _ in 0..n {
+                let b = if text {
+                    b'a' + self.below(26) as u8
+                } else {
+                    self.next() as u8
+                };
+                self.out.push(b);
+            }
+        }
+
+        fn kind(&mut self, kind: &Kind) {
+            match kind {
+                Kind::Int8 => self.random(1),
+                Kind::Bool => {
+                    let b = self.below(2) as u8;
+                    self.out.push(b);
+                }
+                Kind::Int16 | Kind::UInt16 => self.random(2),
+                Kind::Int32 | Kind::UInt32 => self.random(4),
+                Kind::Int64 | Kind::Float64 => self.random(8),
+                Kind::Uuid => self.random(16),
+                Kind::VarInt | Kind::UnsignedVarInt => {
+                    let v = self.below(1 << 31);
+                    Self::uvarint(&mut self.out, v);
+                }
+                Kind::VarLong => {
+                    let v = self.next();
+                    Self::uvarint(&mut self.out, v);
+                }
+                Kind::Str { nullable } => self.sized(Width::I16, *nullable, true),
+                Kind::Bytes { nullable } => self.sized(Width::I32, *nullable, false),
+                Kind::Records => self.sized(Width::I32, true, false),
+                Kind::Array { nullable, elem } => {
+                    if *nullable && self.below(4) == 0 {
+                        return self.length(Width::I32, None);
+                    }
+                    let n = self.below(3) as usize;
+                    self.length(Width::I32, Some(n));
+                    for _ in 0..n {
+                        self.kind(elem);
+                    }
+                }
+                Kind::Struct(s) => self.strukt(s),
+                Kind::OptionStruct(s) => {
+                    if self.below(2) == 0 {
+                        self.out.push(0xff);
+                    } else {
+                        self.out.push(1);
+                        self.strukt(s);
+                    }
+                }
+            }
+        }
+
+        fn strukt(&mut self, s: &Struct) {
+            for f in s.fields {
+                if in_range(f.versions, self.version) {
+                    self.kind(&f.kind);
+                }
+            }
+            if !self.flexible {
+                return;
+            }
+            let mut fields = Vec::new();
+            for t in s.tagged {
+                if in_range(t.versions, self.version) && self.below(2) == 0 {
+                    let outer = std::mem::take(&mut self.out);
+                    self.kind(&t.kind);
+                    fields.push((t.tag, std::mem::replace(&mut self.out, outer)));
+                }
+            }
+            if self.below(3) == 0 {
+                let outer = std::mem::take(&mut self.out);
+                let n = self.below(5) as usize;
+                self.random(n);
+                let tag = 100 + self.below(50) as u32;
+                fields.push((tag, std::mem::replace(&mut self.out, outer)));
+            }
+            Self::uvarint(&mut self.out, fields.len() as u64);
+            for (tag, value) in fields {
+                Self::uvarint(&mut self.out, u64::from(tag));
+                Self::uvarint(&mut self.out, value.len() as u64);
+                self.out.extend_from_slice(&value);
+            }
+        }
+    }
+
+    fn generate(api: ApiKey, version: i16, seed: u64) -> Bytes {
+        let m = schema::message(api).expect("in table");
+        let mut g = Gen {
+            rng: seed | 1,
+            out: Vec::new(),
+            version,
+            flexible: m.flexible.is_some_and(|f| version >= f),
+        };
+        g.strukt(m.body);
+        Bytes::from(g.out)
+    }
+
+    /// An (api, version) pair from the table.
+    fn api_version() -> impl Strategy<Value = (ApiKey, i16)> {
+        (0..BRIEF_APIS.len(), any::<u16>()).prop_map(|(i, r)| {
+            let api = BRIEF_APIS[i];
+            let vs = versions(api);
+            let span = (vs.end() - vs.start() + 1) as u16;
+            (api, vs.start() + (r % span) as i16)
+        })
+    }
+
+    /// Every (api, version), many random bodies each: the crate decodes
+    /// what the table describes, to the last byte.
+    #[test]
+    fn table_generated_bodies_decode_with_the_crate() {
+        for &api in BRIEF_APIS {
+            for v in versions(api) {
+                for seed in 0..40u64 {
+                    let body = generate(api, v, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) + 1);
+                    assert_accepted(api, v, &body);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(
+            (api, version) in api_version(),
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let _ = check_request(api, version, &body);
+        }
+
+        #[test]
+        fn one_byte_mutations_are_refused_or_decode_safely(
+            (api, version) in api_version(),
+            seed in any::<u64>(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+        ) {
+            let mut body = generate(api, version, seed).to_vec();
+            prop_assume!(!body.is_empty());
+            let i = at % body.len();
+            body[i] = byte;
+            if check_request(api, version, &body).is_ok() {
+                // Surviving this call is the assertion: a body the guard
+                // passed must not make the decoder abort.
+                let _ = RequestKind::decode(api, &mut Bytes::from(body), version);
+            }
+        }
+
+        #[test]
+        fn one_byte_mutations_of_rich_requests(
+            pick in 0..RICH_APIS.len(),
+            r in any::<u16>(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+        ) {
+            let api = RICH_APIS[pick];
+            let vs = versions(api);
+            let version = vs.start() + (r % (vs.end() - vs.start() + 1) as u16) as i16;
+            for req in rich_requests(api, version) {
+                let mut body = encode(&req, version).to_vec();
+                let i = at % body.len();
+                body[i] = byte;
+                if check_request(api, version, &body).is_ok() {
+                    let _ = RequestKind::decode(api, &mut Bytes::from(body), version);
+                }
+            }
+        }
+    }
+
+    // === record batches ===
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// CRC-32C (Castagnoli), bit by bit: tests patch batches and must
+    /// re-sign them so the decoder gets past its CRC check.
+    fn crc32c(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0x82f6_3b78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// Re-computes the CRC of the single batch at the start of `batch`.
+    fn resign(batch: &mut [u8]) {
+        let len = i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]) as usize;
+        let crc = crc32c(&batch[21..12 + len]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    fn set_count(batch: &mut [u8], count: i32) {
+        batch[57..61].copy_from_slice(&count.to_be_bytes());
+        resign(batch);
+    }
+
+    #[test]
+    fn valid_batches_of_every_codec_pass() {
+        for codec in CODECS {
+            for n in [0, 1, 5, 200] {
+                let b = records(n, codec);
+                assert_eq!(check_record_batches(&b), Ok(()), "{codec:?} x{n}");
+                let sets = RecordBatchDecoder::decode_all(&mut b.clone()).expect("decode");
+                assert_eq!(sets.iter().map(|s| s.records.len()).sum::<usize>(), n);
+            }
+        }
+        // Back to back, mixed codecs.
+        let mut all = BytesMut::new();
+        for codec in CODECS {
+            all.extend_from_slice(&records(3, codec));
+        }
+        assert_eq!(check_record_batches(&all), Ok(()));
+        assert_eq!(check_record_batches(&[]), Ok(()));
+    }
+
+    #[test]
+    fn highly_compressible_batches_stay_under_the_ratio() {
+        // Ten thousand empty records compress very well; they must still
+        // pass, or the bound would refuse real traffic.
+        let recs: Vec<Record> = (0..10_000)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 0,
+                key: None,
+                value: None,
+                headers: Default::default(),
+            })
+            .collect();
+        for codec in CODECS {
+            let mut buf = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &recs,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: codec,
+                },
+            )
+            .expect("encode");
+            let ratio = 10_000.0 / (buf.len() - RECORD_BATCH_HEADER_LEN) as f64;
+            assert_eq!(
+                check_record_batches(&buf),
+                Ok(()),
+                "{codec:?}: {ratio:.1} records per byte"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_record_counts_are_refused() {
+        for codec in CODECS {
+            let mut b = records(2, codec).to_vec();
+            set_count(&mut b, i32::MAX);
+            assert!(
+                matches!(
+                    check_record_batches(&b),
+                    Err(GuardError::RecordCountTooLarge {
+                        at: 57,
+                        count: i32::MAX,
+                        ..
+                    })
+                ),
+                "{codec:?}"
+            );
+            set_count(&mut b, -1);
+            assert_eq!(
+                check_record_batches(&b),
+                Err(GuardError::NegativeRecordCount { at: 57, count: -1 })
+            );
+        }
+        // The compressed bound, exactly.
+        let mut b = records(2, Compression::Zstd).to_vec();
+        let limit = (b.len() - RECORD_BATCH_HEADER_LEN) as u64 * 64 + 64;
+        set_count(&mut b, limit as i32);
+        assert_eq!(check_record_batches(&b), Ok(()));
+        set_count(&mut b, limit as i32 + 1);
+        assert_eq!(
+            check_record_batches(&b),
+            Err(GuardError::RecordCountTooLarge {
+                at: 57,
+                count: limit as i32 + 1,
+                limit,
+            })
+        );
+        // A second batch is found at its own offset.
+        let first = records(1, Compression::None);
+        let mut second = records(1, Compression::None).to_vec();
+        set_count(&mut second, i32::MAX);
+        let mut both = first.to_vec();
+        both.extend_from_slice(&second);
+        assert!(matches!(
+            check_record_batches(&both),
+            Err(GuardError::RecordCountTooLarge { at, .. }) if at == first.len() + 57
+        ));
+    }
+
+    #[test]
+    fn batch_framing_is_checked() {
+        let one = records(2, Compression::None);
+        let mut two = one.to_vec();
+        two.extend_from_slice(&one);
+        // Cut inside the second batch.
+        let cut = &two[..one.len() + 30];
+        assert_eq!(
+            check_record_batches(cut),
+            Err(GuardError::BatchTruncated {
+                at: one.len(),
+                needed: one.len(),
+                remaining: 30,
+            })
+        );
+        assert_eq!(check_record_batches_allow_partial_tail(cut), Ok(()));
+        // Cut inside the length field.
+        let cut = &two[..one.len() + 5];
+        assert_eq!(check_record_batches_allow_partial_tail(cut), Ok(()));
+        assert!(check_record_batches(cut).is_err());
+        // A length that cannot hold the header.
+        let mut bad = one.to_vec();
+        bad[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert_eq!(
+            check_record_batches(&bad),
+            Err(GuardError::BatchLengthInvalid { at: 0, length: 10 })
+        );
+        bad[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(
+            check_record_batches_allow_partial_tail(&bad),
+            Err(GuardError::BatchLengthInvalid { at: 0, length: -5 })
+        );
+        // Magic and codec.
+        let mut bad = one.to_vec();
+        bad[16] = 1;
+        assert_eq!(
+            check_record_batches(&bad),
+            Err(GuardError::UnsupportedMagic { at: 16, magic: 1 })
+        );
+        let mut bad = one.to_vec();
+        bad[22] |= 7;
+        assert_eq!(
+            check_record_batches(&bad),
+            Err(GuardError::UnknownCompression { at: 21, codec: 7 })
+        );
+    }
+
+    /// An uncompressed batch holding one record whose header count is
+    /// `headers` (zigzag varint), with no header bytes after it.
+    fn batch_with_header_count(headers: i32) -> Vec<u8> {
+        let mut rec = vec![0, 0, 0, 1, 1]; // attrs, ts, offset, key null, value null
+        let z = ((headers << 1) ^ (headers >> 31)) as u32;
+        Gen::uvarint(&mut rec, u64::from(z));
+        let mut body = Vec::new();
+        Gen::uvarint(&mut body, (rec.len() as u64) << 1);
+        body.extend_from_slice(&rec);
+        let mut b = vec![0; RECORD_BATCH_HEADER_LEN];
+        let len = (RECORD_BATCH_HEADER_LEN - 12 + body.len()) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[16] = 2;
+        b[57..61].copy_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&body);
+        resign(&mut b);
+        b
+    }
+
+    #[test]
+    fn record_header_counts_are_checked() {
+        let ok = batch_with_header_count(0);
+        assert_eq!(check_record_batches(&ok), Ok(()));
+        RecordBatchDecoder::decode_all(&mut Bytes::from(ok)).expect("decode");
+        assert_eq!(
+            check_record_batches(&batch_with_header_count(1 << 30)),
+            Err(GuardError::ArrayTooLong {
+                at: RECORD_BATCH_HEADER_LEN + 6,
+                field: "record headers",
+                claimed: 1 << 30,
+                remaining: 0,
+            })
+        );
+        assert!(matches!(
+            check_record_batches(&batch_with_header_count(-3)),
+            Err(GuardError::NegativeLength {
+                field: "record headers",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn record_lengths_are_checked() {
+        let mut b = records(3, Compression::None).to_vec();
+        // The first record's length varint sits right after the header.
+        b[RECORD_BATCH_HEADER_LEN] = 0x7e; // 63
+        assert!(matches!(
+            check_record_batches(&b),
+            Err(GuardError::LengthTooLong { .. }) | Err(GuardError::Truncated { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_record_bytes_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let _ = check_record_batches(&body);
+            let _ = check_record_batches_allow_partial_tail(&body);
+        }
+
+        #[test]
+        fn mutated_batches_are_refused_or_decode_safely(
+            codec in 0..CODECS.len(),
+            n in 0usize..20,
+            at in any::<usize>(),
+            byte in any::<u8>(),
+        ) {
+            let mut b = records(n, CODECS[codec]).to_vec();
+            let i = at % b.len();
+            b[i] = byte;
+            // Keep the CRC valid (unless the length itself was mangled) so
+            // the decoder goes on to the record count.
+            if !(8..12).contains(&i) && !(17..21).contains(&i) {
+                resign(&mut b);
+            }
+            if check_record_batches(&b).is_ok() {
+                let _ = RecordBatchDecoder::decode_all(&mut Bytes::from(b));
+            }
+        }
+    }
 }

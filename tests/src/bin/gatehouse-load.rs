@@ -79,7 +79,9 @@ async fn produce(args: &Args) -> Result<()> {
         .set("queue.buffering.max.kbytes", "1048576")
         .create()?;
     // Values are random-ish text so compression has realistic work to do.
-    let value: Vec<u8> = (0..args.size).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[(i * 7 + i / 13) % 37]).collect();
+    let value: Vec<u8> = (0..args.size)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[(i * 7 + i / 13) % 37])
+        .collect();
     let start = Instant::now();
     let mut pending = Vec::with_capacity(args.messages);
     for i in 0..args.messages {

@@ -1,0 +1,5 @@
+//! The `gatehouse` command's building blocks, shared by the binary and the
+//! end-to-end tests (so the tests exercise exactly what `gatehouse demo`
+//! runs).
+
+pub mod demo;
