@@ -28,6 +28,9 @@ pub struct BrokerConfig {
     pub advertised_host: Option<String>,
     /// Where data lives: a directory, `file://…` or `s3://bucket/prefix`.
     pub data: String,
+    /// Object store settings (`aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, …); `AWS_*` environment variables apply too.
+    pub store_options: Vec<(String, String)>,
     /// fsync local files after each commit.
     pub fsync: bool,
     /// How long produce requests are gathered into one commit object.
@@ -58,6 +61,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: None,
             data: "gatehouse-data/broker".into(),
+            store_options: Vec::new(),
             fsync: true,
             commit_interval: Duration::from_millis(2),
             commit_max_bytes: 8 << 20,
@@ -121,7 +125,12 @@ impl Broker {
                 "default partitions must be at least 1".into(),
             ));
         }
-        let storage = Storage::open(&config.data, config.fsync, config.cache_bytes)?;
+        let storage = Storage::open(
+            &config.data,
+            config.fsync,
+            config.cache_bytes,
+            &config.store_options,
+        )?;
         let cluster_id = storage.cluster_id().await?;
         let state = recover(&storage).await?;
         let listener =

@@ -151,6 +151,12 @@ fn dispatch(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr) -> Next {
         tracing::warn!(%peer, ?api, version, "closing connection: unsupported API version");
         return Next::Close;
     }
+    // Every count in the body must be backed by bytes before the codec sees
+    // it: the codec sizes its vectors from the counts it reads.
+    if let Err(e) = gatehouse_wire::check_request(api, version, &body) {
+        tracing::warn!(%peer, ?api, version, error = %e, "closing connection: malformed request");
+        return Next::Close;
+    }
     let request = match RequestKind::decode(api, &mut body, version) {
         Ok(r) => r,
         Err(e) => {

@@ -80,7 +80,15 @@ impl Storage {
     /// Opens the store named by `location`: a filesystem path, a `file://`
     /// URL, or an object store URL such as `s3://bucket/prefix` (credentials
     /// and endpoint from the usual `AWS_*` environment variables).
-    pub fn open(location: &str, fsync: bool, cache_bytes: usize) -> Result<Self, StorageError> {
+    ///
+    /// `options` are object store settings (`aws_endpoint`, `aws_region`,
+    /// …) that take precedence over the environment.
+    pub fn open(
+        location: &str,
+        fsync: bool,
+        cache_bytes: usize,
+        options: &[(String, String)],
+    ) -> Result<Self, StorageError> {
         let (store, description): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = location.strip_prefix("file://") {
                 (local(rest, fsync)?, location.to_string())
@@ -89,10 +97,11 @@ impl Storage {
                     location: location.to_string(),
                     reason: e.to_string(),
                 })?;
-                let opts: Vec<(String, String)> = std::env::vars()
+                let mut opts: Vec<(String, String)> = std::env::vars()
                     .filter(|(k, _)| k.starts_with("AWS_"))
                     .map(|(k, v)| (k.to_ascii_lowercase(), v))
                     .collect();
+                opts.extend(options.iter().cloned());
                 let (store, prefix) =
                     object_store::parse_url_opts(&url, opts).map_err(|e| StorageError::Config {
                         location: location.to_string(),

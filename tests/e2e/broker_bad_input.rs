@@ -141,6 +141,18 @@ async fn corrupt_and_misaddressed_batches_are_refused_and_not_stored() -> Result
         produce_one(&mut c, "strict", 0, big).await?.0 == 10,
         "MESSAGE_TOO_LARGE expected"
     );
+    // A batch whose CRC is right but whose record count is absurd for its
+    // size is refused before anything would size a buffer from it.
+    let mut liar = good.to_vec();
+    liar[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    liar[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+    let crc = crc32c::crc32c(&liar[21..]);
+    liar[17..21].copy_from_slice(&crc.to_be_bytes());
+    let got = produce_one(&mut c, "strict", 0, liar.into()).await?;
+    ensure!(
+        got.0 == 87,
+        "INVALID_RECORD expected for a lying record count: {got:?}"
+    );
     // Only the good batch lands, at offset 0.
     ensure!(produce_one(&mut c, "strict", 0, good).await? == (0, 0));
     Ok(())

@@ -263,3 +263,80 @@ impl TestBroker {
         self.config.data.clone()
     }
 }
+
+/// An S3-compatible object store (moto's server) on a free loopback port,
+/// with one bucket; stopped when dropped.
+#[derive(Debug)]
+pub struct S3Server {
+    child: tokio::process::Child,
+    /// `http://127.0.0.1:port`
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server and creates `bucket`.
+    pub async fn start(bucket: &str) -> Result<Self> {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let child = tokio::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start moto's S3 server: run scripts/install-test-deps")?;
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(addr).await {
+                let req = format!(
+                    "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                s.write_all(req.as_bytes()).await?;
+                let mut resp = Vec::new();
+                s.read_to_end(&mut resp).await?;
+                if resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200") {
+                    return Ok(server);
+                }
+                bail!("creating bucket failed: {}", String::from_utf8_lossy(&resp));
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("S3 server did not start on {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Object store options for a broker using this server.
+    pub fn options(&self) -> Vec<(String, String)> {
+        [
+            ("aws_endpoint", self.endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+            ("aws_region", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}

@@ -21,9 +21,9 @@
 //! it if any array claims more elements than there are bytes left (every
 //! element takes at least one byte), if a string or byte string claims more
 //! bytes than are left, or if a tagged-field section does not add up. A body
-//! it accepts can still fail to decode, but it can no longer make the
-//! decoder allocate more than a small multiple of its own length. The walk
-//! is O(body length), allocates nothing and cannot panic.
+//! it accepts can still fail to decode, but every count in it is backed by
+//! bytes, so the decoder allocates in proportion to what was actually sent.
+//! The walk is O(body length), allocates nothing and cannot panic.
 //!
 //! [`check_record_batches`] does the same for magic-v2 record batches before
 //! they reach `RecordBatchDecoder`: record counts must be plausible for the
@@ -47,6 +47,17 @@
 //! by their declared size), and insists that the two agree; otherwise a
 //! tagged field could make the guard and the decoder disagree about where
 //! the next array count sits.
+//!
+//! # Limits
+//!
+//! - "Proportion" still means the in-memory size of an element per wire
+//!   byte: an empty compact string is one byte on the wire and a 32-byte
+//!   `StrBytes` in memory. Keep the frame limit modest.
+//! - A compressed batch may claim up to [`MAX_RECORDS_PER_COMPRESSED_BYTE`]
+//!   records per compressed byte, and `reserve` sizes each at
+//!   `size_of::<Record>()` (176 bytes in 0.18.0), about 11 KiB per
+//!   compressed byte. Header counts inside compressed records, and the
+//!   decompressed size itself, cannot be checked without decompressing.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -57,10 +68,13 @@ mod schema;
 /// count.
 pub const RECORD_BATCH_HEADER_LEN: usize = 61;
 
-/// For compressed batches: at most this many records per compressed byte…
+/// A compressed batch may claim at most this many records per byte of
+/// compressed record data, plus [`COMPRESSED_RECORD_SLACK`]. Real batches
+/// stay far below it: ten thousand empty records come to about one record
+/// per compressed byte with zstd, the best of the codecs.
 pub const MAX_RECORDS_PER_COMPRESSED_BYTE: u64 = 64;
 
-/// …plus this many, whatever the size.
+/// Records a compressed batch may claim on top of the per-byte allowance.
 pub const COMPRESSED_RECORD_SLACK: u64 = 64;
 
 /// Bytes of a batch header before the batch length field ends (base offset
@@ -359,7 +373,8 @@ struct Tagged {
 
 /// A message struct: its fields in wire order and its known tagged fields.
 struct Struct {
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The crate's name for the struct, for readers of the table.
+    #[allow(dead_code)]
     name: &'static str,
     fields: &'static [Field],
     tagged: &'static [Tagged],
@@ -882,7 +897,7 @@ mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::{types, Decoder, Message as _, StrBytes};
+    use kafka_protocol::protocol::{Decodable as _, Message as _, StrBytes};
     use kafka_protocol::records::{
         Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
         TimestampType,
@@ -904,13 +919,20 @@ mod tests {
         GroupId(s(x))
     }
 
-    /// A UUID of sixteen `n` bytes (the `uuid` crate is not a dependency,
-    /// so read one off the wire).
-    fn uuid<T>(n: u8) -> T
-    where
-        types::Uuid: Decoder<T>,
-    {
-        types::Uuid.decode(&mut &[n; 16][..]).expect("16 bytes")
+    /// A UUID of sixteen `n` bytes. The `uuid` crate is not a dependency
+    /// of this crate, so take one from a decoded Metadata topic (v10: uuid,
+    /// null compact name, no tagged fields).
+    macro_rules! uuid {
+        ($n:expr) => {{
+            let mut wire = vec![$n; 16];
+            wire.extend_from_slice(&[0, 0]);
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::decode(
+                &mut &wire[..],
+                10,
+            )
+            .expect("metadata topic")
+            .topic_id
+        }};
     }
 
     /// Calls `$f!(ApiKey variant, request type)` for every API in the brief.
@@ -1024,7 +1046,9 @@ mod tests {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // offset - sequence must stay constant or the encoder
+                // starts a new batch for every record.
+                sequence: i as i32,
                 timestamp: 1_700_000_000_000 + i as i64,
                 key: Some(Bytes::from(format!("key-{i}"))),
                 value: Some(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 7)))),
@@ -1102,7 +1126,7 @@ mod tests {
                     .collect(),
             );
             if v >= 13 {
-                t = t.with_topic_id(uuid(id));
+                t = t.with_topic_id(uuid!(id));
             } else {
                 t = t.with_name(topic(name));
             }
@@ -1134,7 +1158,7 @@ mod tests {
                 fp = fp.with_log_start_offset(0);
             }
             if v >= 17 {
-                fp = fp.with_replica_directory_id(uuid(9));
+                fp = fp.with_replica_directory_id(uuid!(9));
             }
             if v >= 18 {
                 fp = fp.with_high_watermark(500);
@@ -1143,7 +1167,7 @@ mod tests {
         };
         let mut t = FetchTopic::default().with_partitions(vec![part(0), part(1), part(2)]);
         if v >= 13 {
-            t = t.with_topic_id(uuid(1));
+            t = t.with_topic_id(uuid!(1));
         } else {
             t = t.with_topic(topic("events"));
         }
@@ -1156,7 +1180,7 @@ mod tests {
         if v >= 7 {
             let mut f = ForgottenTopic::default().with_partitions(vec![4, 5]);
             if v >= 13 {
-                f = f.with_topic_id(uuid(2));
+                f = f.with_topic_id(uuid!(2));
             } else {
                 f = f.with_topic(topic("old"));
             }
@@ -1190,7 +1214,7 @@ mod tests {
         let t = |name, id| {
             let t = MetadataRequestTopic::default().with_name(Some(topic(name)));
             if v >= 10 {
-                t.with_topic_id(uuid(id))
+                t.with_topic_id(uuid!(id))
             } else {
                 t
             }
@@ -1624,7 +1648,7 @@ mod tests {
         assert_eq!(
             check_request(ApiKey::Fetch, 15, &body),
             Err(GuardError::TaggedFieldSizeMismatch {
-                at: 23,
+                at: 25,
                 tag: 1,
                 declared: 20,
                 actual: 13,
@@ -1651,7 +1675,7 @@ mod tests {
         assert_eq!(
             check_request(ApiKey::Fetch, 12, &body),
             Err(GuardError::TagNotValidForVersion {
-                at: 28,
+                at: 29,
                 tag: 1,
                 version: 12,
             })
@@ -1775,7 +1799,7 @@ mod tests {
         assert_eq!(w.pos, v0.len());
         // An 11-byte varlong is refused.
         let mut bad = v0.clone();
-        bad[24] = 0x81;
+        bad[25] = 0x81; // continuation on the tenth byte
         let mut w = Walker::new(&bad, 0, false);
         assert!(matches!(
             w.walk_struct(&SYNTHETIC),
@@ -1784,7 +1808,6 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(INNER.name, "Inner");
     }
 
     // === random bodies built from the table, checked against the crate ===
@@ -1953,6 +1976,12 @@ mod tests {
         })
     }
 
+    /// A replacement byte: often one that turns a count or length into a
+    /// huge (0x7f, 0xff, 0x80 as a varint continuation) or null one.
+    fn interesting_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![Just(0x7f), Just(0xff), Just(0x80), Just(0x00), any::<u8>()]
+    }
+
     /// Every (api, version), many random bodies each: the crate decodes
     /// what the table describes, to the last byte.
     #[test]
@@ -1983,7 +2012,7 @@ mod tests {
             (api, version) in api_version(),
             seed in any::<u64>(),
             at in any::<usize>(),
-            byte in any::<u8>(),
+            byte in interesting_byte(),
         ) {
             let mut body = generate(api, version, seed).to_vec();
             prop_assume!(!body.is_empty());
@@ -2001,7 +2030,7 @@ mod tests {
             pick in 0..RICH_APIS.len(),
             r in any::<u16>(),
             at in any::<usize>(),
-            byte in any::<u8>(),
+            byte in interesting_byte(),
         ) {
             let api = RICH_APIS[pick];
             let vs = versions(api);
@@ -2089,7 +2118,7 @@ mod tests {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i,
-                sequence: -1,
+                sequence: i as i32,
                 timestamp: 0,
                 key: None,
                 value: None,
@@ -2255,13 +2284,30 @@ mod tests {
 
     #[test]
     fn record_lengths_are_checked() {
-        let mut b = records(3, Compression::None).to_vec();
-        // The first record's length varint sits right after the header.
-        b[RECORD_BATCH_HEADER_LEN] = 0x7e; // 63
-        assert!(matches!(
+        let one = records(1, Compression::None).to_vec();
+        let record_bytes = one.len() - RECORD_BATCH_HEADER_LEN;
+        assert!(record_bytes < 62);
+        // The record's length varint sits right after the header.
+        let mut b = one.clone();
+        b[RECORD_BATCH_HEADER_LEN] = 0x7e; // zigzag 63
+        assert_eq!(
             check_record_batches(&b),
-            Err(GuardError::LengthTooLong { .. }) | Err(GuardError::Truncated { .. })
-        ));
+            Err(GuardError::LengthTooLong {
+                at: RECORD_BATCH_HEADER_LEN,
+                field: "record length",
+                claimed: 63,
+                remaining: record_bytes - 1,
+            })
+        );
+        b[RECORD_BATCH_HEADER_LEN] = 0x01; // zigzag -1
+        assert_eq!(
+            check_record_batches(&b),
+            Err(GuardError::NegativeLength {
+                at: RECORD_BATCH_HEADER_LEN,
+                field: "record length",
+                claimed: -1,
+            })
+        );
     }
 
     proptest! {
@@ -2278,9 +2324,9 @@ mod tests {
         #[test]
         fn mutated_batches_are_refused_or_decode_safely(
             codec in 0..CODECS.len(),
-            n in 0usize..20,
+            n in 1usize..20,
             at in any::<usize>(),
-            byte in any::<u8>(),
+            byte in interesting_byte(),
         ) {
             let mut b = records(n, CODECS[codec]).to_vec();
             let i = at % b.len();

@@ -121,6 +121,11 @@ fn submit(
         };
         (code, e.to_string())
     })?;
+    // Record counts must be plausible for the bytes sent: stored batches are
+    // decoded later (ListOffsets by time) by a codec that sizes its buffers
+    // from the count.
+    gatehouse_wire::check_record_batches(&records)
+        .map_err(|e| (KafkaCode::InvalidRecord, e.to_string()))?;
     if header.is_control() || header.is_transactional() {
         return Err((
             KafkaCode::InvalidRecord,
@@ -294,6 +299,9 @@ async fn gather(shared: &Shared, req: &FetchRequest) -> (FetchResponse, usize, b
     )
 }
 
+/// Largest batch (in records) ListOffsets decodes to find an exact offset.
+const MAX_DECODED_RECORDS: i64 = 1_000_000;
+
 /// Timestamps with a special meaning in ListOffsets.
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -368,6 +376,11 @@ async fn lookup_offset(
     let Some(loc) = candidate else {
         return Ok((-1, -1));
     };
+    if loc.last - loc.base + 1 > MAX_DECODED_RECORDS {
+        // Too many records to decode for one answer: the batch's first
+        // offset is a safe (earlier) answer for a timestamp search.
+        return Ok((loc.base.max(0), loc.max_ts));
+    }
     // Only the one batch that holds the answer is decompressed.
     let mut data = shared
         .storage
