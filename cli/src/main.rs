@@ -1,8 +1,9 @@
 //! The `gatehouse` command.
 //!
+//! - `gatehouse serve --config FILE`: run the proxy in front of a cluster.
 //! - `gatehouse broker`: run the Kafka-compatible broker on object storage.
-//! - `gatehouse demo`: the embedded default: a broker on a local data
-//!   directory with the demo world's topics, ready for clients.
+//! - `gatehouse demo`: the embedded default: the broker on a local data
+//!   directory with the demo world's topics, and the proxy in front of it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,11 +35,20 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy in front of a Kafka-compatible cluster.
+    Serve(ServeArgs),
     /// Run a broker whose data lives in object storage.
     Broker(BrokerArgs),
-    /// Run the embedded default: a broker with the demo topics, on a local
-    /// data directory.
+    /// Run the embedded default: the broker with the demo topics on a local
+    /// data directory, and the proxy in front of it.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The proxy's TOML configuration.
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -107,9 +117,13 @@ struct DemoArgs {
     /// Directory for the demo's data.
     #[arg(long, default_value = "gatehouse-data", env = "GATEHOUSE_DEMO_DATA")]
     data: PathBuf,
-    /// Port for clients.
+    /// The proxy's bootstrap port (what clients use); broker node N is
+    /// served on the following ports (port + 1 + N).
     #[arg(long, default_value_t = 9092, env = "GATEHOUSE_DEMO_PORT")]
     port: u16,
+    /// The broker's own port, for looking behind the proxy.
+    #[arg(long, default_value_t = 19092, env = "GATEHOUSE_DEMO_BROKER_PORT")]
+    broker_port: u16,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -145,19 +159,35 @@ async fn run_broker(args: BrokerArgs) -> Result<()> {
     Ok(())
 }
 
+async fn run_serve(args: ServeArgs) -> Result<()> {
+    let config = gatehouse_proxy::ProxyConfig::load(&args.config)?;
+    let proxy = gatehouse_proxy::Proxy::start(config)
+        .await
+        .context("proxy failed to start")?;
+    println!("gatehouse proxy listening on {}", proxy.local_addr());
+    wait_for_signal().await?;
+    tracing::info!("shutting down: draining in-flight requests");
+    proxy.shutdown().await;
+    Ok(())
+}
+
 async fn run_demo(args: DemoArgs) -> Result<()> {
-    let listen = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let broker = gatehouse::demo::start(&args.data, listen)
+    let addrs = gatehouse::demo::DemoAddrs::local(args.port, args.broker_port);
+    let demo = gatehouse::demo::start(&args.data, addrs)
         .await
         .context("demo failed to start")?;
-    let addr = broker.local_addr();
+    let addr = demo.bootstrap();
     println!();
     println!(
         "Gatehouse demo is running (data in {}).",
         args.data.display()
     );
     println!();
-    println!("  bootstrap.servers = {addr}");
+    println!("  bootstrap.servers = {addr}            (through Gatehouse)");
+    println!(
+        "  broker            = {}   (behind it, for comparison)",
+        demo.broker_addr()
+    );
     println!();
     println!("Try it:");
     println!("  kcat -b {addr} -L");
@@ -167,7 +197,7 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await?;
     tracing::info!("shutting down");
-    broker.shutdown().await.context("broker shutdown")?;
+    demo.shutdown().await.context("demo shutdown")?;
     Ok(())
 }
 
@@ -180,6 +210,7 @@ fn main() -> Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         match cli.command {
+            Command::Serve(args) => run_serve(args).await,
             Command::Broker(args) => run_broker(args).await,
             Command::Demo(args) => run_demo(args).await,
         }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use gatehouse_tests::TestBroker;
+use gatehouse_tests::Via;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -34,9 +35,8 @@ async fn topic_config(
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configs_partitions_and_groups() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn configs_partitions_and_groups(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let b = broker.bootstrap();
     create_topic(&b, "cfg", 1, &[("retention.ms", "3600000")]).await?;
     let a = admin(&b)?;
@@ -134,3 +134,5 @@ async fn configs_partitions_and_groups() -> Result<()> {
     );
     Ok(())
 }
+
+direct_and_proxied!(configs_partitions_and_groups);

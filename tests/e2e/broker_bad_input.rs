@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use gatehouse_tests::Via;
 use gatehouse_tests::{record_batch, RawClient, TestBroker};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
@@ -24,9 +25,8 @@ async fn still_serves(broker: &TestBroker) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn oversized_length_prefix_is_refused_without_allocating() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn oversized_length_prefix_is_refused_without_allocating(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     // 2 GiB claimed, four bytes sent.
     c.send_raw(&0x7fff_fff0i32.to_be_bytes()).await?;
@@ -37,9 +37,8 @@ async fn oversized_length_prefix_is_refused_without_allocating() -> Result<()> {
     still_serves(&broker).await
 }
 
-#[tokio::test]
-async fn garbage_and_unknown_api_keys_close_the_connection() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn garbage_and_unknown_api_keys_close_the_connection(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     // Unknown API key 999.
     let mut c = RawClient::connect(broker.addr()).await?;
     let mut frame = Vec::new();
@@ -88,9 +87,8 @@ async fn garbage_and_unknown_api_keys_close_the_connection() -> Result<()> {
     still_serves(&broker).await
 }
 
-#[tokio::test]
-async fn unsupported_api_versions_version_gets_the_supported_list() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn unsupported_api_versions_version_gets_the_supported_list(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     let frame = c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())?;
     let mut patched = frame.to_vec();
@@ -112,9 +110,8 @@ async fn unsupported_api_versions_version_gets_the_supported_list() -> Result<()
     Ok(())
 }
 
-#[tokio::test]
-async fn corrupt_and_misaddressed_batches_are_refused_and_not_stored() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn corrupt_and_misaddressed_batches_are_refused_and_not_stored(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     create(&mut c, "strict", 1, &[("max.message.bytes", "2000")]).await?;
     let good = record_batch(-1, -1, -1, 3, 1, Compression::Snappy)?;
@@ -157,3 +154,10 @@ async fn corrupt_and_misaddressed_batches_are_refused_and_not_stored() -> Result
     ensure!(produce_one(&mut c, "strict", 0, good).await? == (0, 0));
     Ok(())
 }
+
+direct_and_proxied!(
+    oversized_length_prefix_is_refused_without_allocating,
+    garbage_and_unknown_api_keys_close_the_connection,
+    unsupported_api_versions_version_gets_the_supported_list,
+    corrupt_and_misaddressed_batches_are_refused_and_not_stored
+);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use gatehouse_tests::clients::{kcat, run, run_ok, Client};
 use gatehouse_tests::TestBroker;
+use gatehouse_tests::Via;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -22,8 +23,8 @@ fn ids(v: &Value) -> Result<Vec<u64>> {
 /// A client creates a topic, produces with every codec it supports, reads
 /// everything back in a consumer group, then reads only what is new after
 /// producing more: its committed offsets were kept.
-async fn round_trip(client: Client) -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn round_trip(client: Client, via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let b = broker.bootstrap();
     let topic = format!("rt-{client:?}").to_lowercase();
     run_ok(
@@ -164,24 +165,20 @@ async fn round_trip(client: Client) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn confluent_kafka_round_trip() -> Result<()> {
-    round_trip(Client::Confluent).await
+async fn confluent_kafka_round_trip(via: Via) -> Result<()> {
+    round_trip(Client::Confluent, via).await
 }
 
-#[tokio::test]
-async fn kafka_python_round_trip() -> Result<()> {
-    round_trip(Client::KafkaPython).await
+async fn kafka_python_round_trip(via: Via) -> Result<()> {
+    round_trip(Client::KafkaPython, via).await
 }
 
-#[tokio::test]
-async fn kafkajs_round_trip() -> Result<()> {
-    round_trip(Client::KafkaJs).await
+async fn kafkajs_round_trip(via: Via) -> Result<()> {
+    round_trip(Client::KafkaJs, via).await
 }
 
-#[tokio::test]
-async fn kcat_lists_produces_and_consumes() -> Result<()> {
-    let broker = TestBroker::start_with(|c| {
+async fn kcat_lists_produces_and_consumes(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via_with(via, |c| {
         c.auto_create_topics = true;
         c.default_partitions = 3;
     })
@@ -229,3 +226,10 @@ async fn kcat_lists_produces_and_consumes() -> Result<()> {
     ensure!(total == 300, "kcat -Q: {ends}");
     Ok(())
 }
+
+direct_and_proxied!(
+    confluent_kafka_round_trip,
+    kafka_python_round_trip,
+    kafkajs_round_trip,
+    kcat_lists_produces_and_consumes,
+);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
+use gatehouse_tests::Via;
 use gatehouse_tests::{record_batch, RawClient, TestBroker};
 use kafka_protocol::messages::{
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
@@ -89,9 +90,8 @@ async fn list_offset(client: &mut RawClient, topic: &str, ts: i64) -> Result<(i1
     Ok((p.error_code, p.offset, p.timestamp))
 }
 
-#[tokio::test]
-async fn idempotent_sequences_drop_duplicates_and_refuse_gaps() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn idempotent_sequences_drop_duplicates_and_refuse_gaps(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     create(&mut c, "seq", 1, &[]).await?;
     let pid: InitProducerIdResponse = c
@@ -145,9 +145,8 @@ async fn idempotent_sequences_drop_duplicates_and_refuse_gaps() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn list_offsets_by_time_and_delete_records() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn list_offsets_by_time_and_delete_records(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     create(&mut c, "times", 1, &[]).await?;
     // Three batches of 10 records: timestamps 1000.., 2000.., 3000..
@@ -212,9 +211,8 @@ async fn list_offsets_by_time_and_delete_records() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn metadata_api_versions_and_auto_create() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn metadata_api_versions_and_auto_create(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     let v: ApiVersionsResponse = c
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
@@ -245,9 +243,22 @@ async fn metadata_api_versions_and_auto_create() -> Result<()> {
         m.topics[0].error_code == 3,
         "UNKNOWN_TOPIC_OR_PARTITION expected"
     );
-    ensure!(m.brokers.len() == 1 && m.brokers[0].port == broker.addr().port() as i32);
+    ensure!(m.brokers.len() == 1, "brokers: {:?}", m.brokers);
+    match broker.proxy() {
+        // Through the proxy, the broker is announced at the proxy's own
+        // listener for its node, never at its real address.
+        Some(proxy) => {
+            let routes = proxy.node_routes();
+            ensure!(
+                routes.len() == 1 && m.brokers[0].port == i32::from(routes[0].1),
+                "{routes:?}"
+            );
+            ensure!(m.brokers[0].port != i32::from(broker.broker_addr().port()));
+        }
+        None => ensure!(m.brokers[0].port == i32::from(broker.broker_addr().port())),
+    }
 
-    let auto = TestBroker::start_with(|c| {
+    let auto = TestBroker::start_via_with(via, |c| {
         c.auto_create_topics = true;
         c.default_partitions = 2;
     })
@@ -262,3 +273,9 @@ async fn metadata_api_versions_and_auto_create() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(())
 }
+
+direct_and_proxied!(
+    idempotent_sequences_drop_duplicates_and_refuse_gaps,
+    list_offsets_by_time_and_delete_records,
+    metadata_api_versions_and_auto_create
+);

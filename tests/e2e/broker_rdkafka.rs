@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use gatehouse_tests::TestBroker;
+use gatehouse_tests::Via;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::Message;
 
@@ -17,9 +18,8 @@ const PER_CODEC: usize = 10_000;
 /// an idempotent producer, a consumer group that commits half way, a broker
 /// restart, and a second member that resumes exactly where the first
 /// stopped: nothing lost, nothing twice, end offsets equal to the count.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codecs_groups_commit_restart_resume() -> Result<()> {
-    let mut broker = TestBroker::start().await?;
+async fn codecs_groups_commit_restart_resume(via: Via) -> Result<()> {
+    let mut broker = TestBroker::start_via(via).await?;
     let b = broker.bootstrap();
     create_topic(&b, "orders", 3, &[]).await?;
 
@@ -75,9 +75,8 @@ async fn codecs_groups_commit_restart_resume() -> Result<()> {
 
 /// Two members of one group split the partitions between them and each
 /// message is delivered to exactly one of them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_members_share_partitions() -> Result<()> {
-    let broker = TestBroker::start().await?;
+async fn two_members_share_partitions(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via(via).await?;
     let b = broker.bootstrap();
     create_topic(&b, "shared", 4, &[]).await?;
     let p = producer(&b, &[("linger.ms", "2")])?;
@@ -120,9 +119,8 @@ async fn two_members_share_partitions() -> Result<()> {
 /// Idempotent producer: messages produced across a broker crash (no clean
 /// shutdown, no final snapshot) are all there exactly once, and producer
 /// state survives replay so the same producer continues without gaps.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotent_producer_survives_crash() -> Result<()> {
-    let mut broker = TestBroker::start().await?;
+async fn idempotent_producer_survives_crash(via: Via) -> Result<()> {
+    let mut broker = TestBroker::start_via(via).await?;
     let b = broker.bootstrap();
     create_topic(&b, "events", 1, &[]).await?;
     let p = producer(&b, &[("enable.idempotence", "true"), ("linger.ms", "1")])?;
@@ -142,3 +140,9 @@ async fn idempotent_producer_survives_crash() -> Result<()> {
     );
     Ok(())
 }
+
+direct_and_proxied!(
+    codecs_groups_commit_restart_resume,
+    two_members_share_partitions,
+    idempotent_producer_survives_crash
+);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use gatehouse_tests::Via;
 use gatehouse_tests::{record_batch, RawClient, TestBroker};
 use kafka_protocol::records::Compression;
 use rdkafka::consumer::Consumer;
@@ -19,9 +20,8 @@ fn now_ms() -> i64 {
 
 /// Topics, data, configs and offsets come back after a clean restart (from
 /// the final snapshot) and after a crash (by replaying the commit log).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_survives_clean_restart_and_crash() -> Result<()> {
-    let mut broker = TestBroker::start().await?;
+async fn state_survives_clean_restart_and_crash(via: Via) -> Result<()> {
+    let mut broker = TestBroker::start_via(via).await?;
     let b = broker.bootstrap();
     create_topic(&b, "keep", 2, &[("retention.ms", "86400000")]).await?;
     let p = producer(&b, &[("compression.type", "zstd")])?;
@@ -46,9 +46,8 @@ async fn state_survives_clean_restart_and_crash() -> Result<()> {
 
 /// retention.ms moves the log start past old batches, and commit objects
 /// nobody needs any more are deleted from the store.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_trims_old_data_and_deletes_objects() -> Result<()> {
-    let broker = TestBroker::start_with(|c| c.snapshot_every = 1).await?;
+async fn retention_trims_old_data_and_deletes_objects(via: Via) -> Result<()> {
+    let broker = TestBroker::start_via_with(via, |c| c.snapshot_every = 1).await?;
     let mut c = RawClient::connect(broker.addr()).await?;
     create(&mut c, "short", 1, &[("retention.ms", "60000")]).await?;
     let old = now_ms() - 3_600_000;
@@ -132,3 +131,8 @@ async fn s3_store_round_trip_and_fencing() -> Result<()> {
     drop(broker);
     s3.stop().await
 }
+
+direct_and_proxied!(
+    state_survives_clean_restart_and_crash,
+    retention_trims_old_data_and_deletes_objects
+);

@@ -1,10 +1,10 @@
 //! `gatehouse demo`, as a newcomer runs it from the README: kcat, a Python
 //! client and rdkafka against the embedded default.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use gatehouse::demo::DemoAddrs;
 use gatehouse_tests::clients::{kcat, run_ok, Client};
 use rdkafka::consumer::Consumer;
 
@@ -16,8 +16,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 async fn demo_serves_kcat_python_and_rdkafka() -> Result<()> {
     gatehouse_tests::init_logging();
     let dir = tempfile::tempdir()?;
-    let demo = gatehouse::demo::start(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let b = demo.local_addr().to_string();
+    let demo = gatehouse::demo::start(dir.path(), DemoAddrs::local(0, 0)).await?;
+    let b = demo.bootstrap().to_string();
 
     let listing = kcat(&["-b", &b, "-L"], None, LIMIT).await?;
     for (topic, partitions, _) in gatehouse::demo::DEMO_TOPICS {
@@ -94,8 +94,8 @@ async fn demo_serves_kcat_python_and_rdkafka() -> Result<()> {
     // Stop and start again on the same data: nothing is lost, the demo
     // topics are not created twice.
     demo.shutdown().await?;
-    let demo = gatehouse::demo::start(dir.path(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let b = demo.local_addr().to_string();
+    let demo = gatehouse::demo::start(dir.path(), DemoAddrs::local(0, 0)).await?;
+    let b = demo.bootstrap().to_string();
     let c = consumer(&b, "sentiment-reader", &[])?;
     c.subscribe(&["enrich.sentiment"])?;
     let rows = consume(&c, 500, LIMIT).await?;

@@ -42,10 +42,20 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A broker on a temporary directory.
+/// How a test reaches the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Straight to the broker.
+    Direct,
+    /// Through the Gatehouse proxy in front of it.
+    Proxy,
+}
+
+/// A broker on a temporary directory, optionally behind the proxy.
 #[derive(Debug)]
 pub struct TestBroker {
     broker: Option<Broker>,
+    proxy: Option<gatehouse_proxy::Proxy>,
     config: BrokerConfig,
     _dir: tempfile::TempDir,
 }
@@ -54,6 +64,24 @@ impl TestBroker {
     /// Starts a broker with test defaults.
     pub async fn start() -> Result<Self> {
         Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker reached `via` the proxy or directly.
+    pub async fn start_via(via: Via) -> Result<Self> {
+        Self::start_via_with(via, |_| {}).await
+    }
+
+    /// Starts a broker after `tweak`, reached `via` the proxy or directly.
+    pub async fn start_via_with(via: Via, tweak: impl FnOnce(&mut BrokerConfig)) -> Result<Self> {
+        let mut b = Self::start_with(tweak).await?;
+        if via == Via::Proxy {
+            let config = gatehouse_proxy::ProxyConfig::new(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                b.config.listen.to_string(),
+            );
+            b.proxy = Some(gatehouse_proxy::Proxy::start(config).await?);
+        }
+        Ok(b)
     }
 
     /// Starts a broker after letting `tweak` adjust the config.
@@ -74,19 +102,33 @@ impl TestBroker {
         config.listen = broker.local_addr();
         Ok(Self {
             broker: Some(broker),
+            proxy: None,
             config,
             _dir: dir,
         })
     }
 
-    /// `host:port` for `bootstrap.servers`.
+    /// `host:port` for `bootstrap.servers`: the proxy when there is one.
     pub fn bootstrap(&self) -> String {
-        self.config.listen.to_string()
+        self.addr().to_string()
     }
 
-    /// The address.
+    /// The address clients use: the proxy when there is one.
     pub fn addr(&self) -> SocketAddr {
+        match &self.proxy {
+            Some(p) => p.local_addr(),
+            None => self.config.listen,
+        }
+    }
+
+    /// The broker's own address, whether or not a proxy is in front.
+    pub fn broker_addr(&self) -> SocketAddr {
         self.config.listen
+    }
+
+    /// The proxy, if the test goes through one.
+    pub fn proxy(&self) -> Option<&gatehouse_proxy::Proxy> {
+        self.proxy.as_ref()
     }
 
     /// The running broker.

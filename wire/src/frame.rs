@@ -74,6 +74,15 @@ impl FrameSplitter {
         }
     }
 
+    /// Like [`FrameSplitter::split`], but the returned frame keeps its
+    /// 4-byte length prefix, ready to be forwarded as it is.
+    pub fn split_with_prefix(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.check(buf)? {
+            None => Ok(None),
+            Some(len) => Ok(Some(buf.split_to(len + 4).freeze())),
+        }
+    }
+
     /// How many more bytes are needed before the next frame is complete
     /// (at least 1 when the buffer holds no complete frame). Used to size
     /// reads without over-allocating.

@@ -152,3 +152,115 @@ mod tests {
         assert_eq!(&out[4..8], &9i32.to_be_bytes());
     }
 }
+
+// === Reading just enough of a frame to forward it ===
+
+fn read_uvarint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..35).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Length of the request header at the front of `frame`, without decoding
+/// it: the fixed part, the client id, and (for flexible versions) the tagged
+/// fields. Lets a proxy forward a request it does not decode.
+pub fn request_header_len(frame: &[u8]) -> Result<usize, HeaderError> {
+    let raw = peek_header(frame)?;
+    let api =
+        ApiKey::try_from(raw.api_key).map_err(|()| HeaderError::UnknownApiKey(raw.api_key))?;
+    let truncated = || HeaderError::Truncated(frame.len());
+    let mut at = 8usize;
+    let id_len = frame.get(8..10).ok_or_else(truncated)?;
+    let id_len = i16::from_be_bytes([id_len[0], id_len[1]]);
+    at += 2 + usize::try_from(id_len).unwrap_or(0);
+    if api.request_header_version(raw.api_version) >= 2 {
+        let count = read_uvarint(frame, &mut at).ok_or_else(truncated)?;
+        for _ in 0..count {
+            read_uvarint(frame, &mut at).ok_or_else(truncated)?;
+            let size = read_uvarint(frame, &mut at).ok_or_else(truncated)?;
+            at = at.checked_add(size as usize).ok_or_else(truncated)?;
+        }
+    }
+    if at > frame.len() {
+        return Err(truncated());
+    }
+    Ok(at)
+}
+
+/// The `acks` of a Produce request frame (header included), read without
+/// decoding the request: `acks = 0` requests get no response, so a proxy
+/// must not wait for one.
+pub fn produce_acks(frame: &[u8]) -> Result<i16, HeaderError> {
+    let raw = peek_header(frame)?;
+    let mut at = request_header_len(frame)?;
+    let truncated = || HeaderError::Truncated(frame.len());
+    // transactional_id: nullable string, compact from v9.
+    if raw.api_version >= 9 {
+        let len = read_uvarint(frame, &mut at).ok_or_else(truncated)?;
+        at += len.saturating_sub(1) as usize;
+    } else {
+        let len = frame.get(at..at + 2).ok_or_else(truncated)?;
+        at += 2 + usize::try_from(i16::from_be_bytes([len[0], len[1]])).unwrap_or(0);
+    }
+    let acks = frame.get(at..at + 2).ok_or_else(truncated)?;
+    Ok(i16::from_be_bytes([acks[0], acks[1]]))
+}
+
+#[cfg(test)]
+mod forward_tests {
+    use super::*;
+    use kafka_protocol::messages::{ProduceRequest, RequestHeader, TransactionalId};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn frame(version: i16, acks: i16, txn: Option<&str>, client: Option<&str>) -> Bytes {
+        let api = ApiKey::Produce;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(5)
+            .with_client_id(client.map(|c| StrBytes::from_string(c.to_string())))
+            .encode(&mut buf, api.request_header_version(version))
+            .expect("header");
+        let header_len = buf.len();
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_transactional_id(
+                txn.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+            )
+            .encode(&mut buf, version)
+            .expect("body");
+        assert_eq!(request_header_len(&buf).expect("len"), header_len);
+        buf.freeze()
+    }
+
+    #[test]
+    fn acks_are_read_at_every_version() {
+        for version in 3..=13 {
+            for acks in [-1, 0, 1] {
+                for txn in [None, Some("txn-1")] {
+                    for client in [None, Some("c"), Some("a-longer-client-id")] {
+                        let f = frame(version, acks, txn, client);
+                        assert_eq!(produce_acks(&f).expect("acks"), acks, "v{version}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_frames_are_errors_not_panics() {
+        let f = frame(9, 0, Some("t"), Some("client"));
+        for cut in 0..f.len() {
+            let _ = produce_acks(&f[..cut]);
+            let _ = request_header_len(&f[..cut]);
+        }
+    }
+}

@@ -24,4 +24,7 @@ pub use frame::{FrameError, FrameSplitter};
 pub use guard::{
     check_record_batches, check_record_batches_allow_partial_tail, check_request, GuardError,
 };
-pub use header::{decode_request, encode_response, peek_header, HeaderError, RawHeader};
+pub use header::{
+    decode_request, encode_response, peek_header, produce_acks, request_header_len, HeaderError,
+    RawHeader,
+};

@@ -1,0 +1,193 @@
+//! Proxy configuration, read from TOML.
+//!
+//! ```toml
+//! [listener]
+//! bind = "0.0.0.0:9192"            # the bootstrap address clients use
+//! advertised_host = "kafka.example.net"
+//! node_port_base = 9200            # broker node N is reached on port 9200 + N
+//!
+//! [upstream]
+//! bootstrap_servers = ["broker-1:9092", "broker-2:9092"]
+//!
+//! [limits]
+//! max_connections = 10000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ProxyError;
+
+/// The whole proxy configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Where clients connect.
+    pub listener: ListenerConfig,
+    /// The cluster behind the proxy.
+    pub upstream: UpstreamConfig,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Client-facing listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Bootstrap address.
+    pub bind: SocketAddr,
+    /// Host name put in metadata responses (default: the bind IP).
+    #[serde(default)]
+    pub advertised_host: Option<String>,
+    /// Broker node `N` is served on `node_port_base + N`. With 0 (the
+    /// default), each node gets a free port chosen by the OS.
+    #[serde(default)]
+    pub node_port_base: u16,
+}
+
+/// The upstream cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Bootstrap servers of the cluster, `host:port`.
+    pub bootstrap_servers: Vec<String>,
+    /// Connect timeout in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame accepted from a client or the cluster.
+    pub max_frame_bytes: usize,
+    /// Client connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Requests in flight per connection before the proxy stops reading.
+    pub max_in_flight: usize,
+    /// A client connection idle this long (seconds) is closed.
+    pub idle_timeout_secs: u64,
+    /// How long shutdown waits for in-flight requests (seconds).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 100 << 20,
+            max_connections: 10_000,
+            max_in_flight: 128,
+            idle_timeout_secs: 600,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+impl ProxyConfig {
+    /// A configuration for `bind` in front of `bootstrap`, with defaults.
+    pub fn new(bind: SocketAddr, bootstrap: impl Into<String>) -> Self {
+        Self {
+            listener: ListenerConfig {
+                bind,
+                advertised_host: None,
+                node_port_base: 0,
+            },
+            upstream: UpstreamConfig {
+                bootstrap_servers: vec![bootstrap.into()],
+                connect_timeout_ms: default_connect_timeout_ms(),
+            },
+            limits: Limits::default(),
+        }
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ProxyError> {
+        let c: Self = toml::from_str(text).map_err(|e| ProxyError::Config(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ProxyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProxyError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks values that TOML types cannot.
+    pub fn validate(&self) -> Result<(), ProxyError> {
+        if self.upstream.bootstrap_servers.is_empty() {
+            return Err(ProxyError::Config(
+                "upstream.bootstrap_servers is empty".into(),
+            ));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_in_flight == 0 {
+            return Err(ProxyError::Config(
+                "limits.max_connections and limits.max_in_flight must be positive".into(),
+            ));
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            return Err(ProxyError::Config(
+                "limits.max_frame_bytes is below 1 KiB".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.connect_timeout_ms)
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.idle_timeout_secs)
+    }
+
+    /// The host written into metadata responses.
+    pub fn advertised_host(&self) -> String {
+        self.listener
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| self.listener.bind.ip().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file_and_refuses_unknown_keys() {
+        let c = ProxyConfig::from_toml(
+            r#"
+            [listener]
+            bind = "127.0.0.1:9192"
+            node_port_base = 9200
+            [upstream]
+            bootstrap_servers = ["127.0.0.1:9092"]
+            [limits]
+            max_connections = 5
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.listener.node_port_base, 9200);
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.limits.max_in_flight, 128);
+        let bad = ProxyConfig::from_toml(
+            "[listener]\nbind = \"127.0.0.1:1\"\nbogus = 1\n[upstream]\nbootstrap_servers = [\"a:1\"]\n",
+        );
+        assert!(bad.is_err());
+        let empty = ProxyConfig::from_toml(
+            "[listener]\nbind = \"127.0.0.1:1\"\n[upstream]\nbootstrap_servers = []\n",
+        );
+        assert!(empty.is_err());
+    }
+}

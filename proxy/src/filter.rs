@@ -1,0 +1,120 @@
+//! The filter model.
+//!
+//! A filter declares which APIs it needs to see, per direction; only those
+//! messages are decoded, everything else crosses the proxy as raw bytes.
+//! Filters run in order on requests and in reverse order on responses. On
+//! a request a filter may let it continue (possibly changed), answer the
+//! client itself, or close the connection; on a response it may change it
+//! or close the connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to cluster.
+    Request,
+    /// Cluster to client.
+    Response,
+}
+
+/// Where a client connection came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The bootstrap listener: forwarded to any bootstrap server.
+    Bootstrap,
+    /// The listener of one broker node.
+    Node(i32),
+}
+
+/// What filters know about the connection a message belongs to.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener the client used.
+    pub target: Target,
+    /// Client id of the most recent request.
+    pub client_id: Option<String>,
+}
+
+/// A decoded request.
+#[derive(Debug)]
+pub struct Request {
+    /// The API.
+    pub api: ApiKey,
+    /// Its version.
+    pub version: i16,
+    /// The request header.
+    pub header: RequestHeader,
+    /// The body.
+    pub body: RequestKind,
+}
+
+/// A decoded response.
+#[derive(Debug)]
+pub struct Response {
+    /// The API of the request it answers.
+    pub api: ApiKey,
+    /// The version it is encoded at.
+    pub version: i16,
+    /// The correlation id.
+    pub correlation_id: i32,
+    /// The body.
+    pub body: ResponseKind,
+}
+
+/// A filter's verdict on a request.
+#[derive(Debug)]
+pub enum RequestAction {
+    /// Pass it on (filters may have changed it in place).
+    Continue,
+    /// Answer the client with this response; the cluster never sees the
+    /// request.
+    Respond(Box<ResponseKind>),
+    /// Close the client connection.
+    Close(String),
+}
+
+/// A filter's verdict on a response.
+#[derive(Debug)]
+pub enum ResponseAction {
+    /// Pass it on (possibly changed).
+    Continue,
+    /// Close the client connection.
+    Close(String),
+}
+
+/// A boxed future, so filters stay object-safe.
+pub type FilterFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A step of the request path.
+pub trait Filter: Send + Sync + std::fmt::Debug {
+    /// Name for logs.
+    fn name(&self) -> &'static str;
+
+    /// Whether this filter needs `api` decoded in `direction`.
+    fn wants(&self, api: ApiKey, direction: Direction) -> bool;
+
+    /// Called for each wanted request, in filter order.
+    fn on_request<'a>(
+        &'a self,
+        _session: &'a SessionContext,
+        _request: &'a mut Request,
+    ) -> FilterFuture<'a, RequestAction> {
+        Box::pin(async { RequestAction::Continue })
+    }
+
+    /// Called for each wanted response, in reverse filter order.
+    fn on_response<'a>(
+        &'a self,
+        _session: &'a SessionContext,
+        _response: &'a mut Response,
+    ) -> FilterFuture<'a, ResponseAction> {
+        Box::pin(async { ResponseAction::Continue })
+    }
+}

@@ -1,0 +1,220 @@
+//! The built-in filters of the transparent proxy.
+//!
+//! - [`ApiVersions`]: tells clients only versions that the proxy can carry:
+//!   the intersection of the cluster's versions with the codec's, narrower
+//!   where a filter decodes the API, and without versions whose responses
+//!   carry broker addresses the proxy does not rewrite.
+//! - [`BrokerAddress`]: rewrites every broker address in Metadata,
+//!   FindCoordinator and DescribeCluster responses to the proxy's own
+//!   listener for that node, so clients keep coming back through the proxy.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+
+use kafka_protocol::messages::{ApiKey, BrokerId, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::filter::{Direction, Filter, FilterFuture, Response, ResponseAction, SessionContext};
+use crate::routes;
+use crate::server::Shared;
+
+/// The APIs some filter of `chain` decodes (ApiVersions aside).
+pub(crate) fn decoded_apis(chain: &[Arc<dyn Filter>]) -> Vec<ApiKey> {
+    let mut set = BTreeSet::new();
+    for f in chain {
+        if f.name() == "api_versions" {
+            continue;
+        }
+        for api in ApiKey::iter() {
+            if f.wants(api, Direction::Request) || f.wants(api, Direction::Response) {
+                set.insert(api as i16);
+            }
+        }
+    }
+    set.into_iter()
+        .filter_map(|k| ApiKey::try_from(k).ok())
+        .collect()
+}
+
+/// Highest versions whose responses carry no broker addresses the proxy
+/// would have to rewrite (KIP-951 node endpoints in Produce v10+ and Fetch
+/// v16+), and APIs left out entirely for the same reason.
+fn address_cap(api: ApiKey) -> Option<i16> {
+    match api {
+        ApiKey::Produce => Some(9),
+        ApiKey::Fetch => Some(15),
+        ApiKey::ShareFetch | ApiKey::ShareAcknowledge | ApiKey::DescribeQuorum => Some(-1),
+        _ => None,
+    }
+}
+
+/// Intersects the cluster's ApiVersions with what the proxy can carry.
+#[derive(Debug)]
+pub struct ApiVersions {
+    decoded: Vec<ApiKey>,
+}
+
+impl ApiVersions {
+    /// `decoded`: APIs that filters decode (their versions are limited to
+    /// what the pre-decode guard understands).
+    pub fn new(decoded: Vec<ApiKey>) -> Self {
+        Self { decoded }
+    }
+
+    fn cap(&self, api: ApiKey, min: i16, max: i16) -> Option<(i16, i16)> {
+        let codec = api.valid_versions();
+        let mut max = max.min(codec.max);
+        let min = min.max(codec.min);
+        if let Some(cap) = address_cap(api) {
+            max = max.min(cap);
+        }
+        if self.decoded.contains(&api) {
+            while max >= min && !guard_knows(api, max) {
+                max -= 1;
+            }
+        }
+        (min <= max).then_some((min, max))
+    }
+}
+
+fn guard_knows(api: ApiKey, version: i16) -> bool {
+    !matches!(
+        gatehouse_wire::check_request(api, version, &[]),
+        Err(gatehouse_wire::GuardError::UnknownApi { .. }
+            | gatehouse_wire::GuardError::UnsupportedVersion { .. })
+    )
+}
+
+impl Filter for ApiVersions {
+    fn name(&self) -> &'static str {
+        "api_versions"
+    }
+
+    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
+        api == ApiKey::ApiVersions && direction == Direction::Response
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        _s: &'a SessionContext,
+        r: &'a mut Response,
+    ) -> FilterFuture<'a, ResponseAction> {
+        if let ResponseKind::ApiVersions(v) = &mut r.body {
+            let before = v.api_keys.len();
+            v.api_keys.retain_mut(|k| {
+                let Ok(api) = ApiKey::try_from(k.api_key) else {
+                    return false;
+                };
+                match self.cap(api, k.min_version, k.max_version) {
+                    Some((min, max)) => {
+                        k.min_version = min;
+                        k.max_version = max;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            tracing::debug!(
+                advertised = before,
+                kept = v.api_keys.len(),
+                "api versions intersected"
+            );
+        }
+        Box::pin(async { ResponseAction::Continue })
+    }
+}
+
+/// Rewrites broker addresses to the proxy's per-node listeners.
+#[derive(Debug)]
+pub struct BrokerAddress {
+    shared: Weak<Shared>,
+}
+
+impl BrokerAddress {
+    pub(crate) fn new(shared: Weak<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+async fn rewrite(
+    shared: &Arc<Shared>,
+    node: BrokerId,
+    host: &mut StrBytes,
+    port: &mut i32,
+) -> Result<(), String> {
+    if node.0 < 0 {
+        return Ok(());
+    }
+    let p = routes::proxy_port_for(shared, node.0, host.as_str(), *port)
+        .await
+        .map_err(|e| e.to_string())?;
+    *host = StrBytes::from_string(shared.config.advertised_host());
+    *port = i32::from(p);
+    Ok(())
+}
+
+impl Filter for BrokerAddress {
+    fn name(&self) -> &'static str {
+        "broker_address"
+    }
+
+    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
+        direction == Direction::Response
+            && matches!(
+                api,
+                ApiKey::Metadata | ApiKey::FindCoordinator | ApiKey::DescribeCluster
+            )
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        _s: &'a SessionContext,
+        r: &'a mut Response,
+    ) -> FilterFuture<'a, ResponseAction> {
+        Box::pin(async move {
+            let Some(shared) = self.shared.upgrade() else {
+                return ResponseAction::Close("proxy is shutting down".into());
+            };
+            let result = match &mut r.body {
+                ResponseKind::Metadata(m) => {
+                    let mut res = Ok(());
+                    for b in &mut m.brokers {
+                        res = res.and(rewrite(&shared, b.node_id, &mut b.host, &mut b.port).await);
+                    }
+                    res
+                }
+                ResponseKind::DescribeCluster(d) => {
+                    let mut res = Ok(());
+                    for b in &mut d.brokers {
+                        res =
+                            res.and(rewrite(&shared, b.broker_id, &mut b.host, &mut b.port).await);
+                    }
+                    res
+                }
+                ResponseKind::FindCoordinator(f) => {
+                    let mut res = Ok(());
+                    if r.version >= 4 {
+                        for c in &mut f.coordinators {
+                            if c.error_code == 0 {
+                                res = res.and(
+                                    rewrite(&shared, c.node_id, &mut c.host, &mut c.port).await,
+                                );
+                            }
+                        }
+                    } else if f.error_code == 0 {
+                        res = rewrite(&shared, f.node_id, &mut f.host, &mut f.port).await;
+                    }
+                    res
+                }
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) => ResponseAction::Continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot route a broker node");
+                    ResponseAction::Close(e)
+                }
+            }
+        })
+    }
+}

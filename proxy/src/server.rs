@@ -1,0 +1,174 @@
+//! Listeners, the connection limit, and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::filter::{Filter, Target};
+use crate::filters;
+use crate::routes::Routes;
+use crate::session;
+
+/// State shared by all listeners and sessions.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ProxyConfig,
+    pub filters: Vec<Arc<dyn Filter>>,
+    pub routes: Routes,
+    pub connections: Arc<Semaphore>,
+    /// `true` once shutdown began: listeners stop, sessions drain.
+    pub shutdown: watch::Sender<bool>,
+    pub tasks: std::sync::Mutex<JoinSet<()>>,
+}
+
+impl Shared {
+    fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        // Reap finished tasks so the set does not grow with every connection.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    bootstrap: SocketAddr,
+}
+
+impl Proxy {
+    /// Starts the proxy with the built-in filters.
+    pub async fn start(config: ProxyConfig) -> Result<Self, ProxyError> {
+        Self::start_with_filters(config, Vec::new()).await
+    }
+
+    /// Starts the proxy with the built-in filters followed by `extra`.
+    pub async fn start_with_filters(
+        config: ProxyConfig,
+        extra: Vec<Arc<dyn Filter>>,
+    ) -> Result<Self, ProxyError> {
+        config.validate()?;
+        let bind = config.listener.bind;
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|source| ProxyError::Bind { addr: bind, source })?;
+        let bootstrap = listener
+            .local_addr()
+            .map_err(|source| ProxyError::Bind { addr: bind, source })?;
+        let shared = Arc::new_cyclic(|weak| {
+            let mut chain: Vec<Arc<dyn Filter>> = vec![
+                Arc::new(filters::ApiVersions::new(Vec::new())),
+                Arc::new(filters::BrokerAddress::new(weak.clone())),
+            ];
+            chain.extend(extra);
+            // The ApiVersions filter caps versions for the APIs that any
+            // filter decodes; it is rebuilt with the full chain's needs.
+            let decoded = filters::decoded_apis(&chain);
+            chain[0] = Arc::new(filters::ApiVersions::new(decoded));
+            Shared {
+                connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+                config,
+                filters: chain,
+                routes: Routes::default(),
+                shutdown: watch::channel(false).0,
+                tasks: std::sync::Mutex::new(JoinSet::new()),
+            }
+        });
+        tracing::info!(
+            %bootstrap,
+            upstream = ?shared.config.upstream.bootstrap_servers,
+            filters = ?shared.filters.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "proxy started"
+        );
+        spawn_listener(shared.clone(), listener, Target::Bootstrap);
+        Ok(Self { shared, bootstrap })
+    }
+
+    /// The bootstrap address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bootstrap
+    }
+
+    /// Broker nodes seen so far: (node id, proxy port, upstream address).
+    pub fn node_routes(&self) -> Vec<(i32, u16, String)> {
+        self.shared
+            .routes
+            .snapshot()
+            .into_iter()
+            .map(|(n, r)| (n, r.proxy_port, r.upstream))
+            .collect()
+    }
+
+    /// Client connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.shared.config.limits.max_connections - self.shared.connections.available_permits()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace
+    /// period), then closes every connection.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.send_replace(true);
+        let grace = Duration::from_secs(self.shared.config.limits.shutdown_grace_secs);
+        let mut tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+            tasks.shutdown().await;
+        }
+        tracing::info!("proxy stopped");
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+pub(crate) fn spawn_listener(shared: Arc<Shared>, listener: TcpListener, target: Target) {
+    let s = shared.clone();
+    shared.spawn(accept_loop(s, listener, target));
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((sock, peer)) => {
+                    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = shared.config.limits.max_connections, "connection limit reached; closing new connection");
+                        drop(sock);
+                        continue;
+                    };
+                    let _ = sock.set_nodelay(true);
+                    let s = shared.clone();
+                    shared.spawn(async move {
+                        session::run(s, sock, peer, target).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

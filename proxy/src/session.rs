@@ -1,0 +1,382 @@
+//! One client connection: its upstream connection, the filter chain, and
+//! in-order delivery of responses.
+//!
+//! Requests are forwarded as they arrive (clients pipeline); the proxy keeps
+//! a queue of what it owes the client in request order: responses still to
+//! come from the cluster, and responses a filter produced itself. Responses
+//! are decoded only if a filter asked for that API, at the version of the
+//! request they answer.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_wire::{encode_response, produce_acks, FrameSplitter};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::error::ProxyError;
+use crate::filter::{
+    Direction, Request, RequestAction, Response, ResponseAction, SessionContext, Target,
+};
+use crate::server::Shared;
+
+/// What the proxy owes the client, in request order.
+#[derive(Debug)]
+struct Owed {
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    decode: bool,
+    /// A response made by a filter, sent once everything before it is.
+    local: Option<Bytes>,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, target: Target) {
+    match serve(&shared, client, peer, target).await {
+        Ok(()) => tracing::debug!(%peer, ?target, "connection closed"),
+        Err(e @ ProxyError::Downstream(_)) => {
+            tracing::warn!(%peer, ?target, error = %e, "closing client connection")
+        }
+        Err(e) => tracing::warn!(%peer, ?target, error = %e, "connection ended"),
+    }
+}
+
+async fn connect_upstream(
+    shared: &Shared,
+    target: Target,
+) -> Result<(TcpStream, String), ProxyError> {
+    let candidates = match target {
+        Target::Bootstrap => shared.config.upstream.bootstrap_servers.clone(),
+        Target::Node(n) => vec![shared
+            .routes
+            .upstream_of(n)
+            .ok_or_else(|| ProxyError::Internal(format!("no route for node {n}")))?],
+    };
+    let mut last = String::new();
+    for addr in candidates {
+        match tokio::time::timeout(
+            shared.config.connect_timeout(),
+            TcpStream::connect(addr.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok((s, addr));
+            }
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("{addr}: connect timed out"),
+        }
+    }
+    Err(ProxyError::Upstream(format!(
+        "cannot reach the cluster ({last})"
+    )))
+}
+
+struct Session<'a> {
+    shared: &'a Arc<Shared>,
+    ctx: SessionContext,
+    owed: VecDeque<Owed>,
+    to_client: BytesMut,
+    to_upstream: BytesMut,
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    target: Target,
+) -> Result<(), ProxyError> {
+    let (upstream, upstream_addr) = connect_upstream(shared, target).await?;
+    tracing::debug!(%peer, ?target, upstream = %upstream_addr, "connection opened");
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut up_rd, mut up_wr) = upstream.into_split();
+    let limits = &shared.config.limits;
+    let splitter = FrameSplitter::new(limits.max_frame_bytes);
+    let mut from_client = BytesMut::with_capacity(16 * 1024);
+    let mut from_upstream = BytesMut::with_capacity(16 * 1024);
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut draining = *shutdown.borrow();
+    let idle = shared.config.idle_timeout();
+    let mut last_activity = Instant::now();
+    let mut s = Session {
+        shared,
+        ctx: SessionContext {
+            peer,
+            target,
+            client_id: None,
+        },
+        owed: VecDeque::new(),
+        to_client: BytesMut::new(),
+        to_upstream: BytesMut::new(),
+    };
+    loop {
+        while !draining && s.owed.len() < limits.max_in_flight {
+            match splitter.split_with_prefix(&mut from_client) {
+                Ok(Some(frame)) => {
+                    last_activity = Instant::now();
+                    s.request(frame).await?;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(ProxyError::Downstream(e.to_string())),
+            }
+        }
+        loop {
+            match splitter.split_with_prefix(&mut from_upstream) {
+                Ok(Some(frame)) => s.response(frame).await?,
+                Ok(None) => break,
+                Err(e) => return Err(ProxyError::Upstream(e.to_string())),
+            }
+        }
+        if !s.to_upstream.is_empty() {
+            let out = s.to_upstream.split();
+            up_wr
+                .write_all(&out)
+                .await
+                .map_err(|e| ProxyError::Upstream(format!("write to {upstream_addr}: {e}")))?;
+        }
+        if !s.to_client.is_empty() {
+            let out = s.to_client.split();
+            client_wr
+                .write_all(&out)
+                .await
+                .map_err(|e| ProxyError::Downstream(format!("write: {e}")))?;
+        }
+        if draining && s.owed.is_empty() {
+            return Ok(());
+        }
+        from_client.reserve(splitter.wanted(&from_client).clamp(8 * 1024, 1 << 20));
+        from_upstream.reserve(splitter.wanted(&from_upstream).clamp(8 * 1024, 1 << 20));
+        let reading = !draining && s.owed.len() < limits.max_in_flight;
+        tokio::select! {
+            r = client_rd.read_buf(&mut from_client), if reading => match r {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(ProxyError::Downstream(format!("read: {e}"))),
+            },
+            r = up_rd.read_buf(&mut from_upstream) => match r {
+                Ok(0) => return Err(ProxyError::Upstream(format!("{upstream_addr} closed the connection"))),
+                Ok(_) => {}
+                Err(e) => return Err(ProxyError::Upstream(format!("read from {upstream_addr}: {e}"))),
+            },
+            _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() => {
+                tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
+                return Ok(());
+            }
+            _ = shutdown.changed(), if !draining => draining = true,
+        }
+    }
+}
+
+impl Session<'_> {
+    fn wants(&self, api: ApiKey, dir: Direction) -> bool {
+        self.shared.filters.iter().any(|f| f.wants(api, dir))
+    }
+
+    async fn request(&mut self, frame: Bytes) -> Result<(), ProxyError> {
+        let body = frame.slice(4..);
+        let raw = gatehouse_wire::peek_header(&body)
+            .map_err(|e| ProxyError::Downstream(e.to_string()))?;
+        let api = ApiKey::try_from(raw.api_key)
+            .map_err(|()| ProxyError::Downstream(format!("unknown API key {}", raw.api_key)))?;
+        let valid = api.valid_versions();
+        if api != ApiKey::ApiVersions && !(valid.min..=valid.max).contains(&raw.api_version) {
+            return Err(ProxyError::Downstream(format!(
+                "{api:?} v{} is not a version the proxy can forward",
+                raw.api_version
+            )));
+        }
+        let expects_response = api != ApiKey::Produce
+            || produce_acks(&body).map_err(|e| ProxyError::Downstream(e.to_string()))? != 0;
+        let decode_response = self.wants(api, Direction::Response);
+        if self.wants(api, Direction::Request) && (valid.min..=valid.max).contains(&raw.api_version)
+        {
+            let mut request = decode_request(api, raw.api_version, body)?;
+            self.ctx.client_id = request.header.client_id.as_ref().map(|c| c.to_string());
+            for f in &self.shared.filters {
+                if !f.wants(api, Direction::Request) {
+                    continue;
+                }
+                match f.on_request(&self.ctx, &mut request).await {
+                    RequestAction::Continue => {}
+                    RequestAction::Respond(resp) => {
+                        let mut out = BytesMut::new();
+                        encode_response(&mut out, api, raw.api_version, raw.correlation_id, |b| {
+                            resp.encode(b, raw.api_version)
+                        })
+                        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+                        self.owe(Owed {
+                            correlation_id: raw.correlation_id,
+                            api,
+                            version: raw.api_version,
+                            decode: false,
+                            local: Some(out.freeze()),
+                        });
+                        return Ok(());
+                    }
+                    RequestAction::Close(reason) => {
+                        return Err(ProxyError::Downstream(format!(
+                            "{} filter: {reason}",
+                            f.name()
+                        )))
+                    }
+                }
+            }
+            encode_request(&request, &mut self.to_upstream)?;
+        } else {
+            self.to_upstream.extend_from_slice(&frame);
+        }
+        if expects_response {
+            self.owe(Owed {
+                correlation_id: raw.correlation_id,
+                api,
+                version: raw.api_version,
+                decode: decode_response,
+                local: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn owe(&mut self, owed: Owed) {
+        self.owed.push_back(owed);
+        self.flush_local();
+    }
+
+    /// Sends filter-made responses that have reached the front.
+    fn flush_local(&mut self) {
+        while let Some(Owed { local: Some(_), .. }) = self.owed.front() {
+            if let Some(Owed {
+                local: Some(bytes), ..
+            }) = self.owed.pop_front()
+            {
+                self.to_client.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    async fn response(&mut self, frame: Bytes) -> Result<(), ProxyError> {
+        let body = frame.slice(4..);
+        let Some(id) = body.get(..4) else {
+            return Err(ProxyError::Upstream(
+                "response shorter than its header".into(),
+            ));
+        };
+        let correlation_id = i32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let owed = self
+            .owed
+            .pop_front()
+            .ok_or_else(|| ProxyError::Upstream(format!("unexpected response {correlation_id}")))?;
+        if owed.correlation_id != correlation_id {
+            return Err(ProxyError::Upstream(format!(
+                "response {correlation_id} arrived where {} was due",
+                owed.correlation_id
+            )));
+        }
+        if owed.decode {
+            let mut response = decode_response(owed.api, owed.version, correlation_id, body)?;
+            for f in self.shared.filters.iter().rev() {
+                if !f.wants(owed.api, Direction::Response) {
+                    continue;
+                }
+                if let ResponseAction::Close(reason) = f.on_response(&self.ctx, &mut response).await
+                {
+                    return Err(ProxyError::Downstream(format!(
+                        "{} filter: {reason}",
+                        f.name()
+                    )));
+                }
+            }
+            let v = response.version;
+            encode_response(&mut self.to_client, response.api, v, correlation_id, |b| {
+                response.body.encode(b, v)
+            })
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        } else {
+            self.to_client.extend_from_slice(&frame);
+        }
+        self.flush_local();
+        Ok(())
+    }
+}
+
+fn decode_request(api: ApiKey, version: i16, mut body: Bytes) -> Result<Request, ProxyError> {
+    let header_version = api.request_header_version(version);
+    let header = RequestHeader::decode(&mut body, header_version)
+        .map_err(|e| ProxyError::Downstream(format!("malformed request header: {e}")))?;
+    // Every count must be backed by bytes before the codec sizes a vector.
+    gatehouse_wire::check_request(api, version, &body).map_err(|e| {
+        ProxyError::Downstream(format!("malformed {api:?} v{version} request: {e}"))
+    })?;
+    let body = RequestKind::decode(api, &mut body, version).map_err(|e| {
+        ProxyError::Downstream(format!("malformed {api:?} v{version} request: {e}"))
+    })?;
+    Ok(Request {
+        api,
+        version,
+        header,
+        body,
+    })
+}
+
+fn encode_request(request: &Request, out: &mut BytesMut) -> Result<(), ProxyError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let fail = |e: &dyn std::fmt::Display| {
+        ProxyError::Internal(format!(
+            "cannot encode {:?} v{}: {e}",
+            request.api, request.version
+        ))
+    };
+    request
+        .header
+        .encode(out, request.api.request_header_version(request.version))
+        .map_err(|e| fail(&e))?;
+    request
+        .body
+        .encode(out, request.version)
+        .map_err(|e| fail(&e))?;
+    let len = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+fn decode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: Bytes,
+) -> Result<Response, ProxyError> {
+    let attempt = |v: i16| -> Result<ResponseKind, String> {
+        let mut b = body.clone();
+        ResponseHeader::decode(&mut b, api.response_header_version(v))
+            .map_err(|e| e.to_string())?;
+        ResponseKind::decode(api, &mut b, v).map_err(|e| e.to_string())
+    };
+    match attempt(version) {
+        Ok(body) => Ok(Response {
+            api,
+            version,
+            correlation_id,
+            body,
+        }),
+        // KIP-511: a broker answers an ApiVersions request it cannot parse
+        // at v0, with the versions it supports.
+        Err(_) if api == ApiKey::ApiVersions && version > 0 => attempt(0)
+            .map(|body| Response {
+                api,
+                version: 0,
+                correlation_id,
+                body,
+            })
+            .map_err(|e| ProxyError::Upstream(format!("malformed ApiVersions response: {e}"))),
+        Err(e) => Err(ProxyError::Upstream(format!(
+            "malformed {api:?} v{version} response: {e}"
+        ))),
+    }
+}
