@@ -32,4 +32,5 @@ mod broker_protocol;
 mod broker_rdkafka;
 mod broker_storage;
 mod demo;
+mod proxy;
 mod support;

@@ -231,6 +231,12 @@ impl RawClient {
         S::decode(&mut body, version)
     }
 
+    /// Decodes a response frame body read with [`RawClient::read_frame`].
+    pub fn decode_response<S: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<S> {
+        ResponseHeader::decode(&mut body, api.response_header_version(version))?;
+        S::decode(&mut body, version)
+    }
+
     /// Reads one response frame body.
     pub async fn read_frame(&mut self) -> Result<Bytes> {
         let len = self.sock.read_i32().await.context("read length")?;

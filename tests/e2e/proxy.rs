@@ -1,0 +1,217 @@
+//! What is particular to the proxy: byte-for-byte passthrough, routing that
+//! follows the cluster, an upstream that goes away, limits and shutdown.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use gatehouse_proxy::{Proxy, ProxyConfig};
+use gatehouse_tests::{record_batch, RawClient, TestBroker, Via};
+use kafka_protocol::messages::{
+    fetch_request::{FetchPartition, FetchTopic},
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+use crate::broker_protocol::{create, produce_one};
+
+fn all_topics() -> MetadataRequest {
+    MetadataRequest::default().with_topics(None)
+}
+
+fn local0() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn fetch_request(topic: &str, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+/// Sends the same Fetch to the broker and to the proxy and returns the two
+/// raw response frames.
+async fn fetch_both(broker: &TestBroker, topic: &str) -> Result<(bytes::Bytes, bytes::Bytes)> {
+    let mut out = Vec::new();
+    for addr in [broker.broker_addr(), broker.addr()] {
+        let mut c = RawClient::connect(addr).await?;
+        let frame = c.frame(ApiKey::Fetch, 12, &fetch_request(topic, 0))?;
+        c.send_raw(&frame).await?;
+        out.push(c.read_frame().await?);
+    }
+    let proxied = out.pop().context("no proxied response")?;
+    let direct = out.pop().context("no direct response")?;
+    Ok((direct, proxied))
+}
+
+/// A topic no filter governs crosses the proxy byte for byte: the whole
+/// Fetch response frame, record batches included, is what the broker sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ungoverned_fetch_is_byte_identical() -> Result<()> {
+    let broker = TestBroker::start_via(Via::Proxy).await?;
+    let mut c = RawClient::connect(broker.addr()).await?;
+    create(&mut c, "plain", 1, &[]).await?;
+    for (i, codec) in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = record_batch(-1, -1, -1, 20, 1_000 + i as i64, codec)?;
+        ensure!(produce_one(&mut c, "plain", 0, b).await? == (0, i as i64 * 20));
+    }
+    let (direct, proxied) = fetch_both(&broker, "plain").await?;
+    ensure!(direct.len() > 500, "fetch returned {} bytes", direct.len());
+    ensure!(direct == proxied, "proxied fetch differs from direct");
+    let resp: FetchResponse = RawClient::decode_response(ApiKey::Fetch, 12, direct)?;
+    let records = resp.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    ensure!(gatehouse_wire::check_record_batches(&records).is_ok());
+    Ok(())
+}
+
+/// When the cluster refuses connections, clients are disconnected cleanly
+/// and the proxy keeps serving once the cluster is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_refusing_or_resetting() -> Result<()> {
+    let mut broker = TestBroker::start_via(Via::Proxy).await?;
+    // A client mid-conversation when the broker goes away is disconnected.
+    let mut c = RawClient::connect(broker.addr()).await?;
+    let _: MetadataResponse = c.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    let port = broker.broker_addr().port();
+    let dead = ProxyConfig::new(local0(), format!("127.0.0.1:{}", closed_port()?));
+    let lonely = Proxy::start(dead).await?;
+    let mut refused = RawClient::connect(lonely.local_addr()).await?;
+    let frame = refused.frame(ApiKey::Metadata, 12, &all_topics())?;
+    refused.send_raw(&frame).await?;
+    refused.expect_closed(Duration::from_secs(10)).await?;
+
+    broker.crash_and_restart().await?;
+    ensure!(broker.broker_addr().port() == port);
+    c.expect_closed(Duration::from_secs(10)).await?;
+    // New connections go through again.
+    let mut again = RawClient::connect(broker.addr()).await?;
+    let m: MetadataResponse = again.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    ensure!(m.brokers.len() == 1);
+    lonely.shutdown().await;
+    Ok(())
+}
+
+fn closed_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Shutdown lets a long-polling fetch finish before closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut raw = RawClient::connect(broker.broker_addr()).await?;
+    create(&mut raw, "quiet", 1, &[]).await?;
+    let proxy = Proxy::start(ProxyConfig::new(local0(), broker.broker_addr().to_string())).await?;
+    let mut c = RawClient::connect(proxy.local_addr()).await?;
+    let frame = c.frame(ApiKey::Fetch, 12, &fetch_request("quiet", 1_500))?;
+    c.send_raw(&frame).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = tokio::time::Instant::now();
+    let stopping = tokio::spawn(proxy.shutdown());
+    let resp: FetchResponse = RawClient::decode_response(ApiKey::Fetch, 12, c.read_frame().await?)?;
+    ensure!(resp.responses[0].partitions[0].error_code == 0);
+    ensure!(
+        started.elapsed() >= Duration::from_millis(800),
+        "the fetch was cut short"
+    );
+    c.expect_closed(Duration::from_secs(5)).await?;
+    stopping.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_and_idle_timeout() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut config = ProxyConfig::new(local0(), broker.broker_addr().to_string());
+    config.limits.max_connections = 2;
+    config.limits.idle_timeout_secs = 1;
+    let proxy = Proxy::start(config).await?;
+    let mut a = RawClient::connect(proxy.local_addr()).await?;
+    let mut b = RawClient::connect(proxy.local_addr()).await?;
+    for c in [&mut a, &mut b] {
+        let _: MetadataResponse = c.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    }
+    let mut third = RawClient::connect(proxy.local_addr()).await?;
+    third.expect_closed(Duration::from_secs(5)).await?;
+    // Idle connections are closed after the timeout, which frees places.
+    a.expect_closed(Duration::from_secs(5)).await?;
+    b.expect_closed(Duration::from_secs(5)).await?;
+    let mut fourth = RawClient::connect(proxy.local_addr()).await?;
+    let m: MetadataResponse = fourth.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    ensure!(m.brokers.len() == 1);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// The node map follows the cluster: when node 0 comes back at another
+/// address, the proxy's port for node 0 leads there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_follow_a_node_that_moves() -> Result<()> {
+    let first = TestBroker::start().await?;
+    let mut raw = RawClient::connect(first.broker_addr()).await?;
+    create(&mut raw, "moving", 1, &[]).await?;
+    let second = TestBroker::start().await?;
+    let mut raw2 = RawClient::connect(second.broker_addr()).await?;
+    create(&mut raw2, "moved", 1, &[]).await?;
+    let mut config = ProxyConfig::new(local0(), first.broker_addr().to_string());
+    config
+        .upstream
+        .bootstrap_servers
+        .push(second.broker_addr().to_string());
+    let proxy = Proxy::start(config).await?;
+
+    let topics = |m: &MetadataResponse| -> Vec<String> {
+        m.topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect()
+    };
+    let mut c = RawClient::connect(proxy.local_addr()).await?;
+    let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    ensure!(topics(&m) == ["moving"]);
+    let node_port = m.brokers[0].port;
+
+    // Node 0 "moves": the first broker goes away, the second (also node 0)
+    // answers the bootstrap instead.
+    drop(first);
+    let mut c = RawClient::connect(proxy.local_addr()).await?;
+    let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    ensure!(topics(&m) == ["moved"]);
+    ensure!(
+        m.brokers[0].port == node_port,
+        "node 0 keeps its proxy port"
+    );
+    let mut n = RawClient::connect(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        node_port as u16,
+    )))
+    .await?;
+    let m: MetadataResponse = n.call(ApiKey::Metadata, 12, &all_topics()).await?;
+    ensure!(
+        topics(&m) == ["moved"],
+        "the node port still leads to the old address"
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
