@@ -46,6 +46,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod filters;
+pub mod records;
 pub mod routes;
 pub mod server;
 mod session;

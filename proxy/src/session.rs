@@ -16,6 +16,7 @@ use gatehouse_wire::{encode_response, produce_acks, FrameSplitter};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -82,8 +83,65 @@ struct Session<'a> {
     shared: &'a Arc<Shared>,
     ctx: SessionContext,
     owed: VecDeque<Owed>,
-    to_client: BytesMut,
-    to_upstream: BytesMut,
+    to_client: Outbox,
+    to_upstream: Outbox,
+}
+
+/// Frames waiting to be written. Forwarded frames are kept as the `Bytes`
+/// they arrived in (no copy) and written with vectored writes; frames the
+/// proxy encodes itself go into a scratch buffer first.
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    scratch: BytesMut,
+}
+
+impl Outbox {
+    fn push(&mut self, frame: Bytes) {
+        self.seal();
+        self.frames.push_back(frame);
+    }
+
+    /// Moves what was encoded into the scratch buffer into the queue.
+    fn seal(&mut self) {
+        if !self.scratch.is_empty() {
+            self.frames.push_back(self.scratch.split().freeze());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.scratch.is_empty()
+    }
+
+    async fn flush<W: tokio::io::AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        use bytes::Buf;
+        self.seal();
+        while !self.frames.is_empty() {
+            let slices: Vec<std::io::IoSlice<'_>> = self
+                .frames
+                .iter()
+                .take(64)
+                .map(|f| std::io::IoSlice::new(f))
+                .collect();
+            let mut n = w.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 {
+                let Some(front) = self.frames.front_mut() else {
+                    break;
+                };
+                if n >= front.len() {
+                    n -= front.len();
+                    self.frames.pop_front();
+                } else {
+                    front.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn serve(
@@ -112,8 +170,8 @@ async fn serve(
             client_id: None,
         },
         owed: VecDeque::new(),
-        to_client: BytesMut::new(),
-        to_upstream: BytesMut::new(),
+        to_client: Outbox::default(),
+        to_upstream: Outbox::default(),
     };
     loop {
         while !draining && s.owed.len() < limits.max_in_flight {
@@ -134,16 +192,14 @@ async fn serve(
             }
         }
         if !s.to_upstream.is_empty() {
-            let out = s.to_upstream.split();
-            up_wr
-                .write_all(&out)
+            s.to_upstream
+                .flush(&mut up_wr)
                 .await
                 .map_err(|e| ProxyError::Upstream(format!("write to {upstream_addr}: {e}")))?;
         }
         if !s.to_client.is_empty() {
-            let out = s.to_client.split();
-            client_wr
-                .write_all(&out)
+            s.to_client
+                .flush(&mut client_wr)
                 .await
                 .map_err(|e| ProxyError::Downstream(format!("write: {e}")))?;
         }
@@ -227,9 +283,9 @@ impl Session<'_> {
                     }
                 }
             }
-            encode_request(&request, &mut self.to_upstream)?;
+            encode_request(&request, &mut self.to_upstream.scratch)?;
         } else {
-            self.to_upstream.extend_from_slice(&frame);
+            self.to_upstream.push(frame);
         }
         if expects_response {
             self.owe(Owed {
@@ -255,7 +311,7 @@ impl Session<'_> {
                 local: Some(bytes), ..
             }) = self.owed.pop_front()
             {
-                self.to_client.extend_from_slice(&bytes);
+                self.to_client.push(bytes);
             }
         }
     }
@@ -293,12 +349,16 @@ impl Session<'_> {
                 }
             }
             let v = response.version;
-            encode_response(&mut self.to_client, response.api, v, correlation_id, |b| {
-                response.body.encode(b, v)
-            })
+            encode_response(
+                &mut self.to_client.scratch,
+                response.api,
+                v,
+                correlation_id,
+                |b| response.body.encode(b, v),
+            )
             .map_err(|e| ProxyError::Internal(e.to_string()))?;
         } else {
-            self.to_client.extend_from_slice(&frame);
+            self.to_client.push(frame);
         }
         self.flush_local();
         Ok(())

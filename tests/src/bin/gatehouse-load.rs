@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use futures::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -44,6 +45,10 @@ struct Args {
     /// Skip the consume phase.
     #[arg(long)]
     produce_only: bool,
+    /// Messages per second to aim for (0: as fast as possible). Paced runs
+    /// measure latency below saturation.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -82,27 +87,55 @@ async fn produce(args: &Args) -> Result<()> {
     let value: Vec<u8> = (0..args.size)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[(i * 7 + i / 13) % 37])
         .collect();
+    // Deliveries are collected by a task of their own as they complete, so
+    // each latency is taken when its acknowledgement arrives.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collector = tokio::spawn(async move {
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let mut latencies = Vec::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                next = rx.recv(), if open => match next {
+                    Some(fut) => inflight.push(fut),
+                    None => open = false,
+                },
+                Some(done) = inflight.next(), if !inflight.is_empty() => latencies.push(done),
+                else => break,
+            }
+        }
+        latencies
+    });
     let start = Instant::now();
-    let mut pending = Vec::with_capacity(args.messages);
+    // Pacing: send in 1 ms ticks of rate/1000 messages.
+    let per_tick = (args.rate / 1000).max(1) as usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for i in 0..args.messages {
+        if args.rate > 0 && i % per_tick == 0 {
+            tick.tick().await;
+        }
         let key = format!("key-{}", i % 10_000);
         let sent = Instant::now();
         let fut = producer
             .send_result(FutureRecord::to(&args.topic).key(&key).payload(&value))
             .map_err(|(e, _)| e)?;
-        pending.push(async move {
-            let r = fut.await;
-            (r, sent.elapsed())
-        });
-    }
-    let mut latencies = Vec::with_capacity(args.messages);
-    for p in pending {
-        let (r, lat) = p.await;
-        match r {
-            Ok(Ok(_)) => latencies.push(lat),
-            Ok(Err((e, _))) => bail!("delivery failed: {e}"),
-            Err(_) => bail!("delivery cancelled"),
+        let timed = async move {
+            match fut.await {
+                Ok(Ok(_)) => Ok(sent.elapsed()),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(_) => Err("delivery cancelled".to_string()),
+            }
+        };
+        if tx.send(Box::pin(timed)).is_err() {
+            bail!("delivery collector stopped");
         }
+    }
+    drop(tx);
+    let results: Vec<Result<Duration, String>> = collector.await?;
+    let mut latencies = Vec::with_capacity(results.len());
+    for r in results {
+        latencies.push(r.map_err(|e| anyhow::anyhow!("delivery failed: {e}"))?);
     }
     let secs = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
@@ -111,6 +144,7 @@ async fn produce(args: &Args) -> Result<()> {
         "{}",
         serde_json::json!({
             "phase": "produce",
+            "rate": args.rate,
             "messages": args.messages,
             "size": args.size,
             "seconds": secs,
