@@ -59,7 +59,7 @@ rounds, hz = int(sys.argv[2]), int(sys.argv[3])
 def med(sc, target, phase, key):
     v = [r[key] for r in rows if r["scenario"] == sc and r["target"] == target and r["phase"] == phase]
     return statistics.median(v) if v else None
-cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")
+cpu = open("/proc/cpuinfo").read().split("model name", 1)[1].split("\n", 1)[0].split(":", 1)[1].strip()
 print(f"# Proxy vs direct ({rounds} rounds, medians)\n")
 print(f"Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}.")
 print("Client: librdkafka (gatehouse-load), acks=all, 3 partitions; broker with fsync, on a local directory; all on 127.0.0.1.\n")
