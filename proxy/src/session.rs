@@ -416,6 +416,9 @@ fn decode_response(
         let mut b = body.clone();
         ResponseHeader::decode(&mut b, api.response_header_version(v))
             .map_err(|e| e.to_string())?;
+        // The cluster's counts must be backed by bytes too before the codec
+        // sizes a vector from them.
+        gatehouse_wire::check_response(api, v, &b).map_err(|e| e.to_string())?;
         ResponseKind::decode(api, &mut b, v).map_err(|e| e.to_string())
     };
     match attempt(version) {

@@ -12,9 +12,9 @@
 //!   the frame to be long enough, decodes full headers through
 //!   `kafka-protocol`, and encodes responses with the header version that the
 //!   request's API key and version call for.
-//! - [`guard`] checks request bodies and record batches before they reach
-//!   `kafka-protocol`'s decoders, whose allocations trust counts read off
-//!   the wire.
+//! - [`guard`] checks request bodies, response bodies and record batches
+//!   before they reach `kafka-protocol`'s decoders, whose allocations trust
+//!   counts read off the wire.
 
 pub mod frame;
 pub mod guard;
@@ -22,7 +22,8 @@ pub mod header;
 
 pub use frame::{FrameError, FrameSplitter};
 pub use guard::{
-    check_record_batches, check_record_batches_allow_partial_tail, check_request, GuardError,
+    check_record_batches, check_record_batches_allow_partial_tail, check_request, check_response,
+    GuardError,
 };
 pub use header::{
     decode_request, encode_response, peek_header, produce_acks, request_header_len, HeaderError,

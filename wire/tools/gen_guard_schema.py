@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
 """Generate wire/src/guard/schema.rs from kafka-protocol's generated decoders.
 
-The request guard (wire/src/guard.rs) walks request bodies with a table that
-says, for every message struct, which wire types are read in which order and
-at which versions. That table must agree with what `kafka-protocol` actually
-reads, byte for byte, or the guard and the decoder could disagree about where
-an array count sits. So instead of transcribing the Kafka JSON schemas by
-hand, this script reads the crate's generated `impl Decodable for ...`
-functions and records what they do:
+The guard (wire/src/guard.rs) walks request and response bodies with tables
+that say, for every message struct, which wire types are read in which order
+and at which versions. Those tables must agree with what `kafka-protocol`
+actually reads, byte for byte, or the guard and the decoder could disagree
+about where an array count sits. So instead of transcribing the Kafka JSON
+schemas by hand, this script reads the crate's generated `impl Decodable for
+...` functions, in `src/messages/<api>_request.rs` and
+`src/messages/<api>_response.rs` for every API in APIS, and records what
+they do:
 
 * for every version the struct supports it "executes" the decode function
   symbolically: every `if <condition on version> { .. } else { .. }` is
   resolved, leaving the straight-line list of `types::X.decode(buf)?` calls;
 * it merges those per-version lists into one list of fields, each with the
   contiguous version range it is read in, and checks that compact encodings
-  are used exactly at the flexible versions;
+  are used exactly at the flexible versions, and that every nested struct
+  is flexible exactly where its message is (the walker knows only the
+  message version);
 * nullability comes from the Rust field type (`Option<..>` decodes -1 / 0 as
   `None`, anything else rejects it), nested struct types likewise;
 * known tagged fields are recorded with the versions they are accepted in.
+
+Requests come first in the output, then responses; the request structs keep
+their plain names and a response struct whose name is already taken gets an
+`<API>_RESPONSE_` prefix. The output depends only on the crate's source, so
+re-running the script on the same crate reproduces schema.rs exactly.
 
 Usage (run once per kafka-protocol upgrade; the output is committed):
 
@@ -78,6 +87,10 @@ APIS = [
     ("CreateAcls", "create_acls"),
     ("DeleteAcls", "delete_acls"),
 ]
+
+# Both tables are generated from the same API list, so every API has a
+# request and a response schema.
+DIRECTIONS = ("request", "response")
 
 PRIMS = {
     "Int8": "Int8",
@@ -430,6 +443,7 @@ def analyse_struct(name, structs, decoders, msg_flex):
         "fields": seen,
         "tagged": tagged,
         "flexible": (min(flex_versions) if flex_versions else None),
+        "flex_versions": set(flex_versions),
     }
 
 
@@ -437,134 +451,173 @@ def const_name(struct_name, prefix, taken):
     snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", struct_name).upper()
     if snake in taken and taken[snake] != (prefix, struct_name):
         snake = f"{prefix.upper()}_{snake}"
+        if snake in taken and taken[snake] != (prefix, struct_name):
+            raise GenError(f"constant name {snake} is taken twice")
     taken[snake] = (prefix, struct_name)
     return snake
+
+
+def struct_uses(a):
+    """(kind, versions) of every field and known tagged field of a struct."""
+    uses = [(f["kind"], f["versions"]) for f in a["fields"].values()]
+    uses += [(t["kind"], t["versions"]) for t in a["tagged"].values() if t["kind"]]
+    return uses
+
+
+def emit_message(crate, api, stem, direction, taken, w):
+    """Writes the structs of one API's request or response; returns the
+    constant name of its top struct."""
+    path = os.path.join(crate, "src", "messages", f"{stem}_{direction}.rs")
+    structs, decoders = parse_file(path)
+    top = "".join(p.capitalize() for p in stem.split("_")) + direction.capitalize()
+    # Some names in the crate keep acronyms (e.g. ...AclsRequest): look up.
+    if top not in decoders:
+        cands = [d for d in decoders if d.lower() == top.lower()]
+        if len(cands) != 1:
+            raise GenError(f"{api}: top struct {top} not found")
+        top = cands[0]
+    # Collect reachable structs in BFS order from the top struct.
+    analysed = {}
+    todo = [top]
+    order = []
+    msg_flex = None
+    while todo:
+        s = todo.pop(0)
+        if s in analysed:
+            continue
+        if s not in decoders:
+            raise GenError(f"{api}: no decoder for {s}")
+        a = analyse_struct(s, structs, decoders, msg_flex)
+        if s == top:
+            msg_flex = a["flexible"]
+        analysed[s] = a
+        order.append(s)
+        for f in a["order"]:
+            todo.extend(struct_refs(a["fields"][f]["kind"]))
+        for t in a["tagged"].values():
+            if t["kind"] is not None:
+                todo.extend(struct_refs(t["kind"]))
+    # Request structs keep the names they always had; response structs whose
+    # names clash get the longer `<API>_RESPONSE_` prefix.
+    prefix = stem if direction == "request" else f"{stem}_{direction}"
+    names = {s: const_name(s, prefix, taken) for s in order}
+    # A nested struct must decode at every version its field is read in,
+    # or the decoder would bail where the guard walks on.
+    for s in order:
+        for kind, vs in struct_uses(analysed[s]):
+            for ref in struct_refs(kind):
+                rlo, rhi = analysed[ref]["range"]
+                if min(vs) < rlo or max(vs) > rhi:
+                    raise GenError(f"{s} reads {ref} outside v{rlo}-{rhi}")
+    # The walker decides compact vs classic encodings, and whether a struct
+    # ends with a tagged-field section, from the message version alone. So
+    # every struct must be flexible exactly at the message's flexible
+    # versions, at every version it can be reached in.
+    lo, hi = analysed[top]["range"]
+    reached = {s: set() for s in order}
+    reached[top] = set(range(lo, hi + 1))
+    for s in order:  # BFS order: parents come before their children
+        for kind, vs in struct_uses(analysed[s]):
+            for ref in struct_refs(kind):
+                reached[ref] |= reached[s] & set(vs)
+    for s in order:
+        for v in sorted(reached[s]):
+            want = msg_flex is not None and v >= msg_flex
+            if (v in analysed[s]["flex_versions"]) != want:
+                raise GenError(f"{api} {direction}: {s} flexibility differs at v{v}")
+    flex = analysed[top]["flexible"]
+    flex_txt = f"flexible from v{flex}" if flex is not None else "never flexible"
+    w(f"// === {api} {direction} (v{lo}-{hi}, {flex_txt}) ===")
+    w("")
+    w(f"static {names[top]}_MESSAGE: Message = Message {{")
+    w(f"    min: {lo},")
+    w(f"    max: {hi},")
+    w(f"    flexible: {('Some(%d)' % flex) if flex is not None else 'None'},")
+    w(f"    body: &{names[top]},")
+    w("};")
+    w("")
+    for s in order:
+        a = analysed[s]
+        w(f"static {names[s]}: Struct = Struct {{")
+        w(f'    name: "{s}",')
+        w("    fields: &[")
+        for f in a["order"]:
+            fi = a["fields"][f]
+            flo, fhi = contiguous(fi["versions"])
+            w(
+                f'        Field {{ name: "{f}", versions: ({flo}, {fhi}), '
+                f"kind: {render(fi['kind'], names)} }},"
+            )
+        w("    ],")
+        tags = [(t, d) for t, d in sorted(a["tagged"].items()) if d["kind"] is not None]
+        if tags:
+            w("    tagged: &[")
+            for t, d in tags:
+                tlo, thi = contiguous(d["versions"])
+                w(
+                    f'        Tagged {{ tag: {t}, name: "{d["name"]}", '
+                    f"versions: ({tlo}, {thi}), "
+                    f"kind: {render(d['kind'], names)} }},"
+                )
+            w("    ],")
+        else:
+            w("    tagged: &[],")
+        w("};")
+        w("")
+    return names[top]
 
 
 def main():
     if len(sys.argv) > 1:
         crate = sys.argv[1]
     else:
-        hits = glob.glob(
-            os.path.expanduser(f"~/.cargo/registry/src/*/kafka-protocol-{CRATE_VERSION}")
+        hits = sorted(
+            glob.glob(
+                os.path.expanduser(f"~/.cargo/registry/src/*/kafka-protocol-{CRATE_VERSION}")
+            )
         )
         if not hits:
             raise SystemExit("kafka-protocol source not found; pass its directory")
         crate = hits[0]
     out = []
     w = out.append
-    w("//! Request schemas for the guard: GENERATED, do not edit by hand.")
+    w("//! Request and response schemas for the guard: GENERATED, do not edit")
+    w("//! by hand.")
     w("//!")
-    w(f"//! Produced by `wire/tools/gen_guard_schema.py` from the decoders of")
-    w(f"//! kafka-protocol {CRATE_VERSION} (`src/messages/*_request.rs`). Each")
-    w("//! field lists the versions it is read in; strings, bytes and arrays")
-    w("//! are compact exactly at the message's flexible versions.")
+    w("//! Produced by `wire/tools/gen_guard_schema.py` from the decoders of")
+    w(f"//! kafka-protocol {CRATE_VERSION} (`src/messages/*_request.rs` and")
+    w("//! `src/messages/*_response.rs`). Each field lists the versions it is")
+    w("//! read in; strings, bytes and arrays are compact exactly at the")
+    w("//! message's flexible versions.")
     w("")
     w("use kafka_protocol::messages::ApiKey;")
     w("")
     w("use super::{Field, Kind, Message, Struct, Tagged};")
     w("")
     taken = {}
-    lookup = []
-    for api, stem in APIS:
-        path = os.path.join(crate, "src", "messages", f"{stem}_request.rs")
-        structs, decoders = parse_file(path)
-        top = "".join(p.capitalize() for p in stem.split("_")) + "Request"
-        # Some names in the crate keep acronyms (e.g. ...AclsRequest): look up.
-        if top not in decoders:
-            cands = [d for d in decoders if d.lower() == top.lower()]
-            if len(cands) != 1:
-                raise GenError(f"{api}: top struct {top} not found")
-            top = cands[0]
-        # Collect reachable structs in DFS order from the top struct.
-        analysed = {}
-        todo = [top]
-        order = []
-        msg_flex = None
-        while todo:
-            s = todo.pop(0)
-            if s in analysed:
-                continue
-            if s not in decoders:
-                raise GenError(f"{api}: no decoder for {s}")
-            a = analyse_struct(s, structs, decoders, msg_flex)
-            if s == top:
-                msg_flex = a["flexible"]
-            analysed[s] = a
-            order.append(s)
-            for f in a["order"]:
-                todo.extend(struct_refs(a["fields"][f]["kind"]))
-            for t in a["tagged"].values():
-                if t["kind"] is not None:
-                    todo.extend(struct_refs(t["kind"]))
-        names = {s: const_name(s, stem, taken) for s in order}
-        # A nested struct must decode at every version its field is read in,
-        # or the decoder would bail where the guard walks on.
-        for s in order:
-            a = analysed[s]
-            uses = [(f["kind"], f["versions"]) for f in a["fields"].values()]
-            uses += [(t["kind"], t["versions"]) for t in a["tagged"].values() if t["kind"]]
-            for kind, vs in uses:
-                for ref in struct_refs(kind):
-                    rlo, rhi = analysed[ref]["range"]
-                    if min(vs) < rlo or max(vs) > rhi:
-                        raise GenError(f"{s} reads {ref} outside v{rlo}-{rhi}")
-        lo, hi = analysed[top]["range"]
-        flex = analysed[top]["flexible"]
-        flex_txt = f"flexible from v{flex}" if flex is not None else "never flexible"
-        w(f"// === {api} (v{lo}-{hi}, {flex_txt}) ===")
+    lookups = {}
+    for direction in DIRECTIONS:
+        w(f"// ====== {direction}s ======")
         w("")
-        lookup.append((api, names[top]))
-        w(f"static {names[top]}_MESSAGE: Message = Message {{")
-        w(f"    min: {lo},")
-        w(f"    max: {hi},")
-        w(f"    flexible: {('Some(%d)' % flex) if flex is not None else 'None'},")
-        w(f"    body: &{names[top]},")
-        w("};")
-        w("")
-        for s in order:
-            a = analysed[s]
-            w(f"static {names[s]}: Struct = Struct {{")
-            w(f'    name: "{s}",')
-            w("    fields: &[")
-            for f in a["order"]:
-                fi = a["fields"][f]
-                flo, fhi = contiguous(fi["versions"])
-                w(
-                    f'        Field {{ name: "{f}", versions: ({flo}, {fhi}), '
-                    f"kind: {render(fi['kind'], names)} }},"
-                )
-            w("    ],")
-            tags = [(t, d) for t, d in sorted(a["tagged"].items()) if d["kind"] is not None]
-            if tags:
-                w("    tagged: &[")
-                for t, d in tags:
-                    tlo, thi = contiguous(d["versions"])
-                    w(
-                        f'        Tagged {{ tag: {t}, name: "{d["name"]}", '
-                        f"versions: ({tlo}, {thi}), "
-                        f"kind: {render(d['kind'], names)} }},"
-                    )
-                w("    ],")
-            else:
-                w("    tagged: &[],")
-            w("};")
-            w("")
+        lookups[direction] = [
+            (api, emit_message(crate, api, stem, direction, taken, w)) for api, stem in APIS
+        ]
     w("// === lookup ===")
+    for direction in DIRECTIONS:
+        w("")
+        w(f"/// The schema of `api`'s {direction} body, if the guard knows it.")
+        w(f"pub(super) fn {direction}(api: ApiKey) -> Option<&'static Message> {{")
+        w("    Some(match api {")
+        for api, n in lookups[direction]:
+            w(f"        ApiKey::{api} => &{n}_MESSAGE,")
+        w("        _ => return None,")
+        w("    })")
+        w("}")
     w("")
-    w("/// The schema of `api`'s request body, if the guard knows it.")
-    w("pub(super) fn message(api: ApiKey) -> Option<&'static Message> {")
-    w("    Some(match api {")
-    for api, n in lookup:
-        w(f"        ApiKey::{api} => &{n}_MESSAGE,")
-    w("        _ => return None,")
-    w("    })")
-    w("}")
-    w("")
-    w("/// Every API the table covers, in table order.")
+    w("/// Every API the tables cover (both directions), in table order.")
     w("#[cfg(test)]")
     w("pub(super) const COVERED: &[ApiKey] = &[")
-    for api, _ in lookup:
+    for api, _ in APIS:
         w(f"    ApiKey::{api},")
     w("];")
     sys.stdout.write("\n".join(out) + "\n")
