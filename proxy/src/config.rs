@@ -47,6 +47,9 @@ pub struct ListenerConfig {
     /// default), each node gets a free port chosen by the OS.
     #[serde(default)]
     pub node_port_base: u16,
+    /// TLS for client connections.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
 /// The upstream cluster.
@@ -58,6 +61,9 @@ pub struct UpstreamConfig {
     /// Connect timeout in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// TLS towards the cluster.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ClientTlsConfig>,
 }
 
 /// Resource limits.
@@ -100,10 +106,12 @@ impl ProxyConfig {
                 bind,
                 advertised_host: None,
                 node_port_base: 0,
+                tls: None,
             },
             upstream: UpstreamConfig {
                 bootstrap_servers: vec![bootstrap.into()],
                 connect_timeout_ms: default_connect_timeout_ms(),
+                tls: None,
             },
             limits: Limits::default(),
         }

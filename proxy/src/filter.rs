@@ -40,6 +40,9 @@ pub struct SessionContext {
     pub target: Target,
     /// Client id of the most recent request.
     pub client_id: Option<String>,
+    /// Who the client proved to be, once it authenticated (or presented a
+    /// client certificate).
+    pub principal: Option<crate::principal::Principal>,
 }
 
 /// A decoded request.

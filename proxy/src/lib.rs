@@ -46,11 +46,17 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod filters;
+pub mod principal;
 pub mod records;
 pub mod routes;
 pub mod server;
 mod session;
+pub mod tls;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use server::Proxy;
+
+pub mod auth {
+    pub mod oauth;
+} // TEMP(oauth helper): remove before finishing

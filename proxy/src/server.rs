@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     /// `true` once shutdown began: listeners stop, sessions drain.
     pub shutdown: watch::Sender<bool>,
     pub tasks: std::sync::Mutex<JoinSet<()>>,
+    /// TLS on the client listeners, if configured.
+    pub tls_server: Option<Arc<crate::tls::TlsServer>>,
+    /// TLS towards the cluster, if configured.
+    pub upstream_tls: Option<crate::tls::UpstreamTls>,
 }
 
 impl Shared {
@@ -58,6 +62,14 @@ impl Proxy {
         extra: Vec<Arc<dyn Filter>>,
     ) -> Result<Self, ProxyError> {
         config.validate()?;
+        let tls_server = match &config.listener.tls {
+            Some(t) => Some(Arc::new(crate::tls::TlsServer::load(t)?)),
+            None => None,
+        };
+        let upstream_tls = match &config.upstream.tls {
+            Some(t) => Some(crate::tls::connector(t)?),
+            None => None,
+        };
         let bind = config.listener.bind;
         let listener = TcpListener::bind(bind)
             .await
@@ -82,8 +94,13 @@ impl Proxy {
                 routes: Routes::default(),
                 shutdown: watch::channel(false).0,
                 tasks: std::sync::Mutex::new(JoinSet::new()),
+                tls_server,
+                upstream_tls,
             }
         });
+        if let Some(tls) = shared.tls_server.clone() {
+            shared.spawn(watch_certificates(tls, shared.shutdown.subscribe()));
+        }
         tracing::info!(
             %bootstrap,
             upstream = ?shared.config.upstream.bootstrap_servers,
@@ -159,7 +176,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
                     let _ = sock.set_nodelay(true);
                     let s = shared.clone();
                     shared.spawn(async move {
-                        session::run(s, sock, peer, target).await;
+                        if let Some((stream, principal)) = handshake(&s, sock, peer).await {
+                            session::run(s, stream, peer, target, principal).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -167,6 +186,59 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// TLS handshake (when configured); a client certificate names the
+/// principal. `None` when the handshake failed (logged).
+async fn handshake(
+    shared: &Shared,
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<(session::BoxStream, Option<crate::principal::Principal>)> {
+    let Some(tls) = &shared.tls_server else {
+        return Some((Box::new(sock), None));
+    };
+    let accepted = tokio::time::timeout(Duration::from_secs(10), tls.acceptor().accept(sock)).await;
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(crate::tls::certificate_principal)
+        .map(|name| crate::principal::Principal {
+            name,
+            method: crate::principal::AuthMethod::Certificate,
+            attributes: Default::default(),
+        });
+    if let Some(p) = &principal {
+        tracing::info!(%peer, principal = %p.name, "client certificate accepted");
+    }
+    Some((Box::new(stream), principal))
+}
+
+async fn watch_certificates(tls: Arc<crate::tls::TlsServer>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(tls.reload_interval());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match tls.reload_if_changed() {
+                Ok(true) => tracing::info!("TLS certificate reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "new TLS certificate refused; keeping the old one"),
             },
             _ = shutdown.changed() => return,
         }

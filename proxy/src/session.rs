@@ -18,6 +18,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::net::TcpStream;
+
+use crate::principal::Principal;
 use tokio::time::Instant;
 
 use crate::error::ProxyError;
@@ -37,8 +39,22 @@ struct Owed {
     local: Option<Bytes>,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, target: Target) {
-    match serve(&shared, client, peer, target).await {
+/// A byte stream: plain TCP or TLS, towards the client or the cluster.
+pub(crate) trait Stream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+pub(crate) type BoxStream = Box<dyn Stream>;
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: BoxStream,
+    peer: SocketAddr,
+    target: Target,
+    principal: Option<Principal>,
+) {
+    match serve(&shared, client, peer, target, principal).await {
         Ok(()) => tracing::debug!(%peer, ?target, "connection closed"),
         Err(e @ ProxyError::Downstream(_)) => {
             tracing::warn!(%peer, ?target, error = %e, "closing client connection")
@@ -50,7 +66,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
 async fn connect_upstream(
     shared: &Shared,
     target: Target,
-) -> Result<(TcpStream, String), ProxyError> {
+) -> Result<(BoxStream, String), ProxyError> {
     let candidates = match target {
         Target::Bootstrap => shared.config.upstream.bootstrap_servers.clone(),
         Target::Node(n) => vec![shared
@@ -68,7 +84,31 @@ async fn connect_upstream(
         {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok((s, addr));
+                let stream: BoxStream = match &shared.upstream_tls {
+                    Some(tls) => {
+                        let name = match &tls.server_name {
+                            Some(n) => n.clone(),
+                            None => {
+                                let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
+                                rustls::pki_types::ServerName::try_from(host.to_string()).map_err(
+                                    |e| ProxyError::Config(format!("upstream host {host}: {e}")),
+                                )?
+                            }
+                        };
+                        let tls = tokio::time::timeout(
+                            shared.config.connect_timeout(),
+                            tls.connector.connect(name, s),
+                        )
+                        .await
+                        .map_err(|_| {
+                            ProxyError::Upstream(format!("{addr}: TLS handshake timed out"))
+                        })?
+                        .map_err(|e| ProxyError::Upstream(format!("{addr}: TLS handshake: {e}")))?;
+                        Box::new(tls)
+                    }
+                    None => Box::new(s),
+                };
+                return Ok((stream, addr));
             }
             Ok(Err(e)) => last = format!("{addr}: {e}"),
             Err(_) => last = format!("{addr}: connect timed out"),
@@ -146,14 +186,15 @@ impl Outbox {
 
 async fn serve(
     shared: &Arc<Shared>,
-    client: TcpStream,
+    client: BoxStream,
     peer: SocketAddr,
     target: Target,
+    principal: Option<Principal>,
 ) -> Result<(), ProxyError> {
     let (upstream, upstream_addr) = connect_upstream(shared, target).await?;
     tracing::debug!(%peer, ?target, upstream = %upstream_addr, "connection opened");
-    let (mut client_rd, mut client_wr) = client.into_split();
-    let (mut up_rd, mut up_wr) = upstream.into_split();
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
     let limits = &shared.config.limits;
     let splitter = FrameSplitter::new(limits.max_frame_bytes);
     let mut from_client = BytesMut::with_capacity(16 * 1024);
@@ -168,6 +209,7 @@ async fn serve(
             peer,
             target,
             client_id: None,
+            principal,
         },
         owed: VecDeque::new(),
         to_client: Outbox::default(),

@@ -32,5 +32,6 @@ mod broker_protocol;
 mod broker_rdkafka;
 mod broker_storage;
 mod demo;
+mod identity;
 mod proxy;
 mod support;

@@ -33,6 +33,7 @@ impl Client {
         };
         let mut c = Command::new(prog);
         c.arg(dir.join(script));
+        isolate(&mut c);
         c
     }
 }
@@ -92,6 +93,7 @@ pub async fn run_ok(client: Client, args: &[&str], limit: Duration) -> Result<Va
 /// Runs kcat with `args`, feeding `stdin`; returns stdout.
 pub async fn kcat(args: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Result<String> {
     let mut cmd = Command::new("kcat");
+    isolate(&mut cmd);
     cmd.args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -119,4 +121,11 @@ pub async fn kcat(args: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Resul
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Cargo points `LD_LIBRARY_PATH` at build outputs, where the librdkafka
+/// the `rdkafka` crate builds (without TLS) lives; external clients must
+/// load their own.
+fn isolate(cmd: &mut Command) {
+    cmd.env_remove("LD_LIBRARY_PATH");
 }
