@@ -32,6 +32,9 @@ pub struct ProxyConfig {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Client authentication (SASL); none by default.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// Client-facing listeners.
@@ -114,6 +117,7 @@ impl ProxyConfig {
                 tls: None,
             },
             limits: Limits::default(),
+            auth: None,
         }
     }
 

@@ -52,13 +52,18 @@ fn address_cap(api: ApiKey) -> Option<i16> {
 #[derive(Debug)]
 pub struct ApiVersions {
     decoded: Vec<ApiKey>,
+    sasl: bool,
 }
 
 impl ApiVersions {
     /// `decoded`: APIs that filters decode (their versions are limited to
-    /// what the pre-decode guard understands).
-    pub fn new(decoded: Vec<ApiKey>) -> Self {
-        Self { decoded }
+    /// what the pre-decode guard understands). `sasl`: the proxy
+    /// authenticates clients, so it offers SaslHandshake and
+    /// SaslAuthenticate v0–2 whatever the cluster offers; without it the
+    /// cluster's own SASL APIs are hidden (clients never authenticate to
+    /// the cluster through the proxy).
+    pub fn new(decoded: Vec<ApiKey>, sasl: bool) -> Self {
+        Self { decoded, sasl }
     }
 
     fn cap(&self, api: ApiKey, min: i16, max: i16) -> Option<(i16, i16)> {
@@ -105,6 +110,9 @@ impl Filter for ApiVersions {
                 let Ok(api) = ApiKey::try_from(k.api_key) else {
                     return false;
                 };
+                if matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+                    return false;
+                }
                 match self.cap(api, k.min_version, k.max_version) {
                     Some((min, max)) => {
                         k.min_version = min;
@@ -114,6 +122,22 @@ impl Filter for ApiVersions {
                     None => false,
                 }
             });
+            if self.sasl && v.error_code == 0 {
+                use kafka_protocol::messages::api_versions_response::ApiVersion;
+                // librdkafka enables SASL only when v0 of SaslHandshake is listed; it
+                // then uses v1 (Kafka-framed tokens), the only one answered.
+                for (api, min, max) in [
+                    (ApiKey::SaslHandshake, 0, 1),
+                    (ApiKey::SaslAuthenticate, 0, 2),
+                ] {
+                    v.api_keys.push(
+                        ApiVersion::default()
+                            .with_api_key(api as i16)
+                            .with_min_version(min)
+                            .with_max_version(max),
+                    );
+                }
+            }
             tracing::debug!(
                 advertised = before,
                 kept = v.api_keys.len(),

@@ -42,6 +42,7 @@
 //! Nothing here knows the broker Gatehouse ships: the proxy works in front
 //! of any Kafka-compatible cluster.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod filter;
@@ -56,7 +57,3 @@ pub mod tls;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use server::Proxy;
-
-pub mod auth {
-    pub mod oauth;
-} // TEMP(oauth helper): remove before finishing

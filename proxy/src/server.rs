@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     /// `true` once shutdown began: listeners stop, sessions drain.
     pub shutdown: watch::Sender<bool>,
     pub tasks: std::sync::Mutex<JoinSet<()>>,
+    /// SASL at the proxy, if configured.
+    pub authenticator: Option<crate::auth::Authenticator>,
     /// TLS on the client listeners, if configured.
     pub tls_server: Option<Arc<crate::tls::TlsServer>>,
     /// TLS towards the cluster, if configured.
@@ -66,6 +68,11 @@ impl Proxy {
             Some(t) => Some(Arc::new(crate::tls::TlsServer::load(t)?)),
             None => None,
         };
+        let authenticator = match &config.auth {
+            Some(a) => Some(crate::auth::Authenticator::load(a)?),
+            None => None,
+        };
+        let sasl_enabled = authenticator.is_some();
         let upstream_tls = match &config.upstream.tls {
             Some(t) => Some(crate::tls::connector(t)?),
             None => None,
@@ -79,14 +86,14 @@ impl Proxy {
             .map_err(|source| ProxyError::Bind { addr: bind, source })?;
         let shared = Arc::new_cyclic(|weak| {
             let mut chain: Vec<Arc<dyn Filter>> = vec![
-                Arc::new(filters::ApiVersions::new(Vec::new())),
+                Arc::new(filters::ApiVersions::new(Vec::new(), sasl_enabled)),
                 Arc::new(filters::BrokerAddress::new(weak.clone())),
             ];
             chain.extend(extra);
             // The ApiVersions filter caps versions for the APIs that any
             // filter decodes; it is rebuilt with the full chain's needs.
             let decoded = filters::decoded_apis(&chain);
-            chain[0] = Arc::new(filters::ApiVersions::new(decoded));
+            chain[0] = Arc::new(filters::ApiVersions::new(decoded, sasl_enabled));
             Shared {
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
                 config,
@@ -96,6 +103,7 @@ impl Proxy {
                 tasks: std::sync::Mutex::new(JoinSet::new()),
                 tls_server,
                 upstream_tls,
+                authenticator,
             }
         });
         if let Some(tls) = shared.tls_server.clone() {

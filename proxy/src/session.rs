@@ -19,7 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::net::TcpStream;
 
-use crate::principal::Principal;
+use crate::auth::{Exchange, Outcome};
+use crate::principal::{AuthMethod, Principal};
+use kafka_protocol::protocol::StrBytes;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 use crate::error::ProxyError;
@@ -125,6 +128,18 @@ struct Session<'a> {
     owed: VecDeque<Owed>,
     to_client: Outbox,
     to_upstream: Outbox,
+    sasl: Sasl<'a>,
+    /// When the authenticated session ends unless renewed (KIP-368).
+    expires: Option<SystemTime>,
+    /// Hang up once what is owed has been written (failed authentication).
+    closing: Option<String>,
+}
+
+/// Where the connection is in a SASL exchange.
+enum Sasl<'a> {
+    Idle,
+    Handshaken(String),
+    Exchanging(Exchange<'a>),
 }
 
 /// Frames waiting to be written. Forwarded frames are kept as the `Bytes`
@@ -214,6 +229,9 @@ async fn serve(
         owed: VecDeque::new(),
         to_client: Outbox::default(),
         to_upstream: Outbox::default(),
+        sasl: Sasl::Idle,
+        expires: None,
+        closing: None,
     };
     loop {
         while !draining && s.owed.len() < limits.max_in_flight {
@@ -244,6 +262,11 @@ async fn serve(
                 .flush(&mut client_wr)
                 .await
                 .map_err(|e| ProxyError::Downstream(format!("write: {e}")))?;
+        }
+        if let Some(reason) = &s.closing {
+            if s.owed.is_empty() {
+                return Err(ProxyError::Downstream(reason.clone()));
+            }
         }
         if draining && s.owed.is_empty() {
             return Ok(());
@@ -288,6 +311,16 @@ impl Session<'_> {
                 "{api:?} v{} is not a version the proxy can forward",
                 raw.api_version
             )));
+        }
+        // === session: authentication ===
+        if matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+            return self.sasl(api, raw, body).await;
+        }
+        if self.closing.is_some() {
+            return Ok(());
+        }
+        if api != ApiKey::ApiVersions {
+            self.check_authenticated(api)?;
         }
         let expects_response = api != ApiKey::Produce
             || produce_acks(&body).map_err(|e| ProxyError::Downstream(e.to_string()))? != 0;
@@ -339,6 +372,184 @@ impl Session<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Refuses requests of connections that have not authenticated, or
+    /// whose session expired without re-authentication.
+    fn check_authenticated(&self, api: ApiKey) -> Result<(), ProxyError> {
+        let Some(auth) = &self.shared.authenticator else {
+            return Ok(());
+        };
+        let ok = match &self.ctx.principal {
+            None => false,
+            Some(p) if p.method == AuthMethod::Certificate => auth.accepts_certificates(),
+            Some(_) => true,
+        };
+        if !ok {
+            return Err(ProxyError::Downstream(format!(
+                "{api:?} before authentication"
+            )));
+        }
+        if self.expires.is_some_and(|e| SystemTime::now() > e) {
+            return Err(ProxyError::Downstream(
+                "session expired without re-authentication".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn respond_local(
+        &mut self,
+        api: ApiKey,
+        raw: &gatehouse_wire::RawHeader,
+        resp: ResponseKind,
+    ) -> Result<(), ProxyError> {
+        let mut out = BytesMut::new();
+        encode_response(&mut out, api, raw.api_version, raw.correlation_id, |b| {
+            resp.encode(b, raw.api_version)
+        })
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        self.owe(Owed {
+            correlation_id: raw.correlation_id,
+            api,
+            version: raw.api_version,
+            decode: false,
+            local: Some(out.freeze()),
+        });
+        Ok(())
+    }
+
+    /// SaslHandshake and SaslAuthenticate are answered by the proxy itself:
+    /// a client's credentials never travel to the cluster.
+    async fn sasl(
+        &mut self,
+        api: ApiKey,
+        raw: gatehouse_wire::RawHeader,
+        body: Bytes,
+    ) -> Result<(), ProxyError> {
+        use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+        let request = decode_request(api, raw.api_version, body)?;
+        let names = self
+            .shared
+            .authenticator
+            .as_ref()
+            .map(|a| a.mechanism_names())
+            .unwrap_or_default();
+        match request.body {
+            RequestKind::SaslHandshake(h) => {
+                let mechanism = h.mechanism.to_string();
+                let enabled = names.contains(&mechanism);
+                let code = if raw.api_version < 1 {
+                    // v0 sends raw SASL tokens outside Kafka framing.
+                    35
+                } else if enabled {
+                    0
+                } else {
+                    33 // UNSUPPORTED_SASL_MECHANISM
+                };
+                if code == 0 {
+                    self.sasl = Sasl::Handshaken(mechanism);
+                } else {
+                    self.closing = Some(format!("SASL handshake for {mechanism} refused"));
+                }
+                let resp = SaslHandshakeResponse::default()
+                    .with_error_code(code)
+                    .with_mechanisms(
+                        names
+                            .iter()
+                            .map(|n| StrBytes::from_string(n.clone()))
+                            .collect(),
+                    );
+                self.respond_local(api, &raw, ResponseKind::SaslHandshake(resp))
+            }
+            RequestKind::SaslAuthenticate(a) => {
+                let Some(auth) = self.shared.authenticator.as_ref() else {
+                    self.closing = Some("SASL is not enabled".into());
+                    let resp = SaslAuthenticateResponse::default().with_error_code(34);
+                    return self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp));
+                };
+                let mut exchange = match std::mem::replace(&mut self.sasl, Sasl::Idle) {
+                    Sasl::Exchanging(e) => e,
+                    Sasl::Handshaken(m) => match auth.begin(&m) {
+                        Some(e) => e,
+                        None => {
+                            self.closing = Some(format!("{m} is not enabled"));
+                            let resp = SaslAuthenticateResponse::default().with_error_code(33);
+                            return self.respond_local(
+                                api,
+                                &raw,
+                                ResponseKind::SaslAuthenticate(resp),
+                            );
+                        }
+                    },
+                    Sasl::Idle => {
+                        self.closing = Some("SaslAuthenticate without SaslHandshake".into());
+                        let resp = SaslAuthenticateResponse::default()
+                            .with_error_code(34)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "SaslHandshake first",
+                            )));
+                        return self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp));
+                    }
+                };
+                let peer = self.ctx.peer;
+                let resp = match auth.step(&mut exchange, &a.auth_bytes) {
+                    Outcome::Challenge(bytes) => {
+                        self.sasl = Sasl::Exchanging(exchange);
+                        SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(bytes))
+                    }
+                    Outcome::Authenticated {
+                        principal,
+                        reply,
+                        expires,
+                    } => {
+                        if let Some(old) = &self.ctx.principal {
+                            if old.method != AuthMethod::Certificate && old.name != principal.name {
+                                // KIP-368: re-authentication keeps the principal.
+                                self.closing = Some(format!(
+                                    "re-authentication as {} on a session of {}",
+                                    principal.name, old.name
+                                ));
+                                let resp = SaslAuthenticateResponse::default().with_error_code(58);
+                                return self.respond_local(
+                                    api,
+                                    &raw,
+                                    ResponseKind::SaslAuthenticate(resp),
+                                );
+                            }
+                        }
+                        auth.succeeded(peer.ip());
+                        tracing::info!(%peer, principal = %principal.name, method = ?principal.method, "authenticated");
+                        self.ctx.principal = Some(principal);
+                        self.expires = expires;
+                        let lifetime_ms = expires
+                            .and_then(|e| e.duration_since(SystemTime::now()).ok())
+                            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                            .unwrap_or(0);
+                        let resp =
+                            SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply));
+                        if raw.api_version >= 1 {
+                            resp.with_session_lifetime_ms(lifetime_ms)
+                        } else {
+                            resp
+                        }
+                    }
+                    Outcome::Failed(reason) => {
+                        let delay = auth.failure_delay(peer.ip());
+                        tracing::warn!(%peer, reason, delay_ms = delay.as_millis() as u64, "authentication failed");
+                        tokio::time::sleep(delay).await;
+                        self.closing = Some("authentication failed".into());
+                        SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "Authentication failed: invalid credentials",
+                            )))
+                    }
+                };
+                self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp))
+            }
+            _ => Err(ProxyError::Internal("SASL request of another kind".into())),
+        }
     }
 
     fn owe(&mut self, owed: Owed) {

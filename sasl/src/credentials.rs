@@ -704,6 +704,7 @@ impl CredentialRepr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on unexpected results
 mod tests {
     use super::*;
 

@@ -146,6 +146,7 @@ pub(crate) fn b64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on unexpected results
 mod tests {
     use super::*;
 

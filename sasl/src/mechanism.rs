@@ -75,6 +75,7 @@ impl FromStr for Mechanism {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on unexpected results
 mod tests {
     use super::*;
 

@@ -2,15 +2,23 @@
 
 Both confluent_client.py and kafka_python_client.py import this module (it sits
 beside them, so `python3 tests/clients/<script>.py` finds it). kafkajs_client.mjs
-mirrors the same interface in JavaScript.
+mirrors the same interface in JavaScript. Each script turns the common security flags
+(--option KEY=VALUE with librdkafka property names, --oauth-token-file) into its own
+library's configuration; the token file and JWT helpers and the fail-fast exit on an
+authentication failure live here.
 """
 import argparse
+import base64
 import json
+import os
 import sys
+import threading
+import time
 import traceback
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 EXIT_FAIL = 1
+EXIT_USAGE = 2
 EXIT_UNSUPPORTED = 3
 
 
@@ -18,21 +26,70 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
+_emit_lock = threading.Lock()
+_emitted = False
+
+
 def emit(obj):
-    """Print the single JSON result object on stdout."""
-    print(json.dumps(obj, separators=(",", ":")), flush=True)
+    """Print the single JSON result object on stdout (at most once per process)."""
+    global _emitted
+    with _emit_lock:
+        if _emitted:
+            return False
+        _emitted = True
+        print(json.dumps(obj, separators=(",", ":")), flush=True)
+        return True
 
 
 class Failure(Exception):
     """An expected failure: message goes to stderr, exit code 1."""
 
 
+class UsageError(Exception):
+    """A bad command line (e.g. an unsupported --option): message goes to stderr, exit code 2."""
+
+
+def auth_failed(detail, stage="sasl"):
+    """Authentication failed (stage "sasl", or "tls" for a failed TLS handshake): print
+    {"error": "authentication", "stage": ..., "detail": ...} and exit 1 immediately.
+
+    Callable from any thread, including a client library's I/O thread or callback: it does
+    not unwind through the library (which would keep retrying until its own timeouts) but
+    ends the process with os._exit, so nothing can hang on the way out."""
+    log(f"authentication failed ({stage}): {detail}")
+    if not emit({"error": "authentication", "stage": stage, "detail": str(detail)}):
+        return  # the result is already out and the main thread is exiting with its code
+    sys.stderr.flush()
+    os._exit(EXIT_FAIL)
+
+
+def key_value(text):
+    """argparse type of --option: "KEY=VALUE" -> (key, value); the value may contain '='."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def common_args():
+    """Flags every subcommand takes: the broker address and the security options."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("--bootstrap", required=True)
+    c.add_argument("--option", dest="options", metavar="KEY=VALUE", type=key_value,
+                   action="append", default=[],
+                   help="client configuration property, librdkafka name (repeatable)")
+    c.add_argument("--oauth-token-file", metavar="PATH",
+                   help="SASL/OAUTHBEARER with the JWT in PATH, re-read for every token request")
+    return c
+
+
 def parse_args(prog):
     p = argparse.ArgumentParser(prog=prog, description="Kafka client for Gatehouse e2e tests")
     sub = p.add_subparsers(dest="cmd", required=True)
+    common = common_args()
 
-    pr = sub.add_parser("produce")
-    pr.add_argument("--bootstrap", required=True)
+    pr = sub.add_parser("produce", parents=[common])
     pr.add_argument("--topic", required=True)
     pr.add_argument("--count", type=int, required=True)
     pr.add_argument("--start", type=int, default=0)
@@ -41,27 +98,66 @@ def parse_args(prog):
     pr.add_argument("--idempotent", action="store_true")
     pr.add_argument("--acks", choices=["all", "1", "0"], default="all")
 
-    co = sub.add_parser("consume")
-    co.add_argument("--bootstrap", required=True)
+    co = sub.add_parser("consume", parents=[common])
     co.add_argument("--topic", required=True)
     co.add_argument("--group", required=True)
     co.add_argument("--count", type=int, required=True)
     co.add_argument("--timeout", type=float, default=60.0)
     co.add_argument("--from", dest="offset_reset", choices=["earliest", "latest"], default="earliest")
 
-    md = sub.add_parser("metadata")
-    md.add_argument("--bootstrap", required=True)
+    sub.add_parser("metadata", parents=[common])
 
-    ct = sub.add_parser("create-topic")
-    ct.add_argument("--bootstrap", required=True)
+    ct = sub.add_parser("create-topic", parents=[common])
     ct.add_argument("--topic", required=True)
     ct.add_argument("--partitions", type=int, required=True)
     ct.add_argument("--replication-factor", type=int, default=1)
 
-    dt = sub.add_parser("delete-topic")
-    dt.add_argument("--bootstrap", required=True)
+    dt = sub.add_parser("delete-topic", parents=[common])
     dt.add_argument("--topic", required=True)
     return p.parse_args()
+
+
+def option_dict(args):
+    """The --option pairs as a dict (a repeated key: the last one wins)."""
+    return dict(args.options)
+
+
+def read_token(path):
+    """The JWT in the --oauth-token-file, read afresh (tests rotate the file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise Failure(f"cannot read --oauth-token-file {path}: {e}") from e
+    if not token:
+        raise Failure(f"--oauth-token-file {path} is empty")
+    return token
+
+
+def check_token_file(path):
+    """Fail with a usage error (exit 2) unless the token file is readable now."""
+    try:
+        read_token(path)
+    except Failure as e:
+        raise UsageError(str(e)) from e
+
+
+def jwt_claims(token):
+    """The JWT's payload claims (base64url JSON, signature not checked); {} if not a JWT."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, TypeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_expiry(token, default_lifetime=300.0):
+    """The JWT's "exp" claim (seconds since the epoch), else now + default_lifetime."""
+    exp = jwt_claims(token).get("exp")
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        return float(exp)
+    return time.time() + default_lifetime
 
 
 def record(i, size):
@@ -96,15 +192,25 @@ class Tally:
         return {"consumed": self.count, "ids": sorted(self.ids), "keys_ok": self.keys_ok}
 
 
-def run(prog, handlers):
-    """Parse args, dispatch to handlers[cmd](args) -> (result_dict, exit_code)."""
+def run(prog, handlers, prepare=None, auth_error=None):
+    """Parse args, call prepare(args) (may raise UsageError), then dispatch to
+    handlers[cmd](args) -> (result_dict, exit_code). auth_error(exc) -> (stage, detail) or
+    None classifies an exception that escaped a handler as an authentication failure."""
     args = parse_args(prog)
     try:
+        if prepare is not None:
+            prepare(args)
         result, code = handlers[args.cmd](args)
-    except Failure as e:
-        log(f"{prog}: {args.cmd} failed: {e}")
-        sys.exit(EXIT_FAIL)
-    except Exception as e:  # noqa: BLE001 - report anything unexpected clearly
+    except UsageError as e:
+        log(f"{prog}: usage error: {e}")
+        sys.exit(EXIT_USAGE)
+    except Exception as e:  # noqa: BLE001 - authentication failures first
+        failed = auth_error(e) if auth_error is not None else None
+        if failed is not None:
+            auth_failed(failed[1], stage=failed[0])
+        if isinstance(e, Failure):
+            log(f"{prog}: {args.cmd} failed: {e}")
+            sys.exit(EXIT_FAIL)
         traceback.print_exc(file=sys.stderr)
         log(f"{prog}: {args.cmd} failed: {type(e).__name__}: {e}")
         sys.exit(EXIT_FAIL)

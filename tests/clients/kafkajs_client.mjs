@@ -4,6 +4,12 @@
 // Usage: node kafkajs_client.mjs {produce,consume,metadata,create-topic,delete-topic} --flag value ...
 // Prints one JSON object on stdout; logs go to stderr. See README.md.
 // Exit codes: 0 ok, 1 failure, 2 usage error, 3 unsupported codec (lz4/snappy/zstd need plugins).
+// --option takes librdkafka property names (as confluent_client.py does); the security ones are
+// translated to kafkajs' ssl/sasl settings (securityConfig), anything else is a usage error.
+import { readFileSync, realpathSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import kafkajs from 'kafkajs';
 
@@ -13,10 +19,172 @@ const CODECS = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP };
 const ALL_CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
 
 const log = (...a) => console.error(...a);
-const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+let emitted = false;
+const emit = (obj) => { // the single JSON result; stdout writes to a pipe are synchronous on Linux
+  if (emitted) return false;
+  emitted = true;
+  process.stdout.write(JSON.stringify(obj) + '\n');
+  return true;
+};
 
 class Failure extends Error {}
-class UsageError extends Error {}
+export class UsageError extends Error {}
+
+// Authentication failed (stage 'sasl', or 'tls' for a TLS handshake): print the JSON error and
+// exit 1 at once, from wherever it is noticed, rather than wait for kafkajs' retries to give up.
+function authFailed(stage, detail) {
+  log(`authentication failed (${stage}): ${detail}`);
+  if (!emit({ error: 'authentication', stage, detail: String(detail) })) return;
+  process.exit(1);
+}
+
+const PROTOCOLS = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'];
+const MECHANISMS = {
+  PLAIN: 'plain', 'SCRAM-SHA-256': 'scram-sha-256', 'SCRAM-SHA-512': 'scram-sha-512', OAUTHBEARER: 'oauthbearer',
+};
+const SUPPORTED = [
+  'enable.ssl.certificate.verification', 'sasl.mechanism', 'sasl.mechanisms', 'sasl.password', 'sasl.username',
+  'security.protocol', 'ssl.ca.location', 'ssl.certificate.location', 'ssl.endpoint.identification.algorithm',
+  'ssl.key.location', 'ssl.key.password',
+];
+
+// The JWT in the --oauth-token-file, read afresh every time (tests rotate the file).
+export function readToken(path) {
+  let token;
+  try {
+    token = readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new Failure(`cannot read --oauth-token-file ${path}: ${e.message}`);
+  }
+  if (!token) throw new Failure(`--oauth-token-file ${path} is empty`);
+  return token;
+}
+
+// "KEY=VALUE" strings -> Map (a repeated key: the last one wins).
+function optionMap(pairs) {
+  const options = new Map();
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    const key = at < 0 ? '' : pair.slice(0, at).trim();
+    if (!key) throw new UsageError(`--option: expected KEY=VALUE, got ${JSON.stringify(pair)}`);
+    options.set(key, pair.slice(at + 1));
+  }
+  return options;
+}
+
+// kafkajs { ssl, sasl } settings from librdkafka-style --option pairs and --oauth-token-file.
+// Like librdkafka, sasl.* properties only matter with a SASL_* security.protocol and ssl.* ones
+// only with SSL/SASL_SSL. Throws UsageError for unknown properties, bad values, unreadable files.
+export function securityConfig(pairs, oauthTokenFile) {
+  const options = optionMap(pairs);
+  const unknown = [...options.keys()].filter((k) => !SUPPORTED.includes(k)).sort();
+  if (unknown.length) {
+    throw new UsageError(`unsupported --option ${unknown.join(', ')} for kafkajs (supported: ${SUPPORTED.join(', ')})`);
+  }
+  const get = (k) => options.get(k);
+  const readFile = (k) => {
+    try { return readFileSync(get(k), 'utf8'); } catch (e) { throw new UsageError(`${k}: ${e.message}`); }
+  };
+  const protocol = (get('security.protocol') ?? (oauthTokenFile ? 'SASL_PLAINTEXT' : 'PLAINTEXT')).toUpperCase();
+  if (!PROTOCOLS.includes(protocol)) {
+    throw new UsageError(`security.protocol must be one of ${PROTOCOLS.join(', ')}, not ${JSON.stringify(get('security.protocol'))}`);
+  }
+  let mechanism = get('sasl.mechanism') ?? get('sasl.mechanisms');
+  if (oauthTokenFile) {
+    if (mechanism !== undefined && mechanism.toUpperCase() !== 'OAUTHBEARER') {
+      throw new UsageError(`--oauth-token-file needs sasl.mechanism=OAUTHBEARER, not ${mechanism}`);
+    }
+    mechanism = 'OAUTHBEARER';
+    try { readToken(oauthTokenFile); } catch (e) { throw new UsageError(e.message); }
+  }
+  if (mechanism !== undefined) {
+    mechanism = mechanism.toUpperCase();
+    if (!(mechanism in MECHANISMS)) {
+      throw new UsageError(`sasl.mechanism must be one of ${Object.keys(MECHANISMS).join(', ')}, not ${JSON.stringify(mechanism)}`);
+    }
+  }
+  const algorithm = get('ssl.endpoint.identification.algorithm')?.toLowerCase();
+  if (algorithm !== undefined && !['none', 'https'].includes(algorithm)) {
+    throw new UsageError(`ssl.endpoint.identification.algorithm must be none or https, not ${JSON.stringify(algorithm)}`);
+  }
+  const verify = get('enable.ssl.certificate.verification')?.toLowerCase();
+  if (verify !== undefined && !['true', 'false'].includes(verify)) {
+    throw new UsageError(`enable.ssl.certificate.verification must be true or false, not ${JSON.stringify(verify)}`);
+  }
+
+  const config = {};
+  if (protocol === 'SSL' || protocol === 'SASL_SSL') {
+    const ssl = {};
+    if (get('ssl.ca.location') !== undefined) ssl.ca = [readFile('ssl.ca.location')];
+    if (get('ssl.certificate.location') !== undefined) ssl.cert = readFile('ssl.certificate.location');
+    if (get('ssl.key.location') !== undefined) ssl.key = readFile('ssl.key.location');
+    if (get('ssl.key.password') !== undefined) ssl.passphrase = get('ssl.key.password');
+    if (verify === 'false') ssl.rejectUnauthorized = false;
+    if (algorithm === 'none') ssl.checkServerIdentity = () => undefined; // chain still verified
+    config.ssl = ssl;
+  } else if ([...options.keys()].some((k) => k.startsWith('ssl.') || k.startsWith('enable.ssl.'))) {
+    log(`warning: ssl.* options are ignored with security.protocol=${protocol}`);
+  }
+  if (protocol.startsWith('SASL_')) {
+    if (mechanism === undefined) {
+      throw new UsageError(`security.protocol=${protocol} needs sasl.mechanism (${Object.keys(MECHANISMS).join(', ')})`);
+    }
+    if (mechanism === 'OAUTHBEARER') {
+      if (!oauthTokenFile) throw new UsageError('sasl.mechanism=OAUTHBEARER needs --oauth-token-file');
+      config.sasl = {
+        mechanism: 'oauthbearer',
+        // kafkajs asks on every (re-)authentication
+        oauthBearerProvider: async () => {
+          try {
+            return { value: readToken(oauthTokenFile) };
+          } catch (e) {
+            authFailed('sasl', e.message);
+            throw e;
+          }
+        },
+      };
+    } else {
+      if (get('sasl.username') === undefined || get('sasl.password') === undefined) {
+        throw new UsageError(`sasl.mechanism=${mechanism} needs sasl.username and sasl.password`);
+      }
+      config.sasl = { mechanism: MECHANISMS[mechanism], username: get('sasl.username'), password: get('sasl.password') };
+    }
+  } else if ([...options.keys()].some((k) => k.startsWith('sasl.'))) {
+    log(`warning: sasl.* options are ignored with security.protocol=${protocol}`);
+  }
+  return config;
+}
+
+// TLS failures: node's certificate verification codes, OpenSSL (ERR_SSL_*, e.g. a TLS alert from
+// the broker rejecting our certificate) and node's TLS errors (ERR_TLS_*, e.g. a hostname mismatch).
+const TLS_ERROR = /^ERR_SSL_|^ERR_TLS_|CERT|CRL|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED/;
+
+// kafkajs' default socket factory, plus a fail-fast check: kafkajs treats a failed TLS handshake
+// as a retriable connection error and would retry it until its retries are exhausted.
+function socketFactory({ host, port, ssl, onConnect }) {
+  const socket = ssl
+    ? tls.connect(Object.assign({ host, port }, !net.isIP(host) ? { servername: host } : {}, ssl), onConnect)
+    : net.connect({ host, port }, onConnect);
+  socket.setKeepAlive(true, 60000);
+  if (ssl) {
+    socket.on('error', (e) => {
+      if (TLS_ERROR.test(e.code || '')) authFailed('tls', `${host}:${port}: TLS handshake failed: ${e.message.trim()}`);
+    });
+  }
+  return socket;
+}
+
+// The authentication failure in an error kafkajs threw (possibly wrapped in a retry error).
+function authFailure(e) {
+  for (let err = e, depth = 0; err && depth < 10; err = err.cause || err.originalError, depth++) {
+    if (err.name === 'KafkaJSSASLAuthenticationError') return ['sasl', err.message];
+    if (err.name === 'KafkaJSServerDoesNotSupportApiKey' && /^Sasl/.test(err.apiName || '')) {
+      return ['sasl', `broker does not support ${err.apiName}: ${err.message}`];
+    }
+    if (TLS_ERROR.test(err.code || '')) return ['tls', err.message.trim()];
+  }
+  return null;
+}
 
 // kafkajs' default logger writes INFO/DEBUG to stdout; keep stdout for the JSON result.
 const logCreator = () => ({ namespace, label, log: entry }) => {
@@ -36,6 +204,7 @@ function parse(argv) {
       acks: { type: 'string', default: 'all' }, group: { type: 'string' },
       timeout: { type: 'string', default: '60' }, from: { type: 'string', default: 'earliest' },
       partitions: { type: 'string' }, 'replication-factor': { type: 'string', default: '1' },
+      option: { type: 'string', multiple: true, default: [] }, 'oauth-token-file': { type: 'string' },
     },
   });
   const need = {
@@ -67,13 +236,15 @@ function parse(argv) {
     idempotent: values.idempotent, from: choice('from', ['earliest', 'latest']),
     timeout: positive('timeout'), partitions: values.partitions && int('partitions'),
     replicationFactor: int('replication-factor'),
+    security: securityConfig(values.option, values['oauth-token-file']),
   };
 }
 
 function makeKafka(args) {
   return new Kafka({
     clientId: CLIENT_ID, brokers: [args.bootstrap], logLevel: logLevel.ERROR, logCreator,
-    connectionTimeout: 10000, requestTimeout: 15000, retry: { retries: 5 },
+    connectionTimeout: 10000, requestTimeout: 15000, retry: { retries: 5 }, socketFactory,
+    ...args.security,
   });
 }
 
@@ -217,6 +388,8 @@ async function main() {
     emit(result);
     process.exitCode = code;
   } catch (e) {
+    const failed = authFailure(e);
+    if (failed) authFailed(...failed);
     if (!(e instanceof Failure)) log(e && e.stack ? e.stack : e);
     log(`kafkajs_client: ${args.cmd} failed: ${e && e.name}: ${e && e.message}`);
     process.exitCode = 1;
@@ -225,4 +398,5 @@ async function main() {
   setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
 }
 
-main();
+// run as a script (not when imported, e.g. to check securityConfig)
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) main();

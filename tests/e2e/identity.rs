@@ -162,3 +162,436 @@ async fn mutual_tls_names_the_principal_and_refuses_strangers() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+// === SASL at the proxy ===
+
+use gatehouse_proxy::auth::oauth::{KeyConfig, OAuthConfig, SigningAlgorithm};
+use gatehouse_proxy::auth::AuthConfig;
+use gatehouse_sasl::{AttributeValue, CredentialStore, User};
+use gatehouse_tests::RawClient;
+use kafka_protocol::messages::{
+    MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const ISSUER: &str = "https://login.example.net";
+const AUDIENCE: &str = "gatehouse";
+
+/// Users, a JWT signing key, and a proxy that authenticates with them.
+struct Sasl {
+    dir: tempfile::TempDir,
+    jwt_key: rcgen::KeyPair,
+}
+
+impl Sasl {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut store = CredentialStore::new();
+        let attrs = |team: &str, purposes: &[&str]| {
+            std::collections::BTreeMap::from([
+                ("team".to_string(), AttributeValue::String(team.to_string())),
+                (
+                    "region".to_string(),
+                    AttributeValue::String("eu".to_string()),
+                ),
+                (
+                    "purposes".to_string(),
+                    AttributeValue::List(purposes.iter().map(|p| p.to_string()).collect()),
+                ),
+            ])
+        };
+        store.insert(User::new_with_password(
+            "ingest",
+            "ingest-pass",
+            4096,
+            attrs("platform", &[]),
+        )?)?;
+        store.insert(User::new_with_password(
+            "analytics",
+            "analytics-pass",
+            4096,
+            attrs("analytics", &["analytics"]),
+        )?)?;
+        std::fs::write(dir.path().join("users.toml"), store.to_toml()?)?;
+        let jwt_key = rcgen::KeyPair::generate()?;
+        std::fs::write(dir.path().join("jwt.pub.pem"), jwt_key.public_key_pem())?;
+        Ok(Self { dir, jwt_key })
+    }
+
+    fn auth_config(&self, lifetime: Option<u64>) -> AuthConfig {
+        let oauth: OAuthConfig = toml_oauth(&self.dir.path().join("jwt.pub.pem"));
+        AuthConfig {
+            mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+                .map(String::from)
+                .to_vec(),
+            credentials_file: Some(self.dir.path().join("users.toml")),
+            oauthbearer: Some(oauth),
+            session_lifetime_secs: lifetime,
+            max_failure_delay_ms: 2_000,
+            accept_client_certificates: false,
+        }
+    }
+
+    /// A JWT for `sub`, signed with the configured key (or `other`).
+    fn token(
+        &self,
+        sub: &str,
+        exp_offset: i64,
+        issuer: &str,
+        other: Option<&rcgen::KeyPair>,
+    ) -> Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
+        let claims = serde_json::json!({
+            "sub": sub, "iss": issuer, "aud": AUDIENCE, "iat": now, "exp": now + exp_offset,
+            "team": "analytics", "region": "eu", "purposes": ["analytics"],
+        });
+        let key = other.unwrap_or(&self.jwt_key);
+        let enc = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
+        Ok(jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &enc,
+        )?)
+    }
+}
+
+fn toml_oauth(pem: &std::path::Path) -> OAuthConfig {
+    let text = format!(
+        "issuer = \"{ISSUER}\"\naudience = [\"{AUDIENCE}\"]\n[attribute_claims]\nteam = \"team\"\nregion = \"region\"\npurposes = \"purposes\"\n[[keys]]\nalgorithm = \"ES256\"\npem_file = \"{}\"\n",
+        pem.display()
+    );
+    let mut c: OAuthConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("oauth config: {e}"));
+    c.keys[0].algorithm = SigningAlgorithm::ES256;
+    let _: &KeyConfig = &c.keys[0];
+    c
+}
+
+async fn sasl_proxy(
+    broker: &TestBroker,
+    sasl: &Sasl,
+    lifetime: Option<u64>,
+    witness: Arc<Witness>,
+) -> Result<Proxy> {
+    let mut config = ProxyConfig::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        broker.broker_addr().to_string(),
+    );
+    config.auth = Some(sasl.auth_config(lifetime));
+    Ok(Proxy::start_with_filters(config, vec![witness]).await?)
+}
+
+fn str(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// One SaslHandshake + single-message SaslAuthenticate; returns the
+/// authenticate response.
+async fn sasl_once(
+    c: &mut RawClient,
+    mechanism: &str,
+    auth_bytes: Vec<u8>,
+) -> Result<SaslAuthenticateResponse> {
+    let h: SaslHandshakeResponse = c
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(str(mechanism)),
+        )
+        .await?;
+    ensure!(
+        h.error_code == 0,
+        "handshake for {mechanism}: {}",
+        h.error_code
+    );
+    let a: SaslAuthenticateResponse = c
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes.into()),
+        )
+        .await?;
+    Ok(a)
+}
+
+fn plain(user: &str, password: &str) -> Vec<u8> {
+    format!("\0{user}\0{password}").into_bytes()
+}
+
+fn bearer(token: &str) -> Vec<u8> {
+    format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
+}
+
+async fn metadata(c: &mut RawClient) -> Result<MetadataResponse> {
+    c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_authenticates_with_scram_and_plain() -> Result<()> {
+    let broker = TestBroker::start_with(|c| c.auto_create_topics = true).await?;
+    let sasl = Sasl::new()?;
+    let witness = Arc::new(Witness::default());
+    let proxy = sasl_proxy(&broker, &sasl, None, witness.clone()).await?;
+    let b = proxy.local_addr().to_string();
+    let with = |mech: &str, user: &str, pw: &str| -> Vec<String> {
+        [
+            "-b",
+            &b,
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            &format!("sasl.mechanisms={mech}"),
+            "-X",
+            &format!("sasl.username={user}"),
+            "-X",
+            &format!("sasl.password={pw}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut args = with("SCRAM-SHA-512", "ingest", "ingest-pass");
+    args.extend(["-t", "authed", "-P", "-K:"].map(String::from));
+    kcat_s(&args, Some(b"u-000042:post one\nu-000007:post two\n")).await?;
+    let mut args = with("PLAIN", "analytics", "analytics-pass");
+    args.extend(["-t", "authed", "-C", "-e", "-q", "-f", "%k=%s\n"].map(String::from));
+    let out = kcat_s(&args, None).await?;
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    ensure!(
+        lines == ["u-000007=post two", "u-000042=post one"],
+        "kcat read {out}"
+    );
+    let mut args = with("SCRAM-SHA-256", "analytics", "analytics-pass");
+    args.push("-L".into());
+    ensure!(kcat_s(&args, None).await?.contains("topic \"authed\""));
+    let seen = witness.0.lock().map(|s| s.clone()).unwrap_or_default();
+    ensure!(
+        seen.iter().any(|p| p.as_deref() == Some("ingest"))
+            && seen.iter().any(|p| p.as_deref() == Some("analytics")),
+        "{seen:?}"
+    );
+    ensure!(
+        seen.iter().all(Option::is_some),
+        "an unauthenticated request reached the filters: {seen:?}"
+    );
+
+    // A wrong password is refused, quickly and without reaching the cluster.
+    let mut args = with("SCRAM-SHA-512", "ingest", "wrong");
+    args.extend(["-L", "-m", "5"].map(String::from));
+    ensure!(
+        kcat_s(&args, None).await.is_err(),
+        "a wrong password got through"
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdkafka_group_consumer_over_sasl_plain() -> Result<()> {
+    use rdkafka::consumer::Consumer;
+    let broker = TestBroker::start().await?;
+    let sasl = Sasl::new()?;
+    let proxy = sasl_proxy(&broker, &sasl, None, Arc::new(Witness::default())).await?;
+    let b = proxy.local_addr().to_string();
+    let creds = |u: &'static str, p: &'static str| {
+        [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.username", u),
+            ("sasl.password", p),
+        ]
+    };
+    crate::support::create_topic(&broker.broker_addr().to_string(), "orders", 2, &[]).await?;
+    let p = crate::support::producer(&b, &creds("ingest", "ingest-pass"))?;
+    crate::support::produce(&p, "orders", "sasl", 0..300).await?;
+    let c = crate::support::consumer(&b, "billing", &creds("analytics", "analytics-pass"))?;
+    c.subscribe(&["orders"])?;
+    let got = crate::support::consume(&c, 300, LIMIT).await?;
+    ensure!(got.len() == 300);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_requests_bad_credentials_and_slowdown() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let sasl = Sasl::new()?;
+    let witness = Arc::new(Witness::default());
+    let proxy = sasl_proxy(&broker, &sasl, None, witness.clone()).await?;
+    let addr = proxy.local_addr();
+
+    // Anything but ApiVersions and SASL before authentication: hung up on.
+    let mut c = RawClient::connect(addr).await?;
+    let frame = c.frame(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )?;
+    c.send_raw(&frame).await?;
+    c.expect_closed(Duration::from_secs(5)).await?;
+    ensure!(
+        witness.0.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the request reached the filters"
+    );
+
+    // An unknown mechanism is refused with the list of enabled ones.
+    let mut c = RawClient::connect(addr).await?;
+    let h: SaslHandshakeResponse = c
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(str("GSSAPI")),
+        )
+        .await?;
+    ensure!(h.error_code == 33 && h.mechanisms.len() == 4, "{h:?}");
+
+    // Wrong passwords: SASL_AUTHENTICATION_FAILED, the connection closed,
+    // and each further failure from this address answered more slowly.
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let mut c = RawClient::connect(addr).await?;
+        let started = tokio::time::Instant::now();
+        let a = sasl_once(&mut c, "PLAIN", plain("ingest", "nope")).await?;
+        took.push(started.elapsed());
+        ensure!(
+            a.error_code == 58,
+            "wrong password answered {}",
+            a.error_code
+        );
+        ensure!(!a.error_message.as_deref().unwrap_or("").contains("nope"));
+        c.expect_closed(Duration::from_secs(5)).await?;
+    }
+    ensure!(
+        took[2] >= Duration::from_millis(350) && took[2] > took[0],
+        "failures were not slowed down: {took:?}"
+    );
+
+    // The right password works and the principal carries the attributes.
+    let mut c = RawClient::connect(addr).await?;
+    let a = sasl_once(&mut c, "PLAIN", plain("ingest", "ingest-pass")).await?;
+    ensure!(a.error_code == 0 && a.session_lifetime_ms == 0, "{a:?}");
+    ensure!(metadata(&mut c).await?.brokers.len() == 1);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_jwts_are_verified() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let sasl = Sasl::new()?;
+    let witness = Arc::new(Witness::default());
+    let proxy = sasl_proxy(&broker, &sasl, None, witness.clone()).await?;
+    let addr = proxy.local_addr();
+
+    let good = sasl.token("analytics", 300, ISSUER, None)?;
+    let mut c = RawClient::connect(addr).await?;
+    let a = sasl_once(&mut c, "OAUTHBEARER", bearer(&good)).await?;
+    ensure!(a.error_code == 0, "valid token refused: {a:?}");
+    // The session lasts as long as the token.
+    ensure!(
+        (280_000..=300_000).contains(&a.session_lifetime_ms),
+        "lifetime {}",
+        a.session_lifetime_ms
+    );
+    ensure!(metadata(&mut c).await?.brokers.len() == 1);
+    ensure!(witness
+        .0
+        .lock()
+        .map(|s| s.contains(&Some("analytics".into())))
+        .unwrap_or(false));
+
+    let stranger = rcgen::KeyPair::generate()?;
+    let none = {
+        let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
+        let claims = base64_url(
+            format!(
+                r#"{{"sub":"analytics","iss":"{ISSUER}","aud":"{AUDIENCE}","exp":9999999999}}"#
+            )
+            .as_bytes(),
+        );
+        format!("{header}.{claims}.")
+    };
+    for (what, token) in [
+        ("expired", sasl.token("analytics", -3_600, ISSUER, None)?),
+        (
+            "wrong issuer",
+            sasl.token("analytics", 300, "https://evil.example", None)?,
+        ),
+        (
+            "another key",
+            sasl.token("analytics", 300, ISSUER, Some(&stranger))?,
+        ),
+        ("alg none", none),
+    ] {
+        let mut c = RawClient::connect(addr).await?;
+        let a = sasl_once(&mut c, "OAUTHBEARER", bearer(&token)).await?;
+        ensure!(a.error_code == 58, "{what} token answered {}", a.error_code);
+        c.expect_closed(Duration::from_secs(5)).await?;
+    }
+    proxy.shutdown().await;
+    Ok(())
+}
+
+fn base64_url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// KIP-368: a session past its lifetime is closed at its next request,
+/// unless the client re-authenticated (as the same principal) in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_unless_reauthenticated() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let sasl = Sasl::new()?;
+    let proxy = sasl_proxy(&broker, &sasl, Some(1), Arc::new(Witness::default())).await?;
+    let addr = proxy.local_addr();
+
+    let mut renewing = RawClient::connect(addr).await?;
+    let a = sasl_once(&mut renewing, "PLAIN", plain("ingest", "ingest-pass")).await?;
+    ensure!(
+        a.error_code == 0 && (1..=1_000).contains(&a.session_lifetime_ms),
+        "{a:?}"
+    );
+    let mut lapsing = RawClient::connect(addr).await?;
+    ensure!(
+        sasl_once(&mut lapsing, "PLAIN", plain("ingest", "ingest-pass"))
+            .await?
+            .error_code
+            == 0
+    );
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ensure!(
+        sasl_once(&mut renewing, "PLAIN", plain("ingest", "ingest-pass"))
+            .await?
+            .error_code
+            == 0
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ensure!(
+        metadata(&mut renewing).await?.brokers.len() == 1,
+        "the renewed session was closed"
+    );
+    let frame = lapsing.frame(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )?;
+    lapsing.send_raw(&frame).await?;
+    lapsing.expect_closed(Duration::from_secs(5)).await?;
+
+    // Re-authenticating as someone else is refused.
+    let a = sasl_once(&mut renewing, "PLAIN", plain("analytics", "analytics-pass")).await?;
+    ensure!(a.error_code != 0, "re-authentication switched principals");
+    renewing.expect_closed(Duration::from_secs(5)).await?;
+    proxy.shutdown().await;
+    Ok(())
+}

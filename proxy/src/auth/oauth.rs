@@ -64,7 +64,9 @@
 //!   token (`alg`, `kid`) are truncated and escaped before they are put in
 //!   an error. The token is held in [`zeroize::Zeroizing`] memory and the
 //!   `Debug` output of [`ClientInitialResponse`] redacts it.
-//! - **JWE is not supported**: a five-part token is malformed.
+//! - **JWE is not supported**: a five-part token is malformed. Header
+//!   parameters other than the registered ones must be strings (a
+//!   jsonwebtoken limitation); other tokens are refused as malformed.
 //!
 //! [RFC 7628]: https://www.rfc-editor.org/rfc/rfc7628
 //! [KIP-255]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-255%3A+OAuth+Authentication+via+SASL%2FOAUTHBEARER
@@ -258,7 +260,8 @@ pub fn is_error_acknowledgement(message: &[u8]) -> bool {
     message == [0x01]
 }
 
-/// A truncated, escaped copy of an untrusted string for error messages.
+/// A truncated copy of an untrusted string for an error (the error's
+/// `Display` shows it with `{:?}`, escaping control characters).
 fn echo(untrusted: &str) -> String {
     untrusted.chars().take(MAX_ECHO_CHARS).collect()
 }

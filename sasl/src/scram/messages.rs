@@ -291,6 +291,7 @@ pub(crate) fn parse_server_final(text: &str) -> Result<ServerFinal, SaslError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on unexpected results
 mod tests {
     use super::*;
 

@@ -28,6 +28,7 @@ pub use client::ScramClient;
 pub use server::{ScramServer, Step};
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on unexpected results
 mod tests {
     use std::collections::BTreeMap;
 
@@ -212,8 +213,17 @@ mod tests {
     fn tampered_nonce_fails() {
         let store = store();
         for mechanism in MECHANISMS {
+            // Something in front of the nonce is tolerated as Kafka does (the
+            // proof, computed over the genuine message, then fails)...
             let (mut server, _, client_final) = half_exchange(&store, mechanism);
-            let tampered = client_final.replacen(",r=", ",r=X", 1);
+            let prefixed = client_final.replacen(",r=", ",r=X", 1);
+            assert!(matches!(
+                server.step(prefixed.as_bytes()),
+                Err(SaslError::AuthenticationFailed)
+            ));
+            // ...but the combined nonce must be there in full.
+            let (mut server, _, client_final) = half_exchange(&store, mechanism);
+            let tampered = client_final.replacen(",p=", "X,p=", 1);
             assert!(matches!(
                 server.step(tampered.as_bytes()),
                 Err(SaslError::NonceMismatch)
@@ -469,5 +479,70 @@ mod tests {
         ] {
             assert!(!text.contains("s3cret") && !text.contains(&proof), "{text}");
         }
+    }
+
+    /// Every single-byte mutation (and every truncation) of valid messages
+    /// must yield an error or a valid step, never a panic, and a mutated
+    /// client-final must never authenticate.
+    #[test]
+    fn mutated_messages_never_panic_or_authenticate() {
+        let store = store();
+        let mut client = ScramClient::new(Mechanism::ScramSha256, "ingest", "s3cret").unwrap();
+        let client_first = client.first();
+        let mut server = ScramServer::new(Mechanism::ScramSha256, &store).unwrap();
+        let server_first = server_first_text(server.step(&client_first).unwrap());
+        let client_final = client.step(&server_first).unwrap();
+
+        let mutations = |message: &[u8]| {
+            let mut out = Vec::new();
+            for at in 0..message.len() {
+                out.push(message[..at].to_vec());
+                for byte in [0u8, b',', b'=', b'A', 0x7f, 0xc3, 0xff] {
+                    let mut mutated = message.to_vec();
+                    mutated[at] = byte;
+                    out.push(mutated);
+                }
+            }
+            out
+        };
+        for mutated in mutations(&client_first) {
+            let mut server = ScramServer::new(Mechanism::ScramSha256, &store).unwrap();
+            let _ = server.step(&mutated);
+            let _ = crate::plain::parse_plain(&mutated);
+        }
+        for mutated in mutations(&server_first) {
+            let mut client = ScramClient::new(Mechanism::ScramSha256, "ingest", "s3cret").unwrap();
+            let _ = client.step(&mutated);
+        }
+        for mutated in mutations(&client_final) {
+            if mutated == client_final {
+                continue;
+            }
+            // Replay the genuine first half with the same nonce, then the mutation.
+            let server_nonce = std::str::from_utf8(&server_first)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()[2 + 32..]
+                .to_owned();
+            let mut server = ScramServer::new(Mechanism::ScramSha256, &store)
+                .unwrap()
+                .with_server_nonce(&server_nonce);
+            assert_eq!(
+                server_first_text(server.step(&client_first).unwrap()),
+                server_first
+            );
+            assert!(
+                server.step(&mutated).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&mutated)
+            );
+        }
+        let mut server = ScramServer::new(Mechanism::ScramSha256, &store).unwrap();
+        let _ = server_first_text(server.step(&client_first).unwrap());
+        assert!(
+            server.step(&client_final).is_err(),
+            "different server nonce"
+        );
     }
 }

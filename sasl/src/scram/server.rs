@@ -194,7 +194,12 @@ impl<'a> ScramServer<'a> {
         if last.channel_binding != pending.gs2_header.as_bytes() {
             return Err(SaslError::ChannelBindingNotSupported);
         }
-        if last.nonce != pending.nonce {
+        // Kafka's own server only checks that the client's nonce *ends with*
+        // the combined nonce it sent: librdkafka up to at least 2.0 repeats
+        // its client nonce in front of it. The server part is still required
+        // in full, so the message is still fresh; the proof covers the
+        // message exactly as sent.
+        if !last.nonce.ends_with(pending.nonce.as_str()) {
             return Err(SaslError::NonceMismatch);
         }
         if last.proof.len() != self.hash.len() {
