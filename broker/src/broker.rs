@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     /// Delay before the first rebalance of a new group completes, so that
     /// members starting together land in one generation.
     pub initial_rebalance_delay: Duration,
+    /// Require SASL (PLAIN, SCRAM-SHA-256/512) with the users of this
+    /// credentials file; none by default.
+    pub sasl_credentials: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -72,6 +75,7 @@ impl Default for BrokerConfig {
             snapshot_every: 1000,
             housekeeping_interval: Duration::from_secs(30),
             initial_rebalance_delay: Duration::from_millis(300),
+            sasl_credentials: None,
         }
     }
 }
@@ -89,6 +93,8 @@ pub(crate) struct Shared {
     pub cluster_id: String,
     pub advertised: (String, i32),
     pub shutdown: watch::Sender<bool>,
+    /// Users allowed in, when SASL is required.
+    pub sasl: Option<gatehouse_sasl::CredentialStore>,
 }
 
 impl Shared {
@@ -125,6 +131,12 @@ impl Broker {
                 "default partitions must be at least 1".into(),
             ));
         }
+        let sasl = match &config.sasl_credentials {
+            Some(path) => Some(gatehouse_sasl::CredentialStore::load(path).map_err(|e| {
+                BrokerError::Config(format!("SASL credentials {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
         let storage = Storage::open(
             &config.data,
             config.fsync,
@@ -168,6 +180,7 @@ impl Broker {
             cluster_id,
             advertised: (host, i32::from(addr.port())),
             shutdown,
+            sasl,
         });
         let tasks = vec![
             tokio::spawn(committer::run(shared.clone(), ops_rx)),

@@ -83,6 +83,10 @@ pub enum KafkaCode {
     MemberIdRequired = 79,
     /// Invalid record.
     InvalidRecord = 87,
+    /// The SASL mechanism is not enabled.
+    UnsupportedSaslMechanism = 33,
+    /// SASL authentication failed.
+    SaslAuthenticationFailed = 58,
     /// Unknown server error.
     UnknownServerError = -1,
 }

@@ -13,8 +13,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
+use gatehouse_sasl::{CredentialStore, Mechanism, ScramServer, Step};
 use gatehouse_wire::{decode_request, encode_response, peek_header, FrameSplitter, HeaderError};
-use kafka_protocol::messages::{ApiKey, RequestKind};
+use kafka_protocol::messages::{
+    ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::error::KafkaCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -49,12 +55,29 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 
 enum Next {
     Respond(Pending),
+    /// Send this, then hang up (failed authentication).
+    RespondThenClose(Pending),
     /// Nothing to send (acks=0 produce answered nothing).
     Skip,
     Close,
 }
 
+/// Where a connection is in SASL, when the broker requires it.
+struct Auth<'s> {
+    store: Option<&'s CredentialStore>,
+    authenticated: bool,
+    mechanism: Option<Mechanism>,
+    scram: Option<ScramServer<'s>>,
+}
+
 async fn connection(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
+    let keep = shared.clone();
+    let mut auth = Auth {
+        store: keep.sasl.as_ref(),
+        authenticated: keep.sasl.is_none(),
+        mechanism: None,
+        scram: None,
+    };
     let (mut rd, mut wr) = sock.into_split();
     let splitter = FrameSplitter::new(shared.config.max_frame_bytes);
     let mut shutdown = shared.shutdown.subscribe();
@@ -65,8 +88,12 @@ async fn connection(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
     loop {
         while !closing && in_flight.len() < MAX_IN_FLIGHT {
             match splitter.split(&mut buf) {
-                Ok(Some(frame)) => match dispatch(&shared, frame, peer) {
+                Ok(Some(frame)) => match dispatch(&shared, frame, peer, &mut auth) {
                     Next::Respond(p) => in_flight.push_back(p),
+                    Next::RespondThenClose(p) => {
+                        in_flight.push_back(p);
+                        closing = true;
+                    }
                     Next::Skip => {}
                     Next::Close => closing = true,
                 },
@@ -110,7 +137,7 @@ async fn connection(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "connection closed");
 }
 
-fn dispatch(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr) -> Next {
+fn dispatch<'s>(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr, auth: &mut Auth<'s>) -> Next {
     let raw = match peek_header(&frame) {
         Ok(raw) => raw,
         Err(e) => {
@@ -135,16 +162,13 @@ fn dispatch(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr) -> Next {
         if api == ApiKey::ApiVersions {
             // KIP-511: answer at v0 with the versions we do support, so the
             // client can pick one.
-            let resp = handlers::api_versions_response(
-                kafka_protocol::messages::ApiVersionsRequest::default(),
-                true,
-            );
+            let resp = handlers::api_versions_response(true, auth.store.is_some());
             return Next::Respond(Box::pin(async move {
                 encode(
                     ApiKey::ApiVersions,
                     0,
                     correlation_id,
-                    &kafka_protocol::messages::ResponseKind::ApiVersions(resp),
+                    &ResponseKind::ApiVersions(resp),
                 )
             }));
         }
@@ -163,6 +187,31 @@ fn dispatch(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr) -> Next {
             tracing::warn!(%peer, ?api, version, error = %e, "closing connection: malformed request");
             return Next::Close;
         }
+    };
+    let request = match request {
+        RequestKind::SaslHandshake(h) => {
+            return sasl_handshake(auth, h.mechanism.as_str(), version, correlation_id, peer)
+        }
+        RequestKind::SaslAuthenticate(a) => {
+            return sasl_authenticate(auth, &a.auth_bytes, version, correlation_id, peer)
+        }
+        RequestKind::ApiVersions(_) => {
+            let resp = handlers::api_versions_response(false, auth.store.is_some());
+            return Next::Respond(Box::pin(async move {
+                encode(
+                    api,
+                    version,
+                    correlation_id,
+                    &ResponseKind::ApiVersions(resp),
+                )
+            }));
+        }
+        other if !auth.authenticated => {
+            tracing::warn!(%peer, ?api, "closing connection: request before authentication");
+            drop(other);
+            return Next::Close;
+        }
+        other => other,
     };
     let ctx = RequestContext {
         version,
@@ -194,4 +243,119 @@ fn encode(
             None
         }
     }
+}
+
+fn respond(api: ApiKey, version: i16, correlation_id: i32, resp: ResponseKind) -> Pending {
+    Box::pin(async move { encode(api, version, correlation_id, &resp) })
+}
+
+fn sasl_handshake(
+    auth: &mut Auth<'_>,
+    mechanism: &str,
+    version: i16,
+    correlation_id: i32,
+    peer: SocketAddr,
+) -> Next {
+    let enabled: Vec<Mechanism> = if auth.store.is_some() {
+        Mechanism::ALL.to_vec()
+    } else {
+        Vec::new()
+    };
+    let chosen = Mechanism::from_name(mechanism).filter(|m| enabled.contains(m));
+    let code = match (version, chosen) {
+        (0, _) => KafkaCode::UnsupportedVersion,
+        (_, Some(_)) => KafkaCode::None,
+        (_, None) => KafkaCode::UnsupportedSaslMechanism,
+    };
+    auth.mechanism = if code == KafkaCode::None {
+        chosen
+    } else {
+        None
+    };
+    auth.scram = None;
+    let resp = SaslHandshakeResponse::default()
+        .with_error_code(code.code())
+        .with_mechanisms(
+            enabled
+                .iter()
+                .map(|m| StrBytes::from_string(m.to_string()))
+                .collect(),
+        );
+    let p = respond(
+        ApiKey::SaslHandshake,
+        version,
+        correlation_id,
+        ResponseKind::SaslHandshake(resp),
+    );
+    if code == KafkaCode::None {
+        Next::Respond(p)
+    } else {
+        tracing::warn!(%peer, mechanism, "SASL handshake refused");
+        Next::RespondThenClose(p)
+    }
+}
+
+fn sasl_authenticate(
+    auth: &mut Auth<'_>,
+    bytes: &[u8],
+    version: i16,
+    correlation_id: i32,
+    peer: SocketAddr,
+) -> Next {
+    let fail = |message: &'static str| {
+        let resp = SaslAuthenticateResponse::default()
+            .with_error_code(KafkaCode::SaslAuthenticationFailed.code())
+            .with_error_message(Some(StrBytes::from_static_str(message)));
+        Next::RespondThenClose(respond(
+            ApiKey::SaslAuthenticate,
+            version,
+            correlation_id,
+            ResponseKind::SaslAuthenticate(resp),
+        ))
+    };
+    let (Some(store), Some(mechanism)) = (auth.store, auth.mechanism) else {
+        return fail("SaslHandshake first");
+    };
+    let outcome: Result<(Option<String>, Vec<u8>), String> = match mechanism {
+        Mechanism::Plain => gatehouse_sasl::verify_plain(store, bytes)
+            .map(|u| (Some(u.name.clone()), Vec::new()))
+            .map_err(|e| e.to_string()),
+        _ => {
+            if auth.scram.is_none() {
+                match ScramServer::new(mechanism, store) {
+                    Ok(s) => auth.scram = Some(s),
+                    Err(e) => return fail_log(peer, &e.to_string(), fail),
+                }
+            }
+            match auth.scram.as_mut().map(|s| s.step(bytes)) {
+                Some(Ok(Step::Continue { response })) => Ok((None, response)),
+                Some(Ok(Step::Done { user, response })) => Ok((Some(user.name.clone()), response)),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("no exchange".to_string()),
+            }
+        }
+    };
+    match outcome {
+        Ok((user, reply)) => {
+            if let Some(user) = user {
+                tracing::info!(%peer, user, %mechanism, "authenticated");
+                auth.authenticated = true;
+                auth.mechanism = None;
+                auth.scram = None;
+            }
+            let resp = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply));
+            Next::Respond(respond(
+                ApiKey::SaslAuthenticate,
+                version,
+                correlation_id,
+                ResponseKind::SaslAuthenticate(resp),
+            ))
+        }
+        Err(reason) => fail_log(peer, &reason, fail),
+    }
+}
+
+fn fail_log(peer: SocketAddr, reason: &str, fail: impl FnOnce(&'static str) -> Next) -> Next {
+    tracing::warn!(%peer, reason, "authentication failed");
+    fail("Authentication failed: invalid credentials")
 }

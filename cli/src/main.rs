@@ -137,6 +137,10 @@ struct BrokerArgs {
     /// Memory for recently written data, in MiB.
     #[arg(long, default_value_t = 256, env = "GATEHOUSE_BROKER_CACHE_MB")]
     cache_mb: usize,
+    /// Require SASL (PLAIN, SCRAM-SHA-256/512) with the users of this
+    /// credentials file (see `gatehouse users`).
+    #[arg(long, env = "GATEHOUSE_BROKER_SASL_CREDENTIALS")]
+    sasl_credentials: Option<PathBuf>,
 }
 
 impl BrokerArgs {
@@ -152,6 +156,7 @@ impl BrokerArgs {
             default_partitions: self.default_partitions,
             max_frame_bytes: self.max_frame_bytes,
             cache_bytes: self.cache_mb << 20,
+            sasl_credentials: self.sasl_credentials.clone(),
             ..BrokerConfig::default()
         }
     }

@@ -67,6 +67,26 @@ pub struct UpstreamConfig {
     /// TLS towards the cluster.
     #[serde(default)]
     pub tls: Option<crate::tls::ClientTlsConfig>,
+    /// The proxy's own SASL credentials for the cluster.
+    #[serde(default)]
+    pub sasl: Option<UpstreamSasl>,
+}
+
+/// How the proxy authenticates to the cluster (clients never hold the
+/// cluster's credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// User name.
+    pub username: String,
+    /// A file holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
 }
 
 /// Resource limits.
@@ -115,6 +135,7 @@ impl ProxyConfig {
                 bootstrap_servers: vec![bootstrap.into()],
                 connect_timeout_ms: default_connect_timeout_ms(),
                 tls: None,
+                sasl: None,
             },
             limits: Limits::default(),
             auth: None,

@@ -53,6 +53,7 @@ pub mod routes;
 pub mod server;
 mod session;
 pub mod tls;
+pub mod upstream;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub authenticator: Option<crate::auth::Authenticator>,
     /// TLS on the client listeners, if configured.
     pub tls_server: Option<Arc<crate::tls::TlsServer>>,
+    /// The proxy's SASL credentials for the cluster, if configured.
+    pub upstream_sasl: Option<crate::upstream::Credentials>,
     /// TLS towards the cluster, if configured.
     pub upstream_tls: Option<crate::tls::UpstreamTls>,
 }
@@ -73,6 +75,10 @@ impl Proxy {
             None => None,
         };
         let sasl_enabled = authenticator.is_some();
+        let upstream_sasl = match &config.upstream.sasl {
+            Some(s) => Some(crate::upstream::Credentials::load(s)?),
+            None => None,
+        };
         let upstream_tls = match &config.upstream.tls {
             Some(t) => Some(crate::tls::connector(t)?),
             None => None,
@@ -104,6 +110,7 @@ impl Proxy {
                 tls_server,
                 upstream_tls,
                 authenticator,
+                upstream_sasl,
             }
         });
         if let Some(tls) = shared.tls_server.clone() {

@@ -111,6 +111,16 @@ async fn connect_upstream(
                     }
                     None => Box::new(s),
                 };
+                let mut stream = stream;
+                if let Some(creds) = &shared.upstream_sasl {
+                    tokio::time::timeout(
+                        shared.config.connect_timeout(),
+                        crate::upstream::authenticate(&mut stream, creds),
+                    )
+                    .await
+                    .map_err(|_| ProxyError::Upstream(format!("{addr}: SASL timed out")))?
+                    .map_err(|e| ProxyError::Upstream(format!("{addr}: {e}")))?;
+                }
                 return Ok((stream, addr));
             }
             Ok(Err(e)) => last = format!("{addr}: {e}"),

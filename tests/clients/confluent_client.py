@@ -16,7 +16,8 @@ from clientlib import (Failure, Tally, UsageError, auth_failed, check_token_file
                        log, option_dict, read_token, record, run, token_expiry)
 
 CLIENT_ID = "gatehouse-e2e-confluent"
-AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
+AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+              KafkaError.UNSUPPORTED_SASL_MECHANISM, KafkaError.ILLEGAL_SASL_STATE}
 # the shortest lifetime handed to librdkafka with a token whose "exp" has passed: librdkafka
 # refuses expired tokens itself, but the broker is the one under test and must reject it
 EXPIRED_TOKEN_LIFETIME = 10.0

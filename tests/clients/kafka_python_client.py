@@ -74,9 +74,6 @@ def security_config(options, oauth_token_file=None):
         raise UsageError(f"unsupported --option {', '.join(unknown)} for kafka-python "
                          f"(supported: {', '.join(SUPPORTED)})")
     conf = {RENAMED[k]: v for k, v in options.items() if k in RENAMED}
-    for key in ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location"):
-        if key in options and not os.access(options[key], os.R_OK):
-            raise UsageError(f"{key}: cannot read {options[key]}")
 
     protocol = options.get("security.protocol", "SASL_PLAINTEXT" if oauth_token_file else "PLAINTEXT")
     if protocol.upper() not in PROTOCOLS:
@@ -120,6 +117,9 @@ def security_config(options, oauth_token_file=None):
             raise UsageError(f"enable.ssl.certificate.verification must be true or false, not {verify!r}")
         verify = BOOLEANS[verify.lower()]
     if protocol in ("SSL", "SASL_SSL"):
+        for key in ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location"):
+            if key in options and not os.access(options[key], os.R_OK):
+                raise UsageError(f"{key}: cannot read {options[key]}")
         if verify is False:
             conf["ssl_context"] = unverified_ssl_context(conf)
     elif any(k.startswith("ssl") for k in conf):

@@ -174,10 +174,13 @@ function socketFactory({ host, port, ssl, onConnect }) {
   return socket;
 }
 
+const SASL_ERROR_TYPES = ['SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_SASL_MECHANISM', 'ILLEGAL_SASL_STATE'];
+
 // The authentication failure in an error kafkajs threw (possibly wrapped in a retry error).
 function authFailure(e) {
   for (let err = e, depth = 0; err && depth < 10; err = err.cause || err.originalError, depth++) {
     if (err.name === 'KafkaJSSASLAuthenticationError') return ['sasl', err.message];
+    if (err.name === 'KafkaJSProtocolError' && SASL_ERROR_TYPES.includes(err.type)) return ['sasl', err.message];
     if (err.name === 'KafkaJSServerDoesNotSupportApiKey' && /^Sasl/.test(err.apiName || '')) {
       return ['sasl', `broker does not support ${err.apiName}: ${err.message}`];
     }

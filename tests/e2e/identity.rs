@@ -595,3 +595,73 @@ async fn sessions_expire_unless_reauthenticated() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// The broker can be locked to the proxy: it requires SASL, the proxy
+/// authenticates with its own credentials, and clients — who never hold
+/// the broker's credentials — work through the proxy but not around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_authenticates_upstream_with_its_own_credentials() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut broker_users = CredentialStore::new();
+    broker_users.insert(User::new_with_password(
+        "gatehouse-proxy",
+        "proxy-secret",
+        4096,
+        Default::default(),
+    )?)?;
+    let users_file = dir.path().join("broker-users.toml");
+    std::fs::write(&users_file, broker_users.to_toml()?)?;
+    std::fs::write(dir.path().join("proxy-password"), "proxy-secret\n")?;
+    let broker = TestBroker::start_with(|c| {
+        c.sasl_credentials = Some(users_file.clone());
+        c.auto_create_topics = true;
+    })
+    .await?;
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let mut config = ProxyConfig::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            broker.broker_addr().to_string(),
+        );
+        config.upstream.sasl = Some(gatehouse_proxy::config::UpstreamSasl {
+            mechanism: mechanism.to_string(),
+            username: "gatehouse-proxy".to_string(),
+            password_file: Some(dir.path().join("proxy-password")),
+            password_env: None,
+        });
+        let proxy = Proxy::start(config).await?;
+        let b = proxy.local_addr().to_string();
+        kcat(
+            &["-b", &b, "-t", "locked", "-P"],
+            Some(b"through the proxy\n"),
+            LIMIT,
+        )
+        .await?;
+        let out = kcat(&["-b", &b, "-t", "locked", "-C", "-e", "-q"], None, LIMIT).await?;
+        ensure!(
+            out.lines().all(|l| l == "through the proxy") && !out.is_empty(),
+            "{mechanism}: {out}"
+        );
+        proxy.shutdown().await;
+    }
+    // Around the proxy, without credentials: refused.
+    let direct = broker.broker_addr().to_string();
+    ensure!(
+        kcat(&["-b", &direct, "-L", "-m", "3"], None, LIMIT)
+            .await
+            .is_err(),
+        "the broker served a client without credentials"
+    );
+    let mut c = RawClient::connect(broker.broker_addr()).await?;
+    let frame = c.frame(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )?;
+    c.send_raw(&frame).await?;
+    c.expect_closed(Duration::from_secs(5)).await?;
+    // And with a wrong password: SASL_AUTHENTICATION_FAILED.
+    let mut c = RawClient::connect(broker.broker_addr()).await?;
+    let a = sasl_once(&mut c, "PLAIN", plain("gatehouse-proxy", "guess")).await?;
+    ensure!(a.error_code == 58, "{a:?}");
+    Ok(())
+}

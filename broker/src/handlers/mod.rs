@@ -10,8 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    api_versions_response::ApiVersion, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
-    RequestKind, ResponseKind,
+    api_versions_response::ApiVersion, ApiKey, ApiVersionsResponse, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -64,6 +63,11 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Served by the connection itself, and advertised only when the broker
+    // requires SASL. librdkafka enables SASL only if SaslHandshake v0 is
+    // listed; v1 is what it then uses, and the only version answered.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The supported (min, max) versions of `api`, if any.
@@ -79,10 +83,13 @@ pub fn supports(api: ApiKey, version: i16) -> bool {
     supported_range(api).is_some_and(|(min, max)| (min..=max).contains(&version))
 }
 
-/// The ApiVersions answer.
-pub fn api_versions_response(_req: ApiVersionsRequest, unsupported: bool) -> ApiVersionsResponse {
+/// The ApiVersions answer; SASL APIs only when `sasl` is required.
+pub fn api_versions_response(unsupported: bool, sasl: bool) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
+        .filter(|(api, ..)| {
+            sasl || !matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+        })
         .filter_map(|(api, ..)| {
             let (min, max) = supported_range(*api)?;
             Some(
@@ -119,9 +126,10 @@ pub(crate) fn handle(
 ) -> Option<HandlerFuture> {
     let v = ctx.version;
     match request {
-        RequestKind::ApiVersions(r) => {
-            ready(ResponseKind::ApiVersions(api_versions_response(r, false)))
-        }
+        RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(api_versions_response(
+            false,
+            shared.sasl.is_some(),
+        ))),
         RequestKind::Produce(r) => data::produce(shared, r, v),
         RequestKind::Fetch(r) => Some(Box::pin(async move {
             ResponseKind::Fetch(data::fetch(shared, r, v).await)
