@@ -665,3 +665,176 @@ async fn proxy_authenticates_upstream_with_its_own_credentials() -> Result<()> {
     ensure!(a.error_code == 58, "{a:?}");
     Ok(())
 }
+
+/// confluent-kafka with an `oauth_cb` returning a signed JWT, kafka-python
+/// with PLAIN and SCRAM, and kafkajs with SCRAM over TLS; a wrong password
+/// fails fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_node_clients_authenticate() -> Result<()> {
+    use gatehouse_tests::clients::{run, run_ok, Client};
+    let broker = TestBroker::start_with(|c| c.auto_create_topics = true).await?;
+    let sasl = Sasl::new()?;
+    let pki = TestPki::new(sasl.dir.path())?;
+    let mut config = ProxyConfig::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        broker.broker_addr().to_string(),
+    );
+    config.auth = Some(sasl.auth_config(None));
+    let proxy = Proxy::start(config).await?;
+    let b = proxy.local_addr().to_string();
+    let mut tls_config = ProxyConfig::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        broker.broker_addr().to_string(),
+    );
+    tls_config.auth = Some(sasl.auth_config(None));
+    tls_config.listener.tls = Some(ServerTlsConfig {
+        cert_file: pki.server_cert.clone(),
+        key_file: pki.server_key.clone(),
+        client_ca_file: None,
+        require_client_cert: false,
+        reload_interval_secs: 10,
+    });
+    let tls_proxy = Proxy::start(tls_config).await?;
+    let tls_b = tls_proxy.local_addr().to_string();
+    crate::support::create_topic(&broker.broker_addr().to_string(), "authed", 2, &[]).await?;
+
+    let token_file = sasl.dir.path().join("analytics.jwt");
+    std::fs::write(&token_file, sasl.token("analytics", 600, ISSUER, None)?)?;
+    let token = token_file.to_string_lossy().into_owned();
+    run_ok(
+        Client::Confluent,
+        &[
+            "produce",
+            "--bootstrap",
+            &b,
+            "--topic",
+            "authed",
+            "--count",
+            "100",
+            "--oauth-token-file",
+            &token,
+        ],
+        LIMIT,
+    )
+    .await?;
+    let plain_opts = [
+        "--option",
+        "security.protocol=SASL_PLAINTEXT",
+        "--option",
+        "sasl.mechanism=PLAIN",
+        "--option",
+        "sasl.username=ingest",
+        "--option",
+        "sasl.password=ingest-pass",
+    ];
+    let mut args = vec![
+        "produce",
+        "--bootstrap",
+        &b,
+        "--topic",
+        "authed",
+        "--count",
+        "100",
+        "--start",
+        "100",
+    ];
+    args.extend(plain_opts);
+    run_ok(Client::KafkaPython, &args, LIMIT).await?;
+    let ca = format!("ssl.ca.location={}", pki.ca.display());
+    let scram_tls = [
+        "--option",
+        "security.protocol=SASL_SSL",
+        "--option",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "--option",
+        "sasl.username=ingest",
+        "--option",
+        "sasl.password=ingest-pass",
+        "--option",
+        &ca,
+    ];
+    let mut args = vec![
+        "produce",
+        "--bootstrap",
+        &tls_b,
+        "--topic",
+        "authed",
+        "--count",
+        "100",
+        "--start",
+        "200",
+    ];
+    args.extend(scram_tls);
+    run_ok(Client::KafkaJs, &args, LIMIT).await?;
+
+    let scram = [
+        "--option",
+        "security.protocol=SASL_PLAINTEXT",
+        "--option",
+        "sasl.mechanism=SCRAM-SHA-256",
+        "--option",
+        "sasl.username=analytics",
+        "--option",
+        "sasl.password=analytics-pass",
+    ];
+    let mut args = vec![
+        "consume",
+        "--bootstrap",
+        &b,
+        "--topic",
+        "authed",
+        "--group",
+        "readers",
+        "--count",
+        "300",
+    ];
+    args.extend(scram);
+    let got = run_ok(Client::KafkaPython, &args, LIMIT).await?;
+    ensure!(got["consumed"] == 300, "kafka-python consumed {got}");
+    let mut args = vec![
+        "consume",
+        "--bootstrap",
+        &b,
+        "--topic",
+        "authed",
+        "--group",
+        "jwt-readers",
+        "--count",
+        "300",
+        "--oauth-token-file",
+        &token,
+    ];
+    let got = run_ok(Client::Confluent, &args, LIMIT).await?;
+    ensure!(got["consumed"] == 300, "confluent consumed {got}");
+
+    let started = tokio::time::Instant::now();
+    let bad = [
+        "--option",
+        "security.protocol=SASL_PLAINTEXT",
+        "--option",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "--option",
+        "sasl.username=ingest",
+        "--option",
+        "sasl.password=wrong",
+    ];
+    for client in [Client::Confluent, Client::KafkaPython, Client::KafkaJs] {
+        let mut args = vec!["metadata", "--bootstrap", &b];
+        args.extend(bad);
+        let o = run(client, &args, LIMIT).await?;
+        ensure!(
+            o.code != 0 && o.json["error"] == "authentication",
+            "{client:?} with a wrong password: {} {}",
+            o.json,
+            o.stderr
+        );
+    }
+    ensure!(
+        started.elapsed() < Duration::from_secs(45),
+        "wrong passwords took {:?}",
+        started.elapsed()
+    );
+    proxy.shutdown().await;
+    tls_proxy.shutdown().await;
+    Ok(())
+}
