@@ -53,6 +53,156 @@ pub enum DemoError {
     /// The proxy failed.
     #[error("proxy: {0}")]
     Proxy(#[from] ProxyError),
+    /// The demo's identities could not be set up.
+    #[error("demo identities: {0}")]
+    Identities(String),
+}
+
+/// The demo world's principals: (name, team, region, purposes).
+pub const DEMO_PRINCIPALS: &[(&str, &str, &str, &[&str])] = &[
+    ("ingest", "platform", "eu", &[]),
+    ("trust-safety", "trust_safety", "eu", &["moderation"]),
+    ("analytics", "analytics", "eu", &["analytics"]),
+    ("marketing-us", "marketing", "us", &["marketing"]),
+    ("support", "support", "eu", &["support"]),
+    ("auditor", "compliance", "eu", &["audit"]),
+];
+
+/// Issuer and audience of the demo's JWTs.
+pub const DEMO_ISSUER: &str = "https://gatehouse.demo";
+/// Audience of the demo's JWTs.
+pub const DEMO_AUDIENCE: &str = "gatehouse";
+
+fn id_err(what: &str, e: impl std::fmt::Display) -> DemoError {
+    DemoError::Identities(format!("{what}: {e}"))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), DemoError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).map_err(|e| id_err(&path.display().to_string(), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| id_err(&path.display().to_string(), e))
+}
+
+fn random_password() -> Result<String, DemoError> {
+    use base64::Engine;
+    let mut bytes = [0u8; 18];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|e| id_err("random", e))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Creates (once) the demo's users with random passwords, a client
+/// settings file per principal (`clients/<name>.properties`, for `kcat -F`),
+/// an ES256 key for the demo's token issuer, and a JWT for `analytics`
+/// (`clients/analytics.jwt`, valid for a day, renewed at every start).
+pub fn ensure_identities(data: &Path) -> Result<(), DemoError> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let clients = data.join("clients");
+    std::fs::create_dir_all(&clients).map_err(|e| id_err("clients directory", e))?;
+    let users = data.join("users.toml");
+    if !users.exists() {
+        let mut store = gatehouse_sasl::CredentialStore::new();
+        for (name, team, region, purposes) in DEMO_PRINCIPALS {
+            let password = random_password()?;
+            let attributes = BTreeMap::from([
+                (
+                    "team".to_string(),
+                    gatehouse_sasl::AttributeValue::String(team.to_string()),
+                ),
+                (
+                    "region".to_string(),
+                    gatehouse_sasl::AttributeValue::String(region.to_string()),
+                ),
+                (
+                    "purposes".to_string(),
+                    gatehouse_sasl::AttributeValue::List(
+                        purposes.iter().map(|p| p.to_string()).collect(),
+                    ),
+                ),
+            ]);
+            let user = gatehouse_sasl::User::new_with_password(*name, &password, 4096, attributes)
+                .map_err(|e| id_err(name, e))?;
+            store.insert(user).map_err(|e| id_err(name, e))?;
+            let settings = format!(
+                "security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-512\nsasl.username={name}\nsasl.password={password}\n"
+            );
+            write_private(
+                &clients.join(format!("{name}.properties")),
+                settings.as_bytes(),
+            )?;
+        }
+        let text = store.to_toml().map_err(|e| id_err("users.toml", e))?;
+        write_private(&users, text.as_bytes())?;
+    }
+    let key_path = data.join("jwt-issuer.p8");
+    if !key_path.exists() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|e| id_err("issuer key", e))?;
+        write_private(&key_path, pkcs8.as_ref())?;
+    }
+    let pkcs8 = std::fs::read(&key_path).map_err(|e| id_err("issuer key", e))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+        .map_err(|e| id_err("issuer key", e))?;
+    let spki = pair
+        .public_key()
+        .as_der()
+        .map_err(|e| id_err("issuer key", e))?;
+    std::fs::write(
+        data.join("jwt-issuer.pub.pem"),
+        pem("PUBLIC KEY", spki.as_ref()),
+    )
+    .map_err(|e| id_err("issuer public key", e))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = serde_json::json!({
+        "sub": "analytics", "iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE,
+        "iat": now, "exp": now + 86_400,
+        "team": "analytics", "region": "eu", "purposes": ["analytics"],
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
+    )
+    .map_err(|e| id_err("analytics token", e))?;
+    write_private(&clients.join("analytics.jwt"), token.as_bytes())?;
+    Ok(())
+}
+
+fn demo_auth(data: &Path) -> Result<gatehouse_proxy::auth::AuthConfig, DemoError> {
+    let oauth = format!(
+        "issuer = \"{DEMO_ISSUER}\"\naudience = [\"{DEMO_AUDIENCE}\"]\n\
+         [attribute_claims]\nteam = \"team\"\nregion = \"region\"\npurposes = \"purposes\"\n\
+         [[keys]]\nalgorithm = \"ES256\"\npem_file = {:?}\n",
+        data.join("jwt-issuer.pub.pem").to_string_lossy()
+    );
+    let oauthbearer = toml::from_str(&oauth).map_err(|e| id_err("oauth config", e))?;
+    Ok(gatehouse_proxy::auth::AuthConfig {
+        mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+            .map(String::from)
+            .to_vec(),
+        credentials_file: Some(data.join("users.toml")),
+        oauthbearer: Some(oauthbearer),
+        session_lifetime_secs: None,
+        max_failure_delay_ms: 5_000,
+        accept_client_certificates: false,
+    })
 }
 
 /// A running demo.
@@ -105,8 +255,10 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
             Err(e) => return Err(e.into()),
         }
     }
+    ensure_identities(data)?;
     let mut proxy_config = ProxyConfig::new(addrs.proxy, broker.local_addr().to_string());
     proxy_config.listener.node_port_base = addrs.node_port_base;
+    proxy_config.auth = Some(demo_auth(data)?);
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo { broker, proxy })
 }

@@ -227,22 +227,42 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
         .await
         .context("demo failed to start")?;
     let addr = demo.bootstrap();
+    let clients = args.data.join("clients");
+    let ingest = clients.join("ingest.properties");
+    let analytics = clients.join("analytics.properties");
     println!();
     println!(
         "Gatehouse demo is running (data in {}).",
         args.data.display()
     );
     println!();
-    println!("  bootstrap.servers = {addr}            (through Gatehouse)");
+    println!("  bootstrap.servers = {addr}            (through Gatehouse; SASL required)");
     println!(
         "  broker            = {}   (behind it, for comparison)",
         demo.broker_addr()
     );
     println!();
+    println!(
+        "Client settings for each demo principal are in {}:",
+        clients.display()
+    );
+    println!("  ingest     (SCRAM-SHA-512)  {}", ingest.display());
+    println!("  analytics  (SCRAM-SHA-512)  {}", analytics.display());
+    println!(
+        "  analytics  (OAUTHBEARER)    a signed JWT in {}",
+        clients.join("analytics.jwt").display()
+    );
+    println!();
     println!("Try it:");
-    println!("  kcat -b {addr} -L");
-    println!("  echo 'u-000042:{{\"id\":\"p-1\",\"text\":\"hello\"}}' | kcat -b {addr} -t social.posts -P -K:");
-    println!("  kcat -b {addr} -t social.posts -C -e");
+    println!("  kcat -b {addr} -F {} -L", ingest.display());
+    println!(
+        "  echo 'u-000042:{{\"id\":\"p-1\",\"text\":\"hello\"}}' | kcat -b {addr} -F {} -t social.posts -P -K:",
+        ingest.display()
+    );
+    println!(
+        "  kcat -b {addr} -F {} -t social.posts -C -e",
+        analytics.display()
+    );
     println!();
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await?;

@@ -791,7 +791,7 @@ async fn python_and_node_clients_authenticate() -> Result<()> {
     args.extend(scram);
     let got = run_ok(Client::KafkaPython, &args, LIMIT).await?;
     ensure!(got["consumed"] == 300, "kafka-python consumed {got}");
-    let mut args = vec![
+    let args = vec![
         "consume",
         "--bootstrap",
         &b,
