@@ -34,4 +34,5 @@ mod broker_storage;
 mod demo;
 mod identity;
 mod proxy;
+mod readme;
 mod support;
