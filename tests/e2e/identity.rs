@@ -838,3 +838,104 @@ async fn python_and_node_clients_authenticate() -> Result<()> {
     tls_proxy.shutdown().await;
     Ok(())
 }
+
+/// TLS towards the cluster: a proxy whose upstream is a TLS endpoint (here
+/// another Gatehouse proxy terminating TLS in front of the broker) verifies
+/// it against its own CA; a wrong CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_towards_the_cluster() -> Result<()> {
+    let broker = TestBroker::start_with(|c| c.auto_create_topics = true).await?;
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path())?;
+    let tls_front = tls_proxy(&broker, &pki, false, Arc::new(Witness::default())).await?;
+    let edge_config = |ca: std::path::PathBuf| {
+        let mut c = ProxyConfig::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_front.local_addr().to_string(),
+        );
+        c.upstream.tls = Some(gatehouse_proxy::tls::ClientTlsConfig {
+            ca_file: ca,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+        });
+        c
+    };
+    let edge = Proxy::start(edge_config(pki.ca.clone())).await?;
+    let b = edge.local_addr().to_string();
+    kcat(
+        &["-b", &b, "-t", "chained", "-P"],
+        Some(b"over tls upstream\n"),
+        LIMIT,
+    )
+    .await?;
+    let out = kcat(&["-b", &b, "-t", "chained", "-C", "-e", "-q"], None, LIMIT).await?;
+    ensure!(out.trim() == "over tls upstream", "{out}");
+    edge.shutdown().await;
+
+    // An upstream whose certificate does not chain to the configured CA.
+    let other = tempfile::tempdir()?;
+    let other_pki = TestPki::new(other.path())?;
+    let wary = Proxy::start(edge_config(other_pki.ca.clone())).await?;
+    let mut c = RawClient::connect(wary.local_addr()).await?;
+    let frame = c.frame(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )?;
+    c.send_raw(&frame).await?;
+    c.expect_closed(Duration::from_secs(10)).await?;
+    wary.shutdown().await;
+    tls_front.shutdown().await;
+    Ok(())
+}
+
+/// A rotated certificate is picked up without a restart; a broken one is
+/// refused and the old one stays in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reload_when_their_files_change() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path())?;
+    let proxy = tls_proxy(&broker, &pki, false, Arc::new(Witness::default())).await?;
+    let b = proxy.local_addr().to_string();
+    let list = |ca: &std::path::Path| {
+        vec![
+            "-b".to_string(),
+            b.clone(),
+            "-X".into(),
+            "security.protocol=ssl".into(),
+            "-X".into(),
+            format!("ssl.ca.location={}", ca.display()),
+            "-L".into(),
+            "-m".into(),
+            "5".into(),
+        ]
+    };
+    ensure!(kcat_s(&list(&pki.ca), None).await.is_ok());
+    // A new CA and server certificate replace the old files.
+    let next = tempfile::tempdir()?;
+    let next_pki = TestPki::new(next.path())?;
+    std::fs::copy(&next_pki.server_cert, &pki.server_cert)?;
+    std::fs::copy(&next_pki.server_key, &pki.server_key)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while kcat_s(&list(&next_pki.ca), None).await.is_err() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+    }
+    ensure!(
+        kcat_s(&list(&pki.ca), None).await.is_err(),
+        "the old certificate is still served"
+    );
+    // A broken certificate file is refused; the current one stays.
+    std::fs::write(&pki.server_cert, "not a certificate")?;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    ensure!(
+        kcat_s(&list(&next_pki.ca), None).await.is_ok(),
+        "a broken file replaced the working certificate"
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
