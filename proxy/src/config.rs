@@ -35,6 +35,38 @@ pub struct ProxyConfig {
     /// Client authentication (SASL); none by default.
     #[serde(default)]
     pub auth: Option<crate::auth::AuthConfig>,
+    /// Cedar policies, the topic catalog and consent; without this section
+    /// the proxy is transparent.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+}
+
+/// `[policy]`: authorization, consent and residency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of `*.cedar` policies (watched; a valid new set replaces
+    /// the old atomically, an invalid one is refused).
+    pub dir: std::path::PathBuf,
+    /// The topic catalog (default: `catalog.toml` in `dir`).
+    #[serde(default)]
+    pub catalog_file: Option<std::path::PathBuf>,
+    /// How often the directory is checked for changes, in seconds.
+    #[serde(default = "default_reload_secs")]
+    pub reload_interval_secs: u64,
+    /// The compacted topic consent records arrive on.
+    #[serde(default = "default_consent_topic")]
+    pub consent_topic: String,
+    /// Where the proxy keeps its consent state (sled).
+    pub state_dir: std::path::PathBuf,
+}
+
+fn default_reload_secs() -> u64 {
+    2
+}
+
+fn default_consent_topic() -> String {
+    "consent.events".to_string()
 }
 
 /// Client-facing listeners.
@@ -139,6 +171,7 @@ impl ProxyConfig {
             },
             limits: Limits::default(),
             auth: None,
+            policy: None,
         }
     }
 

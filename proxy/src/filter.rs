@@ -56,6 +56,51 @@ pub struct Request {
     pub header: RequestHeader,
     /// The body.
     pub body: RequestKind,
+    /// What filters want to remember until the response: a filter that
+    /// leaves a note here sees the response decoded, even for an API whose
+    /// responses it does not always want.
+    pub notes: Notes,
+}
+
+/// Per-request notes, one per filter, handed from the request to its
+/// response.
+#[derive(Default)]
+pub struct Notes(Vec<(&'static str, Box<dyn std::any::Any + Send + Sync>)>);
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl Notes {
+    /// Leaves a note for `filter` (replacing an earlier one).
+    pub fn insert<T: std::any::Any + Send + Sync>(&mut self, filter: &'static str, note: T) {
+        self.0.retain(|(k, _)| *k != filter);
+        self.0.push((filter, Box::new(note)));
+    }
+
+    /// Takes `filter`'s note, if it is a `T`.
+    pub fn take<T: std::any::Any>(&mut self, filter: &'static str) -> Option<T> {
+        let i = self
+            .0
+            .iter()
+            .position(|(k, v)| *k == filter && v.is::<T>())?;
+        let (_, v) = self.0.swap_remove(i);
+        v.downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// Whether `filter` left a note.
+    pub fn has(&self, filter: &str) -> bool {
+        self.0.iter().any(|(k, _)| *k == filter)
+    }
+
+    /// Whether there are no notes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A decoded response.
@@ -69,6 +114,8 @@ pub struct Response {
     pub correlation_id: i32,
     /// The body.
     pub body: ResponseKind,
+    /// The notes filters left on the request.
+    pub notes: Notes,
 }
 
 /// A filter's verdict on a request.
@@ -81,6 +128,9 @@ pub enum RequestAction {
     Respond(Box<ResponseKind>),
     /// Close the client connection.
     Close(String),
+    /// Swallow the request: nothing is forwarded and nothing answered
+    /// (for requests that expect no response, such as `acks=0` produce).
+    Drop,
 }
 
 /// A filter's verdict on a response.
@@ -102,6 +152,13 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
 
     /// Whether this filter needs `api` decoded in `direction`.
     fn wants(&self, api: ApiKey, direction: Direction) -> bool;
+
+    /// The highest version of `api` this filter can handle, when it is
+    /// lower than what the codec knows (e.g. versions that name topics by
+    /// id only). ApiVersions advertises the lowest cap of the chain.
+    fn max_version(&self, _api: ApiKey) -> Option<i16> {
+        None
+    }
 
     /// Called for each wanted request, in filter order.
     fn on_request<'a>(

@@ -53,6 +53,7 @@ fn address_cap(api: ApiKey) -> Option<i16> {
 pub struct ApiVersions {
     decoded: Vec<ApiKey>,
     sasl: bool,
+    caps: Vec<(ApiKey, i16)>,
 }
 
 impl ApiVersions {
@@ -63,7 +64,21 @@ impl ApiVersions {
     /// cluster's own SASL APIs are hidden (clients never authenticate to
     /// the cluster through the proxy).
     pub fn new(decoded: Vec<ApiKey>, sasl: bool) -> Self {
-        Self { decoded, sasl }
+        Self {
+            decoded,
+            sasl,
+            caps: Vec::new(),
+        }
+    }
+
+    /// Also applies the version caps the filters of `chain` declare.
+    pub fn with_caps(mut self, chain: &[Arc<dyn Filter>]) -> Self {
+        for api in ApiKey::iter() {
+            if let Some(cap) = chain.iter().filter_map(|f| f.max_version(api)).min() {
+                self.caps.push((api, cap));
+            }
+        }
+        self
     }
 
     fn cap(&self, api: ApiKey, min: i16, max: i16) -> Option<(i16, i16)> {
@@ -72,6 +87,9 @@ impl ApiVersions {
         let min = min.max(codec.min);
         if let Some(cap) = address_cap(api) {
             max = max.min(cap);
+        }
+        if let Some((_, cap)) = self.caps.iter().find(|(a, _)| *a == api) {
+            max = max.min(*cap);
         }
         if self.decoded.contains(&api) {
             while max >= min && !guard_knows(api, max) {

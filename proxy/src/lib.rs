@@ -44,9 +44,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod consent;
 pub mod error;
 pub mod filter;
 pub mod filters;
+pub mod governance;
 pub mod principal;
 pub mod records;
 pub mod routes;

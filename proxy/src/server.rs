@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub tasks: std::sync::Mutex<JoinSet<()>>,
     /// SASL at the proxy, if configured.
     pub authenticator: Option<crate::auth::Authenticator>,
+    /// Policies, consent and its follower, when `[policy]` is configured.
+    pub governance: std::sync::Mutex<Option<GovernanceHandles>>,
     /// TLS on the client listeners, if configured.
     pub tls_server: Option<Arc<crate::tls::TlsServer>>,
     /// The proxy's SASL credentials for the cluster, if configured.
@@ -90,16 +92,31 @@ impl Proxy {
         let bootstrap = listener
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr: bind, source })?;
+        let governance = match &config.policy {
+            Some(p) => Some(Governance::load(p)?),
+            None => None,
+        };
         let shared = Arc::new_cyclic(|weak| {
             let mut chain: Vec<Arc<dyn Filter>> = vec![
                 Arc::new(filters::ApiVersions::new(Vec::new(), sasl_enabled)),
                 Arc::new(filters::BrokerAddress::new(weak.clone())),
             ];
+            if let Some(g) = &governance {
+                chain.push(Arc::new(crate::governance::Authz::new(
+                    g.policies.clone(),
+                    g.catalog.clone(),
+                )));
+                chain.push(Arc::new(crate::governance::Consent::new(
+                    g.policies.clone(),
+                    g.catalog.clone(),
+                    g.consent.clone(),
+                )));
+            }
             chain.extend(extra);
             // The ApiVersions filter caps versions for the APIs that any
             // filter decodes; it is rebuilt with the full chain's needs.
             let decoded = filters::decoded_apis(&chain);
-            chain[0] = Arc::new(filters::ApiVersions::new(decoded, sasl_enabled));
+            chain[0] = Arc::new(filters::ApiVersions::new(decoded, sasl_enabled).with_caps(&chain));
             Shared {
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
                 config,
@@ -111,10 +128,39 @@ impl Proxy {
                 upstream_tls,
                 authenticator,
                 upstream_sasl,
+                governance: std::sync::Mutex::new(None),
             }
         });
         if let Some(tls) = shared.tls_server.clone() {
             shared.spawn(watch_certificates(tls, shared.shutdown.subscribe()));
+        }
+        if let Some(g) = governance {
+            let topic = shared
+                .config
+                .policy
+                .as_ref()
+                .map(|p| p.consent_topic.clone())
+                .unwrap_or_default();
+            let (follower, task) =
+                crate::consent::ConsentFollower::new(shared.clone(), topic, g.consent.clone());
+            shared.spawn(task);
+            let interval = shared
+                .config
+                .policy
+                .as_ref()
+                .map(|p| Duration::from_secs(p.reload_interval_secs.max(1)))
+                .unwrap_or(Duration::from_secs(2));
+            shared.spawn(watch_policies(
+                g.policies.clone(),
+                interval,
+                shared.shutdown.subscribe(),
+            ));
+            *shared.governance.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(GovernanceHandles {
+                    policies: g.policies,
+                    consent: g.consent,
+                    follower,
+                });
         }
         tracing::info!(
             %bootstrap,
@@ -139,6 +185,43 @@ impl Proxy {
             .into_iter()
             .map(|(n, r)| (n, r.proxy_port, r.upstream))
             .collect()
+    }
+
+    /// Waits (up to `limit`) until the consent follower has read the
+    /// consent topic up to its end; `false` on timeout or without `[policy]`.
+    pub async fn consent_caught_up(&self, limit: Duration) -> bool {
+        let rx = self
+            .shared
+            .governance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|g| g.follower.subscribe());
+        let Some(mut rx) = rx else {
+            return false;
+        };
+        tokio::time::timeout(limit, async {
+            loop {
+                if rx.borrow_and_update().caught_up() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// The policy store, when `[policy]` is configured.
+    pub fn policies(&self) -> Option<Arc<gatehouse_policy::PolicyStore>> {
+        self.shared
+            .governance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|g| g.policies.clone())
     }
 
     /// Client connections currently open.
@@ -255,6 +338,99 @@ async fn watch_certificates(tls: Arc<crate::tls::TlsServer>, mut shutdown: watch
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "new TLS certificate refused; keeping the old one"),
             },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// What `[policy]` loads at start-up.
+struct Governance {
+    policies: Arc<gatehouse_policy::PolicyStore>,
+    catalog: Arc<gatehouse_policy::Catalog>,
+    consent: Arc<crate::consent::ConsentStore>,
+}
+
+impl Governance {
+    fn load(p: &crate::config::PolicyConfig) -> Result<Self, ProxyError> {
+        let policies = gatehouse_policy::PolicyStore::load(&p.dir)
+            .map_err(|e| ProxyError::Config(format!("policies in {}: {e}", p.dir.display())))?;
+        let catalog_file = p
+            .catalog_file
+            .clone()
+            .unwrap_or_else(|| p.dir.join("catalog.toml"));
+        let catalog = gatehouse_policy::Catalog::load(&catalog_file)
+            .map_err(|e| ProxyError::Config(format!("catalog {}: {e}", catalog_file.display())))?;
+        std::fs::create_dir_all(&p.state_dir)
+            .map_err(|e| ProxyError::Config(format!("state_dir {}: {e}", p.state_dir.display())))?;
+        let consent = crate::consent::ConsentStore::open(p.state_dir.join("consent"))
+            .map_err(|e| ProxyError::Config(format!("consent store: {e}")))?;
+        tracing::info!(
+            policies = %p.dir.display(),
+            version = format!("{:016x}", policies.version()),
+            topics = catalog.len(),
+            subjects = consent.len(),
+            "governance loaded"
+        );
+        Ok(Self {
+            policies: Arc::new(policies),
+            catalog: Arc::new(catalog),
+            consent: Arc::new(consent),
+        })
+    }
+}
+
+/// Handles on the running governance parts, for status and tests.
+#[derive(Debug)]
+pub struct GovernanceHandles {
+    /// The policy store.
+    pub policies: Arc<gatehouse_policy::PolicyStore>,
+    /// The consent store.
+    pub consent: Arc<crate::consent::ConsentStore>,
+    /// The consent follower.
+    pub follower: crate::consent::ConsentFollower,
+}
+
+/// Reloads the policy directory when its files change; an invalid set is
+/// refused (logged) and the old one stays in force.
+async fn watch_policies(
+    policies: Arc<gatehouse_policy::PolicyStore>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let fingerprint =
+        |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+            let mut v: Vec<_> = std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| {
+                            let m = e.metadata().ok();
+                            (
+                                e.path(),
+                                m.as_ref().and_then(|m| m.modified().ok()),
+                                m.map(|m| m.len()).unwrap_or(0),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+    let mut last = fingerprint(policies.dir());
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = fingerprint(policies.dir());
+                if now == last {
+                    continue;
+                }
+                last = now;
+                match policies.reload() {
+                    Ok(version) => tracing::info!(version = format!("{version:016x}"), "policies reloaded"),
+                    Err(e) => tracing::error!(error = %e, "new policies refused; the previous set stays in force"),
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

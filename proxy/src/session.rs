@@ -40,6 +40,8 @@ struct Owed {
     decode: bool,
     /// A response made by a filter, sent once everything before it is.
     local: Option<Bytes>,
+    /// Filters' notes from the request.
+    notes: crate::filter::Notes,
 }
 
 /// A byte stream: plain TCP or TLS, towards the client or the cluster.
@@ -66,7 +68,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn connect_upstream(
+pub(crate) async fn connect_upstream(
     shared: &Shared,
     target: Target,
 ) -> Result<(BoxStream, String), ProxyError> {
@@ -335,6 +337,7 @@ impl Session<'_> {
         let expects_response = api != ApiKey::Produce
             || produce_acks(&body).map_err(|e| ProxyError::Downstream(e.to_string()))? != 0;
         let decode_response = self.wants(api, Direction::Response);
+        let mut notes = crate::filter::Notes::default();
         if self.wants(api, Direction::Request) && (valid.min..=valid.max).contains(&raw.api_version)
         {
             let mut request = decode_request(api, raw.api_version, body)?;
@@ -357,6 +360,7 @@ impl Session<'_> {
                             version: raw.api_version,
                             decode: false,
                             local: Some(out.freeze()),
+                            notes: Default::default(),
                         });
                         return Ok(());
                     }
@@ -366,9 +370,11 @@ impl Session<'_> {
                             f.name()
                         )))
                     }
+                    RequestAction::Drop => return Ok(()),
                 }
             }
             encode_request(&request, &mut self.to_upstream.scratch)?;
+            notes = std::mem::take(&mut request.notes);
         } else {
             self.to_upstream.push(frame);
         }
@@ -377,8 +383,9 @@ impl Session<'_> {
                 correlation_id: raw.correlation_id,
                 api,
                 version: raw.api_version,
-                decode: decode_response,
+                decode: decode_response || !notes.is_empty(),
                 local: None,
+                notes,
             });
         }
         Ok(())
@@ -425,6 +432,7 @@ impl Session<'_> {
             version: raw.api_version,
             decode: false,
             local: Some(out.freeze()),
+            notes: Default::default(),
         });
         Ok(())
     }
@@ -599,8 +607,9 @@ impl Session<'_> {
         }
         if owed.decode {
             let mut response = decode_response(owed.api, owed.version, correlation_id, body)?;
+            response.notes = owed.notes;
             for f in self.shared.filters.iter().rev() {
-                if !f.wants(owed.api, Direction::Response) {
+                if !f.wants(owed.api, Direction::Response) && !response.notes.has(f.name()) {
                     continue;
                 }
                 if let ResponseAction::Close(reason) = f.on_response(&self.ctx, &mut response).await
@@ -644,6 +653,7 @@ fn decode_request(api: ApiKey, version: i16, mut body: Bytes) -> Result<Request,
         version,
         header,
         body,
+        notes: Default::default(),
     })
 }
 
@@ -690,6 +700,7 @@ fn decode_response(
             version,
             correlation_id,
             body,
+            notes: Default::default(),
         }),
         // KIP-511: a broker answers an ApiVersions request it cannot parse
         // at v0, with the versions it supports.
@@ -699,6 +710,7 @@ fn decode_response(
                 version: 0,
                 correlation_id,
                 body,
+                notes: Default::default(),
             })
             .map_err(|e| ProxyError::Upstream(format!("malformed ApiVersions response: {e}"))),
         Err(e) => Err(ProxyError::Upstream(format!(

@@ -289,7 +289,7 @@ fn str(s: &str) -> StrBytes {
 
 /// One SaslHandshake + single-message SaslAuthenticate; returns the
 /// authenticate response.
-async fn sasl_once(
+pub(crate) async fn sasl_once(
     c: &mut RawClient,
     mechanism: &str,
     auth_bytes: Vec<u8>,
@@ -316,7 +316,7 @@ async fn sasl_once(
     Ok(a)
 }
 
-fn plain(user: &str, password: &str) -> Vec<u8> {
+pub(crate) fn plain(user: &str, password: &str) -> Vec<u8> {
     format!("\0{user}\0{password}").into_bytes()
 }
 

@@ -33,6 +33,7 @@ mod broker_rdkafka;
 mod broker_storage;
 mod demo;
 mod identity;
+mod policy;
 mod proxy;
 mod readme;
 mod support;

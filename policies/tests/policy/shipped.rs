@@ -1,0 +1,57 @@
+//! The shipped policies validate and every shipped fixture passes.
+
+use gatehouse_policy::{test_fixtures, validate, Catalog, Expected};
+
+use super::common::shipped_dir;
+
+#[test]
+fn shipped_policies_validate_without_warnings() {
+    let report = validate(shipped_dir()).expect("shipped policies validate");
+    assert!(report.warnings.is_empty(), "{report}");
+    assert_eq!(
+        report.files,
+        [
+            "consent.cedar",
+            "fields.cedar",
+            "groups-cluster.cedar",
+            "residency.cedar",
+            "team-access.cedar"
+        ]
+    );
+    assert!(report.policies.len() >= 20, "{:?}", report.policies);
+    assert_eq!(report.catalog_entries, Some(5));
+    assert!(report.to_string().starts_with("valid: "), "{report}");
+}
+
+#[test]
+fn every_shipped_fixture_passes() {
+    let report = test_fixtures(shipped_dir()).expect("fixtures run");
+    assert!(report.all_passed(), "{report}");
+    let allow = report
+        .results
+        .iter()
+        .filter(|r| r.expected == Expected::Allow)
+        .count();
+    let deny = report.results.len() - allow;
+    assert!(allow >= 20 && deny >= 20, "{allow} ALLOW, {deny} DENY");
+}
+
+#[test]
+fn demo_catalog_is_the_shipped_file() {
+    let shipped = Catalog::load(&shipped_dir().join("catalog.toml")).expect("catalog");
+    let demo = Catalog::demo().expect("demo catalog");
+    assert_eq!(shipped.len(), demo.len());
+    for topic in [
+        "social.posts",
+        "social.profiles",
+        "support.tickets",
+        "consent.events",
+        "social.new",
+    ] {
+        assert_eq!(
+            shipped.lookup(topic).entry(),
+            demo.lookup(topic).entry(),
+            "{topic}"
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! Policy end to end: the shipped Cedar policies and catalog, principals
+//! authenticated by SASL, real clients, and consent arriving on the consent
+//! topic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use gatehouse_proxy::config::PolicyConfig;
+use gatehouse_proxy::{Proxy, ProxyConfig};
+use gatehouse_sasl::{AttributeValue, CredentialStore, User};
+use gatehouse_tests::{RawClient, TestBroker};
+use kafka_protocol::messages::{
+    fetch_request::{FetchPartition, FetchTopic},
+    produce_request::{PartitionProduceData, TopicProduceData},
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::identity::{plain, sasl_once};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The demo world's principals: (name, team, region, purposes).
+const PEOPLE: &[(&str, &str, &str, &[&str])] = &[
+    ("ingest", "platform", "eu", &[]),
+    ("trust-safety", "trust_safety", "eu", &["moderation"]),
+    ("analytics", "analytics", "eu", &["analytics"]),
+    ("marketing-us", "marketing", "us", &["marketing"]),
+];
+
+struct World {
+    broker: TestBroker,
+    proxy: Proxy,
+    policy_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+impl World {
+    async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let broker = TestBroker::start().await?;
+        let direct = broker.broker_addr().to_string();
+        for (topic, partitions, policy) in [
+            ("social.posts", 3, "delete"),
+            ("enrich.sentiment", 1, "delete"),
+            ("consent.events", 2, "compact"),
+        ] {
+            crate::support::create_topic(&direct, topic, partitions, &[("cleanup.policy", policy)])
+                .await?;
+        }
+        let mut users = CredentialStore::new();
+        for (name, team, region, purposes) in PEOPLE {
+            let attrs = BTreeMap::from([
+                ("team".to_string(), AttributeValue::String(team.to_string())),
+                (
+                    "region".to_string(),
+                    AttributeValue::String(region.to_string()),
+                ),
+                (
+                    "purposes".to_string(),
+                    AttributeValue::List(purposes.iter().map(|p| p.to_string()).collect()),
+                ),
+            ]);
+            users.insert(User::new_with_password(
+                *name,
+                &format!("{name}-pw"),
+                4096,
+                attrs,
+            )?)?;
+        }
+        std::fs::write(dir.path().join("users.toml"), users.to_toml()?)?;
+        let policy_dir = dir.path().join("policies");
+        copy_dir(
+            &gatehouse_tests::repo_root().join("policies/default"),
+            &policy_dir,
+        )?;
+        let mut config = ProxyConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), direct);
+        config.auth = Some(gatehouse_proxy::auth::AuthConfig {
+            mechanisms: vec!["PLAIN".into()],
+            credentials_file: Some(dir.path().join("users.toml")),
+            oauthbearer: None,
+            session_lifetime_secs: None,
+            max_failure_delay_ms: 1_000,
+            accept_client_certificates: false,
+        });
+        config.policy = Some(PolicyConfig {
+            dir: policy_dir.clone(),
+            catalog_file: None,
+            reload_interval_secs: 1,
+            consent_topic: "consent.events".into(),
+            state_dir: dir.path().join("state"),
+        });
+        let proxy = Proxy::start(config).await?;
+        Ok(Self {
+            broker,
+            proxy,
+            policy_dir,
+            _dir: dir,
+        })
+    }
+
+    fn creds(who: &str) -> Vec<(String, String)> {
+        vec![
+            ("security.protocol".into(), "SASL_PLAINTEXT".into()),
+            ("sasl.mechanisms".into(), "PLAIN".into()),
+            ("sasl.username".into(), who.into()),
+            ("sasl.password".into(), format!("{who}-pw")),
+        ]
+    }
+
+    fn producer(&self, who: &str) -> Result<FutureProducer> {
+        let c = Self::creds(who);
+        let c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        crate::support::producer(&self.proxy.local_addr().to_string(), &c)
+    }
+
+    /// Every record of `topic` as `who` sees it now: (key, value).
+    async fn read_all(
+        &self,
+        who: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<Vec<(String, String)>> {
+        let c = Self::creds(who);
+        let mut c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        c.push(("enable.partition.eof", "true"));
+        let group = format!("{who}-reader-{}", rand_suffix());
+        let consumer: StreamConsumer =
+            crate::support::consumer(&self.proxy.local_addr().to_string(), &group, &c)?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let mut out = Vec::new();
+        let mut eof = 0;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while eof < partitions {
+            match tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .context("read timed out")?
+            {
+                Ok(m) => out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                )),
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => eof += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn raw_as(&self, who: &str) -> Result<RawClient> {
+        let mut c = RawClient::connect(self.proxy.local_addr()).await?;
+        let a = sasl_once(&mut c, "PLAIN", plain(who, &format!("{who}-pw"))).await?;
+        ensure!(a.error_code == 0, "{who} could not log in");
+        Ok(c)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn post(id: &str, subject: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","author":{{"id":"{subject}","email":"{subject}@example.com","handle":"@{subject}"}},"text":"post {id}"}}"#
+    )
+}
+
+async fn send(
+    p: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: Option<&str>,
+    region: Option<&str>,
+) -> Result<()> {
+    let mut r = FutureRecord::to(topic).key(key);
+    if let Some(v) = value {
+        r = r.payload(v);
+    }
+    if let Some(region) = region {
+        r = r.headers(OwnedHeaders::new().insert(Header {
+            key: "region",
+            value: Some(region),
+        }));
+    }
+    p.send(r, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+async fn fetch_error(c: &mut RawClient, topic: &str) -> Result<i16> {
+    let req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await?;
+    Ok(resp
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| p.error_code)
+        .unwrap_or(-1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_regions_consent_and_reload() -> Result<()> {
+    let w = World::start().await?;
+    let ingest = w.producer("ingest")?;
+    // u-000042 consents to analytics, u-000007 only to marketing.
+    send(
+        &ingest,
+        "consent.events",
+        "u-000042",
+        Some(r#"{"purposes":["analytics"]}"#),
+        None,
+    )
+    .await?;
+    send(
+        &ingest,
+        "consent.events",
+        "u-000007",
+        Some(r#"{"purposes":["marketing"]}"#),
+        None,
+    )
+    .await?;
+    for (i, subject) in ["u-000042", "u-000007", "u-000042", "u-000007"]
+        .iter()
+        .enumerate()
+    {
+        send(
+            &ingest,
+            "social.posts",
+            subject,
+            Some(&post(&format!("p-{i}"), subject)),
+            None,
+        )
+        .await?;
+    }
+    ensure!(
+        w.proxy.consent_caught_up(LIMIT).await,
+        "consent follower did not catch up"
+    );
+
+    // Two principals of different teams read the same topic differently.
+    let moderation = w.read_all("trust-safety", "social.posts", 3).await?;
+    ensure!(
+        moderation.len() == 4,
+        "trust-safety sees everything (legitimate interest): {moderation:?}"
+    );
+    let analytics = w.read_all("analytics", "social.posts", 3).await?;
+    ensure!(
+        analytics.len() == 2 && analytics.iter().all(|(k, _)| k == "u-000042"),
+        "analytics sees only consenting subjects: {analytics:?}"
+    );
+
+    // Residency: marketing-us (region us) may not read eu topics…
+    let mut mkt = w.raw_as("marketing-us").await?;
+    ensure!(
+        fetch_error(&mut mkt, "social.posts").await? == 29,
+        "marketing-us read an eu topic"
+    );
+    // …but may read the global enrichment labels.
+    send(
+        &ingest,
+        "social.posts",
+        "u-000042",
+        Some(&post("p-x", "u-000042")),
+        None,
+    )
+    .await
+    .ok();
+    ensure!(fetch_error(&mut mkt, "enrich.sentiment").await? == 0);
+
+    // A multi-topic produce: the allowed topic is written, the denied one
+    // gets TOPIC_AUTHORIZATION_FAILED; and a record whose region header
+    // disagrees with the topic's residency is refused.
+    let mut raw = w.raw_as("ingest").await?;
+    let batch = gatehouse_tests::record_batch(
+        -1,
+        -1,
+        -1,
+        2,
+        1,
+        kafka_protocol::records::Compression::None,
+    )?;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("social.posts")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.clone()))]),
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("enrich.sentiment")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch))]),
+        ]);
+    let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req).await?;
+    let code = |topic: &str| {
+        resp.responses
+            .iter()
+            .find(|t| t.name.0.as_str() == topic)
+            .and_then(|t| t.partition_responses.first())
+            .map(|p| p.error_code)
+    };
+    ensure!(
+        code("social.posts") == Some(0),
+        "social.posts: {:?}",
+        code("social.posts")
+    );
+    ensure!(
+        code("enrich.sentiment") == Some(29),
+        "enrich.sentiment: {:?}",
+        code("enrich.sentiment")
+    );
+    let refused = send(
+        &ingest,
+        "social.posts",
+        "u-000042",
+        Some(&post("p-us", "u-000042")),
+        Some("us"),
+    )
+    .await;
+    ensure!(refused.is_err(), "a us record was accepted on an eu topic");
+
+    // Consent revoked: within seconds analytics stops receiving u-000042.
+    send(
+        &ingest,
+        "consent.events",
+        "u-000042",
+        Some(r#"{"purposes":[]}"#),
+        None,
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = w.read_all("analytics", "social.posts", 3).await?;
+        if seen.iter().all(|(k, _)| k != "u-000042") {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "analytics still sees u-000042 after revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // An invalid policy file is refused; the set in force stays, and so
+    // does the traffic it allows.
+    let policies = w.proxy.policies().context("policies")?;
+    let version = policies.version();
+    std::fs::write(
+        w.policy_dir.join("broken.cedar"),
+        "permit (principal, action, resource) when { oops };",
+    )?;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    ensure!(
+        policies.version() == version,
+        "an invalid policy set was swapped in"
+    );
+    let moderation = w.read_all("trust-safety", "social.posts", 3).await?;
+    ensure!(
+        moderation.len() >= 5,
+        "traffic stopped after an invalid policy: {}",
+        moderation.len()
+    );
+    // A valid change takes effect: trust-safety loses social.* when its
+    // policy file is removed.
+    std::fs::remove_file(w.policy_dir.join("broken.cedar"))?;
+    let team = std::fs::read_to_string(w.policy_dir.join("team-access.cedar"))?;
+    std::fs::write(
+        w.policy_dir.join("team-access.cedar"),
+        team.replace(
+            "principal.team == \"trust_safety\"",
+            "principal.team == \"nobody\"",
+        ),
+    )?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut ts = w.raw_as("trust-safety").await?;
+    while fetch_error(&mut ts, "social.posts").await? != 29 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the new policy set never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(w.broker);
+    Ok(())
+}
