@@ -256,9 +256,23 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         }
     }
     ensure_identities(data)?;
+    let policies = data.join("policies");
+    if !policies.exists() {
+        std::fs::create_dir_all(&policies).map_err(|e| id_err("policies directory", e))?;
+        for (name, text) in gatehouse_policy::DEFAULT_POLICY_FILES {
+            std::fs::write(policies.join(name), text).map_err(|e| id_err(name, e))?;
+        }
+    }
     let mut proxy_config = ProxyConfig::new(addrs.proxy, broker.local_addr().to_string());
     proxy_config.listener.node_port_base = addrs.node_port_base;
     proxy_config.auth = Some(demo_auth(data)?);
+    proxy_config.policy = Some(gatehouse_proxy::config::PolicyConfig {
+        dir: policies,
+        catalog_file: None,
+        reload_interval_secs: 2,
+        consent_topic: "consent.events".to_string(),
+        state_dir: data.join("proxy"),
+    });
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo { broker, proxy })
 }

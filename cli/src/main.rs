@@ -42,10 +42,30 @@ enum Command {
     /// Run the embedded default: the broker with the demo topics on a local
     /// data directory, and the proxy in front of it.
     Demo(DemoArgs),
+    /// Check Cedar policies: `validate` a directory against the schema, or
+    /// run its request fixtures (`test`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Manage a SASL credentials file (PLAIN / SCRAM users and their
     /// attributes); passwords are stored only as salted SCRAM verifiers.
     #[command(subcommand)]
     Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate every `*.cedar` file of DIR against the schema (and its
+    /// `catalog.toml`, if present).
+    Validate {
+        /// The policy directory.
+        dir: PathBuf,
+    },
+    /// Run the request fixtures under DIR/fixtures/ALLOW and DIR/fixtures/DENY
+    /// (or FIXTURES) against the policies of DIR.
+    Test {
+        /// The policy directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,6 +385,23 @@ fn run_users(cmd: UsersCommand) -> Result<()> {
     Ok(())
 }
 
+fn run_policy(cmd: PolicyCommand) -> Result<()> {
+    match cmd {
+        PolicyCommand::Validate { dir } => {
+            let report = gatehouse_policy::validate(&dir)
+                .with_context(|| format!("policies in {} are not valid", dir.display()))?;
+            println!("{report}");
+        }
+        PolicyCommand::Test { dir } => {
+            let report = gatehouse_policy::test_fixtures(&dir)
+                .with_context(|| format!("cannot run the fixtures of {}", dir.display()))?;
+            println!("{report}");
+            anyhow::ensure!(report.all_passed(), "some fixtures failed");
+        }
+    }
+    Ok(())
+}
+
 /// Credentials files hold password verifiers: readable by the owner only.
 fn restrict(path: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -375,19 +412,21 @@ fn restrict(path: &std::path::Path) -> Result<()> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    if let Command::Users(cmd) = cli.command {
-        return run_users(cmd);
-    }
+    let command = match cli.command {
+        Command::Users(cmd) => return run_users(cmd),
+        Command::Policy(cmd) => return run_policy(cmd),
+        other => other,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => run_serve(args).await,
             Command::Broker(args) => run_broker(args).await,
             Command::Demo(args) => run_demo(args).await,
-            Command::Users(_) => Ok(()),
+            Command::Users(_) | Command::Policy(_) => Ok(()),
         }
     })
 }

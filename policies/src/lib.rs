@@ -68,6 +68,17 @@
 //! it). [`ConsentSet`] carries a precomputed hash and compares by pointer
 //! first, which keeps those lookups cheap.
 //!
+//! [`PolicyStore::authorize`] answers `produce`, `consume` and `describe` on
+//! a topic from the plan too, so the request-level check of every Produce,
+//! Fetch and Metadata request is a cache hit. Other requests (groups,
+//! cluster, administration) are evaluated each time.
+//!
+//! Orders of magnitude (`benches/decisions.rs`, one core, shipped policies):
+//! a Cedar evaluation costs about 25–30 µs (Cedar evaluates each of the 26
+//! policies, about 1 µs apiece), building the entities adds a few more; a
+//! plan hit costs about 0.1 µs and a memoized record decision about 30 ns.
+//! A plan miss asks Cedar 3 times plus up to 3 times per protected field.
+//!
 //! # Example
 //!
 //! ```
@@ -113,3 +124,24 @@ pub use plan::{
 pub use principal::{ConsentSet, PrincipalInfo};
 pub use request::{Action, Decision, RecordContext, Resource, ResourceKind, CLUSTER_ID};
 pub use store::{CounterSnapshot, Counters, PolicySet, PolicySource, PolicyStore, SCHEMA};
+
+/// The policies and catalog Gatehouse ships for the demo world, as
+/// (file name, contents): what `gatehouse demo` writes into its policy
+/// directory on first start, for a security team to edit.
+pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
+    (
+        "team-access.cedar",
+        include_str!("../default/team-access.cedar"),
+    ),
+    (
+        "residency.cedar",
+        include_str!("../default/residency.cedar"),
+    ),
+    ("consent.cedar", include_str!("../default/consent.cedar")),
+    ("fields.cedar", include_str!("../default/fields.cedar")),
+    (
+        "groups-cluster.cedar",
+        include_str!("../default/groups-cluster.cedar"),
+    ),
+    ("catalog.toml", include_str!("../default/catalog.toml")),
+];

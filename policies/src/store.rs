@@ -149,11 +149,13 @@ impl PolicySet {
         Self::from_sources(read_sources(dir)?, counters)
     }
 
-    /// Parses and validates policy files given in memory.
+    /// Parses and validates policy files given in memory (in any order:
+    /// they are sorted by file name, as read from a directory).
     pub fn from_sources(
-        sources: Vec<PolicySource>,
+        mut sources: Vec<PolicySource>,
         counters: Arc<Counters>,
     ) -> Result<Self, PolicyError> {
+        sources.sort_by(|a, b| a.file.cmp(&b.file));
         let (schema, _warnings) =
             cedar::Schema::from_cedarschema_str(SCHEMA).map_err(|e| PolicyError::Schema {
                 file: "gatehouse.cedarschema".to_owned(),
@@ -524,7 +526,6 @@ pub(crate) fn read_sources(dir: &Path) -> Result<Vec<PolicySource>, PolicyError>
             dir: dir.to_owned(),
         });
     }
-    sources.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(sources)
 }
 

@@ -1,35 +1,40 @@
-//! `gatehouse demo`, as a newcomer runs it from the README: kcat, a Python
-//! client and rdkafka against the embedded default.
+//! `gatehouse demo`, as a newcomer runs it from the README: the demo
+//! world's principals with their settings files, the shipped policies,
+//! kcat, a Python client and rdkafka against the embedded default.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use gatehouse::demo::DemoAddrs;
 use gatehouse_tests::clients::{kcat, run_ok, Client};
-use rdkafka::consumer::Consumer;
-
-use crate::support::{consume, consumer, produce, producer};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// kcat as `who`, with the settings file the demo wrote.
+async fn kcat_as(
+    dir: &std::path::Path,
+    b: &str,
+    who: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> Result<String> {
+    let settings = dir
+        .join(format!("clients/{who}.properties"))
+        .to_string_lossy()
+        .into_owned();
+    let mut all = vec!["-b", b, "-F", &settings];
+    all.extend_from_slice(args);
+    kcat(&all, stdin, LIMIT).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_serves_kcat_python_and_rdkafka() -> Result<()> {
+async fn demo_serves_the_tour() -> Result<()> {
     gatehouse_tests::init_logging();
     let dir = tempfile::tempdir()?;
-    let demo = gatehouse::demo::start(dir.path(), DemoAddrs::local(0, 0)).await?;
+    let d = dir.path();
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0)).await?;
     let b = demo.bootstrap().to_string();
-    // The demo prints ready-made client settings per principal.
-    let ingest = dir
-        .path()
-        .join("clients/ingest.properties")
-        .to_string_lossy()
-        .into_owned();
-    let support = dir.path().join("clients/support.properties");
-    let analytics = dir
-        .path()
-        .join("clients/analytics.properties")
-        .to_string_lossy()
-        .into_owned();
+
     // Without credentials the proxy refuses everything but ApiVersions/SASL.
     ensure!(
         kcat(&["-b", &b, "-L", "-m", "3"], None, LIMIT)
@@ -38,166 +43,93 @@ async fn demo_serves_kcat_python_and_rdkafka() -> Result<()> {
         "the demo served an anonymous client"
     );
 
-    let listing = kcat(&["-b", &b, "-F", &ingest, "-L"], None, LIMIT).await?;
-    for (topic, partitions, _) in gatehouse::demo::DEMO_TOPICS {
+    // ingest sees the topics it may write to, at the proxy's address.
+    let listing = kcat_as(d, &b, "ingest", &["-L"], None).await?;
+    ensure!(
+        listing.contains("topic \"social.posts\" with 3 partitions"),
+        "{listing}"
+    );
+    ensure!(
+        !listing.contains("enrich.sentiment"),
+        "ingest sees a topic it has no right to: {listing}"
+    );
+    ensure!(
+        !listing.contains(&demo.broker_addr().port().to_string()),
+        "broker port leaked: {listing}"
+    );
+
+    // ingest produces a post; trust-safety (legitimate interest) reads it.
+    let post = r#"u-000042:{"id":"p-81724","author":{"id":"u-000042","email":"jane.doe@example.com","handle":"@janedoe"},"text":"The new campaign is great"}"#;
+    kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "social.posts", "-P", "-K:", "-z", "gzip"],
+        Some(format!("{post}\n").as_bytes()),
+    )
+    .await?;
+    let read = |who: &'static str| {
+        let b = b.clone();
+        async move {
+            kcat_as(
+                d,
+                &b,
+                who,
+                &["-t", "social.posts", "-C", "-e", "-q", "-f", "%k %s\n"],
+                None,
+            )
+            .await
+        }
+    };
+    ensure!(read("trust-safety").await?.trim() == post.replacen(':', " ", 1));
+    // analytics sees nothing until the subject consents to analytics.
+    ensure!(
+        read("analytics").await?.trim().is_empty(),
+        "analytics read a subject without consent"
+    );
+    kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "consent.events", "-P", "-K|"],
+        Some(b"u-000042|{\"purposes\":[\"analytics\"]}\n"),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while read("analytics").await?.trim().is_empty() {
         ensure!(
-            listing.contains(&format!("topic \"{topic}\" with {partitions} partitions")),
-            "kcat -L does not show {topic}: {listing}"
+            tokio::time::Instant::now() < deadline,
+            "consent never reached the proxy"
         );
     }
 
-    // The README's tour: ingest produces posts keyed by author with kcat.
-    let post = r#"u-000042:{"id":"p-81724","author":{"id":"u-000042","email":"jane.doe@example.com"},"text":"The new campaign is great"}"#;
-    kcat(
-        &[
-            "-b",
-            &b,
-            "-F",
-            &ingest,
-            "-t",
-            "social.posts",
-            "-P",
-            "-K:",
-            "-z",
-            "gzip",
-        ],
-        Some(format!("{post}\n").as_bytes()),
-        LIMIT,
-    )
-    .await?;
-    let out = kcat(
-        &[
-            "-b",
-            &b,
-            "-F",
-            &analytics,
-            "-t",
-            "social.posts",
-            "-C",
-            "-e",
-            "-q",
-            "-f",
-            "%k %s\n",
-        ],
-        None,
-        LIMIT,
-    )
-    .await?;
-    ensure!(
-        out.trim() == post.replacen(':', " ", 1),
-        "kcat read back: {out}"
-    );
-
-    // A Python client and rdkafka on other demo topics, with the settings
-    // files' credentials.
-    let mut opts: Vec<String> = Vec::new();
-    for line in std::fs::read_to_string(&support)?.lines() {
-        opts.push("--option".into());
-        opts.push(line.replace("sasl.mechanisms", "sasl.mechanism"));
-    }
-    let with = |base: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-        v.extend(opts.iter().cloned());
-        v
-    };
-    let args = with(&[
-        "produce",
-        "--bootstrap",
-        &b,
-        "--topic",
-        "support.tickets",
-        "--count",
-        "300",
-    ]);
-    run_ok(
-        Client::Confluent,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        LIMIT,
-    )
-    .await?;
-    let args = with(&[
-        "consume",
-        "--bootstrap",
-        &b,
-        "--topic",
-        "support.tickets",
-        "--group",
-        "support",
-        "--count",
-        "300",
-    ]);
-    let got = run_ok(
-        Client::Confluent,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        LIMIT,
-    )
-    .await?;
-    ensure!(got["consumed"] == 300, "python consumed {got}");
-    let token = dir
-        .path()
+    // analytics with its JWT, from Python.
+    let token = d
         .join("clients/analytics.jwt")
         .to_string_lossy()
         .into_owned();
-    run_ok(
+    let meta = run_ok(
         Client::Confluent,
         &["metadata", "--bootstrap", &b, "--oauth-token-file", &token],
         LIMIT,
     )
     .await?;
-    let creds = plain_creds(&ingest)?;
-    let creds: Vec<(&str, &str)> = creds
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let p = producer(&b, &creds)?;
-    produce(&p, "enrich.sentiment", "labels", 0..500).await?;
+    ensure!(meta["topics"].get("social.posts").is_some(), "{meta}");
 
-    // Stop and start again on the same data: nothing is lost, the demo
-    // topics are not created twice.
+    // Stop and start again on the same data: nothing is lost, and a
+    // trust-safety consumer group (rdkafka) reads the post.
     demo.shutdown().await?;
-    let demo = gatehouse::demo::start(dir.path(), DemoAddrs::local(0, 0)).await?;
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0)).await?;
     let b = demo.bootstrap().to_string();
-    let creds = plain_creds(&analytics)?;
-    let creds: Vec<(&str, &str)> = creds
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let c = consumer(&b, "sentiment-reader", &creds)?;
-    c.subscribe(&["enrich.sentiment"])?;
-    let rows = consume(&c, 500, LIMIT).await?;
-    ensure!(rows.len() == 500);
-    let out = kcat(
-        &[
-            "-b",
-            &b,
-            "-F",
-            &analytics,
-            "-t",
-            "social.posts",
-            "-C",
-            "-e",
-            "-q",
-            "-f",
-            "%k\n",
-        ],
+    let after = kcat_as(
+        d,
+        &b,
+        "trust-safety",
+        &["-t", "social.posts", "-C", "-e", "-q", "-f", "%k\n"],
         None,
-        LIMIT,
     )
     .await?;
-    ensure!(out.trim() == "u-000042", "post after restart: {out}");
+    ensure!(after.trim() == "u-000042", "after restart: {after}");
     demo.shutdown().await?;
     Ok(())
-}
-
-/// The settings file as librdkafka options, with SASL PLAIN (the `rdkafka`
-/// crate's librdkafka is built without TLS, which its SCRAM needs).
-fn plain_creds(path: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for line in std::fs::read_to_string(path)?.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            let v = if k == "sasl.mechanisms" { "PLAIN" } else { v };
-            out.push((k.to_string(), v.to_string()));
-        }
-    }
-    Ok(out)
 }

@@ -55,3 +55,30 @@ fn demo_catalog_is_the_shipped_file() {
         );
     }
 }
+
+#[test]
+fn default_policy_files_are_the_shipped_directory() {
+    // `gatehouse demo` writes DEFAULT_POLICY_FILES out; a policy file added
+    // to default/ but not to that list would silently be missing there.
+    let mut on_disk: Vec<String> = std::fs::read_dir(shipped_dir())
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = gatehouse_policy::DEFAULT_POLICY_FILES
+        .iter()
+        .map(|(name, text)| {
+            let path = shipped_dir().join(name);
+            assert_eq!(
+                std::fs::read_to_string(&path).expect("read"),
+                *text,
+                "{name}"
+            );
+            (*name).to_owned()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, on_disk);
+}
