@@ -1,0 +1,134 @@
+//! The consent filter's cost per fetched record: subject lookup in the JSON
+//! value, consent lookup, the memoized `consume_record` decision, and the
+//! batch re-encoded without the withheld records.
+//!
+//! `cargo bench -p gatehouse-proxy --bench consent`
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gatehouse_proxy::consent::ConsentStore;
+use gatehouse_proxy::filter::{Filter, Response, SessionContext, Target};
+use gatehouse_proxy::governance::Consent;
+use gatehouse_proxy::principal::{AttributeValue, AuthMethod, Principal};
+use kafka_protocol::messages::{
+    fetch_response::{FetchableTopicResponse, PartitionData},
+    ApiKey, FetchResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+const RECORDS: usize = 1_000;
+
+fn batch() -> Bytes {
+    let records: Vec<Record> = (0..RECORDS)
+        .map(|i| {
+            let subject = format!("u-{:06}", i % 100);
+            let value = format!(
+                r#"{{"id":"p-{i}","ts":"2026-11-26T08:00:00Z","lang":"en","author":{{"id":"{subject}","email":"{subject}@example.com","name":"Jane Doe","handle":"@jd","ip":"203.0.113.42"}},"geo":{{"lat":48.8566,"lon":2.3522}},"text":"The new campaign is great, support answered in minutes #brand","campaign":"cmp-2026-11","sentiment":null}}"#
+            );
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1 + i as i32,
+                timestamp: 1_000 + i as i64,
+                key: Some(Bytes::from(subject)),
+                value: Some(Bytes::from(value)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    if RecordBatchEncoder::encode(&mut buf, &records, &opts).is_err() {
+        return Bytes::new();
+    }
+    buf.freeze()
+}
+
+fn bench(c: &mut Criterion) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
+    let Ok(policies) = gatehouse_policy::PolicyStore::load(&root) else {
+        return;
+    };
+    let Ok(catalog) = gatehouse_policy::Catalog::load(&root.join("catalog.toml")) else {
+        return;
+    };
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let Ok(store) = ConsentStore::open(dir.path().join("consent")) else {
+        return;
+    };
+    // Half the subjects consent to analytics.
+    for s in 0..100 {
+        let purposes = if s % 2 == 0 {
+            vec!["analytics".to_string()]
+        } else {
+            vec![]
+        };
+        let _ = store.apply(0, s, &format!("u-{s:06}"), Some(purposes));
+    }
+    let filter = Consent::new(Arc::new(policies), Arc::new(catalog), Arc::new(store));
+    let session = SessionContext {
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        target: Target::Bootstrap,
+        client_id: None,
+        principal: Some(Principal {
+            name: "analytics".into(),
+            method: AuthMethod::Plain,
+            attributes: [
+                (
+                    "team".to_string(),
+                    AttributeValue::String("analytics".into()),
+                ),
+                ("region".to_string(), AttributeValue::String("eu".into())),
+                (
+                    "purposes".to_string(),
+                    AttributeValue::List(vec!["analytics".into()]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+    };
+    let records = batch();
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    let mut g = c.benchmark_group("consent");
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("filter 1000 posts, half withheld", |b| {
+        b.iter(|| {
+            let body =
+                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("social.posts")))
+                    .with_partitions(vec![
+                        PartitionData::default().with_records(Some(records.clone()))
+                    ])]);
+            let mut resp = Response {
+                api: ApiKey::Fetch,
+                version: 12,
+                correlation_id: 1,
+                body: ResponseKind::Fetch(body),
+                notes: Default::default(),
+            };
+            rt.block_on(filter.on_response(&session, &mut resp));
+            resp
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
