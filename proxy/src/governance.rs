@@ -250,20 +250,15 @@ impl Authz {
         let api = r.api;
         match &mut r.body {
             RequestKind::Produce(p) => {
-                let mut refused = Refused::default();
-                p.topic_data.retain(|t| {
-                    let name = t.name.0.as_str();
-                    if self.topic_allowed(who, Action::Produce, name) {
-                        return true;
-                    }
-                    deny_log(s, api, name);
-                    refused.topics.push((
-                        t.name.clone(),
-                        t.partition_data.iter().map(|p| p.index).collect(),
-                        TOPIC_AUTHORIZATION_FAILED,
-                    ));
-                    false
-                });
+                let mut refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::Produce,
+                    &mut p.topic_data,
+                    |t| &t.name,
+                    |t| t.partition_data.iter().map(|p| p.index).collect(),
+                );
                 // Per record (governed topics): the `produce_record` policies
                 // decide on each record's region; a partition with a refused
                 // record is refused as a whole, nothing of it is stored.
@@ -348,60 +343,42 @@ impl Authz {
                 if f.replica_id.0 >= 0 {
                     return RequestAction::Close("replica fetches are not served".into());
                 }
-                let mut refused = Refused::default();
-                f.topics.retain(|t| {
-                    let name = t.topic.0.as_str();
-                    if self.topic_allowed(who, Action::Consume, name) {
-                        return true;
-                    }
-                    deny_log(s, api, name);
-                    refused.topics.push((
-                        t.topic.clone(),
-                        t.partitions.iter().map(|p| p.partition).collect(),
-                        TOPIC_AUTHORIZATION_FAILED,
-                    ));
-                    false
-                });
-                if refused.topics.is_empty() {
-                    return RequestAction::Continue;
-                }
-                if f.topics.is_empty() {
+                let refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::Consume,
+                    &mut f.topics,
+                    |t| &t.topic,
+                    |t| t.partitions.iter().map(|p| p.partition).collect(),
+                );
+                let all_refused = f.topics.is_empty();
+                finish(refused, all_refused, &mut r.notes, |topics| {
                     let mut resp = FetchResponse::default();
-                    for (name, parts, code) in refused.topics {
+                    for (name, parts, code) in topics {
                         resp.responses.push(fetch_errors(name, parts, code));
                     }
-                    return RequestAction::Respond(Box::new(ResponseKind::Fetch(resp)));
-                }
-                r.notes.insert(NAME, refused);
-                RequestAction::Continue
+                    ResponseKind::Fetch(resp)
+                })
             }
             RequestKind::ListOffsets(l) => {
-                let mut refused = Refused::default();
-                l.topics.retain(|t| {
-                    let name = t.name.0.as_str();
-                    if self.topic_allowed(who, Action::Describe, name) {
-                        return true;
-                    }
-                    deny_log(s, api, name);
-                    refused.topics.push((
-                        t.name.clone(),
-                        t.partitions.iter().map(|p| p.partition_index).collect(),
-                        TOPIC_AUTHORIZATION_FAILED,
-                    ));
-                    false
-                });
-                if refused.topics.is_empty() {
-                    return RequestAction::Continue;
-                }
-                if l.topics.is_empty() {
+                let refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::Describe,
+                    &mut l.topics,
+                    |t| &t.name,
+                    |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+                );
+                let all_refused = l.topics.is_empty();
+                finish(refused, all_refused, &mut r.notes, |topics| {
                     let mut resp = ListOffsetsResponse::default();
-                    for (name, parts, code) in refused.topics {
+                    for (name, parts, code) in topics {
                         resp.topics.push(list_offsets_errors(name, parts, code));
                     }
-                    return RequestAction::Respond(Box::new(ResponseKind::ListOffsets(resp)));
-                }
-                r.notes.insert(NAME, refused);
-                RequestAction::Continue
+                    ResponseKind::ListOffsets(resp)
+                })
             }
             RequestKind::Metadata(m) => {
                 // Auto-creation only for who may create the topic.
@@ -577,6 +554,34 @@ impl Authz {
         }
     }
 
+    /// Takes the topics of `topics` that `who` may not `action` out of the
+    /// request, with their partitions, for their errors to be answered.
+    #[allow(clippy::too_many_arguments)]
+    fn take_refused<T>(
+        &self,
+        s: &SessionContext,
+        who: &PrincipalInfo,
+        api: ApiKey,
+        action: Action,
+        topics: &mut Vec<T>,
+        name: impl Fn(&T) -> &TopicName,
+        partitions: impl Fn(&T) -> Vec<i32>,
+    ) -> Refused {
+        let mut refused = Refused::default();
+        topics.retain(|t| {
+            let n = name(t);
+            if self.topic_allowed(who, action, n.0.as_str()) {
+                return true;
+            }
+            deny_log(s, api, n.0.as_str());
+            refused
+                .topics
+                .push((n.clone(), partitions(t), TOPIC_AUTHORIZATION_FAILED));
+            false
+        });
+        refused
+    }
+
     fn group(
         &self,
         s: &SessionContext,
@@ -616,6 +621,24 @@ impl Authz {
     fn respond_error(&self, api: ApiKey, _version: i16, code: i16) -> RequestAction {
         error_response(api, code)
     }
+}
+
+/// Lets a request with refused topics go on (its errors are added to the
+/// cluster's response), or answers it here when nothing of it is left.
+fn finish(
+    refused: Refused,
+    all_refused: bool,
+    notes: &mut crate::filter::Notes,
+    answer: impl FnOnce(Vec<(TopicName, Vec<i32>, i16)>) -> ResponseKind,
+) -> RequestAction {
+    if refused.topics.is_empty() {
+        return RequestAction::Continue;
+    }
+    if all_refused {
+        return RequestAction::Respond(Box::new(answer(refused.topics)));
+    }
+    notes.insert(NAME, refused);
+    RequestAction::Continue
 }
 
 /// A whole-request error response for the APIs that are refused as a whole.
