@@ -1,0 +1,1 @@
+//! Gatehouse key hierarchy (work in progress).
