@@ -33,6 +33,7 @@ pub struct Counters {
     evaluations: AtomicU64,
     plan_hits: AtomicU64,
     plan_misses: AtomicU64,
+    records_decided: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -44,6 +45,33 @@ pub struct CounterSnapshot {
     pub plan_hits: u64,
     /// Plans computed.
     pub plan_misses: u64,
+    /// Record decisions made (consume and produce), as counted by the
+    /// callers with [`PolicyStore::count_record_decisions`]: a record
+    /// decision costs a Cedar evaluation only on a memo miss, so
+    /// `evaluations` staying flat while this grows is the memo at work.
+    pub records_decided: u64,
+}
+
+impl CounterSnapshot {
+    /// The share of plan lookups served from the cache (1.0 with none).
+    pub fn plan_hit_rate(&self) -> f64 {
+        let total = self.plan_hits + self.plan_misses;
+        if total == 0 {
+            1.0
+        } else {
+            self.plan_hits as f64 / total as f64
+        }
+    }
+
+    /// The counts since `earlier` (saturating).
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            evaluations: self.evaluations.saturating_sub(earlier.evaluations),
+            plan_hits: self.plan_hits.saturating_sub(earlier.plan_hits),
+            plan_misses: self.plan_misses.saturating_sub(earlier.plan_misses),
+            records_decided: self.records_decided.saturating_sub(earlier.records_decided),
+        }
+    }
 }
 
 impl Counters {
@@ -53,6 +81,7 @@ impl Counters {
             evaluations: self.evaluations.load(Ordering::Relaxed),
             plan_hits: self.plan_hits.load(Ordering::Relaxed),
             plan_misses: self.plan_misses.load(Ordering::Relaxed),
+            records_decided: self.records_decided.load(Ordering::Relaxed),
         }
     }
 
@@ -493,6 +522,16 @@ impl PolicyStore {
     /// The decision counters (shared by every version).
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot()
+    }
+
+    /// Counts `n` record decisions (one atomic add per batch, not per
+    /// record, on the hot path).
+    pub fn count_record_decisions(&self, n: u64) {
+        if n > 0 {
+            self.counters
+                .records_decided
+                .fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 

@@ -278,6 +278,9 @@ impl Authz {
                         let verdict =
                             crate::records::decode_record_set(records, &RecordsOptions::produce())
                                 .map(|set| {
+                                    self.policies.count_record_decisions(
+                                        set.batches.iter().map(|b| b.records.len() as u64).sum(),
+                                    );
                                     set.batches
                                         .iter()
                                         .flat_map(|b| b.records.iter())
@@ -814,6 +817,8 @@ impl Filter for Consent {
                     });
                     match result {
                         Ok(rw) => {
+                            self.policies
+                                .count_record_decisions(rw.stats.records_seen as u64);
                             if rw.stats.records_dropped > 0 {
                                 tracing::debug!(
                                     topic,

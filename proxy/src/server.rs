@@ -242,6 +242,17 @@ impl Proxy {
             tracing::warn!("shutdown grace period over; closing remaining connections");
             tasks.shutdown().await;
         }
+        if let Some(policies) = self.policies() {
+            let c = policies.counters();
+            tracing::info!(
+                evaluations = c.evaluations,
+                plan_hits = c.plan_hits,
+                plan_misses = c.plan_misses,
+                plan_hit_rate = c.plan_hit_rate(),
+                records_decided = c.records_decided,
+                "policy decision counters"
+            );
+        }
         tracing::info!("proxy stopped");
     }
 }
