@@ -1,0 +1,141 @@
+//! A bounded cache of unwrapped data keys (CLOCK eviction).
+//!
+//! Hits take a read lock and set a "referenced" bit; misses insert under the
+//! write lock, evicting the first entry whose bit is clear (clearing bits as
+//! the hand passes). O(1) amortized, no allocation on hits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::{DataKey, KeyId};
+
+struct Slot {
+    key: Arc<DataKey>,
+    referenced: AtomicBool,
+    pos: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<KeyId, Slot>,
+    ring: Vec<KeyId>,
+    hand: usize,
+}
+
+pub(crate) struct KeyCache {
+    capacity: usize,
+    inner: RwLock<Inner>,
+}
+
+impl KeyCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        KeyCache {
+            capacity,
+            inner: RwLock::new(Inner::default()),
+        }
+    }
+
+    pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<DataKey>> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let slot = inner.map.get(id)?;
+        slot.referenced.store(true, Ordering::Relaxed);
+        Some(Arc::clone(&slot.key))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.len() < self.capacity
+    }
+
+    /// Inserts (evicting if full) and returns the cached key: an entry that
+    /// another thread inserted first wins, so every caller shares one instance.
+    pub(crate) fn insert(&self, key: Arc<DataKey>) -> Arc<DataKey> {
+        if self.capacity == 0 {
+            return key;
+        }
+        let id = key.id();
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = inner.map.get(&id) {
+            slot.referenced.store(true, Ordering::Relaxed);
+            return Arc::clone(&slot.key);
+        }
+        while inner.ring.len() >= self.capacity {
+            inner.evict_one();
+        }
+        let pos = inner.ring.len();
+        inner.ring.push(id);
+        inner.map.insert(
+            id,
+            Slot {
+                key: Arc::clone(&key),
+                referenced: AtomicBool::new(true),
+                pos,
+            },
+        );
+        key
+    }
+
+    pub(crate) fn remove(&self, id: &KeyId) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.remove(id);
+    }
+}
+
+impl Inner {
+    fn evict_one(&mut self) {
+        // Each pass clears bits, so this ends within two turns of the ring.
+        for _ in 0..=2 * self.ring.len() {
+            if self.hand >= self.ring.len() {
+                self.hand = 0;
+            }
+            let Some(&cand) = self.ring.get(self.hand) else {
+                return;
+            };
+            let referenced = self
+                .map
+                .get(&cand)
+                .is_some_and(|s| s.referenced.swap(false, Ordering::Relaxed));
+            if referenced {
+                self.hand += 1;
+            } else {
+                self.remove(&cand);
+                return;
+            }
+        }
+        // Unreachable in practice; keep the bound anyway.
+        if let Some(&cand) = self.ring.first() {
+            self.remove(&cand);
+        }
+    }
+
+    fn remove(&mut self, id: &KeyId) {
+        let Some(slot) = self.map.remove(id) else {
+            return;
+        };
+        if slot.pos < self.ring.len() {
+            self.ring.swap_remove(slot.pos);
+            if let Some(&moved) = self.ring.get(slot.pos) {
+                if let Some(s) = self.map.get_mut(&moved) {
+                    s.pos = slot.pos;
+                }
+            }
+        }
+        if self.hand >= self.ring.len() {
+            self.hand = 0;
+        }
+    }
+}
+
+impl KeyCache {
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
