@@ -76,7 +76,9 @@ impl KeyCache {
             id,
             Slot {
                 key: Arc::clone(&key),
-                referenced: AtomicBool::new(true),
+                // No credit on insert: a key looked up once (a scan, a replay of the key
+                // topic) goes before keys that are used again.
+                referenced: AtomicBool::new(false),
                 pos,
             },
         );
@@ -137,5 +139,54 @@ impl Inner {
 impl KeyCache {
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Result<Arc<DataKey>, crate::KeyError> {
+        Ok(Arc::new(DataKey::from_bytes(KeyId([n; 16]), &[n; 32])?))
+    }
+
+    /// The ring and the map always agree.
+    fn check(cache: &KeyCache) {
+        let inner = cache.inner.read().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(inner.map.len(), inner.ring.len());
+        for (i, id) in inner.ring.iter().enumerate() {
+            assert_eq!(inner.map.get(id).map(|s| s.pos), Some(i));
+        }
+        assert!(inner.map.len() <= cache.capacity);
+    }
+
+    #[test]
+    fn bounded_and_consistent() -> Result<(), crate::KeyError> {
+        let cache = KeyCache::new(3);
+        for n in 0..50u8 {
+            cache.insert(key(n)?);
+            check(&cache);
+            // Keep key 0 hot: CLOCK should keep it.
+            assert!(cache.get(&KeyId([0; 16])).is_some());
+            if n % 7 == 6 {
+                cache.remove(&KeyId([n - 1; 16]));
+                check(&cache);
+            }
+        }
+        assert_eq!(cache.len(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn first_insert_wins_and_zero_capacity() -> Result<(), crate::KeyError> {
+        let cache = KeyCache::new(2);
+        let a = cache.insert(key(1)?);
+        let b = cache.insert(key(1)?);
+        assert!(Arc::ptr_eq(&a, &b));
+        let none = KeyCache::new(0);
+        none.insert(key(1)?);
+        assert_eq!(none.len(), 0);
+        assert!(none.get(&KeyId([1; 16])).is_none());
+        Ok(())
     }
 }

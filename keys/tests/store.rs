@@ -348,3 +348,54 @@ fn pseudonyms_deterministic_per_provider_and_category() -> TestResult {
     assert!(format!("{a:?}").contains("redacted"));
     Ok(())
 }
+
+#[test]
+fn concurrent_key_for_write_agrees() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_db, store) = open_store(dir.path(), provider(dir.path())?, 4)?;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let s = store.clone();
+            std::thread::spawn(move || s.key_for_write("erin").map(|k| k.id()))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.join().map_err(|_| "thread panicked")??);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(store.subject_keys("erin")?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn destruction_after_hand_out_stays_queued() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_db, store) = open_store(dir.path(), provider(dir.path())?, 4)?;
+    let id = store.key_for_write("frank")?.id();
+    let handed = store.unpublished()?;
+    assert_eq!(handed.len(), 1);
+    assert_eq!(handed[0].1, id.to_string().into_bytes());
+    // Destroyed while the creation record is being published.
+    store.destroy_subject("frank")?;
+    store.mark_published(id)?;
+    let queued = store.unpublished()?;
+    assert_eq!(queued.len(), 1, "the destruction must still be published");
+    let v: serde_json::Value = serde_json::from_slice(&queued[0].2)?;
+    assert_eq!(v["destroyed"], true);
+    store.mark_published(id)?;
+    assert!(store.unpublished()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn debug_output_is_redacted() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_db, store) = open_store(dir.path(), provider(dir.path())?, 4)?;
+    let key = store.key_for_write("gina")?;
+    let dbg = format!("{store:?} {key:?}");
+    assert!(!dbg.contains("gina"));
+    assert!(dbg.contains("redacted"));
+    Ok(())
+}
