@@ -16,12 +16,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gatehouse_policy::{Action, Catalog, PolicyStore, PrincipalInfo, Resource, SubjectLocator};
 use kafka_protocol::messages::{
+    create_partitions_response::CreatePartitionsTopicResult,
+    create_topics_response::CreatableTopicResult,
+    delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
+    delete_topics_response::DeletableTopicResult,
+    describe_configs_response::DescribeConfigsResult,
     fetch_response::{FetchableTopicResponse, PartitionData},
     list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
     produce_response::{PartitionProduceResponse, TopicProduceResponse},
-    ApiKey, FetchResponse, ListOffsetsResponse, ProduceResponse, RequestKind, ResponseKind,
-    TopicName,
+    AlterConfigsResponse, ApiKey, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteRecordsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FetchResponse,
+    IncrementalAlterConfigsResponse, ListOffsetsResponse, ProduceResponse, RequestKind,
+    ResponseKind, TopicName,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use crate::consent::ConsentStore;
 use crate::filter::{
@@ -67,7 +75,19 @@ pub fn principal_info(p: Option<&Principal>) -> PrincipalInfo {
 struct Refused {
     /// (topic, partitions) refused with `code`.
     topics: Vec<(TopicName, Vec<i32>, i16)>,
+    /// Config resources (type, name) refused with `code`.
+    resources: Vec<(i8, StrBytes, i16)>,
 }
+
+/// The message sent with a refusal where the API carries one.
+const DENIED: &str = "denied by policy";
+
+fn denied() -> Option<StrBytes> {
+    Some(StrBytes::from_static_str(DENIED))
+}
+
+/// Config resource type of a topic (`DescribeConfigs`, `AlterConfigs`).
+const TOPIC_RESOURCE: i8 = 2;
 
 /// Cedar authorization of every request.
 #[derive(Debug)]
@@ -199,6 +219,23 @@ impl Filter for Authz {
                 for (name, parts, code) in refused.map(|r| r.topics).unwrap_or_default() {
                     l.topics.push(list_offsets_errors(name, parts, code));
                 }
+            }
+            ResponseKind::CreateTopics(c) => {
+                push_create_topics(c, refused.map(|r| r.topics).unwrap_or_default());
+            }
+            ResponseKind::DeleteTopics(d) => {
+                push_delete_topics(d, refused.map(|r| r.topics).unwrap_or_default());
+            }
+            ResponseKind::CreatePartitions(c) => {
+                push_create_partitions(c, refused.map(|r| r.topics).unwrap_or_default());
+            }
+            ResponseKind::DeleteRecords(d) => {
+                push_delete_records(d, refused.map(|r| r.topics).unwrap_or_default());
+            }
+            body @ (ResponseKind::DescribeConfigs(_)
+            | ResponseKind::AlterConfigs(_)
+            | ResponseKind::IncrementalAlterConfigs(_)) => {
+                merge_resources(body, refused.map(|r| r.resources).unwrap_or_default());
             }
             _ => {}
         }
@@ -460,78 +497,166 @@ impl Authz {
                     self.respond_error(api, r.version, GROUP_AUTHORIZATION_FAILED)
                 }
             }
-            RequestKind::CreateTopics(c) => self.topics_all(
-                s,
-                who,
-                api,
-                r.version,
-                Action::CreateTopic,
-                c.topics.iter().map(|t| t.name.0.to_string()).collect(),
-            ),
-            RequestKind::DeleteTopics(d) => {
-                let mut names: Vec<String> =
-                    d.topic_names.iter().map(|n| n.0.to_string()).collect();
-                names.extend(
-                    d.topics
-                        .iter()
-                        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())),
+            RequestKind::CreateTopics(c) => {
+                let refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::CreateTopic,
+                    &mut c.topics,
+                    |t| &t.name,
+                    |_| Vec::new(),
                 );
-                if d.topics.iter().any(|t| t.name.is_none()) {
-                    return self.respond_error(api, r.version, TOPIC_AUTHORIZATION_FAILED);
-                }
-                self.topics_all(s, who, api, r.version, Action::DeleteTopic, names)
+                let all_refused = c.topics.is_empty();
+                finish(refused, all_refused, &mut r.notes, |topics| {
+                    let mut resp = CreateTopicsResponse::default();
+                    push_create_topics(&mut resp, topics);
+                    ResponseKind::CreateTopics(resp)
+                })
             }
-            RequestKind::CreatePartitions(c) => self.topics_all(
-                s,
-                who,
-                api,
-                r.version,
-                Action::AlterTopic,
-                c.topics.iter().map(|t| t.name.0.to_string()).collect(),
-            ),
-            RequestKind::DeleteRecords(d) => self.topics_all(
-                s,
-                who,
-                api,
-                r.version,
-                Action::DeleteRecords,
-                d.topics.iter().map(|t| t.name.0.to_string()).collect(),
-            ),
-            RequestKind::DescribeConfigs(d) => {
-                let topics: Vec<String> = d
-                    .resources
-                    .iter()
-                    .filter(|r| r.resource_type == 2)
-                    .map(|r| r.resource_name.to_string())
-                    .collect();
-                if d.resources.iter().any(|r| r.resource_type != 2)
-                    && !self.cluster_allowed(who, Action::ClusterAdmin)
-                {
-                    return self.respond_error(api, r.version, CLUSTER_AUTHORIZATION_FAILED);
+            RequestKind::DeleteTopics(d) => {
+                // v6+ may name topics by id only; the proxy decides on
+                // names, so a nameless entry is refused.
+                let mut refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::DeleteTopic,
+                    &mut d.topic_names,
+                    |n| n,
+                    |_| Vec::new(),
+                );
+                let mut by_id = Vec::new();
+                d.topics.retain(|t| match &t.name {
+                    Some(n) if self.topic_allowed(who, Action::DeleteTopic, n.0.as_str()) => true,
+                    Some(n) => {
+                        deny_log(s, api, n.0.as_str());
+                        refused
+                            .topics
+                            .push((n.clone(), Vec::new(), TOPIC_AUTHORIZATION_FAILED));
+                        false
+                    }
+                    None => {
+                        deny_log(s, api, "topic by id");
+                        by_id.push(t.topic_id);
+                        false
+                    }
+                });
+                if !by_id.is_empty() {
+                    // Answered here: an id-only refusal has no name to
+                    // carry through the notes.
+                    let mut resp = DeleteTopicsResponse::default();
+                    for id in by_id {
+                        resp.responses.push(
+                            DeletableTopicResult::default()
+                                .with_topic_id(id)
+                                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                                .with_error_message(Some(StrBytes::from_static_str(
+                                    "topics must be named to be deleted through the proxy",
+                                ))),
+                        );
+                    }
+                    push_delete_topics(&mut resp, std::mem::take(&mut refused.topics));
+                    if d.topic_names.is_empty() && d.topics.is_empty() {
+                        return RequestAction::Respond(Box::new(ResponseKind::DeleteTopics(resp)));
+                    }
+                    // Mixed: refuse the whole request rather than lose the
+                    // id-only entries' answers.
+                    for t in d.topics.drain(..).filter_map(|t| t.name) {
+                        refused
+                            .topics
+                            .push((t, Vec::new(), TOPIC_AUTHORIZATION_FAILED));
+                    }
+                    for t in d.topic_names.drain(..) {
+                        refused
+                            .topics
+                            .push((t, Vec::new(), TOPIC_AUTHORIZATION_FAILED));
+                    }
+                    push_delete_topics(&mut resp, refused.topics);
+                    return RequestAction::Respond(Box::new(ResponseKind::DeleteTopics(resp)));
                 }
-                self.topics_all(s, who, api, r.version, Action::DescribeConfigs, topics)
+                let all_refused = d.topic_names.is_empty() && d.topics.is_empty();
+                finish(refused, all_refused, &mut r.notes, |topics| {
+                    let mut resp = DeleteTopicsResponse::default();
+                    push_delete_topics(&mut resp, topics);
+                    ResponseKind::DeleteTopics(resp)
+                })
+            }
+            RequestKind::CreatePartitions(c) => {
+                let refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::AlterTopic,
+                    &mut c.topics,
+                    |t| &t.name,
+                    |_| Vec::new(),
+                );
+                let all_refused = c.topics.is_empty();
+                finish(refused, all_refused, &mut r.notes, |topics| {
+                    let mut resp = CreatePartitionsResponse::default();
+                    push_create_partitions(&mut resp, topics);
+                    ResponseKind::CreatePartitions(resp)
+                })
+            }
+            RequestKind::DeleteRecords(d) => {
+                let refused = self.take_refused(
+                    s,
+                    who,
+                    api,
+                    Action::DeleteRecords,
+                    &mut d.topics,
+                    |t| &t.name,
+                    |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+                );
+                let all_refused = d.topics.is_empty();
+                finish(refused, all_refused, &mut r.notes, |topics| {
+                    let mut resp = DeleteRecordsResponse::default();
+                    push_delete_records(&mut resp, topics);
+                    ResponseKind::DeleteRecords(resp)
+                })
+            }
+            RequestKind::DescribeConfigs(d) => {
+                let refused = self.take_refused_resources(
+                    s,
+                    who,
+                    api,
+                    Action::DescribeConfigs,
+                    &mut d.resources,
+                    |r| (r.resource_type, &r.resource_name),
+                );
+                let all_refused = d.resources.is_empty();
+                finish(refused, all_refused, &mut r.notes, |_| {
+                    ResponseKind::DescribeConfigs(DescribeConfigsResponse::default())
+                })
             }
             RequestKind::AlterConfigs(a) => {
-                if a.resources.iter().any(|r| r.resource_type != 2) {
-                    return self.respond_error(api, r.version, CLUSTER_AUTHORIZATION_FAILED);
-                }
-                let topics = a
-                    .resources
-                    .iter()
-                    .map(|r| r.resource_name.to_string())
-                    .collect();
-                self.topics_all(s, who, api, r.version, Action::AlterTopic, topics)
+                let refused = self.take_refused_resources(
+                    s,
+                    who,
+                    api,
+                    Action::AlterTopic,
+                    &mut a.resources,
+                    |r| (r.resource_type, &r.resource_name),
+                );
+                let all_refused = a.resources.is_empty();
+                finish(refused, all_refused, &mut r.notes, |_| {
+                    ResponseKind::AlterConfigs(AlterConfigsResponse::default())
+                })
             }
             RequestKind::IncrementalAlterConfigs(a) => {
-                if a.resources.iter().any(|r| r.resource_type != 2) {
-                    return self.respond_error(api, r.version, CLUSTER_AUTHORIZATION_FAILED);
-                }
-                let topics = a
-                    .resources
-                    .iter()
-                    .map(|r| r.resource_name.to_string())
-                    .collect();
-                self.topics_all(s, who, api, r.version, Action::AlterTopic, topics)
+                let refused = self.take_refused_resources(
+                    s,
+                    who,
+                    api,
+                    Action::AlterTopic,
+                    &mut a.resources,
+                    |r| (r.resource_type, &r.resource_name),
+                );
+                let all_refused = a.resources.is_empty();
+                finish(refused, all_refused, &mut r.notes, |_| {
+                    ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
+                })
             }
             RequestKind::InitProducerId(i) => {
                 if i.transactional_id.is_some()
@@ -600,25 +725,39 @@ impl Authz {
         error_response(api, GROUP_AUTHORIZATION_FAILED)
     }
 
-    fn topics_all(
+    /// Takes the config resources `who` may not `action` out of the
+    /// request: topics by the topic policies, any other resource type
+    /// (brokers, loggers) by `cluster_admin`.
+    fn take_refused_resources<T>(
         &self,
         s: &SessionContext,
         who: &PrincipalInfo,
         api: ApiKey,
-        version: i16,
         action: Action,
-        topics: Vec<String>,
-    ) -> RequestAction {
-        match topics.iter().find(|t| !self.topic_allowed(who, action, t)) {
-            None => RequestAction::Continue,
-            Some(t) => {
-                // Admin requests are all-or-nothing: the refused topic is
-                // named in the log; every resource of the request gets the
-                // authorization error.
-                deny_log(s, api, t);
-                self.respond_error(api, version, TOPIC_AUTHORIZATION_FAILED)
+        resources: &mut Vec<T>,
+        key: impl Fn(&T) -> (i8, &StrBytes),
+    ) -> Refused {
+        let mut refused = Refused::default();
+        resources.retain(|r| {
+            let (kind, name) = key(r);
+            let (allowed, code) = if kind == TOPIC_RESOURCE {
+                (
+                    self.topic_allowed(who, action, name.as_str()),
+                    TOPIC_AUTHORIZATION_FAILED,
+                )
+            } else {
+                (
+                    self.cluster_allowed(who, Action::ClusterAdmin),
+                    CLUSTER_AUTHORIZATION_FAILED,
+                )
+            };
+            if !allowed {
+                deny_log(s, api, name.as_str());
+                refused.resources.push((kind, name.clone(), code));
             }
-        }
+            allowed
+        });
+        refused
     }
 
     fn respond_error(&self, api: ApiKey, _version: i16, code: i16) -> RequestAction {
@@ -634,14 +773,105 @@ fn finish(
     notes: &mut crate::filter::Notes,
     answer: impl FnOnce(Vec<(TopicName, Vec<i32>, i16)>) -> ResponseKind,
 ) -> RequestAction {
-    if refused.topics.is_empty() {
+    if refused.topics.is_empty() && refused.resources.is_empty() {
         return RequestAction::Continue;
     }
     if all_refused {
-        return RequestAction::Respond(Box::new(answer(refused.topics)));
+        let resources = refused.resources;
+        let mut body = answer(refused.topics);
+        merge_resources(&mut body, resources);
+        return RequestAction::Respond(Box::new(body));
     }
     notes.insert(NAME, refused);
     RequestAction::Continue
+}
+
+fn push_create_topics(resp: &mut CreateTopicsResponse, topics: Vec<(TopicName, Vec<i32>, i16)>) {
+    for (name, _, code) in topics {
+        resp.topics.push(
+            CreatableTopicResult::default()
+                .with_name(name)
+                .with_error_code(code)
+                .with_error_message(denied())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        );
+    }
+}
+
+fn push_delete_topics(resp: &mut DeleteTopicsResponse, topics: Vec<(TopicName, Vec<i32>, i16)>) {
+    for (name, _, code) in topics {
+        resp.responses.push(
+            DeletableTopicResult::default()
+                .with_name(Some(name))
+                .with_error_code(code)
+                .with_error_message(denied()),
+        );
+    }
+}
+
+fn push_create_partitions(
+    resp: &mut CreatePartitionsResponse,
+    topics: Vec<(TopicName, Vec<i32>, i16)>,
+) {
+    for (name, _, code) in topics {
+        resp.results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(name)
+                .with_error_code(code)
+                .with_error_message(denied()),
+        );
+    }
+}
+
+fn push_delete_records(resp: &mut DeleteRecordsResponse, topics: Vec<(TopicName, Vec<i32>, i16)>) {
+    for (name, parts, code) in topics {
+        resp.topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(name)
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|i| {
+                            DeleteRecordsPartitionResult::default()
+                                .with_partition_index(i)
+                                .with_low_watermark(-1)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+        );
+    }
+}
+
+/// Adds the refused config resources to a configs response.
+fn merge_resources(body: &mut ResponseKind, resources: Vec<(i8, StrBytes, i16)>) {
+    for (resource_type, name, code) in resources {
+        match body {
+            ResponseKind::DescribeConfigs(d) => d.results.push(
+                DescribeConfigsResult::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(denied()),
+            ),
+            ResponseKind::AlterConfigs(a) => a.responses.push(
+                kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(denied()),
+            ),
+            ResponseKind::IncrementalAlterConfigs(a) => a.responses.push(
+                kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(denied()),
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// A whole-request error response for the APIs that are refused as a whole.

@@ -427,12 +427,15 @@ async fn watch_policies(
             v.sort();
             v
         };
-    let mut last = fingerprint(policies.dir());
+    // No fingerprint yet: the first tick re-reads the directory, so a change
+    // made between the initial load and this task's start is not missed (a
+    // reload of unchanged files keeps the active set and its plans).
+    let mut last = None;
     let mut tick = tokio::time::interval(interval);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let now = fingerprint(policies.dir());
+                let now = Some(fingerprint(policies.dir()));
                 if now == last {
                     continue;
                 }

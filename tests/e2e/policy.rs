@@ -501,3 +501,107 @@ async fn consume_load_is_decided_from_plans() -> Result<()> {
     drop(w.broker);
     Ok(())
 }
+
+/// Admin requests are decided per resource like data requests: in one
+/// CreateTopics, the topic the policies allow is created and the other gets
+/// TOPIC_AUTHORIZATION_FAILED; the same for configs and deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_are_decided_per_topic() -> Result<()> {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    use rdkafka::client::DefaultClientContext;
+    let w = World::start().await?;
+    let policies = w.proxy.policies().context("policies")?;
+    let version = policies.version();
+    std::fs::write(
+        w.policy_dir.join("scratch.cedar"),
+        r#"@id("platform-scratch-admin")
+permit (
+  principal,
+  action in [Gatehouse::Action::"create_topic", Gatehouse::Action::"delete_topic",
+             Gatehouse::Action::"describe_configs", Gatehouse::Action::"describe"],
+  resource is Gatehouse::Topic
+)
+when { principal.team == "platform" && resource.name like "scratch.*" };
+"#,
+    )?;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while policies.version() == version {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "policy not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let creds = World::creds("ingest");
+    let creds: Vec<(&str, &str)> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let admin: AdminClient<DefaultClientContext> =
+        crate::support::config(&w.proxy.local_addr().to_string(), &creds).create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let created = admin
+        .create_topics(
+            &[
+                NewTopic::new("scratch.ok", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("social.sneaky", 1, TopicReplication::Fixed(1)),
+            ],
+            &opts,
+        )
+        .await?;
+    let outcome = |r: &Result<String, (String, rdkafka::types::RDKafkaErrorCode)>| match r {
+        Ok(t) => (t.clone(), None),
+        Err((t, e)) => (t.clone(), Some(*e)),
+    };
+    let created: BTreeMap<_, _> = created.iter().map(outcome).collect();
+    ensure!(created.get("scratch.ok") == Some(&None), "{created:?}");
+    ensure!(
+        created.get("social.sneaky")
+            == Some(&Some(
+                rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed
+            )),
+        "{created:?}"
+    );
+    let configs = admin
+        .describe_configs(
+            &[
+                ResourceSpecifier::Topic("scratch.ok"),
+                ResourceSpecifier::Topic("social.posts"),
+            ],
+            &opts,
+        )
+        .await?;
+    ensure!(configs.len() == 2, "{} config results", configs.len());
+    // The allowed topic's configs arrive; the refused one carries the
+    // authorization error, which the rdkafka crate reports as an empty
+    // result rather than an error (it drops per-resource error codes).
+    let entries = |i: usize| configs[i].as_ref().map(|c| c.entries.len()).unwrap_or(0);
+    ensure!(entries(0) > 0, "scratch.ok has no configs");
+    ensure!(entries(1) == 0, "social.posts configs were described");
+    let deleted = admin
+        .delete_topics(&["scratch.ok", "social.posts"], &opts)
+        .await?;
+    let deleted: BTreeMap<_, _> = deleted.iter().map(outcome).collect();
+    ensure!(deleted.get("scratch.ok") == Some(&None), "{deleted:?}");
+    ensure!(
+        deleted.get("social.posts")
+            == Some(&Some(
+                rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed
+            )),
+        "{deleted:?}"
+    );
+    // The refused topic is still there.
+    let direct = w.broker.broker_addr().to_string();
+    let metadata = crate::support::config(&direct, &[])
+        .create::<rdkafka::consumer::BaseConsumer>()?
+        .fetch_metadata(None, Duration::from_secs(10))?;
+    let names: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    ensure!(
+        names.contains(&"social.posts") && !names.contains(&"social.sneaky"),
+        "{names:?}"
+    );
+    drop(w.broker);
+    Ok(())
+}
