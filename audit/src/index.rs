@@ -87,8 +87,9 @@ fn is_lock_error(e: &sled::Error) -> bool {
 }
 
 /// Opens the index for the writer of `dir`. Waits (bounded) for a lock still held by
-/// a just-closed database in this process; refuses a second writer.
-pub(crate) fn acquire_writer(dir: &Path) -> Result<sled::Db> {
+/// a just-closed database in this process; refuses a second writer. Returns the
+/// registry key to pass to [`release_writer`].
+pub(crate) fn acquire_writer(dir: &Path) -> Result<(sled::Db, PathBuf)> {
     let key = registry_key(dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -99,19 +100,19 @@ pub(crate) fn acquire_writer(dir: &Path) -> Result<sled::Db> {
                     return Err(AuditError::AlreadyOpen(dir.to_path_buf()));
                 }
                 entry.writer = true;
-                return Ok(entry.db.clone());
+                return Ok((entry.db.clone(), key));
             }
             match open_db(dir) {
                 Ok(db) => {
                     reg.insert(
-                        key,
+                        key.clone(),
                         Entry {
                             db: db.clone(),
                             writer: true,
                             users: 0,
                         },
                     );
-                    return Ok(db);
+                    return Ok((db, key));
                 }
                 Err(e) if is_lock_error(&e) && Instant::now() < deadline => {}
                 Err(e) => return Err(e.into()),
@@ -121,14 +122,13 @@ pub(crate) fn acquire_writer(dir: &Path) -> Result<sled::Db> {
     }
 }
 
-/// The writer of `dir` is gone.
-pub(crate) fn release_writer(dir: &Path) {
-    let key = registry_key(dir);
+/// The writer registered under `key` is gone.
+pub(crate) fn release_writer(key: &Path) {
     let mut reg = registry();
-    if let Some(entry) = reg.get_mut(&key) {
+    if let Some(entry) = reg.get_mut(key) {
         entry.writer = false;
         if entry.users == 0 {
-            reg.remove(&key);
+            reg.remove(key);
         }
     }
 }

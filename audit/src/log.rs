@@ -340,7 +340,8 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
     }
 }
 
-/// Releases the in-process registration of a directory's writer on drop.
+/// Releases the in-process registration of a directory's writer on drop (holds the
+/// registry key).
 struct Registration(PathBuf);
 
 impl Drop for Registration {
@@ -425,8 +426,8 @@ impl Writer {
             })?;
 
         // Exclusive in this process (registry) and across processes (sled's lock).
-        let db = index::acquire_writer(&dir)?;
-        let registration = Registration(dir.clone());
+        let (db, key_in_registry) = index::acquire_writer(&dir)?;
+        let registration = Registration(key_in_registry);
 
         let head = match read_head(&dir)? {
             Some(Ok(h)) => {
