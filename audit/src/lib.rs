@@ -70,6 +70,10 @@
 //!   rewritten after every flush, any truncation of acknowledged events is detected
 //!   as long as `head.json` itself is intact.
 //!
+//! [`AuditLog::open`] checks the chain only from the newest checkpoint named by the
+//! head (from seq 1 without one), plus the head itself, so that opening stays fast;
+//! damage before that checkpoint is found by [`verify`], which recomputes everything.
+//!
 //! What cannot be detected from the directory alone: a tail truncation combined with
 //! replacing `head.json` by an **older** genuine head (a rollback to an earlier,
 //! consistent, signed state), or the truncation of events after the newest signed
@@ -82,7 +86,9 @@
 //! # Durability
 //!
 //! A background task receives appends over a bounded channel, waits up to
-//! [`AuditConfig::flush_interval`] for more (group commit), assigns seq / time /
+//! [`AuditConfig::flush_interval`] for more (group commit; it stops waiting once as
+//! many appends as in the previous batch are in, and appends that queue up during an
+//! fsync form the next batch), assigns seq / time /
 //! hashes in arrival order, writes the batch, `fsync`s the segment (and the
 //! directory after creating a segment), rewrites the head, updates the index, and
 //! only then completes each waiting [`AuditLog::append`]. `head.json` is replaced

@@ -36,7 +36,9 @@ pub struct AuditConfig {
     /// Roll to a new segment file when the current one would exceed this. Default 64 MiB.
     pub segment_max_bytes: u64,
     /// Group-commit window: appends arriving within it share one write + fsync.
-    /// Default 2 ms.
+    /// The writer waits at most this long after the first append of a batch, and
+    /// stops waiting early once as many appends as in the previous batch have
+    /// arrived (so closed-loop appenders do not idle out the window). Default 2 ms.
     pub flush_interval: Duration,
 }
 
@@ -248,18 +250,28 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
     // Answered only once the writer has released the directory, so that a reopen
     // right after `close` succeeds.
     let mut close_reply: Option<(oneshot::Sender<Result<()>>, Result<()>)> = None;
+    // Requests in the previous batch; starts high so that the first batch waits for
+    // the whole window.
+    let mut prev_batch_len = usize::MAX;
     while let Some(first) = rx.recv().await {
         let mut appends: Vec<Waiter> = Vec::new();
         let mut close: Option<oneshot::Sender<Result<()>>> = None;
         take(first, &mut writer, &mut appends, &mut close);
         if failed.is_none() {
             let deadline = tokio::time::Instant::now() + flush;
+            let last_batch_len = std::mem::replace(&mut prev_batch_len, 0);
             let mut count = 1;
             while close.is_none() && count < MAX_REQUESTS_PER_BATCH {
                 let next = match rx.try_recv() {
                     Ok(r) => Some(r),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    Err(mpsc::error::TryRecvError::Empty) if flush.is_zero() => None,
+                    // Adaptive window: once as many requests as in the previous batch
+                    // are in, stop waiting (closed-loop appenders have all arrived).
+                    Err(mpsc::error::TryRecvError::Empty)
+                        if flush.is_zero() || count >= last_batch_len =>
+                    {
+                        None
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => {
                         tokio::time::timeout_at(deadline, rx.recv())
                             .await
@@ -271,6 +283,7 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
                 take(req, &mut writer, &mut appends, &mut close);
                 count += 1;
             }
+            prev_batch_len = count;
         }
         if let Some(reason) = &failed {
             for (_, done) in appends {

@@ -223,3 +223,20 @@ async fn open_refuses_a_tampered_chain_with_its_location() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn open_verifies_from_the_last_checkpoint_verify_from_the_start() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = build(root.path(), 20, None).await;
+    let seg = segment(&dir, 1);
+    let mut lines = read_lines(&seg);
+    // Same length, so the head's checkpoint hint (offset of seq 24) still holds.
+    lines[2] = lines[2].replacen("alice", "alicf", 1);
+    write_lines(&seg, &lines);
+    // Open checks from the newest checkpoint (seq 24) on: it opens.
+    let log = AuditLog::open(config(root.path(), "r1")).await.unwrap();
+    log.close().await.unwrap();
+    // verify recomputes everything.
+    let p = problem(&dir);
+    assert_eq!((p.line, p.seq), (3, Some(3)), "{p:?}");
+}
