@@ -39,6 +39,36 @@ pub struct ProxyConfig {
     /// the proxy is transparent.
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// Field protection keys; with `[policy]` but without this section,
+    /// topics with protected fields refuse produce (fail closed).
+    #[serde(default)]
+    pub keys: Option<KeysConfig>,
+}
+
+/// `[keys]`: the key hierarchy of field protection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The local key-encryption-key file (created with mode 0600 on first
+    /// start; refused if group or others may read it).
+    pub key_file: std::path::PathBuf,
+    /// Where the proxy keeps its copy of the wrapped data keys (sled).
+    pub state_dir: std::path::PathBuf,
+    /// The compacted topic through which replicas share wrapped data keys
+    /// (created if missing).
+    #[serde(default = "default_key_topic")]
+    pub topic: String,
+    /// Unwrapped data keys kept in memory.
+    #[serde(default = "default_key_cache")]
+    pub cache_capacity: usize,
+}
+
+fn default_key_topic() -> String {
+    "_gatehouse.keys".to_string()
+}
+
+fn default_key_cache() -> usize {
+    100_000
 }
 
 /// `[policy]`: authorization, consent and residency.
@@ -172,6 +202,7 @@ impl ProxyConfig {
             limits: Limits::default(),
             auth: None,
             policy: None,
+            keys: None,
         }
     }
 

@@ -636,6 +636,69 @@ fn parse_record<'a>(
 
 // === applying fetched records ===
 
+// === what a follower writes to ===
+
+/// The materialized copy of a compacted topic that a follower keeps up to
+/// date: the consent store here, the key store for the key topic. Records
+/// are applied in offset order per partition; the store remembers each
+/// partition's next offset durably, so a restart resumes where it stopped.
+pub(crate) trait Materialized: Send + Sync + 'static {
+    /// The next offset to read of `partition`.
+    fn position(&self, partition: i32) -> i64;
+    /// Applies one record (a record below the position is ignored).
+    fn apply_raw(
+        &self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), String>;
+    /// Moves the position forward to `next` (never back).
+    fn advance_to(&self, partition: i32, next: i64) -> Result<(), String>;
+    /// Forgets what came from `partition` and replays it from `start`.
+    fn reset_to(&self, partition: i32, start: i64) -> Result<usize, String>;
+    /// Records which topic (and topic id) the state comes from; `true` if
+    /// it was built from another one and was cleared.
+    fn bind_to(&self, topic: &str, topic_id: Option<&str>) -> Result<bool, String>;
+    /// Writes everything to disk.
+    fn persist(&self) -> Result<(), String>;
+}
+
+impl Materialized for ConsentStore {
+    fn position(&self, partition: i32) -> i64 {
+        self.next_offset(partition)
+    }
+
+    fn apply_raw(
+        &self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        self.apply_record(partition, offset, key, value)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn advance_to(&self, partition: i32, next: i64) -> Result<(), String> {
+        self.advance(partition, next).map_err(|e| e.to_string())
+    }
+
+    fn reset_to(&self, partition: i32, start: i64) -> Result<usize, String> {
+        self.reset_partition(partition, start)
+            .map_err(|e| e.to_string())
+    }
+
+    fn bind_to(&self, topic: &str, topic_id: Option<&str>) -> Result<bool, String> {
+        self.bind_source(topic, topic_id).map_err(|e| e.to_string())
+    }
+
+    fn persist(&self) -> Result<(), String> {
+        self.flush().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
 /// What one partition's records of a fetch response did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Applied {
@@ -653,7 +716,7 @@ pub(crate) struct Applied {
 /// batches of transactions `aborted` lists (read-committed semantics, as
 /// the Java consumer does it).
 pub(crate) fn apply_fetched(
-    store: &ConsentStore,
+    store: &dyn Materialized,
     partition: i32,
     position: &mut i64,
     records: &Bytes,
@@ -708,12 +771,11 @@ pub(crate) fn apply_fetched(
                     continue;
                 }
                 store
-                    .apply_record(partition, offset, r.key.as_deref(), r.value.as_deref())
-                    .map_err(|e| e.to_string())?;
+                    .apply_raw(partition, offset, r.key.as_deref(), r.value.as_deref())?;
                 out.records += 1;
             }
         }
-        store.advance(partition, next).map_err(|e| e.to_string())?;
+        store.advance_to(partition, next)?;
         *position = next;
     }
     Ok(out)
@@ -800,9 +862,8 @@ impl ConsentFollower {
         topic: String,
         store: Arc<ConsentStore>,
     ) -> (Self, FollowerTask) {
-        let (tx, rx) = watch::channel(FollowerStatus::default());
-        let task = Box::pin(run(upstream, settings, topic, store.clone(), tx));
-        (Self { store, status: rx }, task)
+        let (status, task) = follow_with(upstream, settings, topic, store.clone());
+        (Self { store, status }, task)
     }
 
     /// The store the follower writes to.
@@ -828,6 +889,30 @@ impl ConsentFollower {
     }
 }
 
+/// Follows `topic` into `store` through the proxy's upstream settings: the
+/// status and the task (to be spawned among the proxy's tasks).
+pub(crate) fn follow(
+    shared: Arc<Shared>,
+    topic: String,
+    store: Arc<dyn Materialized>,
+) -> (watch::Receiver<FollowerStatus>, FollowerTask) {
+    let settings = Settings {
+        max_frame_bytes: shared.config.limits.max_frame_bytes,
+        shutdown: shared.shutdown.subscribe(),
+    };
+    follow_with(Arc::new(ProxyUpstream(shared)), settings, topic, store)
+}
+
+fn follow_with(
+    upstream: Arc<dyn Upstream>,
+    settings: Settings,
+    topic: String,
+    store: Arc<dyn Materialized>,
+) -> (watch::Receiver<FollowerStatus>, FollowerTask) {
+    let (tx, rx) = watch::channel(FollowerStatus::default());
+    (rx, Box::pin(run(upstream, settings, topic, store, tx)))
+}
+
 /// Fixed settings of a follower.
 #[derive(Debug)]
 struct Settings {
@@ -835,18 +920,18 @@ struct Settings {
     shutdown: watch::Receiver<bool>,
 }
 
-type Connecting<'a> =
+pub(crate) type Connecting<'a> =
     Pin<Box<dyn Future<Output = Result<(BoxStream, String), String>> + Send + 'a>>;
 
 /// How the follower reaches the cluster.
-trait Upstream: Send + Sync {
+pub(crate) trait Upstream: Send + Sync {
     /// A connection to the bootstrap servers (`None`) or to node
     /// `(id, host, port)`, authenticated, with its address.
     fn connect(&self, node: Option<(i32, &str, i32)>) -> Connecting<'_>;
 }
 
 /// Through the proxy's own upstream settings (TLS, SASL, node routes).
-struct ProxyUpstream(Arc<Shared>);
+pub(crate) struct ProxyUpstream(pub(crate) Arc<Shared>);
 
 impl Upstream for ProxyUpstream {
     fn connect(&self, node: Option<(i32, &str, i32)>) -> Connecting<'_> {
@@ -886,7 +971,7 @@ const EARLIEST: i64 = -2;
 
 /// Why a round ended.
 #[derive(Debug, thiserror::Error)]
-enum RoundEnd {
+pub(crate) enum RoundEnd {
     /// Metadata changed under us (leadership): refresh at once.
     #[error("{0}")]
     Refresh(String),
@@ -920,7 +1005,7 @@ fn needs_refresh(code: i16) -> bool {
     )
 }
 
-fn error_name(code: i16) -> String {
+pub(crate) fn error_name(code: i16) -> String {
     match ResponseError::try_from_code(code) {
         Some(e) => format!("{e:?} ({code})"),
         None => format!("error {code}"),
@@ -940,7 +1025,7 @@ fn pick_version(
     let v = max.min(ours.1);
     if v < min.max(ours.0) {
         return Err(format!(
-            "the cluster offers {api:?} v{min}-{max}; the consent follower speaks v{}-{}",
+            "the cluster offers {api:?} v{min}-{max}; the proxy speaks v{}-{}",
             ours.0, ours.1
         ));
     }
@@ -948,18 +1033,25 @@ fn pick_version(
 }
 
 /// One connection to a broker, with the versions agreed on it.
-struct Conn {
+pub(crate) struct Conn {
     stream: BoxStream,
-    addr: String,
+    pub(crate) addr: String,
     next_id: i32,
     max_frame_bytes: usize,
+    offered: HashMap<i16, (i16, i16)>,
     metadata: i16,
     fetch: i16,
     list_offsets: i16,
 }
 
 impl Conn {
-    async fn open(
+    /// The highest version of `api` in `ours` (lowest, highest) that the
+    /// broker offers.
+    pub(crate) fn version(&self, api: ApiKey, ours: (i16, i16)) -> Result<i16, String> {
+        pick_version(&self.offered, api, ours)
+    }
+
+    pub(crate) async fn open(
         upstream: &dyn Upstream,
         node: Option<(i32, &str, i32)>,
         max_frame_bytes: usize,
@@ -970,6 +1062,7 @@ impl Conn {
             addr,
             next_id: 1,
             max_frame_bytes,
+            offered: HashMap::new(),
             metadata: 0,
             fetch: 0,
             list_offsets: 0,
@@ -992,11 +1085,12 @@ impl Conn {
         conn.metadata = pick_version(&offered, ApiKey::Metadata, METADATA_VERSIONS)?;
         conn.fetch = pick_version(&offered, ApiKey::Fetch, FETCH_VERSIONS)?;
         conn.list_offsets = pick_version(&offered, ApiKey::ListOffsets, LIST_OFFSETS_VERSIONS)?;
+        conn.offered = offered;
         Ok(conn)
     }
 
     /// Sends one request and reads its response.
-    async fn call<Req: Encodable, Resp: Decodable>(
+    pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
         api: ApiKey,
         version: i16,
@@ -1012,7 +1106,7 @@ impl Conn {
             .with_request_api_key(api as i16)
             .with_request_api_version(version)
             .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("gatehouse-proxy-consent")))
+            .with_client_id(Some(StrBytes::from_static_str("gatehouse-proxy")))
             .encode(&mut out, api.request_header_version(version))
             .map_err(|e| fail("encode", &e))?;
         req.encode(&mut out, version)
@@ -1058,19 +1152,19 @@ impl Conn {
     }
 }
 
-/// Where the consent topic's partitions are.
+/// Where a followed topic's partitions are.
 #[derive(Debug, Default)]
-struct Layout {
-    topic_id: Option<String>,
+pub(crate) struct Layout {
+    pub(crate) topic_id: Option<String>,
     /// Partition → leader node.
-    leaders: BTreeMap<i32, i32>,
+    pub(crate) leaders: BTreeMap<i32, i32>,
     /// Partitions without a leader right now.
-    leaderless: Vec<i32>,
+    pub(crate) leaderless: Vec<i32>,
     /// Node → (host, port).
-    brokers: HashMap<i32, (String, i32)>,
+    pub(crate) brokers: HashMap<i32, (String, i32)>,
 }
 
-async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, RoundEnd> {
+pub(crate) async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, RoundEnd> {
     let v = conn.metadata;
     let mut req =
         MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
@@ -1083,9 +1177,9 @@ async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, RoundEnd> {
         .topics
         .iter()
         .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-        .ok_or_else(|| format!("Metadata does not mention the consent topic {topic}"))?;
+        .ok_or_else(|| format!("Metadata does not mention the topic {topic}"))?;
     if t.error_code != 0 {
-        let e = format!("consent topic {topic}: {}", error_name(t.error_code));
+        let e = format!("topic {topic}: {}", error_name(t.error_code));
         return Err(RoundEnd::Failed(e));
     }
     let mut layout = Layout {
@@ -1106,7 +1200,7 @@ async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, RoundEnd> {
     }
     if layout.leaders.is_empty() && layout.leaderless.is_empty() {
         return Err(RoundEnd::Failed(format!(
-            "consent topic {topic} has no partitions"
+            "topic {topic} has no partitions"
         )));
     }
     Ok(layout)
@@ -1147,17 +1241,17 @@ async fn run(
     upstream: Arc<dyn Upstream>,
     mut settings: Settings,
     topic: String,
-    store: Arc<ConsentStore>,
+    store: Arc<dyn Materialized>,
     status: watch::Sender<FollowerStatus>,
 ) {
-    tracing::info!(%topic, "following the consent topic");
+    tracing::info!(%topic, "following topic");
     let mut backoff = BACKOFF_MIN;
     loop {
         if *settings.shutdown.borrow_and_update() {
             break;
         }
         let ended = tokio::select! {
-            r = round(&*upstream, settings.max_frame_bytes, &topic, &store, &status) => r,
+            r = round(&*upstream, settings.max_frame_bytes, &topic, &*store, &status) => r,
             r = settings.shutdown.changed() => match r {
                 Ok(()) => continue,
                 Err(_) => break,
@@ -1170,12 +1264,12 @@ async fn run(
                 Duration::ZERO
             }
             Err(RoundEnd::Refresh(reason)) => {
-                tracing::info!(%topic, reason, "consent follower refreshing metadata");
+                tracing::info!(%topic, reason, "topic follower refreshing metadata");
                 backoff = BACKOFF_MIN;
                 BACKOFF_MIN
             }
             Err(RoundEnd::Failed(reason)) => {
-                tracing::warn!(%topic, reason, retry_ms = backoff.as_millis() as u64, "consent follower interrupted");
+                tracing::warn!(%topic, reason, retry_ms = backoff.as_millis() as u64, "topic follower interrupted");
                 status.send_modify(|s| {
                     s.last_error = Some(reason);
                     s.failures += 1;
@@ -1191,13 +1285,13 @@ async fn run(
         }
     }
     let s = store.clone();
-    match tokio::task::spawn_blocking(move || s.flush()).await {
-        Ok(Ok(_)) => {}
+    match tokio::task::spawn_blocking(move || s.persist()).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "consent store flush failed"),
         Err(e) => tracing::warn!(error = %e, "consent store flush failed"),
     }
     status.send_modify(|s| s.connected = false);
-    tracing::info!(%topic, "consent follower stopped");
+    tracing::info!(%topic, "topic follower stopped");
 }
 
 type Worker<'a> = Pin<Box<dyn Future<Output = Result<(), RoundEnd>> + Send + 'a>>;
@@ -1208,16 +1302,14 @@ async fn round(
     upstream: &dyn Upstream,
     max_frame_bytes: usize,
     topic: &str,
-    store: &ConsentStore,
+    store: &dyn Materialized,
     status: &watch::Sender<FollowerStatus>,
 ) -> Result<(), RoundEnd> {
     let mut boot = Conn::open(upstream, None, max_frame_bytes).await?;
     let layout = metadata(&mut boot, topic).await?;
-    let reset = store
-        .bind_source(topic, layout.topic_id.as_deref())
-        .map_err(|e| e.to_string())?;
+    let reset = store.bind_to(topic, layout.topic_id.as_deref())?;
     if reset {
-        tracing::warn!(%topic, "consent store was built from another topic; replaying this one");
+        tracing::warn!(%topic, "state was built from another topic; replaying this one");
     }
     if !layout.leaderless.is_empty() {
         tracing::warn!(%topic, partitions = ?layout.leaderless, "consent partitions without a leader");
@@ -1230,7 +1322,7 @@ async fn round(
             s.partitions.insert(
                 *p,
                 PartitionStatus {
-                    next_offset: store.next_offset(*p),
+                    next_offset: store.position(*p),
                     end_offset,
                 },
             );
@@ -1276,7 +1368,7 @@ async fn fetch_loop(
     mut conn: Conn,
     topic: &str,
     partitions: Vec<i32>,
-    store: &ConsentStore,
+    store: &dyn Materialized,
     status: &watch::Sender<FollowerStatus>,
 ) -> Result<(), RoundEnd> {
     // Responses must fit the frame limit (the broker may exceed max_bytes
@@ -1288,7 +1380,7 @@ async fn fetch_loop(
     // Partition → (position, partition_max_bytes).
     let mut state: BTreeMap<i32, (i64, i32)> = partitions
         .iter()
-        .map(|p| (*p, (store.next_offset(*p), partition_start)))
+        .map(|p| (*p, (store.position(*p), partition_start)))
         .collect();
     let name = TopicName(StrBytes::from_string(topic.to_string()));
     loop {
@@ -1330,7 +1422,7 @@ async fn fetch_loop(
                 1 => {
                     // OFFSET_OUT_OF_RANGE: replay the partition from its start.
                     let start = earliest_offset(&mut conn, topic, p).await?;
-                    let dropped = store.reset_partition(p, start).map_err(|e| e.to_string())?;
+                    let dropped = store.reset_to(p, start)?;
                     tracing::warn!(
                         %topic,
                         partition = p,

@@ -93,7 +93,7 @@ impl Proxy {
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr: bind, source })?;
         let governance = match &config.policy {
-            Some(p) => Some(Governance::load(p)?),
+            Some(p) => Some(Governance::load(p, config.keys.as_ref())?),
             None => None,
         };
         let shared = Arc::new_cyclic(|weak| {
@@ -105,6 +105,13 @@ impl Proxy {
                 chain.push(Arc::new(crate::governance::Authz::new(
                     g.policies.clone(),
                     g.catalog.clone(),
+                )));
+                // Before consent: responses run the chain backwards, so
+                // consent drops records before their fields are worked on.
+                chain.push(Arc::new(crate::protect::Protection::new(
+                    g.policies.clone(),
+                    g.catalog.clone(),
+                    g.keys.as_ref().map(|k| k.keys.clone()),
                 )));
                 chain.push(Arc::new(crate::governance::Consent::new(
                     g.policies.clone(),
@@ -135,6 +142,32 @@ impl Proxy {
             shared.spawn(watch_certificates(tls, shared.shutdown.subscribe()));
         }
         if let Some(g) = governance {
+            if let Some(k) = &g.keys {
+                let kc = shared.config.keys.as_ref().map(|c| c.topic.clone());
+                let topic = kc.unwrap_or_default();
+                let key_topic = Arc::new(crate::keytopic::KeyTopic::new(
+                    shared.clone(),
+                    topic.clone(),
+                    k.keys.store().clone(),
+                ));
+                let state = crate::keytopic::KeyTopicState::new(k.keys.store().clone(), &k.db)
+                    .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+                let (status, task) = crate::consent::follow(shared.clone(), topic, Arc::new(state));
+                key_topic.set_status(status);
+                let _ = k.keys.topic.set(key_topic.clone());
+                let mut shutdown = shared.shutdown.subscribe();
+                shared.spawn(async move {
+                    // Create the topic first (the follower would otherwise
+                    // retry until a produce creates it), then follow it.
+                    tokio::select! {
+                        r = key_topic.ensure_topic() => if let Err(e) = r {
+                            tracing::warn!(error = %e, "key topic not ready; produce to protected topics waits for it");
+                        },
+                        _ = shutdown.changed() => return,
+                    }
+                    task.await;
+                });
+            }
             let topic = shared
                 .config
                 .policy
@@ -160,6 +193,7 @@ impl Proxy {
                     policies: g.policies,
                     consent: g.consent,
                     follower,
+                    keys: g.keys.map(|k| k.keys),
                 });
         }
         tracing::info!(
@@ -222,6 +256,17 @@ impl Proxy {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|g| g.policies.clone())
+    }
+
+    /// Field protection's keys, when `[policy]` and `[keys]` are
+    /// configured.
+    pub fn keys(&self) -> Option<Arc<crate::protect::Keys>> {
+        self.shared
+            .governance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|g| g.keys.clone())
     }
 
     /// Client connections currently open.
@@ -359,10 +404,43 @@ struct Governance {
     policies: Arc<gatehouse_policy::PolicyStore>,
     catalog: Arc<gatehouse_policy::Catalog>,
     consent: Arc<crate::consent::ConsentStore>,
+    keys: Option<KeyParts>,
+}
+
+/// Field protection's keys and the sled database they live in.
+struct KeyParts {
+    keys: Arc<crate::protect::Keys>,
+    db: sled::Db,
+}
+
+impl KeyParts {
+    fn open(k: &crate::config::KeysConfig) -> Result<Self, ProxyError> {
+        let provider = gatehouse_keys::LocalKeyFile::open_or_create(&k.key_file)
+            .map_err(|e| ProxyError::Config(format!("key file {}: {e}", k.key_file.display())))?;
+        let provider: Arc<dyn gatehouse_keys::KekProvider> = Arc::new(provider);
+        std::fs::create_dir_all(&k.state_dir)
+            .map_err(|e| ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display())))?;
+        let db = sled::open(&k.state_dir)
+            .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
+        let tree = db
+            .open_tree("keys")
+            .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+        let store = gatehouse_keys::KeyStore::open(tree, provider.clone(), k.cache_capacity.max(1))
+            .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+        let pseudonyms = gatehouse_keys::Pseudonymizer::new(provider.as_ref())
+            .map_err(|e| ProxyError::Config(format!("pseudonym secret: {e}")))?;
+        Ok(Self {
+            keys: Arc::new(crate::protect::Keys::new(store, pseudonyms)),
+            db,
+        })
+    }
 }
 
 impl Governance {
-    fn load(p: &crate::config::PolicyConfig) -> Result<Self, ProxyError> {
+    fn load(
+        p: &crate::config::PolicyConfig,
+        keys: Option<&crate::config::KeysConfig>,
+    ) -> Result<Self, ProxyError> {
         let policies = gatehouse_policy::PolicyStore::load(&p.dir)
             .map_err(|e| ProxyError::Config(format!("policies in {}: {e}", p.dir.display())))?;
         let catalog_file = p
@@ -382,10 +460,12 @@ impl Governance {
             subjects = consent.len(),
             "governance loaded"
         );
+        let keys = keys.map(KeyParts::open).transpose()?;
         Ok(Self {
             policies: Arc::new(policies),
             catalog: Arc::new(catalog),
             consent: Arc::new(consent),
+            keys,
         })
     }
 }
@@ -399,6 +479,8 @@ pub struct GovernanceHandles {
     pub consent: Arc<crate::consent::ConsentStore>,
     /// The consent follower.
     pub follower: crate::consent::ConsentFollower,
+    /// Field protection keys, when `[keys]` is configured.
+    pub keys: Option<Arc<crate::protect::Keys>>,
 }
 
 /// Reloads the policy directory when its files change; an invalid set is

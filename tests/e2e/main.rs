@@ -32,6 +32,7 @@ mod broker_protocol;
 mod broker_rdkafka;
 mod broker_storage;
 mod demo;
+mod fields;
 mod identity;
 mod policy;
 mod proxy;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use gatehouse_proxy::config::PolicyConfig;
+use gatehouse_proxy::config::{KeysConfig, PolicyConfig};
 use gatehouse_proxy::{Proxy, ProxyConfig};
 use gatehouse_sasl::{AttributeValue, CredentialStore, User};
 use gatehouse_tests::{RawClient, TestBroker};
@@ -32,13 +32,16 @@ const PEOPLE: &[(&str, &str, &str, &[&str])] = &[
     ("trust-safety", "trust_safety", "eu", &["moderation"]),
     ("analytics", "analytics", "eu", &["analytics"]),
     ("marketing-us", "marketing", "us", &["marketing"]),
+    ("support", "support", "eu", &["support"]),
+    // Not in the shipped policies: tests grant it what they need.
+    ("research", "research", "eu", &["research"]),
 ];
 
-struct World {
-    broker: TestBroker,
-    proxy: Proxy,
-    policy_dir: PathBuf,
-    _dir: tempfile::TempDir,
+pub(crate) struct World {
+    pub(crate) broker: TestBroker,
+    pub(crate) proxy: Proxy,
+    pub(crate) policy_dir: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -53,7 +56,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 impl World {
-    async fn start() -> Result<Self> {
+    pub(crate) async fn start() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let broker = TestBroker::start().await?;
         let direct = broker.broker_addr().to_string();
@@ -91,32 +94,64 @@ impl World {
             &gatehouse_tests::repo_root().join("policies/default"),
             &policy_dir,
         )?;
-        let mut config = ProxyConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), direct);
+        let config = Self::proxy_config(dir.path(), &policy_dir, &direct, "a");
+        let proxy = Proxy::start(config).await?;
+        Ok(Self {
+            broker,
+            proxy,
+            policy_dir,
+            dir,
+        })
+    }
+
+    /// A proxy configuration for this world: SASL PLAIN, the policies of
+    /// `policy_dir`, field protection keys from the shared key file, and
+    /// state of its own (`replica` names it).
+    pub(crate) fn proxy_config(
+        dir: &Path,
+        policy_dir: &Path,
+        cluster: &str,
+        replica: &str,
+    ) -> ProxyConfig {
+        let mut config =
+            ProxyConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), cluster.to_string());
         config.auth = Some(gatehouse_proxy::auth::AuthConfig {
             mechanisms: vec!["PLAIN".into()],
-            credentials_file: Some(dir.path().join("users.toml")),
+            credentials_file: Some(dir.join("users.toml")),
             oauthbearer: None,
             session_lifetime_secs: None,
             max_failure_delay_ms: 1_000,
             accept_client_certificates: false,
         });
         config.policy = Some(PolicyConfig {
-            dir: policy_dir.clone(),
+            dir: policy_dir.to_path_buf(),
             catalog_file: None,
             reload_interval_secs: 1,
             consent_topic: "consent.events".into(),
-            state_dir: dir.path().join("state"),
+            state_dir: dir.join(format!("state-{replica}")),
         });
-        let proxy = Proxy::start(config).await?;
-        Ok(Self {
-            broker,
-            proxy,
-            policy_dir,
-            _dir: dir,
-        })
+        config.keys = Some(KeysConfig {
+            key_file: dir.join("kek.toml"),
+            state_dir: dir.join(format!("keys-{replica}")),
+            topic: "_gatehouse.keys".into(),
+            cache_capacity: 1_000,
+        });
+        config
     }
 
-    fn creds(who: &str) -> Vec<(String, String)> {
+    /// Another proxy replica in front of the same cluster, sharing the key
+    /// file and the policies, with state of its own.
+    pub(crate) async fn replica(&self, name: &str) -> Result<Proxy> {
+        let config = Self::proxy_config(
+            self.dir.path(),
+            &self.policy_dir,
+            &self.broker.broker_addr().to_string(),
+            name,
+        );
+        Ok(Proxy::start(config).await?)
+    }
+
+    pub(crate) fn creds(who: &str) -> Vec<(String, String)> {
         vec![
             ("security.protocol".into(), "SASL_PLAINTEXT".into()),
             ("sasl.mechanisms".into(), "PLAIN".into()),
@@ -125,51 +160,27 @@ impl World {
         ]
     }
 
-    fn producer(&self, who: &str) -> Result<FutureProducer> {
+    pub(crate) fn producer(&self, who: &str) -> Result<FutureProducer> {
         let c = Self::creds(who);
         let c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         crate::support::producer(&self.proxy.local_addr().to_string(), &c)
     }
 
     /// Every record of `topic` as `who` sees it now: (key, value).
-    async fn read_all(
+    pub(crate) async fn read_all(
         &self,
         who: &str,
         topic: &str,
         partitions: i32,
     ) -> Result<Vec<(String, String)>> {
-        let c = Self::creds(who);
-        let mut c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        c.push(("enable.partition.eof", "true"));
-        let group = format!("{who}-reader-{}", rand_suffix());
-        let consumer: StreamConsumer =
-            crate::support::consumer(&self.proxy.local_addr().to_string(), &group, &c)?;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-        consumer.assign(&tpl)?;
-        let mut out = Vec::new();
-        let mut eof = 0;
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        while eof < partitions {
-            match tokio::time::timeout_at(deadline, consumer.recv())
-                .await
-                .with_context(|| {
-                    format!("read timed out after {} records, {eof} EOFs", out.len())
-                })? {
-                Ok(m) => out.push((
-                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                )),
-                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => eof += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(out)
+        Ok(read_records(self.proxy.local_addr(), who, topic, partitions)
+            .await?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect())
     }
 
-    async fn raw_as(&self, who: &str) -> Result<RawClient> {
+    pub(crate) async fn raw_as(&self, who: &str) -> Result<RawClient> {
         let mut c = RawClient::connect(self.proxy.local_addr()).await?;
         let a = sasl_once(&mut c, "PLAIN", plain(who, &format!("{who}-pw"))).await?;
         ensure!(a.error_code == 0, "{who} could not log in");
@@ -177,20 +188,68 @@ impl World {
     }
 }
 
-fn rand_suffix() -> u64 {
+/// A record as a consumer received it.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: String,
+    pub(crate) value: String,
+}
+
+/// Every record of `topic` as `who` sees it through the proxy at `addr`,
+/// from the beginning to the end of each partition.
+pub(crate) async fn read_records(
+    addr: std::net::SocketAddr,
+    who: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<Received>> {
+    let c = World::creds(who);
+    let mut c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    c.push(("enable.partition.eof", "true"));
+    let group = format!("{who}-reader-{}", rand_suffix());
+    let consumer: StreamConsumer = crate::support::consumer(&addr.to_string(), &group, &c)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut eof = 0;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while eof < partitions {
+        match tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .with_context(|| format!("read timed out after {} records, {eof} EOFs", out.len()))?
+        {
+            Ok(m) => out.push(Received {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            }),
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => eof += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
 
-fn post(id: &str, subject: &str) -> String {
+pub(crate) fn post(id: &str, subject: &str) -> String {
     format!(
         r#"{{"id":"{id}","author":{{"id":"{subject}","email":"{subject}@example.com","handle":"@{subject}"}},"text":"post {id}"}}"#
     )
 }
 
-async fn send(
+pub(crate) async fn send(
     p: &FutureProducer,
     topic: &str,
     key: &str,
@@ -305,14 +364,10 @@ async fn teams_regions_consent_and_reload() -> Result<()> {
     // gets TOPIC_AUTHORIZATION_FAILED; and a record whose region header
     // disagrees with the topic's residency is refused.
     let mut raw = w.raw_as("ingest").await?;
-    let batch = gatehouse_tests::record_batch(
-        -1,
-        -1,
-        -1,
-        2,
-        1,
-        kafka_protocol::records::Compression::None,
-    )?;
+    let batch = gatehouse_tests::record_batch_of(&[
+        ("u-000042", &post("p-m1", "u-000042")),
+        ("u-000042", &post("p-m2", "u-000042")),
+    ])?;
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5_000)

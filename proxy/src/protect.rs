@@ -1,0 +1,620 @@
+//! Field protection: personal fields encrypted on produce, and on fetch
+//! decrypted, masked, pseudonymized or removed per consumer.
+//!
+//! The topic catalog says which JSON paths of a topic hold personal data
+//! (and of which category), and where the record's data subject is. On
+//! **produce**, every such field of every record is replaced by a field
+//! ciphertext under its subject's data key ([`gatehouse_keys`]), so the
+//! cluster and its object storage never hold it in clear. A record that is
+//! not valid JSON, or whose subject cannot be found, is refused
+//! (`INVALID_RECORD`, with a message naming the record) and its partition's
+//! batch is not forwarded: nothing is ever stored in clear by mistake. Keys
+//! created for new subjects are published to the key topic before the
+//! batch goes on ([`crate::keytopic`]).
+//!
+//! On **fetch**, the consumer's plan decides each field: `read_clear`
+//! decrypts, `read_masked` decrypts then masks keeping the shape,
+//! `read_pseudonym` gives a keyed deterministic token, anything else
+//! removes the member. A field whose key is gone (an erased subject) or
+//! whose ciphertext does not verify is removed, never shown and never an
+//! error. A value that is not a ciphertext (written before protection was
+//! on, or straight to the cluster) gets the same treatment from its clear
+//! value. A record that is not valid JSON reaches only consumers allowed
+//! every field in clear; for the others it is withheld (its offset stays
+//! valid, as for consent).
+//!
+//! Documents are never rebuilt: [`crate::json::scan`] finds the fields'
+//! byte spans and the new bytes are spliced in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_keys::{KeyStore, Pseudonymizer, CIPHERTEXT_PREFIX};
+use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, RecordFormat, SubjectLocator};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::filter::{
+    Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
+    SessionContext,
+};
+use crate::governance::principal_info;
+use crate::json::{scan, splice, string_at, Edit, Targets};
+use crate::keytopic::KeyTopic;
+use crate::records::{rewrite_records, Headers, RecordsError, RecordsOptions, Verdict};
+
+const NAME: &str = "fields";
+const INVALID_RECORD: i16 = 87;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const POLICY_VIOLATION: i16 = 44;
+/// How long a fetch waits for the key topic when a ciphertext names a key
+/// this replica has not seen yet.
+const KEY_CATCH_UP: Duration = Duration::from_secs(3);
+
+/// The key side of field protection: the store, the pseudonym secret and
+/// the key topic.
+#[derive(Debug)]
+pub struct Keys {
+    pub(crate) store: KeyStore,
+    pub(crate) pseudonyms: Pseudonymizer,
+    pub(crate) topic: std::sync::OnceLock<Arc<KeyTopic>>,
+}
+
+impl Keys {
+    /// Keys from `store`, pseudonyms from `pseudonyms`.
+    pub fn new(store: KeyStore, pseudonyms: Pseudonymizer) -> Self {
+        Self {
+            store,
+            pseudonyms,
+            topic: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The key store.
+    pub fn store(&self) -> &KeyStore {
+        &self.store
+    }
+}
+
+/// One protected topic's fields, compiled.
+#[derive(Debug)]
+struct TopicFields {
+    targets: Targets,
+    /// (path, category) by field index.
+    fields: Vec<(String, String)>,
+    subject: Option<SubjectLocator>,
+}
+
+/// The field protection filter.
+#[derive(Debug)]
+pub struct Protection {
+    policies: Arc<PolicyStore>,
+    catalog: Arc<Catalog>,
+    keys: Option<Arc<Keys>>,
+    compiled: RwLock<HashMap<String, Option<Arc<TopicFields>>>>,
+}
+
+/// Refused partitions of a produce: (topic, partition, code, message).
+type RefusedParts = Vec<(TopicName, i32, i16, String)>;
+
+impl Protection {
+    /// A filter protecting the catalog's fields with `keys` (`None`: no
+    /// keys configured, so protected topics refuse produce and show no
+    /// encrypted field: fail closed).
+    pub fn new(policies: Arc<PolicyStore>, catalog: Arc<Catalog>, keys: Option<Arc<Keys>>) -> Self {
+        Self {
+            policies,
+            catalog,
+            keys,
+            compiled: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The topic's protected fields, `None` if it has none.
+    fn fields_of(&self, topic: &str) -> Option<Arc<TopicFields>> {
+        if let Some(hit) = self
+            .compiled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            return hit.clone();
+        }
+        let info = self.catalog.lookup(topic);
+        let compiled = (info.format() == RecordFormat::Json && !info.fields().is_empty()).then(|| {
+            let subject_path = match info.subject() {
+                Some(SubjectLocator::Json(p)) => Some(p.steps().collect::<Vec<_>>()),
+                _ => None,
+            };
+            Arc::new(TopicFields {
+                targets: Targets::new(
+                    info.fields().iter().map(|f| f.path.steps().collect()),
+                    subject_path,
+                ),
+                fields: info
+                    .fields()
+                    .iter()
+                    .map(|f| (f.path.to_string(), f.category.clone()))
+                    .collect(),
+                subject: info.subject().cloned(),
+            })
+        });
+        let mut map = self.compiled.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(topic.to_string(), compiled.clone());
+        compiled
+    }
+}
+
+/// The subject id of a record, by the catalog's locator.
+fn subject_id(
+    locator: Option<&SubjectLocator>,
+    key: Option<&Bytes>,
+    headers: &Headers,
+    doc: &[u8],
+    json_subject: Option<&std::ops::Range<usize>>,
+) -> Option<String> {
+    match locator? {
+        SubjectLocator::Key => key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .map(str::to_string),
+        SubjectLocator::Header(name) => headers
+            .last(name.as_bytes())
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string),
+        SubjectLocator::Json(_) => json_subject.and_then(|r| string_at(doc, r)),
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// Why a produced record is refused.
+#[derive(Debug, thiserror::Error)]
+enum ProduceRefusal {
+    #[error("{0}")]
+    Record(String),
+    #[error("{0}")]
+    Batch(#[from] RecordsError),
+}
+
+/// Encrypts the protected fields of one record value; `None` if it has
+/// none.
+fn protect_value(
+    keys: &Keys,
+    topic: &str,
+    tf: &TopicFields,
+    key: Option<&Bytes>,
+    headers: &Headers,
+    value: &Bytes,
+    scratch: &mut Vec<u8>,
+) -> Result<Option<Bytes>, String> {
+    let found =
+        scan(value, &tf.targets).map_err(|e| format!("the value is not valid JSON ({e})"))?;
+    if found.fields.is_empty() {
+        return Ok(None);
+    }
+    let subject = subject_id(
+        tf.subject.as_ref(),
+        key,
+        headers,
+        value,
+        found.subject.as_ref(),
+    )
+    .ok_or_else(|| match &tf.subject {
+        Some(SubjectLocator::Key) => "no data subject: the record has no UTF-8 key".to_string(),
+        Some(SubjectLocator::Header(h)) => format!("no data subject: no header {h}"),
+        Some(SubjectLocator::Json(p)) => format!("no data subject: no string at {p}"),
+        None => "the catalog names no data subject for this topic".to_string(),
+    })?;
+    let dk = keys
+        .store
+        .key_for_write(&subject)
+        .map_err(|e| format!("no data key: {e}"))?;
+    scratch.clear();
+    let mut ranges = Vec::with_capacity(found.fields.len());
+    for span in &found.fields {
+        let start = scratch.len();
+        let (path, _) = &tf.fields[span.field];
+        gatehouse_keys::encrypt_field_into(&dk, topic, path, &value[span.value.clone()], scratch)
+            .map_err(|e| format!("cannot encrypt {path}: {e}"))?;
+        ranges.push(start..scratch.len());
+    }
+    let edits: Vec<Edit<'_>> = found
+        .fields
+        .iter()
+        .zip(&ranges)
+        .map(|(span, r)| Edit {
+            range: span.value.clone(),
+            with: &scratch[r.clone()],
+        })
+        .collect();
+    let mut out = Vec::with_capacity(value.len() + scratch.len());
+    splice(value, &edits, &mut out);
+    Ok(Some(Bytes::from(out)))
+}
+
+/// What a consumer gets of each field of a topic, by field index.
+struct View<'a> {
+    topic: &'a str,
+    tf: &'a TopicFields,
+    effects: Vec<FieldEffect>,
+}
+
+impl View<'_> {
+    fn all_clear(&self) -> bool {
+        self.effects.iter().all(|e| *e == FieldEffect::Clear)
+    }
+}
+
+/// Counts of what happened to fetched fields, for logs.
+#[derive(Debug, Default)]
+struct FetchStats {
+    missing_key: usize,
+    undecryptable: usize,
+    withheld_records: usize,
+}
+
+/// Rewrites one fetched record value for `view`. `Ok(None)`: unchanged.
+/// `Err(())`: withhold the record.
+fn reveal_value(
+    keys: Option<&Keys>,
+    view: &View<'_>,
+    value: &Bytes,
+    buf: &mut Vec<u8>,
+    clear: &mut Vec<u8>,
+    stats: &mut FetchStats,
+) -> Result<Option<Bytes>, ()> {
+    let found = match scan(value, &view.tf.targets) {
+        Ok(f) => f,
+        // Fields cannot be found in it: only a consumer allowed every
+        // field in clear may have it.
+        Err(_) if view.all_clear() => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    if found.fields.is_empty() {
+        return Ok(None);
+    }
+    buf.clear();
+    // (span of the document to replace, range of `buf` holding the new
+    // bytes; an empty range removes the member).
+    let mut plan: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> =
+        Vec::with_capacity(found.fields.len());
+    for span in &found.fields {
+        let effect = view.effects[span.field];
+        let (path, category) = &view.tf.fields[span.field];
+        let remove = (span.member.clone(), 0..0);
+        if effect == FieldEffect::Redacted {
+            plan.push(remove);
+            continue;
+        }
+        let stored = &value[span.value.clone()];
+        let encrypted = stored.len() > CIPHERTEXT_PREFIX.len()
+            && stored[0] == b'"'
+            && stored[1..].starts_with(CIPHERTEXT_PREFIX.as_bytes());
+        clear.clear();
+        let plain: &[u8] = if encrypted {
+            let Some(keys) = keys else {
+                plan.push(remove);
+                continue;
+            };
+            let key = gatehouse_keys::ciphertext_key_id(stored)
+                .ok()
+                .and_then(|id| keys.store.key(id).ok().flatten());
+            let Some(key) = key else {
+                stats.missing_key += 1;
+                plan.push(remove);
+                continue;
+            };
+            if gatehouse_keys::decrypt_field_into(&key, view.topic, path, stored, clear).is_err() {
+                stats.undecryptable += 1;
+                plan.push(remove);
+                continue;
+            }
+            clear
+        } else {
+            stored
+        };
+        let start = buf.len();
+        match effect {
+            FieldEffect::Clear => buf.extend_from_slice(plain),
+            FieldEffect::Masked => gatehouse_keys::mask_into(category, plain, buf),
+            FieldEffect::Pseudonym => match keys {
+                Some(k) => k.pseudonyms.token_into(category, plain, buf),
+                None => {
+                    plan.push(remove);
+                    continue;
+                }
+            },
+            FieldEffect::Redacted => {}
+        }
+        if !encrypted && effect == FieldEffect::Clear {
+            // Unchanged bytes: no edit.
+            buf.truncate(start);
+            continue;
+        }
+        plan.push((span.value.clone(), start..buf.len()));
+    }
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let edits: Vec<Edit<'_>> = plan
+        .into_iter()
+        .map(|(range, r)| Edit {
+            range,
+            with: &buf[r],
+        })
+        .collect();
+    let mut out = Vec::with_capacity(value.len());
+    splice(value, &edits, &mut out);
+    Ok(Some(Bytes::from(out)))
+}
+
+impl Filter for Protection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
+        matches!(api, ApiKey::Produce | ApiKey::Fetch) && direction == Direction::Request
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        s: &'a SessionContext,
+        r: &'a mut Request,
+    ) -> FilterFuture<'a, RequestAction> {
+        Box::pin(async move {
+            match &mut r.body {
+                RequestKind::Fetch(f) => {
+                    if f.topics
+                        .iter()
+                        .any(|t| self.fields_of(t.topic.0.as_str()).is_some())
+                    {
+                        r.notes.insert(NAME, RefusedParts::new());
+                    }
+                    RequestAction::Continue
+                }
+                RequestKind::Produce(p) => {
+                    let mut refused = RefusedParts::new();
+                    let mut protected_any = false;
+                    let mut scratch = Vec::new();
+                    for t in &mut p.topic_data {
+                        let topic = t.name.0.to_string();
+                        let Some(tf) = self.fields_of(&topic) else {
+                            continue;
+                        };
+                        let Some(keys) = &self.keys else {
+                            for part in t.partition_data.drain(..) {
+                                refused.push((
+                                    t.name.clone(),
+                                    part.index,
+                                    POLICY_VIOLATION,
+                                    "the topic has protected fields and the proxy has no keys configured".into(),
+                                ));
+                            }
+                            continue;
+                        };
+                        protected_any = true;
+                        t.partition_data.retain_mut(|part| {
+                            let Some(records) = &part.records else {
+                                return true;
+                            };
+                            let mut index = 0usize;
+                            let result = rewrite_records(
+                                records,
+                                &RecordsOptions::produce(),
+                                |_, rec| -> Result<Verdict, ProduceRefusal> {
+                                    let at = index;
+                                    index += 1;
+                                    let Some(value) = &rec.value else {
+                                        return Ok(Verdict::Keep);
+                                    };
+                                    match protect_value(
+                                        keys,
+                                        &topic,
+                                        &tf,
+                                        rec.key.as_ref(),
+                                        &rec.headers,
+                                        value,
+                                        &mut scratch,
+                                    ) {
+                                        Ok(Some(v)) => rec.value = Some(v),
+                                        Ok(None) => {}
+                                        Err(why) => {
+                                            return Err(ProduceRefusal::Record(format!(
+                                                "record {at} of the batch: {why}"
+                                            )))
+                                        }
+                                    }
+                                    Ok(Verdict::Keep)
+                                },
+                            );
+                            match result {
+                                Ok(rw) => {
+                                    part.records = Some(rw.records);
+                                    true
+                                }
+                                Err(e) => {
+                                    tracing::info!(
+                                        peer = %s.peer,
+                                        topic,
+                                        partition = part.index,
+                                        reason = %e,
+                                        "produce refused: field protection"
+                                    );
+                                    refused.push((
+                                        t.name.clone(),
+                                        part.index,
+                                        INVALID_RECORD,
+                                        e.to_string(),
+                                    ));
+                                    false
+                                }
+                            }
+                        });
+                    }
+                    p.topic_data.retain(|t| !t.partition_data.is_empty());
+                    // Keys first: a record may only reach the cluster once
+                    // every replica can find its key.
+                    if protected_any {
+                        if let Some(topic) = self.keys.as_ref().and_then(|k| k.topic.get()) {
+                            if let Err(e) = topic.publish_pending().await {
+                                tracing::warn!(error = %e, "produce refused: data keys not published");
+                                for t in p.topic_data.drain(..) {
+                                    for part in t.partition_data {
+                                        refused.push((
+                                            t.name.clone(),
+                                            part.index,
+                                            NOT_ENOUGH_REPLICAS,
+                                            "data keys could not be published; retry".into(),
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if refused.is_empty() {
+                        return RequestAction::Continue;
+                    }
+                    if p.topic_data.is_empty() {
+                        if p.acks == 0 {
+                            return RequestAction::Drop;
+                        }
+                        let mut resp = ProduceResponse::default();
+                        merge_refused(&mut resp, refused);
+                        return RequestAction::Respond(Box::new(ResponseKind::Produce(resp)));
+                    }
+                    r.notes.insert(NAME, refused);
+                    RequestAction::Continue
+                }
+                _ => RequestAction::Continue,
+            }
+        })
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        s: &'a SessionContext,
+        r: &'a mut Response,
+    ) -> FilterFuture<'a, ResponseAction> {
+        Box::pin(async move {
+            let refused: RefusedParts = r.notes.take(NAME).unwrap_or_default();
+            match &mut r.body {
+                ResponseKind::Produce(p) => merge_refused(p, refused),
+                ResponseKind::Fetch(f) => {
+                    let who = principal_info(s.principal.as_ref());
+                    let keys = self.keys.as_deref();
+                    let mut waited = false;
+                    let (mut buf, mut clear) = (Vec::new(), Vec::new());
+                    for t in &mut f.responses {
+                        let topic = t.topic.0.to_string();
+                        let Some(tf) = self.fields_of(&topic) else {
+                            continue;
+                        };
+                        let plan = self.policies.plan(&who, &topic, &self.catalog);
+                        let view = View {
+                            topic: &topic,
+                            effects: tf
+                                .fields
+                                .iter()
+                                .map(|(path, _)| {
+                                    plan.field_effect(path).unwrap_or(FieldEffect::Redacted)
+                                })
+                                .collect(),
+                            tf: &tf,
+                        };
+                        for p in &mut t.partitions {
+                            let Some(records) = p.records.clone() else {
+                                continue;
+                            };
+                            if records.is_empty() {
+                                continue;
+                            }
+                            loop {
+                                let mut stats = FetchStats::default();
+                                let result = rewrite_records(
+                                    &records,
+                                    &RecordsOptions::fetch(),
+                                    |_, rec| -> Result<Verdict, RecordsError> {
+                                        let Some(value) = &rec.value else {
+                                            return Ok(Verdict::Keep);
+                                        };
+                                        match reveal_value(
+                                            keys, &view, value, &mut buf, &mut clear, &mut stats,
+                                        ) {
+                                            Ok(Some(v)) => rec.value = Some(v),
+                                            Ok(None) => {}
+                                            Err(()) => {
+                                                stats.withheld_records += 1;
+                                                return Ok(Verdict::Drop);
+                                            }
+                                        }
+                                        Ok(Verdict::Keep)
+                                    },
+                                );
+                                // A key this replica has not seen may be on
+                                // its way through the key topic: wait for it
+                                // once per response, then decide.
+                                if stats.missing_key > 0 && !waited {
+                                    waited = true;
+                                    if let Some(kt) = keys.and_then(|k| k.topic.get()) {
+                                        if kt.caught_up(KEY_CATCH_UP).await {
+                                            continue;
+                                        }
+                                    }
+                                }
+                                if stats.missing_key + stats.undecryptable + stats.withheld_records
+                                    > 0
+                                {
+                                    tracing::debug!(
+                                        topic,
+                                        partition = p.partition_index,
+                                        missing_key = stats.missing_key,
+                                        undecryptable = stats.undecryptable,
+                                        withheld = stats.withheld_records,
+                                        "protected fields removed"
+                                    );
+                                }
+                                match result {
+                                    Ok(rw) => p.records = Some(rw.records),
+                                    Err(e) => {
+                                        return ResponseAction::Close(format!(
+                                            "cannot protect {topic}: {e}"
+                                        ))
+                                    }
+                                }
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            ResponseAction::Continue
+        })
+    }
+}
+
+/// Adds refused partitions to a produce response.
+fn merge_refused(resp: &mut ProduceResponse, refused: RefusedParts) {
+    for (name, index, code, message) in refused {
+        let part = PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_error_message(Some(StrBytes::from_string(message)));
+        match resp.responses.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partition_responses.push(part),
+            None => resp.responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(vec![part]),
+            ),
+        }
+    }
+}

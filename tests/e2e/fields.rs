@@ -1,0 +1,418 @@
+//! Field protection end to end: personal fields encrypted on produce, and
+//! each consumer's view decided by the shipped policies — through real
+//! clients, against the broker we ship, with one and with two proxies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::policy::{read_records, send, Received, World};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const PROTECTED: [&str; 5] = [
+    "/author/email",
+    "/author/name",
+    "/author/handle",
+    "/author/ip",
+    "/geo",
+];
+
+/// A social post of the demo world.
+fn post(id: &str, subject: &str, name: &str, handle: &str, ip: &str) -> String {
+    let email = format!("{}@example.com", name.to_lowercase().replace(' ', "."));
+    serde_json::json!({
+        "id": id, "ts": "2026-11-26T08:00:00Z", "lang": "en",
+        "author": {"id": subject, "email": email, "name": name, "handle": handle, "ip": ip},
+        "geo": {"lat": 48.8566, "lon": 2.3522},
+        "text": format!("post {id}: the new campaign is great #brand"),
+        "campaign": "cmp-2026-11", "sentiment": null
+    })
+    .to_string()
+}
+
+/// Lets the `research` team read posts, with no field grant at all.
+const RESEARCH: &str = r#"@id("research-posts-no-fields")
+permit (
+  principal,
+  action in [Gatehouse::Action::"consume", Gatehouse::Action::"describe",
+             Gatehouse::Action::"consume_record"],
+  resource is Gatehouse::Topic
+)
+when { principal.team == "research" && resource.name == "social.posts" };
+"#;
+
+async fn grant_research(w: &World) -> Result<()> {
+    let policies = w.proxy.policies().context("policies")?;
+    let version = policies.version();
+    std::fs::write(w.policy_dir.join("research.cedar"), RESEARCH)?;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while policies.version() == version {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "research policy not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Every record of `topic` read straight from the broker, bypassing the
+/// proxy.
+async fn read_direct(w: &World, topic: &str, partitions: i32) -> Result<Vec<Received>> {
+    let consumer: StreamConsumer = crate::support::consumer(
+        &w.broker.broker_addr().to_string(),
+        &format!("direct-{}", crate::policy::rand_suffix()),
+        &[("enable.partition.eof", "true")],
+    )?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut eof = 0;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while eof < partitions {
+        match tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .context("direct read timed out")?
+        {
+            Ok(m) => out.push(Received {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            }),
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => eof += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+fn by_id(records: &[Received]) -> Result<BTreeMap<String, (Value, (i32, i64))>> {
+    records
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r.value)
+                .with_context(|| format!("not JSON: {}", r.value))?;
+            let id = v["id"].as_str().context("no id")?.to_string();
+            Ok((id, (v, (r.partition, r.offset))))
+        })
+        .collect()
+}
+
+fn without(mut v: Value, pointers: &[&str]) -> Value {
+    for p in pointers {
+        let (parent, leaf) = p.rsplit_once('/').unwrap_or(("", p));
+        if let Some(Value::Object(o)) = v.pointer_mut(parent) {
+            o.remove(leaf);
+        }
+    }
+    v
+}
+
+async fn produce_posts(p: &FutureProducer, posts: &[(String, String)]) -> Result<()> {
+    for (key, value) in posts {
+        send(p, "social.posts", key, Some(value), None).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_see_three_views() -> Result<()> {
+    let w = World::start().await?;
+    grant_research(&w).await?;
+    let ingest = w.producer("ingest")?;
+    for subject in ["u-000042", "u-000007"] {
+        send(
+            &ingest,
+            "consent.events",
+            subject,
+            Some(r#"{"purposes":["analytics"]}"#),
+            None,
+        )
+        .await?;
+    }
+    let posts = vec![
+        (
+            "u-000042".to_string(),
+            post("p-1", "u-000042", "Jane Doe", "@janedoe", "203.0.113.42"),
+        ),
+        (
+            "u-000007".to_string(),
+            post("p-2", "u-000007", "Max Mustermann", "@max", "198.51.100.7"),
+        ),
+        (
+            "u-000042".to_string(),
+            post("p-3", "u-000042", "Jane Doe", "@janedoe", "203.0.113.42"),
+        ),
+    ];
+    produce_posts(&ingest, &posts).await?;
+    let originals: BTreeMap<String, Value> = posts
+        .iter()
+        .map(|(_, v)| {
+            let v: Value = serde_json::from_str(v)?;
+            Ok((v["id"].as_str().unwrap_or_default().to_string(), v))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(
+        w.proxy.consent_caught_up(LIMIT).await,
+        "consent not caught up"
+    );
+
+    // The broker holds ciphertext in every protected field, and the rest
+    // as produced.
+    let stored = by_id(&read_direct(&w, "social.posts", 3).await?)?;
+    ensure!(stored.len() == 3, "{} records stored", stored.len());
+    for (id, (v, _)) in &stored {
+        for p in PROTECTED {
+            let field = v.pointer(p).and_then(Value::as_str).unwrap_or_default();
+            ensure!(field.starts_with("gh1."), "{id}{p} stored as {:?}", v.pointer(p));
+        }
+        let original = &originals[id];
+        ensure!(
+            without(v.clone(), &PROTECTED) == without(original.clone(), &PROTECTED),
+            "{id}: unprotected fields changed"
+        );
+        ensure!(!v.to_string().contains("example.com"), "{id}: clear email stored");
+    }
+
+    let addr = w.proxy.local_addr();
+    let clear = by_id(&read_records(addr, "trust-safety", "social.posts", 3).await?)?;
+    let analytics = by_id(&read_records(addr, "analytics", "social.posts", 3).await?)?;
+    let research = by_id(&read_records(addr, "research", "social.posts", 3).await?)?;
+
+    // Same records, same offsets, three views.
+    let offsets = |m: &BTreeMap<String, (Value, (i32, i64))>| -> BTreeSet<(i32, i64)> {
+        m.values().map(|(_, o)| *o).collect()
+    };
+    ensure!(offsets(&clear) == offsets(&stored));
+    ensure!(offsets(&analytics) == offsets(&stored));
+    ensure!(offsets(&research) == offsets(&stored));
+
+    for (id, original) in &originals {
+        // trust-safety: everything in clear, exactly as produced.
+        ensure!(&clear[id].0 == original, "trust-safety sees {}", clear[id].0);
+        // research: no protected field at all.
+        ensure!(
+            research[id].0 == without(original.clone(), &PROTECTED),
+            "research sees {}",
+            research[id].0
+        );
+        // analytics: email and ip masked, handle pseudonymized, name and
+        // geo removed, the rest as produced.
+        let a = &analytics[id].0;
+        ensure!(
+            without(a.clone(), &PROTECTED) == without(original.clone(), &PROTECTED),
+            "analytics: {a}"
+        );
+        ensure!(a.pointer("/author/name").is_none() && a.get("geo").is_none(), "{a}");
+        let email = original["author"]["email"].as_str().unwrap_or_default();
+        let masked = format!("{}***@example.com", &email[..1]);
+        ensure!(a["author"]["email"] == masked.as_str(), "{a}");
+        let ip = original["author"]["ip"].as_str().unwrap_or_default();
+        let truncated = format!("{}.0", &ip[..ip.rfind('.').unwrap_or(0)]);
+        ensure!(a["author"]["ip"] == truncated.as_str(), "{a}");
+        ensure!(
+            a["author"]["handle"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("ps_")),
+            "{a}"
+        );
+    }
+    // Pseudonyms join: same handle, same token; another handle, another.
+    let token = |id: &str| analytics[id].0["author"]["handle"].clone();
+    ensure!(token("p-1") == token("p-3") && token("p-1") != token("p-2"));
+
+    // A destroyed key (an erased subject): its fields are removed for
+    // everyone, the rest of its records still arrive.
+    let keys = w.proxy.keys().context("keys")?;
+    let destroyed = keys.store().destroy_subject("u-000007")?;
+    ensure!(!destroyed.is_empty(), "u-000007 had no key");
+    let clear = by_id(&read_records(addr, "trust-safety", "social.posts", 3).await?)?;
+    ensure!(
+        clear["p-2"].0 == without(originals["p-2"].clone(), &PROTECTED),
+        "after erasure trust-safety sees {}",
+        clear["p-2"].0
+    );
+    ensure!(&clear["p-1"].0 == &originals["p-1"]);
+    drop(w.broker);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_refused_not_stored() -> Result<()> {
+    let w = World::start().await?;
+    let ingest = w.producer("ingest")?;
+    let refusal = |r: Result<()>| -> Option<String> { r.err().map(|e| e.to_string()) };
+    let not_json = refusal(send(&ingest, "social.posts", "u-1", Some("{not json"), None).await);
+    ensure!(
+        not_json.as_deref().is_some_and(|e| e.contains("InvalidRecord")),
+        "not JSON: {not_json:?}"
+    );
+    let no_subject = refusal(
+        send(
+            &ingest,
+            "social.posts",
+            "u-1",
+            Some(r#"{"id":"p-9","author":{"email":"a@b.c"}}"#),
+            None,
+        )
+        .await,
+    );
+    ensure!(
+        no_subject
+            .as_deref()
+            .is_some_and(|e| e.contains("InvalidRecord")),
+        "no subject: {no_subject:?}"
+    );
+    // A record without protected fields needs no subject and passes.
+    send(
+        &ingest,
+        "social.posts",
+        "u-1",
+        Some(r#"{"id":"p-10","text":"no personal data"}"#),
+        None,
+    )
+    .await?;
+    let stored = read_direct(&w, "social.posts", 3).await?;
+    ensure!(
+        stored.len() == 1 && stored[0].value.contains("p-10"),
+        "{stored:?}"
+    );
+    drop(w.broker);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_keys() -> Result<()> {
+    let w = World::start().await?;
+    let b = w.replica("b").await?;
+    let creds = World::creds("ingest");
+    let creds: Vec<(&str, &str)> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let via_a = crate::support::producer(&w.proxy.local_addr().to_string(), &creds)?;
+    let via_b = crate::support::producer(&b.local_addr().to_string(), &creds)?;
+    // A new subject's first posts arrive through both replicas at once:
+    // each may create a key for it.
+    let mut originals = BTreeMap::new();
+    let mut sends = Vec::new();
+    for i in 0..20 {
+        let (via, name) = if i % 2 == 0 {
+            (&via_a, "Ada Lovelace")
+        } else {
+            (&via_b, "Ada Lovelace")
+        };
+        let id = format!("p-{i}");
+        let value = post(&id, "u-000100", name, "@ada", "192.0.2.10");
+        originals.insert(id, serde_json::from_str::<Value>(&value)?);
+        let fut = via
+            .send_result(
+                FutureRecord::to("social.posts")
+                    .key("u-000100")
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)?;
+        sends.push(fut);
+    }
+    for s in sends {
+        s.await?.map_err(|(e, _)| e)?;
+    }
+    // Every record reads clear through either replica.
+    for addr in [w.proxy.local_addr(), b.local_addr()] {
+        let seen = by_id(&read_records(addr, "trust-safety", "social.posts", 3).await?)?;
+        ensure!(seen.len() == originals.len(), "{} records via {addr}", seen.len());
+        for (id, original) in &originals {
+            ensure!(&seen[id].0 == original, "via {addr}, {id}: {}", seen[id].0);
+        }
+    }
+    // Both replicas now agree on the key for new data.
+    let ka = w.proxy.keys().context("keys a")?;
+    let kb = b.keys().context("keys b")?;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let a = ka.store().subject_keys("u-000100")?;
+        let b = kb.store().subject_keys("u-000100")?;
+        let ids = |v: &[gatehouse_keys::KeyInfo]| -> BTreeSet<String> {
+            v.iter().map(|k| k.id.to_string()).collect()
+        };
+        if ids(&a) == ids(&b) {
+            let wa = ka.store().key_for_write("u-000100")?.id();
+            let wb = kb.store().key_for_write("u-000100")?.id();
+            ensure!(wa == wb, "replicas write under different keys");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "key sets never converged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.shutdown().await;
+    drop(w.broker);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codec_and_idempotent_order() -> Result<()> {
+    let w = World::start().await?;
+    let addr = w.proxy.local_addr().to_string();
+    let creds = World::creds("ingest");
+    let mut originals = Vec::new();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let mut c: Vec<(&str, &str)> = creds
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        c.extend([
+            ("compression.type", codec),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "20"),
+        ]);
+        let p = crate::support::producer(&addr, &c)?;
+        let mut sends = Vec::new();
+        for i in 0..100 {
+            let subject = format!("u-{:06}", i % 7);
+            let id = format!("{codec}-{i:03}");
+            let value = post(&id, &subject, "Grace Hopper", "@grace", "192.0.2.77");
+            originals.push((subject.clone(), id, serde_json::from_str::<Value>(&value)?));
+            let fut = p
+                .send_result(FutureRecord::to("social.posts").key(&subject).payload(&value))
+                .map_err(|(e, _)| e)?;
+            sends.push(fut);
+        }
+        for s in sends {
+            s.await?.map_err(|(e, _)| e)?;
+        }
+    }
+    let seen = read_records(w.proxy.local_addr(), "trust-safety", "social.posts", 3).await?;
+    ensure!(
+        seen.len() == originals.len(),
+        "{} of {} records",
+        seen.len(),
+        originals.len()
+    );
+    // Exactly once, in the order produced per key, every field clear.
+    let mut per_key: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in &seen {
+        per_key
+            .entry(r.key.clone())
+            .or_default()
+            .push(serde_json::from_str(&r.value)?);
+    }
+    let mut want: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (subject, _, v) in &originals {
+        want.entry(subject.clone()).or_default().push(v.clone());
+    }
+    ensure!(per_key == want, "records differ from what was produced");
+    drop(w.broker);
+    Ok(())
+}
