@@ -273,6 +273,12 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         consent_topic: "consent.events".to_string(),
         state_dir: data.join("proxy"),
     });
+    proxy_config.keys = Some(gatehouse_proxy::config::KeysConfig {
+        key_file: data.join("keys").join("kek.toml"),
+        state_dir: data.join("proxy").join("keys"),
+        topic: "_gatehouse.keys".to_string(),
+        cache_capacity: 100_000,
+    });
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo { broker, proxy })
 }

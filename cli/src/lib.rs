@@ -3,3 +3,4 @@
 //! runs).
 
 pub mod demo;
+pub mod keys;

@@ -770,8 +770,7 @@ pub(crate) fn apply_fetched(
                 if offset < *position {
                     continue;
                 }
-                store
-                    .apply_raw(partition, offset, r.key.as_deref(), r.value.as_deref())?;
+                store.apply_raw(partition, offset, r.key.as_deref(), r.value.as_deref())?;
                 out.records += 1;
             }
         }
@@ -1199,9 +1198,7 @@ pub(crate) async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, Rou
         }
     }
     if layout.leaders.is_empty() && layout.leaderless.is_empty() {
-        return Err(RoundEnd::Failed(format!(
-            "topic {topic} has no partitions"
-        )));
+        return Err(RoundEnd::Failed(format!("topic {topic} has no partitions")));
     }
     Ok(layout)
 }

@@ -347,10 +347,7 @@ impl Scanner<'_, '_> {
         quoted.extend_from_slice(name);
         quoted.push(b'"');
         let name: String = serde_json::from_slice(&quoted).ok()?;
-        children
-            .iter()
-            .find(|(n, _)| **n == *name)
-            .map(|(_, c)| *c)
+        children.iter().find(|(n, _)| **n == *name).map(|(_, c)| *c)
     }
 
     fn object(&mut self, node: Option<usize>, depth: usize) -> Result<(), JsonError> {
@@ -425,11 +422,7 @@ mod tests {
 
     fn targets() -> Targets {
         Targets::new(
-            vec![
-                vec!["author", "email"],
-                vec!["author", "name"],
-                vec!["geo"],
-            ],
+            vec![vec!["author", "email"], vec!["author", "name"], vec!["geo"]],
             Some(vec!["author", "id"]),
         )
     }
@@ -497,7 +490,11 @@ mod tests {
             b"1.",
             b"-",
         ] {
-            assert!(scan(bad, &targets()).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                scan(bad, &targets()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert!(scan(deep.as_bytes(), &targets()).is_err());

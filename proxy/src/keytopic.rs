@@ -44,7 +44,9 @@ const PRODUCE_TIMEOUT_MS: i32 = 10_000;
 /// The wrapped keys of this replica's store, followed from and published to
 /// the key topic.
 pub(crate) struct KeyTopic {
-    upstream: ProxyUpstream,
+    /// Weak: the proxy's filters hold this (through the keys), and the
+    /// proxy's state must not keep itself alive.
+    shared: std::sync::Weak<Shared>,
     topic: String,
     max_frame_bytes: usize,
     store: KeyStore,
@@ -66,13 +68,20 @@ impl KeyTopic {
     pub(crate) fn new(shared: Arc<Shared>, topic: String, store: KeyStore) -> Self {
         let max_frame_bytes = shared.config.limits.max_frame_bytes;
         Self {
-            upstream: ProxyUpstream(shared),
+            shared: Arc::downgrade(&shared),
             topic,
             max_frame_bytes,
             store,
             conn: Mutex::new(None),
             status: std::sync::OnceLock::new(),
         }
+    }
+
+    fn upstream(&self) -> Result<ProxyUpstream, String> {
+        self.shared
+            .upgrade()
+            .map(ProxyUpstream)
+            .ok_or_else(|| "the proxy is stopping".to_string())
     }
 
     /// Remembers the follower's status (set once, when it starts).
@@ -95,7 +104,8 @@ impl KeyTopic {
 
     /// Creates the key topic if the cluster does not have it.
     pub(crate) async fn ensure_topic(&self) -> Result<(), String> {
-        let mut conn = Conn::open(&self.upstream, None, self.max_frame_bytes)
+        let upstream = self.upstream()?;
+        let mut conn = Conn::open(&upstream, None, self.max_frame_bytes)
             .await
             .map_err(|e| e.to_string())?;
         if metadata(&mut conn, &self.topic).await.is_ok() {
@@ -161,9 +171,7 @@ impl KeyTopic {
             match self.produce(conn, batch.clone()).await {
                 Ok(()) => {
                     for (id, _, _) in &pending {
-                        self.store
-                            .mark_published(*id)
-                            .map_err(|e| e.to_string())?;
+                        self.store.mark_published(*id).map_err(|e| e.to_string())?;
                     }
                     return Ok(pending.len());
                 }
@@ -180,7 +188,8 @@ impl KeyTopic {
     }
 
     async fn connect_leader(&self) -> Result<Conn, String> {
-        let mut boot = Conn::open(&self.upstream, None, self.max_frame_bytes)
+        let upstream = self.upstream()?;
+        let mut boot = Conn::open(&upstream, None, self.max_frame_bytes)
             .await
             .map_err(|e| e.to_string())?;
         let layout = metadata(&mut boot, &self.topic)
@@ -198,7 +207,7 @@ impl KeyTopic {
         // The bootstrap connection may already be to the leader; a
         // dedicated one keeps it simple and is made once.
         Conn::open(
-            &self.upstream as &dyn Upstream,
+            &upstream as &dyn Upstream,
             Some((leader, &host, port)),
             self.max_frame_bytes,
         )

@@ -124,24 +124,25 @@ impl Protection {
             return hit.clone();
         }
         let info = self.catalog.lookup(topic);
-        let compiled = (info.format() == RecordFormat::Json && !info.fields().is_empty()).then(|| {
-            let subject_path = match info.subject() {
-                Some(SubjectLocator::Json(p)) => Some(p.steps().collect::<Vec<_>>()),
-                _ => None,
-            };
-            Arc::new(TopicFields {
-                targets: Targets::new(
-                    info.fields().iter().map(|f| f.path.steps().collect()),
-                    subject_path,
-                ),
-                fields: info
-                    .fields()
-                    .iter()
-                    .map(|f| (f.path.to_string(), f.category.clone()))
-                    .collect(),
-                subject: info.subject().cloned(),
-            })
-        });
+        let compiled =
+            (info.format() == RecordFormat::Json && !info.fields().is_empty()).then(|| {
+                let subject_path = match info.subject() {
+                    Some(SubjectLocator::Json(p)) => Some(p.steps().collect::<Vec<_>>()),
+                    _ => None,
+                };
+                Arc::new(TopicFields {
+                    targets: Targets::new(
+                        info.fields().iter().map(|f| f.path.steps().collect()),
+                        subject_path,
+                    ),
+                    fields: info
+                        .fields()
+                        .iter()
+                        .map(|f| (f.path.to_string(), f.category.clone()))
+                        .collect(),
+                    subject: info.subject().cloned(),
+                })
+            });
         let mut map = self.compiled.write().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
             map.clear();

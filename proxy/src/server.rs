@@ -165,6 +165,13 @@ impl Proxy {
                         },
                         _ = shutdown.changed() => return,
                     }
+                    // Keys changed while the proxy was down (a KEK rotation)
+                    // go out before anything else.
+                    match key_topic.publish_pending().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(keys = n, "pending data keys published"),
+                        Err(e) => tracing::warn!(error = %e, "pending data keys not published yet"),
+                    }
                     task.await;
                 });
             }
@@ -418,8 +425,9 @@ impl KeyParts {
         let provider = gatehouse_keys::LocalKeyFile::open_or_create(&k.key_file)
             .map_err(|e| ProxyError::Config(format!("key file {}: {e}", k.key_file.display())))?;
         let provider: Arc<dyn gatehouse_keys::KekProvider> = Arc::new(provider);
-        std::fs::create_dir_all(&k.state_dir)
-            .map_err(|e| ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display())))?;
+        std::fs::create_dir_all(&k.state_dir).map_err(|e| {
+            ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display()))
+        })?;
         let db = sled::open(&k.state_dir)
             .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
         let tree = db

@@ -82,6 +82,27 @@ async fn demo_serves_the_tour() -> Result<()> {
         }
     };
     ensure!(read("trust-safety").await?.trim() == post.replacen(':', " ", 1));
+    // The broker itself holds the protected fields encrypted.
+    let stored = kcat(
+        &[
+            "-b",
+            &demo.broker_addr().to_string(),
+            "-t",
+            "social.posts",
+            "-C",
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+        ],
+        None,
+        LIMIT,
+    )
+    .await?;
+    ensure!(
+        stored.contains("\"email\":\"gh1.") && !stored.contains("jane.doe@example.com"),
+        "stored: {stored}"
+    );
     // analytics sees nothing until the subject consents to analytics.
     ensure!(
         read("analytics").await?.trim().is_empty(),
@@ -96,12 +117,21 @@ async fn demo_serves_the_tour() -> Result<()> {
     )
     .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while read("analytics").await?.trim().is_empty() {
+    let seen = loop {
+        let seen = read("analytics").await?;
+        if !seen.trim().is_empty() {
+            break seen;
+        }
         ensure!(
             tokio::time::Instant::now() < deadline,
             "consent never reached the proxy"
         );
-    }
+    };
+    // analytics: email masked, handle pseudonymized.
+    ensure!(
+        seen.contains("\"email\":\"j***@example.com\"") && seen.contains("\"handle\":\"ps_"),
+        "analytics sees {seen}"
+    );
 
     // analytics with its JWT, from Python.
     let token = d
@@ -130,6 +160,35 @@ async fn demo_serves_the_tour() -> Result<()> {
     )
     .await?;
     ensure!(after.trim() == "u-000042", "after restart: {after}");
+    demo.shutdown().await?;
+
+    // `gatehouse keys` on the stopped demo: one key, for u-000042; a KEK
+    // rotation re-wraps it, and the data reads as before.
+    let (key_file, state_dir) = gatehouse::keys::demo_key_paths(d);
+    {
+        let store = gatehouse::keys::open_key_store(&key_file, &state_dir)?;
+        let keys = store.list()?;
+        ensure!(keys.len() == 1 && !keys[0].destroyed, "{keys:?}");
+        ensure!(store.subject_keys("u-000042")?.len() == 1);
+        let listing = gatehouse::keys::render(&keys);
+        ensure!(!listing.contains("u-000042"), "subject id in the listing");
+        let (kek, n) = store.rotate_kek()?;
+        ensure!(n == 1 && kek != keys[0].kek_id, "rotation: {kek}, {n}");
+    }
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0)).await?;
+    let b = demo.bootstrap().to_string();
+    let after = kcat_as(
+        d,
+        &b,
+        "trust-safety",
+        &["-t", "social.posts", "-C", "-e", "-q", "-f", "%s\n"],
+        None,
+    )
+    .await?;
+    ensure!(
+        after.contains("jane.doe@example.com"),
+        "after rotation: {after}"
+    );
     demo.shutdown().await?;
     Ok(())
 }

@@ -99,8 +99,8 @@ fn by_id(records: &[Received]) -> Result<BTreeMap<String, (Value, (i32, i64))>> 
     records
         .iter()
         .map(|r| {
-            let v: Value = serde_json::from_str(&r.value)
-                .with_context(|| format!("not JSON: {}", r.value))?;
+            let v: Value =
+                serde_json::from_str(&r.value).with_context(|| format!("not JSON: {}", r.value))?;
             let id = v["id"].as_str().context("no id")?.to_string();
             Ok((id, (v, (r.partition, r.offset))))
         })
@@ -173,14 +173,21 @@ async fn three_consumers_see_three_views() -> Result<()> {
     for (id, (v, _)) in &stored {
         for p in PROTECTED {
             let field = v.pointer(p).and_then(Value::as_str).unwrap_or_default();
-            ensure!(field.starts_with("gh1."), "{id}{p} stored as {:?}", v.pointer(p));
+            ensure!(
+                field.starts_with("gh1."),
+                "{id}{p} stored as {:?}",
+                v.pointer(p)
+            );
         }
         let original = &originals[id];
         ensure!(
             without(v.clone(), &PROTECTED) == without(original.clone(), &PROTECTED),
             "{id}: unprotected fields changed"
         );
-        ensure!(!v.to_string().contains("example.com"), "{id}: clear email stored");
+        ensure!(
+            !v.to_string().contains("example.com"),
+            "{id}: clear email stored"
+        );
     }
 
     let addr = w.proxy.local_addr();
@@ -198,7 +205,11 @@ async fn three_consumers_see_three_views() -> Result<()> {
 
     for (id, original) in &originals {
         // trust-safety: everything in clear, exactly as produced.
-        ensure!(&clear[id].0 == original, "trust-safety sees {}", clear[id].0);
+        ensure!(
+            &clear[id].0 == original,
+            "trust-safety sees {}",
+            clear[id].0
+        );
         // research: no protected field at all.
         ensure!(
             research[id].0 == without(original.clone(), &PROTECTED),
@@ -212,7 +223,10 @@ async fn three_consumers_see_three_views() -> Result<()> {
             without(a.clone(), &PROTECTED) == without(original.clone(), &PROTECTED),
             "analytics: {a}"
         );
-        ensure!(a.pointer("/author/name").is_none() && a.get("geo").is_none(), "{a}");
+        ensure!(
+            a.pointer("/author/name").is_none() && a.get("geo").is_none(),
+            "{a}"
+        );
         let email = original["author"]["email"].as_str().unwrap_or_default();
         let masked = format!("{}***@example.com", &email[..1]);
         ensure!(a["author"]["email"] == masked.as_str(), "{a}");
@@ -253,7 +267,9 @@ async fn bad_records_are_refused_not_stored() -> Result<()> {
     let refusal = |r: Result<()>| -> Option<String> { r.err().map(|e| e.to_string()) };
     let not_json = refusal(send(&ingest, "social.posts", "u-1", Some("{not json"), None).await);
     ensure!(
-        not_json.as_deref().is_some_and(|e| e.contains("InvalidRecord")),
+        not_json
+            .as_deref()
+            .is_some_and(|e| e.contains("InvalidRecord")),
         "not JSON: {not_json:?}"
     );
     let no_subject = refusal(
@@ -329,7 +345,11 @@ async fn two_replicas_share_keys() -> Result<()> {
     // Every record reads clear through either replica.
     for addr in [w.proxy.local_addr(), b.local_addr()] {
         let seen = by_id(&read_records(addr, "trust-safety", "social.posts", 3).await?)?;
-        ensure!(seen.len() == originals.len(), "{} records via {addr}", seen.len());
+        ensure!(
+            seen.len() == originals.len(),
+            "{} records via {addr}",
+            seen.len()
+        );
         for (id, original) in &originals {
             ensure!(&seen[id].0 == original, "via {addr}, {id}: {}", seen[id].0);
         }
@@ -385,7 +405,11 @@ async fn every_codec_and_idempotent_order() -> Result<()> {
             let value = post(&id, &subject, "Grace Hopper", "@grace", "192.0.2.77");
             originals.push((subject.clone(), id, serde_json::from_str::<Value>(&value)?));
             let fut = p
-                .send_result(FutureRecord::to("social.posts").key(&subject).payload(&value))
+                .send_result(
+                    FutureRecord::to("social.posts")
+                        .key(&subject)
+                        .payload(&value),
+                )
                 .map_err(|(e, _)| e)?;
             sends.push(fut);
         }

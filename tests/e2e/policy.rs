@@ -113,8 +113,10 @@ impl World {
         cluster: &str,
         replica: &str,
     ) -> ProxyConfig {
-        let mut config =
-            ProxyConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), cluster.to_string());
+        let mut config = ProxyConfig::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster.to_string(),
+        );
         config.auth = Some(gatehouse_proxy::auth::AuthConfig {
             mechanisms: vec!["PLAIN".into()],
             credentials_file: Some(dir.join("users.toml")),
@@ -173,11 +175,13 @@ impl World {
         topic: &str,
         partitions: i32,
     ) -> Result<Vec<(String, String)>> {
-        Ok(read_records(self.proxy.local_addr(), who, topic, partitions)
-            .await?
-            .into_iter()
-            .map(|r| (r.key, r.value))
-            .collect())
+        Ok(
+            read_records(self.proxy.local_addr(), who, topic, partitions)
+                .await?
+                .into_iter()
+                .map(|r| (r.key, r.value))
+                .collect(),
+        )
     }
 
     pub(crate) async fn raw_as(&self, who: &str) -> Result<RawClient> {
