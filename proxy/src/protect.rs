@@ -355,6 +355,126 @@ fn reveal_value(
     Ok(Some(Bytes::from(out)))
 }
 
+/// Encrypts the protected fields of every record of a produced record
+/// set.
+fn protect_records(
+    keys: &Keys,
+    topic: &str,
+    tf: &TopicFields,
+    records: &Bytes,
+    scratch: &mut Vec<u8>,
+) -> Result<crate::records::Rewritten, ProduceRefusal> {
+    let mut index = 0usize;
+    rewrite_records(
+        records,
+        &RecordsOptions::produce(),
+        |_, rec| -> Result<Verdict, ProduceRefusal> {
+            let at = index;
+            index += 1;
+            let Some(value) = &rec.value else {
+                return Ok(Verdict::Keep);
+            };
+            match protect_value(
+                keys,
+                topic,
+                tf,
+                rec.key.as_ref(),
+                &rec.headers,
+                value,
+                scratch,
+            ) {
+                Ok(Some(v)) => rec.value = Some(v),
+                Ok(None) => {}
+                Err(why) => {
+                    return Err(ProduceRefusal::Record(format!(
+                        "record {at} of the batch: {why}"
+                    )))
+                }
+            }
+            Ok(Verdict::Keep)
+        },
+    )
+}
+
+/// Rewrites every record of a fetched record set for `view`.
+fn reveal_records(
+    keys: Option<&Keys>,
+    view: &View<'_>,
+    records: &Bytes,
+    buf: &mut Vec<u8>,
+    clear: &mut Vec<u8>,
+    stats: &mut FetchStats,
+) -> Result<crate::records::Rewritten, RecordsError> {
+    rewrite_records(
+        records,
+        &RecordsOptions::fetch(),
+        |_, rec| -> Result<Verdict, RecordsError> {
+            let Some(value) = &rec.value else {
+                return Ok(Verdict::Keep);
+            };
+            match reveal_value(keys, view, value, buf, clear, stats) {
+                Ok(Some(v)) => rec.value = Some(v),
+                Ok(None) => {}
+                Err(()) => {
+                    stats.withheld_records += 1;
+                    return Ok(Verdict::Drop);
+                }
+            }
+            Ok(Verdict::Keep)
+        },
+    )
+}
+
+impl Protection {
+    /// Encrypts the protected fields of a record set as a produce through
+    /// the proxy would (without publishing new keys). For benchmarks and
+    /// tools; the filter does the same per partition.
+    pub fn protect_record_set(&self, topic: &str, records: &Bytes) -> Result<Bytes, String> {
+        let keys = self.keys.as_deref().ok_or("no keys configured")?;
+        let Some(tf) = self.fields_of(topic) else {
+            return Ok(records.clone());
+        };
+        let mut scratch = Vec::new();
+        protect_records(keys, topic, &tf, records, &mut scratch)
+            .map(|rw| rw.records)
+            .map_err(|e| e.to_string())
+    }
+
+    /// What `who` receives of a stored record set, as a fetch through the
+    /// proxy would deliver it. For benchmarks and tools.
+    pub fn reveal_record_set(
+        &self,
+        who: &gatehouse_policy::PrincipalInfo,
+        topic: &str,
+        records: &Bytes,
+    ) -> Result<Bytes, String> {
+        let Some(tf) = self.fields_of(topic) else {
+            return Ok(records.clone());
+        };
+        let plan = self.policies.plan(who, topic, &self.catalog);
+        let view = View {
+            topic,
+            effects: tf
+                .fields
+                .iter()
+                .map(|(path, _)| plan.field_effect(path).unwrap_or(FieldEffect::Redacted))
+                .collect(),
+            tf: &tf,
+        };
+        let (mut buf, mut clear, mut stats) = (Vec::new(), Vec::new(), FetchStats::default());
+        reveal_records(
+            self.keys.as_deref(),
+            &view,
+            records,
+            &mut buf,
+            &mut clear,
+            &mut stats,
+        )
+        .map(|rw| rw.records)
+        .map_err(|e| e.to_string())
+    }
+}
+
 impl Filter for Protection {
     fn name(&self) -> &'static str {
         NAME
@@ -405,36 +525,7 @@ impl Filter for Protection {
                             let Some(records) = &part.records else {
                                 return true;
                             };
-                            let mut index = 0usize;
-                            let result = rewrite_records(
-                                records,
-                                &RecordsOptions::produce(),
-                                |_, rec| -> Result<Verdict, ProduceRefusal> {
-                                    let at = index;
-                                    index += 1;
-                                    let Some(value) = &rec.value else {
-                                        return Ok(Verdict::Keep);
-                                    };
-                                    match protect_value(
-                                        keys,
-                                        &topic,
-                                        &tf,
-                                        rec.key.as_ref(),
-                                        &rec.headers,
-                                        value,
-                                        &mut scratch,
-                                    ) {
-                                        Ok(Some(v)) => rec.value = Some(v),
-                                        Ok(None) => {}
-                                        Err(why) => {
-                                            return Err(ProduceRefusal::Record(format!(
-                                                "record {at} of the batch: {why}"
-                                            )))
-                                        }
-                                    }
-                                    Ok(Verdict::Keep)
-                                },
-                            );
+                            let result = protect_records(keys, &topic, &tf, records, &mut scratch);
                             match result {
                                 Ok(rw) => {
                                     part.records = Some(rw.records);
@@ -538,25 +629,8 @@ impl Filter for Protection {
                             }
                             loop {
                                 let mut stats = FetchStats::default();
-                                let result = rewrite_records(
-                                    &records,
-                                    &RecordsOptions::fetch(),
-                                    |_, rec| -> Result<Verdict, RecordsError> {
-                                        let Some(value) = &rec.value else {
-                                            return Ok(Verdict::Keep);
-                                        };
-                                        match reveal_value(
-                                            keys, &view, value, &mut buf, &mut clear, &mut stats,
-                                        ) {
-                                            Ok(Some(v)) => rec.value = Some(v),
-                                            Ok(None) => {}
-                                            Err(()) => {
-                                                stats.withheld_records += 1;
-                                                return Ok(Verdict::Drop);
-                                            }
-                                        }
-                                        Ok(Verdict::Keep)
-                                    },
+                                let result = reveal_records(
+                                    keys, &view, &records, &mut buf, &mut clear, &mut stats,
                                 );
                                 // A key this replica has not seen may be on
                                 // its way through the key topic: wait for it

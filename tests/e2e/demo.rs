@@ -127,6 +127,12 @@ async fn demo_serves_the_tour() -> Result<()> {
             "consent never reached the proxy"
         );
     };
+    // support: the post without any of its author's personal fields.
+    let support = read("support").await?;
+    ensure!(
+        support.contains("p-81724") && !support.contains("email") && !support.contains("handle"),
+        "support sees {support}"
+    );
     // analytics: email masked, handle pseudonymized.
     ensure!(
         seen.contains("\"email\":\"j***@example.com\"") && seen.contains("\"handle\":\"ps_"),
