@@ -82,6 +82,15 @@
 //! Key material is zeroized on drop and never printed: every type holding it
 //! has a redacting `Debug`, and error messages name only files, key ids and
 //! KEK ids, never key bytes, plaintexts or subject ids.
+//!
+//! Inside each AES-256-GCM cipher (KEKs, data keys) the expanded AES key
+//! schedule is zeroized on drop too (the `aes` crate's `zeroize` feature,
+//! enabled in this crate's `Cargo.toml`). One gap remains: the 16-byte GHASH
+//! key H = AES_K(0) of each cipher is not wiped on x86_64 with CLMUL, because
+//! `polyval` 0.6.2's CPU-autodetecting wrapper never drops the backend it
+//! holds, so its `zeroize` feature only takes effect in the soft backend
+//! (e.g. built with `--cfg polyval_force_soft`). H does not reveal the key,
+//! but with H and one valid ciphertext under a key, tags can be forged.
 
 mod cache;
 mod error;

@@ -27,8 +27,23 @@ fn open_store(
     cap: usize,
 ) -> Result<(sled::Db, KeyStore), Box<dyn std::error::Error>> {
     let db = sled::open(dir)?;
-    let store = KeyStore::open(db.open_tree("keys")?, p, cap)?;
+    let store = store_on(&db, p, cap)?;
     Ok((db, store))
+}
+
+/// A new store (empty cache, no remembered writers) on an already open sled db.
+///
+/// Tests that want "a restarted store" use this instead of dropping the
+/// `sled::Db` and opening the same path again: sled 0.34 releases its file
+/// lock only when its background threads drop their last handle, which can be
+/// after `Db` is dropped, so an immediate reopen in the same process may fail
+/// with "could not acquire lock … WouldBlock" (spacejam/sled#1234, #1289).
+fn store_on(
+    db: &sled::Db,
+    p: Arc<LocalKeyFile>,
+    cap: usize,
+) -> Result<KeyStore, Box<dyn std::error::Error>> {
+    Ok(KeyStore::open(db.open_tree("keys")?, p, cap)?)
 }
 
 fn enc(store: &KeyStore, subject: &str, value: &str) -> Result<Vec<u8>, KeyError> {
@@ -113,10 +128,11 @@ fn local_key_file_rotation_and_reopen() -> TestResult {
 fn key_for_write_stable_and_persistent() -> TestResult {
     let dir = tempfile::tempdir()?;
     let p = provider(dir.path())?;
+    let db = sled::open(dir.path().join("db"))?;
     let token;
     let id;
     {
-        let (_db, store) = open_store(&dir.path().join("db"), p.clone(), 16)?;
+        let store = store_on(&db, p.clone(), 16)?;
         let k1 = store.key_for_write("alice")?;
         let k2 = store.key_for_write("alice")?;
         assert_eq!(k1.id(), k2.id());
@@ -134,7 +150,9 @@ fn key_for_write_stable_and_persistent() -> TestResult {
         let listed = format!("{:?}", store.list()?);
         assert!(!listed.contains("alice"));
     }
-    let (db, store) = open_store(&dir.path().join("db"), p, 16)?;
+    // A fresh store: nothing cached, nothing remembered; all it knows is in the tree.
+    let store = store_on(&db, p, 16)?;
+    assert_eq!(store.cached_keys(), 0);
     assert_eq!(store.key_for_write("alice")?.id(), id);
     assert_eq!(
         dec(&store, &token)?.as_deref(),
@@ -213,10 +231,10 @@ fn destroy_subject_shreds() -> TestResult {
 fn rotate_kek_rewraps_everything() -> TestResult {
     let dir = tempfile::tempdir()?;
     let p = provider(dir.path())?;
-    let db_dir = dir.path().join("db");
+    let db = sled::open(dir.path().join("db"))?;
     let mut tokens = Vec::new();
     {
-        let (_db, store) = open_store(&db_dir, p.clone(), 4)?;
+        let store = store_on(&db, p.clone(), 4)?;
         for i in 0..6 {
             tokens.push(enc(&store, &format!("s{i}"), &format!("{i}"))?);
         }
@@ -230,9 +248,12 @@ fn rotate_kek_rewraps_everything() -> TestResult {
             .all(|k| k.destroyed || k.kek_id == "kek-2"));
         assert_eq!(store.rotate_kek()?, ("kek-3".to_owned(), 5));
     }
-    // A fresh store (empty cache) on the same sled with the rotated provider.
+    // A fresh store (empty cache) on the same sled with a provider re-read from
+    // the rotated key file.
     let reopened = Arc::new(LocalKeyFile::open_or_create(&dir.path().join("kek.json"))?);
-    let (_db, store) = open_store(&db_dir, reopened, 4)?;
+    assert_eq!(reopened.current_kek_id(), "kek-3");
+    let store = store_on(&db, reopened, 4)?;
+    assert_eq!(store.cached_keys(), 0);
     for (i, t) in tokens.iter().enumerate().skip(1) {
         assert_eq!(dec(&store, t)?, Some(format!("{i}").into_bytes()));
     }
