@@ -95,7 +95,10 @@ async fn read_direct(w: &World, topic: &str, partitions: i32) -> Result<Vec<Rece
     Ok(out)
 }
 
-fn by_id(records: &[Received]) -> Result<BTreeMap<String, (Value, (i32, i64))>> {
+/// Records by post id: (value, (partition, offset)).
+type ById = BTreeMap<String, (Value, (i32, i64))>;
+
+fn by_id(records: &[Received]) -> Result<ById> {
     records
         .iter()
         .map(|r| {
@@ -196,9 +199,7 @@ async fn three_consumers_see_three_views() -> Result<()> {
     let research = by_id(&read_records(addr, "research", "social.posts", 3).await?)?;
 
     // Same records, same offsets, three views.
-    let offsets = |m: &BTreeMap<String, (Value, (i32, i64))>| -> BTreeSet<(i32, i64)> {
-        m.values().map(|(_, o)| *o).collect()
-    };
+    let offsets = |m: &ById| -> BTreeSet<(i32, i64)> { m.values().map(|(_, o)| *o).collect() };
     ensure!(offsets(&clear) == offsets(&stored));
     ensure!(offsets(&analytics) == offsets(&stored));
     ensure!(offsets(&research) == offsets(&stored));

@@ -49,6 +49,46 @@ struct Args {
     /// measure latency below saturation.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// A librdkafka setting for every client, `key=value` (repeatable),
+    /// e.g. `security.protocol=SASL_PLAINTEXT`.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// A librdkafka setting for the consumer only (repeatable; overrides
+    /// `--option`), e.g. to consume as another principal.
+    #[arg(long = "consumer-option", value_name = "KEY=VALUE")]
+    consumer_options: Vec<String>,
+    /// What the values are: `text`, or `posts` (JSON social posts of about
+    /// --size bytes with five personal fields, keyed by their author, one of
+    /// 1,000 subjects).
+    #[arg(long, default_value = "text")]
+    values: String,
+}
+
+fn apply(config: &mut ClientConfig, options: &[String]) -> Result<()> {
+    for o in options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--option {o}: expected KEY=VALUE"))?;
+        config.set(k, v);
+    }
+    Ok(())
+}
+
+/// Message `i`: (key, value).
+fn message(args: &Args, i: usize, text: &[u8]) -> (String, Vec<u8>) {
+    if args.values == "posts" {
+        let subject = format!("u-{:06}", i % 1_000);
+        let mut v = format!(
+            r#"{{"id":"p-{i}","ts":"2026-11-26T08:00:00Z","lang":"en","author":{{"id":"{subject}","email":"user.{i}@example.com","name":"Jane Doe","handle":"@user{i}","ip":"203.0.113.42"}},"geo":{{"lat":48.8566,"lon":2.3522}},"campaign":"cmp-2026-11","text":""#
+        )
+        .into_bytes();
+        let room = args.size.saturating_sub(v.len() + 2);
+        v.extend_from_slice(&text[..room.min(text.len())]);
+        v.extend_from_slice(b"\"}");
+        (subject, v)
+    } else {
+        (format!("key-{}", i % 10_000), text.to_vec())
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -61,13 +101,17 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 async fn ensure_topic(args: &Args) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
-        .create()?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &args.bootstrap);
+    apply(&mut config, &args.options)?;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = config.create()?;
     let topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
     for r in admin.create_topics(&[topic], &AdminOptions::new()).await? {
         match r {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            // Through a proxy that does not let this principal create it:
+            // it must exist already.
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed)) => {}
             Err((t, e)) => bail!("cannot create {t}: {e}"),
         }
     }
@@ -75,16 +119,18 @@ async fn ensure_topic(args: &Args) -> Result<()> {
 }
 
 async fn produce(args: &Args) -> Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.bootstrap)
         .set("acks", &args.acks)
         .set("compression.type", &args.compression)
         .set("linger.ms", args.linger_ms.to_string())
         .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()?;
+        .set("queue.buffering.max.kbytes", "1048576");
+    apply(&mut config, &args.options)?;
+    let producer: FutureProducer = config.create()?;
     // Values are random-ish text so compression has realistic work to do.
-    let value: Vec<u8> = (0..args.size)
+    let text: Vec<u8> = (0..args.size)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789 "[(i * 7 + i / 13) % 37])
         .collect();
     // Deliveries are collected by a task of their own as they complete, so
@@ -111,11 +157,13 @@ async fn produce(args: &Args) -> Result<()> {
     let per_tick = (args.rate / 1000).max(1) as usize;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent_bytes = 0usize;
     for i in 0..args.messages {
         if args.rate > 0 && i % per_tick == 0 {
             tick.tick().await;
         }
-        let key = format!("key-{}", i % 10_000);
+        let (key, value) = message(args, i, &text);
+        sent_bytes += value.len();
         let sent = Instant::now();
         let fut = producer
             .send_result(FutureRecord::to(&args.topic).key(&key).payload(&value))
@@ -139,7 +187,7 @@ async fn produce(args: &Args) -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let bytes = (args.messages * args.size) as f64;
+    let bytes = sent_bytes as f64;
     println!(
         "{}",
         serde_json::json!({
@@ -159,12 +207,15 @@ async fn produce(args: &Args) -> Result<()> {
 }
 
 fn consume(args: &Args) -> Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", "gatehouse-load")
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .create()?;
+        .set("fetch.max.bytes", "52428800");
+    apply(&mut config, &args.options)?;
+    apply(&mut config, &args.consumer_options)?;
+    let consumer: BaseConsumer = config.create()?;
     let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
     let topic = md.topics().first().context("topic missing")?;
     let mut tpl = TopicPartitionList::new();
