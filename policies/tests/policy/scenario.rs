@@ -199,7 +199,12 @@ fn support_reads_tickets_clear_and_profiles_partly_masked() {
     let w = world();
     assert_eq!(w.rights("support", "support.tickets"), (false, true, true));
     assert_eq!(w.rights("support", "social.profiles"), (false, true, true));
-    for topic in ["social.posts", "consent.events", "enrich.sentiment"] {
+    // Public posts, to answer complaints, but none of their personal fields.
+    assert_eq!(w.rights("support", "social.posts"), (false, true, true));
+    let posts = w.effects("support", "social.posts");
+    assert_eq!(posts.len(), 5);
+    assert!(posts.iter().all(|(_, e)| *e == FieldEffect::Redacted));
+    for topic in ["consent.events", "enrich.sentiment"] {
         assert!(!w.rights("support", topic).1, "{topic}");
     }
     assert_eq!(
