@@ -941,9 +941,11 @@ impl Consent {
     }
 }
 
-/// Finds the subject id of a record.
+/// Finds the subject id of a record. `json` is the compiled subject path
+/// for [`SubjectLocator::Json`].
 fn subject_of(
     locator: &SubjectLocator,
+    json: Option<&crate::json::Targets>,
     key: Option<&Bytes>,
     value: Option<&Bytes>,
     headers: &crate::records::Headers,
@@ -957,21 +959,20 @@ fn subject_of(
             .and_then(|h| h.value)
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::to_string),
-        SubjectLocator::Json(path) => value.and_then(|v| json_string_at(v, path.steps())),
+        SubjectLocator::Json(_) => {
+            let v = value?;
+            let found = crate::json::scan(v, json?).ok()?;
+            crate::json::string_at(v, found.subject.as_ref()?)
+        }
     }
 }
 
 /// The string at a path (member names from the root) of a JSON document,
 /// without building the whole document.
 pub fn json_string_at<'p>(doc: &[u8], steps: impl Iterator<Item = &'p str>) -> Option<String> {
-    use serde_json::value::RawValue;
-    let mut current: &RawValue = serde_json::from_slice(doc).ok()?;
-    for step in steps {
-        let map: std::collections::HashMap<&str, &RawValue> =
-            serde_json::from_str(current.get()).ok()?;
-        current = map.get(step).copied()?;
-    }
-    serde_json::from_str::<String>(current.get()).ok()
+    let targets = crate::json::Targets::new(Vec::<Vec<&str>>::new(), Some(steps.collect()));
+    let found = crate::json::scan(doc, &targets).ok()?;
+    crate::json::string_at(doc, found.subject.as_ref()?)
 }
 
 impl Filter for Consent {
@@ -1017,6 +1018,13 @@ impl Filter for Consent {
                 };
                 let plan = self.policies.plan(&who, &topic, &self.catalog);
                 let residency = info.residency().to_string();
+                let json = match &locator {
+                    SubjectLocator::Json(path) => Some(crate::json::Targets::new(
+                        Vec::<Vec<&str>>::new(),
+                        Some(path.steps().collect()),
+                    )),
+                    _ => None,
+                };
                 for p in &mut t.partitions {
                     let Some(records) = &p.records else { continue };
                     if records.is_empty() {
@@ -1025,6 +1033,7 @@ impl Filter for Consent {
                     let result = rewrite_records(records, &RecordsOptions::fetch(), |_, rec| {
                         let subject = subject_of(
                             &locator,
+                            json.as_ref(),
                             rec.key.as_ref(),
                             rec.value.as_ref(),
                             &rec.headers,
