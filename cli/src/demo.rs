@@ -279,6 +279,13 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         topic: "_gatehouse.keys".to_string(),
         cache_capacity: 100_000,
     });
+    proxy_config.audit = Some(gatehouse_proxy::config::AuditSection {
+        dir: data.join("audit"),
+        replica_id: "demo".to_string(),
+        signing_key_file: None,
+        checkpoint_every: 1000,
+        flush_interval_ms: 2,
+    });
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo { broker, proxy })
 }

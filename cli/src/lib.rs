@@ -2,5 +2,6 @@
 //! end-to-end tests (so the tests exercise exactly what `gatehouse demo`
 //! runs).
 
+pub mod audit;
 pub mod demo;
 pub mod keys;

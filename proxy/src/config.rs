@@ -43,6 +43,44 @@ pub struct ProxyConfig {
     /// topics with protected fields refuse produce (fail closed).
     #[serde(default)]
     pub keys: Option<KeysConfig>,
+    /// The audit trail; needs `[policy]` and `[keys]` (subject ids are
+    /// hashed with a secret derived from the key provider, the same on
+    /// every replica).
+    #[serde(default)]
+    pub audit: Option<AuditSection>,
+}
+
+/// `[audit]`: where this replica writes its audit chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// This replica's chain (segments, signed head, index).
+    pub dir: std::path::PathBuf,
+    /// The replica id written into every event; give each replica its own.
+    #[serde(default = "default_replica_id")]
+    pub replica_id: String,
+    /// The Ed25519 checkpoint signing key (PKCS#8, created 0600 if
+    /// missing); default `audit-signing.p8` beside the key file of `[keys]`.
+    #[serde(default)]
+    pub signing_key_file: Option<std::path::PathBuf>,
+    /// A signed checkpoint every N events (and at shutdown).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Events arriving within this window share one write and fsync.
+    #[serde(default = "default_audit_flush_ms")]
+    pub flush_interval_ms: u64,
+}
+
+fn default_replica_id() -> String {
+    "proxy-1".to_string()
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+fn default_audit_flush_ms() -> u64 {
+    2
 }
 
 /// `[keys]`: the key hierarchy of field protection.
@@ -203,6 +241,7 @@ impl ProxyConfig {
             auth: None,
             policy: None,
             keys: None,
+            audit: None,
         }
     }
 

@@ -94,30 +94,71 @@ const TOPIC_RESOURCE: i8 = 2;
 pub struct Authz {
     policies: Arc<PolicyStore>,
     catalog: Arc<Catalog>,
+    audit: Option<gatehouse_audit::AuditLog>,
 }
 
 impl Authz {
     /// A filter deciding with `policies` about the topics of `catalog`.
     pub fn new(policies: Arc<PolicyStore>, catalog: Arc<Catalog>) -> Self {
-        Self { policies, catalog }
+        Self {
+            policies,
+            catalog,
+            audit: None,
+        }
+    }
+
+    /// Denials are also written to `log` (before they are answered).
+    pub fn with_audit(mut self, log: Option<gatehouse_audit::AuditLog>) -> Self {
+        self.audit = log;
+        self
     }
 
     fn topic_allowed(&self, who: &PrincipalInfo, action: Action, topic: &str) -> bool {
-        self.policies
-            .authorize(who, action, Resource::Topic(topic), &self.catalog)
-            .allowed
+        // Produce, consume and describe come from the topic's plan (cached
+        // per principal, topic and policy version); the rarer admin actions
+        // ask Cedar.
+        let plan;
+        let asked;
+        let decision = match action {
+            Action::Produce | Action::Consume | Action::Describe => {
+                plan = self.policies.plan(who, topic, &self.catalog);
+                plan.decision(action)
+            }
+            _ => None,
+        };
+        let decision = match decision {
+            Some(d) => d,
+            None => {
+                asked = self
+                    .policies
+                    .authorize(who, action, Resource::Topic(topic), &self.catalog);
+                &asked
+            }
+        };
+        if !decision.allowed {
+            crate::audit::note_denial("topic", topic, &decision.policies);
+        }
+        decision.allowed
     }
 
     fn group_allowed(&self, who: &PrincipalInfo, action: Action, group: &str) -> bool {
-        self.policies
-            .authorize(who, action, Resource::Group(group), &self.catalog)
-            .allowed
+        let d = self
+            .policies
+            .authorize(who, action, Resource::Group(group), &self.catalog);
+        if !d.allowed {
+            crate::audit::note_denial("group", group, &d.policies);
+        }
+        d.allowed
     }
 
     fn cluster_allowed(&self, who: &PrincipalInfo, action: Action) -> bool {
-        self.policies
-            .authorize(who, action, Resource::Cluster, &self.catalog)
-            .allowed
+        let d = self
+            .policies
+            .authorize(who, action, Resource::Cluster, &self.catalog);
+        if !d.allowed {
+            crate::audit::note_denial("cluster", "cluster", &d.policies);
+        }
+        d.allowed
     }
 }
 
@@ -165,8 +206,27 @@ impl Filter for Authz {
         r: &'a mut Request,
     ) -> FilterFuture<'a, RequestAction> {
         let who = principal_info(s.principal.as_ref());
-        let action = self.decide_request(s, &who, r);
-        Box::pin(async move { action })
+        let api = r.api;
+        let (action, denials) = crate::audit::collect_denials(|| self.decide_request(s, &who, r));
+        Box::pin(async move {
+            let Some(log) = &self.audit else {
+                return action;
+            };
+            if denials.is_empty() {
+                return action;
+            }
+            // The refusal is answered only once it is on the record.
+            match log
+                .append_all(crate::audit::denial_events(&who, api, denials))
+                .await
+            {
+                Ok(_) => action,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit log unavailable: request refused");
+                    RequestAction::Close(format!("audit log unavailable: {e}"))
+                }
+            }
+        })
     }
 
     fn on_response<'a>(
@@ -423,9 +483,18 @@ impl Authz {
             RequestKind::Metadata(m) => {
                 // Auto-creation only for who may create the topic.
                 if m.allow_auto_topic_creation {
+                    // Not a denial worth recording: clients ask for
+                    // auto-creation by default.
                     let all_creatable = m.topics.iter().flatten().all(|t| {
                         t.name.as_ref().is_some_and(|n| {
-                            self.topic_allowed(who, Action::CreateTopic, n.0.as_str())
+                            self.policies
+                                .authorize(
+                                    who,
+                                    Action::CreateTopic,
+                                    Resource::Topic(n.0.as_str()),
+                                    &self.catalog,
+                                )
+                                .allowed
                         })
                     });
                     if !all_creatable {

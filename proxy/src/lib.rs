@@ -42,6 +42,7 @@
 //! Nothing here knows the broker Gatehouse ships: the proxy works in front
 //! of any Kafka-compatible cluster.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod consent;

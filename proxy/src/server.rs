@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub upstream_sasl: Option<crate::upstream::Credentials>,
     /// TLS towards the cluster, if configured.
     pub upstream_tls: Option<crate::tls::UpstreamTls>,
+    /// The audit trail, if configured.
+    pub audit: Option<gatehouse_audit::AuditLog>,
 }
 
 impl Shared {
@@ -96,16 +98,54 @@ impl Proxy {
             Some(p) => Some(Governance::load(p, config.keys.as_ref())?),
             None => None,
         };
+        let audit = match &config.audit {
+            Some(a) => {
+                let (keys_config, secret) = match (&config.keys, governance.as_ref().and_then(|g| g.keys.as_ref())) {
+                    (Some(kc), Some(k)) => (kc, k.audit_secret.clone()),
+                    _ => {
+                        return Err(ProxyError::Config(
+                            "[audit] needs [policy] and [keys]: subject ids are hashed with a secret of the key provider".into(),
+                        ))
+                    }
+                };
+                let signing = a.signing_key_file.clone().unwrap_or_else(|| {
+                    keys_config
+                        .key_file
+                        .parent()
+                        .map(|d| d.join("audit-signing.p8"))
+                        .unwrap_or_else(|| "audit-signing.p8".into())
+                });
+                let mut cfg =
+                    gatehouse_audit::AuditConfig::new(&a.dir, &a.replica_id, signing, secret);
+                cfg.checkpoint_every = a.checkpoint_every;
+                cfg.flush_interval = Duration::from_millis(a.flush_interval_ms.max(1));
+                let log = gatehouse_audit::AuditLog::open(cfg).await.map_err(|e| {
+                    ProxyError::Config(format!("audit log {}: {e}", a.dir.display()))
+                })?;
+                tracing::info!(dir = %a.dir.display(), replica = %a.replica_id, "audit trail open");
+                Some(log)
+            }
+            None => None,
+        };
         let shared = Arc::new_cyclic(|weak| {
             let mut chain: Vec<Arc<dyn Filter>> = vec![
                 Arc::new(filters::ApiVersions::new(Vec::new(), sasl_enabled)),
                 Arc::new(filters::BrokerAddress::new(weak.clone())),
             ];
             if let Some(g) = &governance {
-                chain.push(Arc::new(crate::governance::Authz::new(
-                    g.policies.clone(),
-                    g.catalog.clone(),
-                )));
+                if let Some(log) = &audit {
+                    // Early in the chain: its response half runs last, on
+                    // what the client will actually receive.
+                    chain.push(Arc::new(crate::audit::Audit::new(
+                        log.clone(),
+                        Some(g.policies.clone()),
+                        g.catalog.clone(),
+                    )));
+                }
+                chain.push(Arc::new(
+                    crate::governance::Authz::new(g.policies.clone(), g.catalog.clone())
+                        .with_audit(audit.clone()),
+                ));
                 // Before consent: responses run the chain backwards, so
                 // consent drops records before their fields are worked on.
                 chain.push(Arc::new(crate::protect::Protection::new(
@@ -136,6 +176,7 @@ impl Proxy {
                 authenticator,
                 upstream_sasl,
                 governance: std::sync::Mutex::new(None),
+                audit: audit.clone(),
             }
         });
         if let Some(tls) = shared.tls_server.clone() {
@@ -194,6 +235,7 @@ impl Proxy {
                 g.policies.clone(),
                 interval,
                 shared.shutdown.subscribe(),
+                shared.audit.clone(),
             ));
             *shared.governance.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(GovernanceHandles {
@@ -293,6 +335,11 @@ impl Proxy {
         if drained.is_err() {
             tracing::warn!("shutdown grace period over; closing remaining connections");
             tasks.shutdown().await;
+        }
+        if let Some(log) = &self.shared.audit {
+            if let Err(e) = log.close().await {
+                tracing::error!(error = %e, "audit log not closed cleanly");
+            }
         }
         if let Some(policies) = self.policies() {
             let c = policies.counters();
@@ -414,10 +461,17 @@ struct Governance {
     keys: Option<KeyParts>,
 }
 
+/// The label the audit trail's subject-hash secret is derived from (with
+/// the key provider's MAC): the same on every replica and for
+/// `gatehouse audit`.
+pub const AUDIT_SUBJECT_LABEL: &[u8] = b"gatehouse audit subject v1";
+
 /// Field protection's keys and the sled database they live in.
 struct KeyParts {
     keys: Arc<crate::protect::Keys>,
     db: sled::Db,
+    /// The audit trail's subject-hash secret, derived from the provider.
+    audit_secret: gatehouse_keys::Zeroizing<[u8; 32]>,
 }
 
 impl KeyParts {
@@ -437,9 +491,15 @@ impl KeyParts {
             .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
         let pseudonyms = gatehouse_keys::Pseudonymizer::new(provider.as_ref())
             .map_err(|e| ProxyError::Config(format!("pseudonym secret: {e}")))?;
+        let audit_secret = gatehouse_keys::Zeroizing::new(
+            provider
+                .mac(AUDIT_SUBJECT_LABEL)
+                .map_err(|e| ProxyError::Config(format!("audit subject secret: {e}")))?,
+        );
         Ok(Self {
             keys: Arc::new(crate::protect::Keys::new(store, pseudonyms)),
             db,
+            audit_secret,
         })
     }
 }
@@ -497,6 +557,7 @@ async fn watch_policies(
     policies: Arc<gatehouse_policy::PolicyStore>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
+    audit: Option<gatehouse_audit::AuditLog>,
 ) {
     let fingerprint =
         |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
@@ -530,9 +591,32 @@ async fn watch_policies(
                     continue;
                 }
                 last = now;
-                match policies.reload() {
-                    Ok(version) => tracing::info!(version = format!("{version:016x}"), "policies reloaded"),
-                    Err(e) => tracing::error!(error = %e, "new policies refused; the previous set stays in force"),
+                let before = policies.version();
+                let event = match policies.reload() {
+                    Ok(version) if version == before => None,
+                    Ok(version) => {
+                        tracing::info!(version = format!("{version:016x}"), "policies reloaded");
+                        Some(gatehouse_audit::EventKind::PolicyReload {
+                            policy_hash: format!("{version:016x}"),
+                            trigger: "policy directory changed".into(),
+                            accepted: true,
+                            message: None,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "new policies refused; the previous set stays in force");
+                        Some(gatehouse_audit::EventKind::PolicyReload {
+                            policy_hash: format!("{before:016x}"),
+                            trigger: "policy directory changed".into(),
+                            accepted: false,
+                            message: Some(e.to_string()),
+                        })
+                    }
+                };
+                if let (Some(log), Some(event)) = (&audit, event) {
+                    if let Err(e) = log.append(event).await {
+                        tracing::error!(error = %e, "audit log unavailable: policy reload not recorded");
+                    }
                 }
             }
             _ = shutdown.changed() => return,

@@ -538,6 +538,23 @@ impl Session<'_> {
                         }
                         auth.succeeded(peer.ip());
                         tracing::info!(%peer, principal = %principal.name, method = ?principal.method, "authenticated");
+                        if let Some(log) = &self.shared.audit {
+                            let event = gatehouse_audit::EventKind::AuthOk {
+                                principal: principal.name.clone(),
+                                mechanism: format!("{:?}", principal.method),
+                                peer: peer.to_string(),
+                            };
+                            if let Err(e) = log.append(event).await {
+                                // No session without its record.
+                                self.closing = Some(format!("audit log unavailable: {e}"));
+                                let resp = SaslAuthenticateResponse::default().with_error_code(58);
+                                return self.respond_local(
+                                    api,
+                                    &raw,
+                                    ResponseKind::SaslAuthenticate(resp),
+                                );
+                            }
+                        }
                         self.ctx.principal = Some(principal);
                         self.expires = expires;
                         let lifetime_ms = expires
@@ -553,6 +570,17 @@ impl Session<'_> {
                         }
                     }
                     Outcome::Failed(reason) => {
+                        if let Some(log) = &self.shared.audit {
+                            let event = gatehouse_audit::EventKind::AuthRefused {
+                                principal: None,
+                                mechanism: "SASL".into(),
+                                peer: peer.to_string(),
+                                reason: reason.to_string(),
+                            };
+                            if let Err(e) = log.append(event).await {
+                                tracing::error!(error = %e, "audit log unavailable: refusal not recorded");
+                            }
+                        }
                         let delay = auth.failure_delay(peer.ip());
                         tracing::warn!(%peer, reason, delay_ms = delay.as_millis() as u64, "authentication failed");
                         tokio::time::sleep(delay).await;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use gatehouse_proxy::config::{KeysConfig, PolicyConfig};
+use gatehouse_proxy::config::{AuditSection, KeysConfig, PolicyConfig};
 use gatehouse_proxy::{Proxy, ProxyConfig};
 use gatehouse_sasl::{AttributeValue, CredentialStore, User};
 use gatehouse_tests::{RawClient, TestBroker};
@@ -137,6 +137,13 @@ impl World {
             state_dir: dir.join(format!("keys-{replica}")),
             topic: "_gatehouse.keys".into(),
             cache_capacity: 1_000,
+        });
+        config.audit = Some(AuditSection {
+            dir: dir.join(format!("audit-{replica}")),
+            replica_id: replica.to_string(),
+            signing_key_file: None,
+            checkpoint_every: 100,
+            flush_interval_ms: 2,
         });
         config
     }
@@ -276,7 +283,7 @@ pub(crate) async fn send(
     Ok(())
 }
 
-async fn fetch_error(c: &mut RawClient, topic: &str) -> Result<i16> {
+pub(crate) async fn fetch_error(c: &mut RawClient, topic: &str) -> Result<i16> {
     let req = FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(0)

@@ -1,0 +1,300 @@
+//! `gatehouse audit`: the auditor's questions, answered from the chains of
+//! every replica given.
+//!
+//! Subject ids are stored as keyed hashes; the auditor gives the clear id
+//! and this module hashes it with the secret the proxies use (derived from
+//! the key provider, so it needs the `[keys]` key file).
+
+use std::path::{Path, PathBuf};
+
+use gatehouse_audit::{Decision, Event, EventKind, Query};
+use gatehouse_keys::{KekProvider, LocalKeyFile};
+
+/// Why an audit command cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditCommandError {
+    /// Bad arguments or setup.
+    #[error("{0}")]
+    Setup(String),
+    /// The log refused.
+    #[error(transparent)]
+    Audit(#[from] gatehouse_audit::AuditError),
+    /// The key provider refused.
+    #[error(transparent)]
+    Keys(#[from] gatehouse_keys::KeyError),
+}
+
+/// The demo's audit directory and key file.
+pub fn demo_audit_paths(data: &Path) -> (PathBuf, PathBuf) {
+    (data.join("audit"), data.join("keys").join("kek.toml"))
+}
+
+/// The keyed hash under which the proxies record `subject`.
+pub fn subject_hash(key_file: &Path, subject: &str) -> Result<String, AuditCommandError> {
+    let provider = LocalKeyFile::open_or_create(key_file)?;
+    let secret =
+        gatehouse_keys::Zeroizing::new(provider.mac(gatehouse_proxy::server::AUDIT_SUBJECT_LABEL)?);
+    Ok(gatehouse_audit::hash_subject(&secret, subject))
+}
+
+/// Parses a time: epoch milliseconds, or RFC 3339 in UTC
+/// (`2026-11-26T08:00:00Z`, fractional seconds allowed).
+pub fn parse_time(text: &str) -> Result<u64, AuditCommandError> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let bad =
+        || AuditCommandError::Setup(format!("{text}: expected epoch ms or YYYY-MM-DDTHH:MM:SSZ"));
+    let t = text.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = t.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if d.len() != 3 || h.len() != 3 {
+        return Err(bad());
+    }
+    let frac_ms: i64 = format!("{frac:0<3}")[..3].parse().map_err(|_| bad())?;
+    let days = days_from_civil(d[0], d[1], d[2]);
+    let ms = ((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + frac_ms;
+    u64::try_from(ms).map_err(|_| bad())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC.
+pub fn format_time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Parses `allow` / `deny`.
+pub fn parse_decision(text: &str) -> Result<Decision, AuditCommandError> {
+    match text {
+        "allow" => Ok(Decision::Allow),
+        "deny" => Ok(Decision::Deny),
+        other => Err(AuditCommandError::Setup(format!(
+            "decision {other}: expected allow or deny"
+        ))),
+    }
+}
+
+/// One line of text about an event (for tables).
+pub fn describe(e: &EventKind) -> String {
+    match e {
+        EventKind::AuthOk {
+            mechanism, peer, ..
+        } => format!("authenticated ({mechanism}) from {peer}"),
+        EventKind::AuthRefused {
+            mechanism,
+            peer,
+            reason,
+            ..
+        } => {
+            format!("authentication refused ({mechanism}) from {peer}: {reason}")
+        }
+        EventKind::Decision {
+            api,
+            resource_type,
+            resource,
+            decision,
+            policies,
+            ..
+        } => format!(
+            "{api} {resource_type} {resource}: {} by [{}]",
+            match decision {
+                Decision::Allow => "allowed",
+                Decision::Deny => "denied",
+            },
+            if policies.is_empty() {
+                "default deny".to_string()
+            } else {
+                policies.join(", ")
+            }
+        ),
+        EventKind::Delivery {
+            topic,
+            partition,
+            first_offset,
+            last_offset,
+            records,
+            fields,
+            subjects,
+            policies,
+            ..
+        } => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.join(" ")))
+                .collect();
+            format!(
+                "received {topic}/{partition} offsets {first_offset}-{last_offset} ({records} records, {} subjects) fields {{{}}} by [{}]",
+                subjects.len(),
+                fields.join("; "),
+                policies.join(", ")
+            )
+        }
+        EventKind::Produce {
+            topic,
+            partition,
+            base_offset,
+            records,
+            subjects,
+            ..
+        } => format!(
+            "produced {topic}/{partition} at offset {base_offset} ({records} records, {} subjects)",
+            subjects.len()
+        ),
+        EventKind::PolicyReload {
+            policy_hash,
+            trigger,
+            accepted,
+            message,
+        } => format!(
+            "policies {policy_hash} {} ({trigger}){}",
+            if *accepted { "loaded" } else { "refused" },
+            message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+        EventKind::KeyOperation {
+            operation,
+            key_id,
+            actor,
+            ..
+        } => {
+            format!(
+                "key {operation} {} by {actor}",
+                key_id.as_deref().unwrap_or("-")
+            )
+        }
+        EventKind::Erasure { step, detail, .. } => format!("erasure {step}: {detail}"),
+        other => other.type_name().to_string(),
+    }
+}
+
+/// Output formats of `gatehouse audit query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned text.
+    Table,
+    /// One JSON event per line.
+    Json,
+    /// Comma-separated: time, replica, seq, type, principal, topic, detail.
+    Csv,
+}
+
+/// Renders events.
+pub fn render(events: &[Event], format: Format) -> Result<String, AuditCommandError> {
+    let mut out = String::new();
+    match format {
+        Format::Json => {
+            for e in events {
+                out.push_str(
+                    &serde_json::to_string(e)
+                        .map_err(|e| AuditCommandError::Setup(e.to_string()))?,
+                );
+                out.push('\n');
+            }
+        }
+        Format::Csv => {
+            out.push_str("time,replica,seq,type,principal,topic,detail\n");
+            for e in events {
+                let cells = [
+                    format_time(e.time_ms),
+                    e.replica.clone(),
+                    e.seq.to_string(),
+                    e.kind.type_name().to_string(),
+                    e.kind.principal().unwrap_or("").to_string(),
+                    e.kind.topic().unwrap_or("").to_string(),
+                    describe(&e.kind),
+                ];
+                let quoted: Vec<String> = cells
+                    .iter()
+                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                    .collect();
+                out.push_str(&quoted.join(","));
+                out.push('\n');
+            }
+        }
+        Format::Table => {
+            for e in events {
+                out.push_str(&format!(
+                    "{}  {}#{:<6} {:<13} {:<14} {}\n",
+                    format_time(e.time_ms),
+                    e.replica,
+                    e.seq,
+                    e.kind.type_name(),
+                    e.kind.principal().unwrap_or("-"),
+                    describe(&e.kind)
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A query over `dirs`.
+pub fn run_query(dirs: &[PathBuf], q: &Query) -> Result<Vec<Event>, AuditCommandError> {
+    if dirs.is_empty() {
+        return Err(AuditCommandError::Setup("no audit directory given".into()));
+    }
+    Ok(gatehouse_audit::query(dirs, q)?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        for ms in [0u64, 1_764_144_000_123, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(
+                parse_time(&format_time(ms)).unwrap(),
+                ms,
+                "{}",
+                format_time(ms)
+            );
+        }
+        assert_eq!(format_time(1_764_144_000_000), "2025-11-26T08:00:00.000Z");
+        assert_eq!(
+            parse_time("2026-11-26T08:00:00Z").unwrap(),
+            1_795_680_000_000
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! The audit trail of the proxy: what was decided and delivered, written to
+//! the hash-chained log of [`gatehouse_audit`] before the client sees it.
+//!
+//! - **Authentication**: every SASL success and failure (the session writes
+//!   these).
+//! - **Denials**: every resource a request was refused, with the policies
+//!   that decided (empty for deny-by-default), collected while the `authz`
+//!   filter decides and written before the refusal is answered.
+//! - **Produce**: per partition the cluster accepted, the base offset, the
+//!   record count and the data subjects (keyed hashes).
+//! - **Delivery**: per fetched partition that carries records, the offset
+//!   range, the record count, what the consumer got of each protected field,
+//!   the data subjects (keyed hashes) and the policies that allowed it.
+//! - **Policy reloads**: the new set's version, accepted or refused.
+//!
+//! Fail closed: the response is only sent once its events are durable; if
+//! the log cannot be written, the connection is closed instead and nothing
+//! is delivered.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gatehouse_audit::{AuditLog, Decision, EventKind};
+use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, PrincipalInfo, SubjectLocator};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::filter::{
+    Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
+    SessionContext,
+};
+use crate::governance::principal_info;
+use crate::records::{decode_record_set, Headers, RecordsOptions};
+
+const NAME: &str = "audit";
+
+/// A denial: (resource type, resource, policies that decided).
+pub(crate) type Denial = (&'static str, String, Vec<String>);
+
+/// What a consumer got of each field (effect → paths), and the policies.
+type FieldsAndPolicies = (BTreeMap<String, Vec<String>>, Vec<String>);
+
+tokio::task_local! {
+    /// Denials of the request being decided.
+    static DENIALS: RefCell<Vec<Denial>>;
+}
+
+/// Records a denial of the request being decided (no-op outside
+/// [`collect_denials`]).
+pub(crate) fn note_denial(resource_type: &'static str, resource: &str, policies: &[String]) {
+    let _ = DENIALS.try_with(|d| {
+        d.borrow_mut()
+            .push((resource_type, resource.to_string(), policies.to_vec()))
+    });
+}
+
+/// Runs `decide`, returning what it returned and the denials it noted.
+pub(crate) fn collect_denials<T>(decide: impl FnOnce() -> T) -> (T, Vec<Denial>) {
+    DENIALS.sync_scope(RefCell::new(Vec::new()), || {
+        let out = decide();
+        let denials = DENIALS.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        (out, denials)
+    })
+}
+
+/// The events of a request's denials.
+pub(crate) fn denial_events(
+    who: &PrincipalInfo,
+    api: ApiKey,
+    denials: Vec<Denial>,
+) -> Vec<EventKind> {
+    denials
+        .into_iter()
+        .map(|(resource_type, resource, policies)| EventKind::Decision {
+            principal: who.name.clone(),
+            api: format!("{api:?}"),
+            resource_type: resource_type.to_string(),
+            resource,
+            decision: Decision::Deny,
+            policies,
+        })
+        .collect()
+}
+
+/// One produced partition, counted before the request went on.
+#[derive(Debug)]
+struct Produced {
+    topic: String,
+    partition: i32,
+    records: u64,
+    subjects: Vec<String>,
+}
+
+/// The audit filter: produce and delivery events.
+#[derive(Debug)]
+pub struct Audit {
+    log: AuditLog,
+    policies: Option<Arc<PolicyStore>>,
+    catalog: Arc<Catalog>,
+}
+
+impl Audit {
+    /// Writes to `log`; `policies` and `catalog` tell subjects and field
+    /// effects (without them, deliveries are recorded without either).
+    pub fn new(log: AuditLog, policies: Option<Arc<PolicyStore>>, catalog: Arc<Catalog>) -> Self {
+        Self {
+            log,
+            policies,
+            catalog,
+        }
+    }
+
+    /// The subject hashes of a record set's records, by the catalog's
+    /// locator for `topic`.
+    fn subjects(
+        &self,
+        topic: &str,
+        records: &Bytes,
+        origin: RecordsOptions,
+    ) -> (u64, Vec<String>, Option<(i64, i64)>) {
+        let Ok(set) = decode_record_set(records, &origin) else {
+            return (0, Vec::new(), None);
+        };
+        let info = self.catalog.lookup(topic);
+        let locator = info.subject().cloned();
+        let targets = match &locator {
+            Some(SubjectLocator::Json(p)) => Some(crate::json::Targets::new(
+                Vec::<Vec<&str>>::new(),
+                Some(p.steps().collect()),
+            )),
+            _ => None,
+        };
+        let mut subjects = BTreeSet::new();
+        let mut count = 0u64;
+        let mut range: Option<(i64, i64)> = None;
+        for b in set.batches.iter().filter(|b| !b.header.is_control()) {
+            for r in &b.records {
+                count += 1;
+                let o = b.header.offset_of(r);
+                range = Some(match range {
+                    None => (o, o),
+                    Some((lo, hi)) => (lo.min(o), hi.max(o)),
+                });
+                if let Some(l) = &locator {
+                    if let Some(s) = subject_of(
+                        l,
+                        targets.as_ref(),
+                        r.key.as_ref(),
+                        r.value.as_ref(),
+                        &r.headers,
+                    ) {
+                        subjects.insert(self.log.subject_hash(&s));
+                    }
+                }
+            }
+        }
+        (count, subjects.into_iter().collect(), range)
+    }
+}
+
+fn subject_of(
+    locator: &SubjectLocator,
+    json: Option<&crate::json::Targets>,
+    key: Option<&Bytes>,
+    value: Option<&Bytes>,
+    headers: &Headers,
+) -> Option<String> {
+    match locator {
+        SubjectLocator::Key => key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .map(str::to_string),
+        SubjectLocator::Header(name) => headers
+            .last(name.as_bytes())
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string),
+        SubjectLocator::Json(_) => {
+            let v = value?;
+            let found = crate::json::scan(v, json?).ok()?;
+            crate::json::string_at(v, found.subject.as_ref()?)
+        }
+    }
+}
+
+fn effect_name(e: FieldEffect) -> &'static str {
+    match e {
+        FieldEffect::Clear => "clear",
+        FieldEffect::Masked => "masked",
+        FieldEffect::Pseudonym => "pseudonym",
+        FieldEffect::Redacted => "removed",
+    }
+}
+
+impl Filter for Audit {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
+        matches!(api, ApiKey::Produce | ApiKey::Fetch) && direction == Direction::Request
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        _s: &'a SessionContext,
+        r: &'a mut Request,
+    ) -> FilterFuture<'a, RequestAction> {
+        match &r.body {
+            RequestKind::Produce(p) => {
+                let mut produced = Vec::new();
+                for t in &p.topic_data {
+                    let topic = t.name.0.to_string();
+                    for part in &t.partition_data {
+                        let Some(records) = &part.records else {
+                            continue;
+                        };
+                        let (records, subjects, _) =
+                            self.subjects(&topic, records, RecordsOptions::produce());
+                        produced.push(Produced {
+                            topic: topic.clone(),
+                            partition: part.index,
+                            records,
+                            subjects,
+                        });
+                    }
+                }
+                // acks=0 gets no response: nothing to wait for, nothing is
+                // recorded (the cluster never says what it stored).
+                if p.acks != 0 {
+                    r.notes.insert(NAME, produced);
+                }
+            }
+            RequestKind::Fetch(_) => r.notes.insert(NAME, Vec::<Produced>::new()),
+            _ => {}
+        }
+        Box::pin(async { RequestAction::Continue })
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        s: &'a SessionContext,
+        r: &'a mut Response,
+    ) -> FilterFuture<'a, ResponseAction> {
+        let produced: Vec<Produced> = r.notes.take(NAME).unwrap_or_default();
+        let who = principal_info(s.principal.as_ref());
+        let mut events = Vec::new();
+        match &r.body {
+            ResponseKind::Produce(p) => {
+                for t in &p.responses {
+                    for part in &t.partition_responses {
+                        if part.error_code != 0 {
+                            continue;
+                        }
+                        let Some(done) = produced
+                            .iter()
+                            .find(|d| d.topic == t.name.0.as_str() && d.partition == part.index)
+                        else {
+                            continue;
+                        };
+                        events.push(EventKind::Produce {
+                            principal: who.name.clone(),
+                            topic: done.topic.clone(),
+                            partition: done.partition,
+                            base_offset: part.base_offset,
+                            records: done.records,
+                            subjects: done.subjects.clone(),
+                        });
+                    }
+                }
+            }
+            ResponseKind::Fetch(f) => {
+                for t in &f.responses {
+                    let topic = t.topic.0.to_string();
+                    let mut plan_parts: Option<FieldsAndPolicies> = None;
+                    for p in &t.partitions {
+                        let Some(records) = &p.records else { continue };
+                        if records.is_empty() || p.error_code != 0 {
+                            continue;
+                        }
+                        let (count, subjects, range) =
+                            self.subjects(&topic, records, RecordsOptions::fetch());
+                        let Some((first, last)) = range else { continue };
+                        let (fields, policies) = plan_parts
+                            .get_or_insert_with(|| match &self.policies {
+                                Some(ps) => {
+                                    let plan = ps.plan(&who, &topic, &self.catalog);
+                                    let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                                    let mut policies: BTreeSet<String> =
+                                        plan.consume().policies.iter().cloned().collect();
+                                    for f in plan.fields() {
+                                        fields
+                                            .entry(effect_name(f.effect).to_string())
+                                            .or_default()
+                                            .push(f.path.to_string());
+                                        policies.extend(f.policies.iter().cloned());
+                                    }
+                                    (fields, policies.into_iter().collect())
+                                }
+                                None => (BTreeMap::new(), Vec::new()),
+                            })
+                            .clone();
+                        events.push(EventKind::Delivery {
+                            principal: who.name.clone(),
+                            topic: topic.clone(),
+                            partition: p.partition_index,
+                            first_offset: first,
+                            last_offset: last,
+                            records: count,
+                            fields,
+                            subjects,
+                            policies,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        Box::pin(async move {
+            if events.is_empty() {
+                return ResponseAction::Continue;
+            }
+            match self.log.append_all(events).await {
+                Ok(_) => ResponseAction::Continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit log unavailable: response withheld");
+                    ResponseAction::Close(format!("audit log unavailable: {e}"))
+                }
+            }
+        })
+    }
+}
