@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use gatehouse_audit::{Decision, EventKind, Query};
 
 use crate::policy::{post, read_records, send, World};
