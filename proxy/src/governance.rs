@@ -481,6 +481,16 @@ impl Authz {
                 })
             }
             RequestKind::Metadata(m) => {
+                // Topics asked for by name that the principal may not
+                // describe are hidden from the response (below); asking is
+                // recorded as a denial. A listing of all topics is not.
+                for t in m.topics.iter().flatten() {
+                    if let Some(n) = &t.name {
+                        if !self.topic_allowed(who, Action::Describe, n.0.as_str()) {
+                            deny_log(s, api, n.0.as_str());
+                        }
+                    }
+                }
                 // Auto-creation only for who may create the topic.
                 if m.allow_auto_topic_creation {
                     // Not a denial worth recording: clients ask for
