@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Field protection end to end: the same librdkafka load of 1 KB JSON posts
-# (five personal fields each) through one Gatehouse proxy with policies and
-# keys on, to a topic whose fields the catalog protects and to one it does
-# not, and straight to the broker; alternating, several rounds, in one go.
+# Field protection and audit end to end: the same librdkafka load of 1 KB
+# JSON posts (five personal fields each) straight to the broker, and through
+# Gatehouse proxies with policies and keys on: to a topic it passes through,
+# to a topic whose fields it protects, and to the pass-through topic via a
+# second proxy that also writes the audit trail; alternating, several
+# rounds, in one go.
 # Writes a markdown table of medians and ratios to bench/results/.
 # Everything binds to 127.0.0.1.
 #
-#   bench/fields-vs-passthrough.sh [rounds] [messages]
+#   bench/governance-load.sh [rounds] [messages]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
@@ -18,7 +20,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-broker_port=$(port); proxy_port=$(port)
+broker_port=$(port); proxy_port=$(port); audit_port=$(port)
 
 # Policies: the shipped set, plus a `bench` team that may write and read
 # bench.* topics with every field in clear; the catalog gains bench.fields-*
@@ -79,13 +81,23 @@ state_dir = "$work/keys-state"
 TOML
 "$bin/gatehouse" serve --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
 proxy_pid=$!
-for p in $broker_port $proxy_port; do
+# The audited proxy: the same, plus [audit], with state of its own.
+sed -e "s/127.0.0.1:$proxy_port/127.0.0.1:$audit_port/" -e "s#$work/state#$work/state-audit#" \
+    -e "s#$work/keys-state#$work/keys-state-audit#" "$work/proxy.toml" >"$work/audit.toml"
+cat >>"$work/audit.toml" <<TOML
+[audit]
+dir = "$work/audit"
+replica_id = "bench"
+TOML
+"$bin/gatehouse" serve --config "$work/audit.toml" >"$work/audit.log" 2>&1 &
+audit_pid=$!
+for p in $broker_port $proxy_port $audit_port; do
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 sasl=(--option security.protocol=SASL_PLAINTEXT --option sasl.mechanisms=PLAIN
       --option sasl.username=bench --option sasl.password=bench-pw)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$proxy_pid/stat"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # scenario
   # Encryption grows each protected field (base64 and 46 bytes of key id,
   # nonce and tag), so batches leave room below the broker's 1 MiB limit;
@@ -95,22 +107,25 @@ run() { # scenario
     direct) addr="127.0.0.1:$broker_port"; topic="bench.plain-direct-$RANDOM"; args=(--option batch.size=524288) ;;
     passthrough) topic="bench.plain-$RANDOM" ;;
     fields) topic="bench.fields-$RANDOM" ;;
+    audit) addr="127.0.0.1:$audit_port"; topic="bench.plain-$RANDOM" ;;
   esac
-  local before; before=$(cpu_ticks)
+  local pid=$proxy_pid
+  [ "$name" = audit ] && pid=$audit_pid
+  local before; before=$(cpu_ticks "$pid")
   "$bin/gatehouse-load" --bootstrap "$addr" --topic "$topic" --values posts --size 1024 \
     --messages "$messages" "${args[@]}" >"$work/out.jsonl"
-  local ticks=$(( $(cpu_ticks) - before ))
+  local ticks=$(( $(cpu_ticks "$pid") - before ))
   python3 -c 'import json,sys
 for l in sys.stdin:
     print(json.dumps(dict(json.loads(l), scenario=sys.argv[1], proxy_cpu_ticks=int(sys.argv[2]))))' \
     "$name" "$ticks" <"$work/out.jsonl" >>"$work/results.jsonl"
 }
 for r in $(seq "$rounds"); do
-  for s in direct passthrough fields; do run "$s"; done
+  for s in direct passthrough fields audit; do run "$s"; done
 done
 
 mkdir -p bench/results
-out="bench/results/fields-vs-passthrough-$(date -u +%Y%m%d-%H%M).md"
+out="bench/results/fields-audit-vs-passthrough-$(date -u +%Y%m%d-%H%M).md"
 python3 - "$work/results.jsonl" "$rounds" "$(getconf CLK_TCK)" "$messages" >"$out" <<'PY'
 import json, statistics, sys, platform, os
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -124,9 +139,11 @@ print(f"Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.re
 print(f"Load: gatehouse-load (librdkafka), {n:,} JSON posts of 1 KB with five personal fields, acks=all, "
       "3 partitions, then read back from the start. `passthrough`: through the proxy (SASL, policies on) "
       "to an ungoverned topic; `fields`: the same proxy to a topic whose five fields it encrypts on "
-      "produce and decrypts on fetch (reader allowed `read_clear`). Client, proxy and broker share the machine.\n")
-print("| metric | direct | passthrough | fields | fields/passthrough | passthrough/direct |")
-print("|---|---|---|---|---|---|")
+      "produce and decrypts on fetch (reader allowed `read_clear`); `audit on`: like passthrough, through a "
+      "second proxy that also writes the audit trail (a durable event per produced and per delivered "
+      "partition before the client is answered). Client, proxies and broker share the machine.\n")
+print("| metric | direct | passthrough | fields | audit on | fields/passthrough | audit/passthrough | passthrough/direct |")
+print("|---|---|---|---|---|---|---|---|")
 for phase, key, label in [
     ("produce", "mb_per_s", "produce MB/s"),
     ("produce", "msgs_per_s", "produce msg/s"),
@@ -134,11 +151,11 @@ for phase, key, label in [
     ("consume", "mb_per_s", "consume MB/s"),
     ("consume", "msgs_per_s", "consume msg/s"),
 ]:
-    d, p, f = med("direct", phase, key), med("passthrough", phase, key), med("fields", phase, key)
-    if None in (d, p, f):
+    d, p, f, a = (med(sc, phase, key) for sc in ("direct", "passthrough", "fields", "audit"))
+    if None in (d, p, f, a):
         continue
-    print(f"| {label} | {d:,.1f} | {p:,.1f} | {f:,.1f} | {f / p:.3f} | {p / d:.3f} |")
-for sc in ("passthrough", "fields"):
+    print(f"| {label} | {d:,.1f} | {p:,.1f} | {f:,.1f} | {a:,.1f} | {f / p:.3f} | {a / p:.3f} | {p / d:.3f} |")
+for sc in ("passthrough", "fields", "audit"):
     t = [r["proxy_cpu_ticks"] for r in rows if r["scenario"] == sc and r["phase"] == "produce"]
     if t:
         mb = 2 * n * 1024 / 1e6
