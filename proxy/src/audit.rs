@@ -119,11 +119,29 @@ impl Audit {
         records: &Bytes,
         origin: RecordsOptions,
     ) -> (u64, Vec<String>, Option<(i64, i64)>) {
+        let info = self.catalog.lookup(topic);
+        let locator = info.subject().cloned();
+        if locator.is_none() {
+            // No data subjects to name: the batch headers tell the count
+            // and the offsets, nothing needs decompressing.
+            let Ok(headers) = crate::records::batch_headers(records, &origin) else {
+                return (0, Vec::new(), None);
+            };
+            let mut count = 0u64;
+            let mut range: Option<(i64, i64)> = None;
+            for (h, n) in headers.iter().filter(|(h, n)| !h.is_control() && *n > 0) {
+                count += u64::try_from(*n).unwrap_or(0);
+                let (lo, hi) = (h.base_offset, h.last_offset());
+                range = Some(match range {
+                    None => (lo, hi),
+                    Some((a, b)) => (a.min(lo), b.max(hi)),
+                });
+            }
+            return (count, Vec::new(), range);
+        }
         let Ok(set) = decode_record_set(records, &origin) else {
             return (0, Vec::new(), None);
         };
-        let info = self.catalog.lookup(topic);
-        let locator = info.subject().cloned();
         let targets = match &locator {
             Some(SubjectLocator::Json(p)) => Some(crate::json::Targets::new(
                 Vec::<Vec<&str>>::new(),

@@ -952,6 +952,28 @@ pub fn decode_record_set(set: &Bytes, opts: &RecordsOptions) -> Result<RecordSet
     }
 }
 
+/// The headers and record counts of every complete batch of a record set,
+/// without decompressing anything: enough to count records and tell offset
+/// ranges. The set is checked by the wire guard first.
+pub fn batch_headers(
+    set: &Bytes,
+    opts: &RecordsOptions,
+) -> Result<Vec<(BatchHeader, i32)>, RecordsError> {
+    guard(set, opts.origin)?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        match next_piece(set, at, opts.origin)? {
+            Piece::End | Piece::Tail => return Ok(out),
+            Piece::Batch(len) => {
+                let (header, _, count) = read_header(&set[at..at + len], at)?;
+                out.push((header, count));
+                at += len;
+            }
+        }
+    }
+}
+
 /// Shows every record of every data batch of `set` to `f`, and returns the
 /// set with the changes `f` made.
 ///
