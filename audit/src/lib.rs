@@ -118,6 +118,7 @@ mod key;
 mod log;
 mod query;
 mod segment;
+pub mod time;
 
 pub use error::AuditError;
 pub use event::{hash_subject, Decision, Event, EventKind, GENESIS_HASH};

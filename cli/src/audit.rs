@@ -38,66 +38,16 @@ pub fn subject_hash(key_file: &Path, subject: &str) -> Result<String, AuditComma
 }
 
 /// Parses a time: epoch milliseconds, or RFC 3339 in UTC
-/// (`2026-11-26T08:00:00Z`, fractional seconds allowed).
+/// (`2026-11-26T08:00:00Z`, fractional seconds allowed); see
+/// [`gatehouse_audit::time::parse_time`].
 pub fn parse_time(text: &str) -> Result<u64, AuditCommandError> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    let bad =
-        || AuditCommandError::Setup(format!("{text}: expected epoch ms or YYYY-MM-DDTHH:MM:SSZ"));
-    let t = text.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let h: Vec<i64> = hms
-        .split(':')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if d.len() != 3 || h.len() != 3 {
-        return Err(bad());
-    }
-    let frac_ms: i64 = format!("{frac:0<3}")[..3].parse().map_err(|_| bad())?;
-    let days = days_from_civil(d[0], d[1], d[2]);
-    let ms = ((days * 24 + h[0]) * 60 + h[1]) * 60_000 + h[2] * 1000 + frac_ms;
-    u64::try_from(ms).map_err(|_| bad())
+    gatehouse_audit::time::parse_time(text).map_err(|e| AuditCommandError::Setup(e.to_string()))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Formats epoch milliseconds as RFC 3339 UTC.
+/// Formats epoch milliseconds as RFC 3339 UTC (see
+/// [`gatehouse_audit::time::format_time`]).
 pub fn format_time(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // civil_from_days
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    gatehouse_audit::time::format_time(ms)
 }
 
 /// Parses `allow` / `deny`.
