@@ -46,6 +46,8 @@ pub enum Action {
     IdempotentWrite,
     /// Any other cluster-wide administration.
     ClusterAdmin,
+    /// Read the audit trail (the proxy's admin listener).
+    ReadAudit,
     /// InitProducerId with a transactional id, AddPartitionsToTxn,
     /// AddOffsetsToTxn, EndTxn, TxnOffsetCommit.
     TransactionalWrite,
@@ -80,7 +82,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::Produce,
         Action::Consume,
         Action::Describe,
@@ -96,6 +98,7 @@ impl Action {
         Action::DescribeCluster,
         Action::IdempotentWrite,
         Action::ClusterAdmin,
+        Action::ReadAudit,
         Action::TransactionalWrite,
         Action::DescribeTransactionalId,
         Action::ConsumeRecord,
@@ -123,6 +126,7 @@ impl Action {
             Action::DescribeCluster => "describe_cluster",
             Action::IdempotentWrite => "idempotent_write",
             Action::ClusterAdmin => "cluster_admin",
+            Action::ReadAudit => "read_audit",
             Action::TransactionalWrite => "transactional_write",
             Action::DescribeTransactionalId => "describe_transactional_id",
             Action::ConsumeRecord => "consume_record",
@@ -155,9 +159,10 @@ impl Action {
             | Action::CommitOffset
             | Action::DescribeGroup
             | Action::DeleteGroup => ResourceKind::Group,
-            Action::DescribeCluster | Action::IdempotentWrite | Action::ClusterAdmin => {
-                ResourceKind::Cluster
-            }
+            Action::DescribeCluster
+            | Action::IdempotentWrite
+            | Action::ClusterAdmin
+            | Action::ReadAudit => ResourceKind::Cluster,
             Action::TransactionalWrite | Action::DescribeTransactionalId => {
                 ResourceKind::TransactionalId
             }
