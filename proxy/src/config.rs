@@ -48,6 +48,31 @@ pub struct ProxyConfig {
     /// every replica).
     #[serde(default)]
     pub audit: Option<AuditSection>,
+    /// The auditors' HTTP listener; off without this section. Needs
+    /// `[audit]` (what it serves) and `[auth]` with a credentials file (who
+    /// may ask).
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+}
+
+/// `[admin]`: the HTTP listener auditors use (the audit API and the
+/// auditor page, see [`crate::admin`]).
+///
+/// ```toml
+/// [admin]
+/// bind = "127.0.0.1:9180"
+/// replica_dirs = ["/var/lib/gatehouse/audit-proxy-2"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Where the listener binds (plain HTTP: bind it to a loopback or
+    /// management address, or put TLS in front of it).
+    pub bind: SocketAddr,
+    /// Audit directories of other replicas, read along with this
+    /// replica's own `[audit] dir`.
+    #[serde(default)]
+    pub replica_dirs: Vec<std::path::PathBuf>,
 }
 
 /// `[audit]`: where this replica writes its audit chain.
@@ -242,6 +267,7 @@ impl ProxyConfig {
             policy: None,
             keys: None,
             audit: None,
+            admin: None,
         }
     }
 
@@ -275,6 +301,24 @@ impl ProxyConfig {
             return Err(ProxyError::Config(
                 "limits.max_frame_bytes is below 1 KiB".into(),
             ));
+        }
+        if self.admin.is_some() {
+            if self.audit.is_none() {
+                return Err(ProxyError::Config(
+                    "[admin] needs [audit]: the admin listener serves the audit trail".into(),
+                ));
+            }
+            if self
+                .auth
+                .as_ref()
+                .and_then(|a| a.credentials_file.as_ref())
+                .is_none()
+            {
+                return Err(ProxyError::Config(
+                    "[admin] needs [auth] with a credentials_file: auditors sign in as users of it"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -325,5 +369,21 @@ mod tests {
             "[listener]\nbind = \"127.0.0.1:1\"\n[upstream]\nbootstrap_servers = []\n",
         );
         assert!(empty.is_err());
+    }
+
+    #[test]
+    fn admin_needs_audit_and_a_credentials_file() {
+        let base = "[listener]\nbind = \"127.0.0.1:1\"\n[upstream]\nbootstrap_servers = [\"a:1\"]\n[admin]\nbind = \"127.0.0.1:0\"\n";
+        let e = ProxyConfig::from_toml(base).expect_err("no [audit]");
+        assert!(e.to_string().contains("[admin] needs [audit]"), "{e}");
+        let audit = "[audit]\ndir = \"/tmp/a\"\n";
+        let e = ProxyConfig::from_toml(&format!("{base}{audit}")).expect_err("no [auth]");
+        assert!(e.to_string().contains("credentials_file"), "{e}");
+        let auth = "[auth]\nmechanisms = [\"PLAIN\"]\ncredentials_file = \"/tmp/users.toml\"\n";
+        let c = ProxyConfig::from_toml(&format!("{base}{audit}{auth}")).expect("valid");
+        let admin = c.admin.expect("admin section");
+        assert!(admin.replica_dirs.is_empty());
+        let bad = ProxyConfig::from_toml(&format!("{base}colour = \"red\"\n{audit}{auth}"));
+        assert!(bad.is_err());
     }
 }

@@ -35,6 +35,7 @@
 //! ## Modules
 //! - [`config`]: the TOML configuration.
 //! - [`server`]: listeners, the connection limit, graceful shutdown.
+//! - [`admin`]: the auditors' HTTP listener (audit API and page).
 //! - `session`: one client connection and its upstream connection.
 //! - [`routes`]: node id → proxy port and upstream address.
 //! - [`records`]: record batch decode / re-encode for governed topics.
@@ -42,6 +43,7 @@
 //! Nothing here knows the broker Gatehouse ships: the proxy works in front
 //! of any Kafka-compatible cluster.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;

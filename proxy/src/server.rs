@@ -40,7 +40,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn spawn<F>(&self, fut: F)
+    pub(crate) fn spawn<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -56,6 +56,7 @@ impl Shared {
 pub struct Proxy {
     shared: Arc<Shared>,
     bootstrap: SocketAddr,
+    admin: Option<SocketAddr>,
 }
 
 impl Proxy {
@@ -94,6 +95,7 @@ impl Proxy {
         let bootstrap = listener
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr: bind, source })?;
+        let admin_listener = crate::admin::bind(&config).await?;
         let governance = match &config.policy {
             Some(p) => Some(Governance::load(p, config.keys.as_ref())?),
             None => None,
@@ -182,6 +184,9 @@ impl Proxy {
         if let Some(tls) = shared.tls_server.clone() {
             shared.spawn(watch_certificates(tls, shared.shutdown.subscribe()));
         }
+        let admin_parts = governance
+            .as_ref()
+            .map(|g| (g.policies.clone(), g.catalog.clone()));
         if let Some(g) = governance {
             if let Some(k) = &g.keys {
                 let kc = shared.config.keys.as_ref().map(|c| c.topic.clone());
@@ -252,12 +257,34 @@ impl Proxy {
             "proxy started"
         );
         spawn_listener(shared.clone(), listener, Target::Bootstrap);
-        Ok(Self { shared, bootstrap })
+        let admin = match (admin_listener, admin_parts) {
+            (Some(l), Some((policies, catalog))) => {
+                match crate::admin::serve(shared.clone(), l, policies, catalog) {
+                    Ok(addr) => Some(addr),
+                    Err(e) => {
+                        shared.shutdown.send_replace(true);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        Ok(Self {
+            shared,
+            bootstrap,
+            admin,
+        })
     }
 
     /// The bootstrap address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.bootstrap
+    }
+
+    /// The address of the auditors' HTTP listener, when `[admin]` is
+    /// configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Broker nodes seen so far: (node id, proxy port, upstream address).

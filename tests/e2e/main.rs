@@ -25,6 +25,7 @@ macro_rules! direct_and_proxied {
     };
 }
 
+mod admin;
 mod audit;
 mod broker_admin;
 mod broker_bad_input;

@@ -33,6 +33,7 @@ const PEOPLE: &[(&str, &str, &str, &[&str])] = &[
     ("analytics", "analytics", "eu", &["analytics"]),
     ("marketing-us", "marketing", "us", &["marketing"]),
     ("support", "support", "eu", &["support"]),
+    ("auditor", "compliance", "eu", &["audit"]),
     // Not in the shipped policies: tests grant it what they need.
     ("research", "research", "eu", &["research"]),
 ];
@@ -57,6 +58,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 
 impl World {
     pub(crate) async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`World::start`], with `edit` applied to the proxy's
+    /// configuration first.
+    pub(crate) async fn start_with(edit: impl FnOnce(&mut ProxyConfig)) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let broker = TestBroker::start().await?;
         let direct = broker.broker_addr().to_string();
@@ -94,7 +101,8 @@ impl World {
             &gatehouse_tests::repo_root().join("policies/default"),
             &policy_dir,
         )?;
-        let config = Self::proxy_config(dir.path(), &policy_dir, &direct, "a");
+        let mut config = Self::proxy_config(dir.path(), &policy_dir, &direct, "a");
+        edit(&mut config);
         let proxy = Proxy::start(config).await?;
         Ok(Self {
             broker,
