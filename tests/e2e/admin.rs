@@ -1,13 +1,14 @@
 //! The auditors' HTTP listener end to end: the demo world's clients produce
 //! and consume through the proxy, then the audit API is asked over real
-//! HTTP (Basic and Bearer).
+//! HTTP (Basic and Bearer), and the auditor page runs in headless Chromium.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
 use gatehouse_audit::{EventKind, Query};
 use gatehouse_proxy::auth::oauth::OAuthConfig;
@@ -417,5 +418,102 @@ async fn admin_needs_audit_and_a_credentials_file() -> Result<()> {
         .err()
         .context("started without a credentials file")?;
     ensure!(e.to_string().contains("credentials_file"), "{e}");
+    Ok(())
+}
+
+/// Runs `tests/clients/auditor-page.mjs` (playwright-core driving
+/// `/usr/bin/chromium`); returns whether it succeeded, and its JSON.
+async fn auditor_page(args: &[&str]) -> Result<(bool, Value)> {
+    let script = gatehouse_tests::repo_root().join("tests/clients/auditor-page.mjs");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script)
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .context("cannot start node: run scripts/install-test-deps")?;
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .context("auditor page script did not finish within 90 s")??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or(Value::Null);
+    if !out.status.success() && json.is_null() {
+        bail!(
+            "auditor page script failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((out.status.success(), json))
+}
+
+/// The auditor page in headless Chromium: Basic sign-in, a subject search,
+/// the timeline naming exactly who received the subject's records, and a
+/// clean verify report. With `GATEHOUSE_AUDITOR_SCREENSHOT=FILE` the page
+/// is also saved there (how `docs/auditor-page.png` is made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditor_page_in_chromium() -> Result<()> {
+    ensure!(
+        Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium missing: run scripts/install-test-deps"
+    );
+    let w = world_with_admin(None).await?;
+    let admin = w.proxy.admin_addr().context("no admin listener")?;
+    traffic(&w).await?;
+    let shots = tempfile::tempdir()?;
+    let screenshot: PathBuf = match std::env::var_os("GATEHOUSE_AUDITOR_SCREENSHOT") {
+        Some(p) => PathBuf::from(p),
+        None => shots.path().join("auditor-page.png"),
+    };
+    let url = format!("http://{admin}/");
+    let shot = screenshot.to_string_lossy().into_owned();
+    let (ok, out) = auditor_page(&[
+        "--url",
+        &url,
+        "--user",
+        "auditor",
+        "--password",
+        "auditor-pw",
+        "--subject",
+        "u-000042",
+        "--expect",
+        "analytics,trust-safety",
+        "--screenshot",
+        &shot,
+    ])
+    .await?;
+    ensure!(ok && out["ok"] == true, "{out}");
+    ensure!(out["who"] == "signed in as auditor", "{out}");
+    ensure!(out["produced"][0] == "ingest", "{out}");
+    let png = std::fs::read(&screenshot)?;
+    ensure!(png.starts_with(b"\x89PNG"), "no screenshot");
+
+    // trust-safety's browser gets the page refused.
+    let (ok, refused) = auditor_page(&[
+        "--url",
+        &url,
+        "--user",
+        "trust-safety",
+        "--password",
+        "trust-safety-pw",
+        "--subject",
+        "u-000042",
+        "--expect",
+        "analytics,trust-safety",
+    ])
+    .await?;
+    ensure!(
+        !ok && refused["status"] == 403,
+        "trust-safety saw the page: {refused}"
+    );
+    w.proxy.shutdown().await;
     Ok(())
 }
