@@ -54,6 +54,10 @@ pub(crate) struct KeyTopic {
     /// publications; one publication at a time.
     conn: Mutex<Option<Conn>>,
     status: std::sync::OnceLock<watch::Receiver<FollowerStatus>>,
+    /// Where key publications are recorded, if the proxy keeps an audit
+    /// trail.
+    audit: Option<gatehouse_audit::AuditLog>,
+    replica: String,
 }
 
 impl std::fmt::Debug for KeyTopic {
@@ -67,7 +71,14 @@ impl std::fmt::Debug for KeyTopic {
 impl KeyTopic {
     pub(crate) fn new(shared: Arc<Shared>, topic: String, store: KeyStore) -> Self {
         let max_frame_bytes = shared.config.limits.max_frame_bytes;
+        let audit = shared.audit.clone();
+        let replica = audit
+            .as_ref()
+            .map(|a| a.replica_id().to_string())
+            .unwrap_or_default();
         Self {
+            audit,
+            replica,
             shared: Arc::downgrade(&shared),
             topic,
             max_frame_bytes,
@@ -173,6 +184,7 @@ impl KeyTopic {
                     for (id, _, _) in &pending {
                         self.store.mark_published(*id).map_err(|e| e.to_string())?;
                     }
+                    self.record(&pending).await;
                     return Ok(pending.len());
                 }
                 Err(e) => {
@@ -185,6 +197,33 @@ impl KeyTopic {
             "cannot publish data keys to {}: {last_error}",
             self.topic
         ))
+    }
+
+    /// Records the published key records in the audit trail: which key was
+    /// created (or destroyed, or re-wrapped under a new KEK) and shared.
+    /// Key records name a subject only by its tag, so the event names none.
+    async fn record(&self, published: &[(KeyId, Vec<u8>, Vec<u8>)]) {
+        let Some(log) = &self.audit else { return };
+        let events = published
+            .iter()
+            .map(|(id, _, value)| {
+                let destroyed = serde_json::from_slice::<serde_json::Value>(value)
+                    .ok()
+                    .and_then(|v| v.get("destroyed").and_then(serde_json::Value::as_bool))
+                    .unwrap_or(false);
+                gatehouse_audit::EventKind::KeyOperation {
+                    operation: if destroyed { "destroy" } else { "publish" }.to_string(),
+                    key_id: Some(id.to_string()),
+                    subject: None,
+                    actor: format!("proxy {}", self.replica),
+                }
+            })
+            .collect();
+        if let Err(e) = log.append_all(events).await {
+            // The keys are on the cluster already; what is lost is the
+            // record of it.
+            tracing::error!(error = %e, "audit log unavailable: key publication not recorded");
+        }
     }
 
     async fn connect_leader(&self) -> Result<Conn, String> {

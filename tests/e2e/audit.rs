@@ -141,6 +141,15 @@ async fn subject_trail_names_who_received_what() -> Result<()> {
         .iter()
         .any(|e| matches!(e.kind, EventKind::AuthOk { .. })));
 
+    // The data keys created for the two subjects were published to the
+    // key topic, on the record.
+    let all = gatehouse_audit::query(&dirs, &Query::default())?;
+    let published = all
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::KeyOperation { operation, key_id: Some(_), .. } if operation == "publish"))
+        .count();
+    ensure!(published >= 2, "{published} key publications recorded");
+
     // Shut down cleanly (a signed checkpoint) and verify the chain.
     w.proxy.shutdown().await;
     let report = gatehouse_audit::verify(&dirs)?;
