@@ -1001,6 +1001,9 @@ pub struct Consent {
     policies: Arc<PolicyStore>,
     catalog: Arc<Catalog>,
     store: Arc<ConsentStore>,
+    /// Topics whose records the field protection filter decides (consent
+    /// included, in its single pass over them).
+    protection: Option<Arc<crate::protect::Protection>>,
 }
 
 const CONSENT: &str = "consent";
@@ -1016,7 +1019,18 @@ impl Consent {
             policies,
             catalog,
             store,
+            protection: None,
         }
+    }
+
+    /// Leaves the topics `protection` handles to it.
+    pub fn leaving_to(mut self, protection: Arc<crate::protect::Protection>) -> Self {
+        self.protection = Some(protection);
+        self
+    }
+
+    fn handled_elsewhere(&self, topic: &str) -> bool {
+        self.protection.as_ref().is_some_and(|p| p.handles(topic))
     }
 }
 
@@ -1069,10 +1083,10 @@ impl Filter for Consent {
         r: &'a mut Request,
     ) -> FilterFuture<'a, RequestAction> {
         if let RequestKind::Fetch(f) = &r.body {
-            let governed = f
-                .topics
-                .iter()
-                .any(|t| self.catalog.lookup(t.topic.0.as_str()).subject().is_some());
+            let governed = f.topics.iter().any(|t| {
+                let topic = t.topic.0.as_str();
+                self.catalog.lookup(topic).subject().is_some() && !self.handled_elsewhere(topic)
+            });
             if governed {
                 r.notes.insert(CONSENT, ());
             }
@@ -1091,6 +1105,9 @@ impl Filter for Consent {
         if let ResponseKind::Fetch(f) = &mut r.body {
             for t in &mut f.responses {
                 let topic = t.topic.0.to_string();
+                if self.handled_elsewhere(&topic) {
+                    continue;
+                }
                 let info = self.catalog.lookup(&topic);
                 let Some(locator) = info.subject().cloned() else {
                     continue;

@@ -37,6 +37,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::consent::ConsentStore;
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
@@ -94,6 +95,7 @@ pub struct Protection {
     policies: Arc<PolicyStore>,
     catalog: Arc<Catalog>,
     keys: Option<Arc<Keys>>,
+    consent: Option<Arc<ConsentStore>>,
     compiled: RwLock<HashMap<String, Option<Arc<TopicFields>>>>,
 }
 
@@ -109,8 +111,23 @@ impl Protection {
             policies,
             catalog,
             keys,
+            consent: None,
             compiled: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Also decides consent (`consume_record`) for the records of
+    /// protected topics, in the same pass as their fields; the consent
+    /// filter then leaves those topics alone.
+    pub fn with_consent(mut self, store: Arc<ConsentStore>) -> Self {
+        self.consent = Some(store);
+        self
+    }
+
+    /// Whether fetches of `topic` are handled here (consent included, when
+    /// [`Protection::with_consent`] was given).
+    pub fn handles(&self, topic: &str) -> bool {
+        self.fields_of(topic).is_some()
     }
 
     /// The topic's protected fields, `None` if it has none.
@@ -258,6 +275,7 @@ struct FetchStats {
     missing_key: usize,
     undecryptable: usize,
     withheld_records: usize,
+    withheld_for_consent: usize,
 }
 
 /// Rewrites one fetched record value for `view`. `Ok(None)`: unchanged.
@@ -266,11 +284,12 @@ fn reveal_value(
     keys: Option<&Keys>,
     view: &View<'_>,
     value: &Bytes,
+    scanned: Result<crate::json::Found, crate::json::JsonError>,
     buf: &mut Vec<u8>,
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
 ) -> Result<Option<Bytes>, ()> {
-    let found = match scan(value, &view.tf.targets) {
+    let found = match scanned {
         Ok(f) => f,
         // Fields cannot be found in it: only a consumer allowed every
         // field in clear may have it.
@@ -397,9 +416,36 @@ fn protect_records(
 }
 
 /// Rewrites every record of a fetched record set for `view`.
+/// The consent side of a fetch of a protected topic, decided in the same
+/// pass as the fields (one scan per record finds both the subject and the
+/// fields): the `consume_record` policies on the subject's consent and the
+/// record's region, as the consent filter decides for other topics.
+struct ConsentGate<'a> {
+    store: &'a ConsentStore,
+    plan: &'a gatehouse_policy::TopicPlan,
+    residency: &'a str,
+}
+
+impl ConsentGate<'_> {
+    fn allows(&self, subject: Option<&str>, headers: &Headers) -> bool {
+        let consent = subject.and_then(|s| self.store.get(s));
+        let region = headers
+            .last(b"region")
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or(self.residency);
+        self.plan
+            .consume_record_allowed(consent.as_ref().map(|c| c.policy()), region)
+    }
+}
+
+/// Rewrites every record of a fetched record set for `view`, withholding
+/// the records `gate` refuses.
+#[allow(clippy::too_many_arguments)]
 fn reveal_records(
     keys: Option<&Keys>,
     view: &View<'_>,
+    gate: Option<&ConsentGate<'_>>,
     records: &Bytes,
     buf: &mut Vec<u8>,
     clear: &mut Vec<u8>,
@@ -409,10 +455,28 @@ fn reveal_records(
         records,
         &RecordsOptions::fetch(),
         |_, rec| -> Result<Verdict, RecordsError> {
-            let Some(value) = &rec.value else {
+            let scanned = rec.value.as_ref().map(|v| scan(v, &view.tf.targets));
+            if let Some(gate) = gate {
+                let json_subject = scanned
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .and_then(|f| f.subject.as_ref());
+                let subject = subject_id(
+                    view.tf.subject.as_ref(),
+                    rec.key.as_ref(),
+                    &rec.headers,
+                    rec.value.as_deref().unwrap_or_default(),
+                    json_subject,
+                );
+                if !gate.allows(subject.as_deref(), &rec.headers) {
+                    stats.withheld_for_consent += 1;
+                    return Ok(Verdict::Drop);
+                }
+            }
+            let (Some(value), Some(scanned)) = (&rec.value, scanned) else {
                 return Ok(Verdict::Keep);
             };
-            match reveal_value(keys, view, value, buf, clear, stats) {
+            match reveal_value(keys, view, value, scanned, buf, clear, stats) {
                 Ok(Some(v)) => rec.value = Some(v),
                 Ok(None) => {}
                 Err(()) => {
@@ -465,6 +529,7 @@ impl Protection {
         reveal_records(
             self.keys.as_deref(),
             &view,
+            None,
             records,
             &mut buf,
             &mut clear,
@@ -620,6 +685,12 @@ impl Filter for Protection {
                                 .collect(),
                             tf: &tf,
                         };
+                        let residency = self.catalog.lookup(&topic).residency().to_string();
+                        let gate = self.consent.as_deref().map(|store| ConsentGate {
+                            store,
+                            plan: &plan,
+                            residency: &residency,
+                        });
                         for p in &mut t.partitions {
                             let Some(records) = p.records.clone() else {
                                 continue;
@@ -630,7 +701,13 @@ impl Filter for Protection {
                             loop {
                                 let mut stats = FetchStats::default();
                                 let result = reveal_records(
-                                    keys, &view, &records, &mut buf, &mut clear, &mut stats,
+                                    keys,
+                                    &view,
+                                    gate.as_ref(),
+                                    &records,
+                                    &mut buf,
+                                    &mut clear,
+                                    &mut stats,
                                 );
                                 // A key this replica has not seen may be on
                                 // its way through the key topic: wait for it
@@ -656,7 +733,14 @@ impl Filter for Protection {
                                     );
                                 }
                                 match result {
-                                    Ok(rw) => p.records = Some(rw.records),
+                                    Ok(rw) => {
+                                        if gate.is_some() {
+                                            self.policies.count_record_decisions(
+                                                rw.stats.records_seen as u64,
+                                            );
+                                        }
+                                        p.records = Some(rw.records)
+                                    }
                                     Err(e) => {
                                         return ResponseAction::Close(format!(
                                             "cannot protect {topic}: {e}"

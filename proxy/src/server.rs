@@ -148,18 +148,26 @@ impl Proxy {
                     crate::governance::Authz::new(g.policies.clone(), g.catalog.clone())
                         .with_audit(audit.clone()),
                 ));
-                // Before consent: responses run the chain backwards, so
-                // consent drops records before their fields are worked on.
-                chain.push(Arc::new(crate::protect::Protection::new(
-                    g.policies.clone(),
-                    g.catalog.clone(),
-                    g.keys.as_ref().map(|k| k.keys.clone()),
-                )));
-                chain.push(Arc::new(crate::governance::Consent::new(
-                    g.policies.clone(),
-                    g.catalog.clone(),
-                    g.consent.clone(),
-                )));
+                // Protected topics: consent and fields in one pass over
+                // their records; the consent filter does the other
+                // governed topics.
+                let protection = Arc::new(
+                    crate::protect::Protection::new(
+                        g.policies.clone(),
+                        g.catalog.clone(),
+                        g.keys.as_ref().map(|k| k.keys.clone()),
+                    )
+                    .with_consent(g.consent.clone()),
+                );
+                chain.push(protection.clone());
+                chain.push(Arc::new(
+                    crate::governance::Consent::new(
+                        g.policies.clone(),
+                        g.catalog.clone(),
+                        g.consent.clone(),
+                    )
+                    .leaving_to(protection),
+                ));
             }
             chain.extend(extra);
             // The ApiVersions filter caps versions for the APIs that any
