@@ -134,7 +134,7 @@ def med(sc, phase, key):
     v = [r[key] for r in rows if r["scenario"] == sc and r["phase"] == phase]
     return statistics.median(v) if v else None
 cpu = open("/proc/cpuinfo").read().split("model name", 1)[1].split("\n", 1)[0].split(":", 1)[1].strip()
-print(f"# Field protection vs passthrough ({rounds} rounds, medians)\n")
+print(f"# Governance load: field protection and audit vs passthrough ({rounds} rounds, medians)\n")
 print(f"Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}.")
 print(f"Load: gatehouse-load (librdkafka), {n:,} JSON posts of 1 KB with five personal fields, acks=all, "
       "3 partitions, then read back from the start. `passthrough`: through the proxy (SASL, policies on) "

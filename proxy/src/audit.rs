@@ -35,8 +35,9 @@ use crate::records::{decode_record_set, Headers, RecordsOptions};
 
 const NAME: &str = "audit";
 
-/// A denial: (resource type, resource, policies that decided).
-pub(crate) type Denial = (&'static str, String, Vec<String>);
+/// A recorded decision: (resource type, resource, allowed, policies that
+/// decided).
+pub(crate) type Denial = (&'static str, String, bool, Vec<String>);
 
 /// What a consumer got of each field (effect → paths), and the policies.
 type FieldsAndPolicies = (BTreeMap<String, Vec<String>>, Vec<String>);
@@ -46,12 +47,24 @@ tokio::task_local! {
     static DENIALS: RefCell<Vec<Denial>>;
 }
 
-/// Records a denial of the request being decided (no-op outside
-/// [`collect_denials`]).
-pub(crate) fn note_denial(resource_type: &'static str, resource: &str, policies: &[String]) {
+/// Records a decision about the request being decided (no-op outside
+/// [`collect_denials`]): every denial, and the allowed administrative
+/// actions (topic creation and deletion, config changes, record and group
+/// deletion, cluster administration). Allowed data access is recorded as
+/// produce and delivery events instead.
+pub(crate) fn note_decision(
+    resource_type: &'static str,
+    resource: &str,
+    allowed: bool,
+    policies: &[String],
+) {
     let _ = DENIALS.try_with(|d| {
-        d.borrow_mut()
-            .push((resource_type, resource.to_string(), policies.to_vec()))
+        d.borrow_mut().push((
+            resource_type,
+            resource.to_string(),
+            allowed,
+            policies.to_vec(),
+        ))
     });
 }
 
@@ -72,14 +85,20 @@ pub(crate) fn denial_events(
 ) -> Vec<EventKind> {
     denials
         .into_iter()
-        .map(|(resource_type, resource, policies)| EventKind::Decision {
-            principal: who.name.clone(),
-            api: format!("{api:?}"),
-            resource_type: resource_type.to_string(),
-            resource,
-            decision: Decision::Deny,
-            policies,
-        })
+        .map(
+            |(resource_type, resource, allowed, policies)| EventKind::Decision {
+                principal: who.name.clone(),
+                api: format!("{api:?}"),
+                resource_type: resource_type.to_string(),
+                resource,
+                decision: if allowed {
+                    Decision::Allow
+                } else {
+                    Decision::Deny
+                },
+                policies,
+            },
+        )
         .collect()
 }
 

@@ -135,8 +135,9 @@ impl Authz {
                 &asked
             }
         };
-        if !decision.allowed {
-            crate::audit::note_denial("topic", topic, &decision.policies);
+        let admin = !matches!(action, Action::Produce | Action::Consume | Action::Describe);
+        if !decision.allowed || admin {
+            crate::audit::note_decision("topic", topic, decision.allowed, &decision.policies);
         }
         decision.allowed
     }
@@ -145,8 +146,8 @@ impl Authz {
         let d = self
             .policies
             .authorize(who, action, Resource::Group(group), &self.catalog);
-        if !d.allowed {
-            crate::audit::note_denial("group", group, &d.policies);
+        if !d.allowed || action == Action::DeleteGroup {
+            crate::audit::note_decision("group", group, d.allowed, &d.policies);
         }
         d.allowed
     }
@@ -155,8 +156,8 @@ impl Authz {
         let d = self
             .policies
             .authorize(who, action, Resource::Cluster, &self.catalog);
-        if !d.allowed {
-            crate::audit::note_denial("cluster", "cluster", &d.policies);
+        if !d.allowed || action == Action::ClusterAdmin {
+            crate::audit::note_decision("cluster", "cluster", d.allowed, &d.policies);
         }
         d.allowed
     }

@@ -676,6 +676,27 @@ when { principal.team == "platform" && resource.name like "scratch.*" };
         names.contains(&"social.posts") && !names.contains(&"social.sneaky"),
         "{names:?}"
     );
+    // Administration is on the record: the creation allowed, with the
+    // policy that allowed it, and the refusal.
+    let decisions = gatehouse_audit::query(
+        &[w.dir.path().join("audit-a")],
+        &gatehouse_audit::Query {
+            principal: Some("ingest".into()),
+            ..Default::default()
+        },
+    )?;
+    let recorded = |res: &str, allowed: bool| {
+        decisions.iter().any(|e| {
+            matches!(&e.kind, gatehouse_audit::EventKind::Decision { api, resource, decision, policies, .. }
+                if api == "CreateTopics" && resource == res
+                    && (*decision == gatehouse_audit::Decision::Allow) == allowed
+                    && (!allowed || policies.iter().any(|p| p == "platform-scratch-admin")))
+        })
+    };
+    ensure!(
+        recorded("scratch.ok", true) && recorded("social.sneaky", false),
+        "{decisions:?}"
+    );
     drop(w.broker);
     Ok(())
 }
