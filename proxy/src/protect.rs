@@ -374,6 +374,50 @@ fn reveal_value(
     Ok(Some(Bytes::from(out)))
 }
 
+/// Encryption grows each protected field (base64, key id, nonce, tag):
+/// an uncompressed batch the producer filled close to the cluster's
+/// message size limit (1 MiB by default) would come out above it and be
+/// refused. Above this size, an uncompressed rewritten batch is compressed
+/// with lz4 (consumers decompress any codec; ciphertext is base64, the rest
+/// JSON, both compress well). A batch still above the cluster's limit is
+/// refused by the cluster, as it would have been without the proxy.
+pub const COMPRESS_ABOVE_BYTES: usize = 1_000_000;
+
+/// The record set, compressed if it grew past [`COMPRESS_ABOVE_BYTES`]
+/// uncompressed.
+fn fit(records: Bytes) -> Bytes {
+    if records.len() <= COMPRESS_ABOVE_BYTES {
+        return records;
+    }
+    let Ok(mut set) = crate::records::decode_record_set(&records, &RecordsOptions::produce())
+    else {
+        return records;
+    };
+    let mut changed = false;
+    for b in &mut set.batches {
+        if !b.header.is_control() && b.header.codec() == Some(crate::records::Codec::None) {
+            b.header.attributes = (b.header.attributes & !crate::records::ATTR_CODEC_MASK)
+                | crate::records::Codec::Lz4.bits();
+            changed = true;
+        }
+    }
+    if !changed {
+        return records;
+    }
+    let mut out = bytes::BytesMut::with_capacity(records.len() / 2);
+    match set.encode(&mut out) {
+        Ok(()) => {
+            tracing::debug!(
+                before = records.len(),
+                after = out.len(),
+                "grown batch compressed"
+            );
+            out.freeze()
+        }
+        Err(_) => records,
+    }
+}
+
 /// Encrypts the protected fields of every record of a produced record
 /// set.
 fn protect_records(
@@ -593,7 +637,7 @@ impl Filter for Protection {
                             let result = protect_records(keys, &topic, &tf, records, &mut scratch);
                             match result {
                                 Ok(rw) => {
-                                    part.records = Some(rw.records);
+                                    part.records = Some(fit(rw.records));
                                     true
                                 }
                                 Err(e) => {

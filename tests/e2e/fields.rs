@@ -441,3 +441,65 @@ async fn every_codec_and_idempotent_order() -> Result<()> {
     drop(w.broker);
     Ok(())
 }
+
+/// A producer that fills an uncompressed batch close to the cluster's
+/// 1 MiB limit: encryption grows it past the limit, so the proxy
+/// compresses the rewritten batch and the cluster takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_still_fits_after_encryption() -> Result<()> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let w = World::start().await?;
+    let posts: Vec<(String, String)> = (0..800)
+        .map(|i| {
+            let subject = format!("u-{:06}", i % 20);
+            let mut v = post(
+                &format!("p-{i}"),
+                &subject,
+                "Jane Doe",
+                "@janedoe",
+                "203.0.113.42",
+            );
+            v.truncate(v.len() - 1);
+            v.push_str(&format!(r#","pad":"{}"}}"#, "x".repeat(800)));
+            (subject, v)
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = posts
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let batch = gatehouse_tests::record_batch_of(&pairs)?;
+    ensure!(
+        batch.len() > 900_000 && batch.len() < 1_048_576,
+        "batch of {} bytes",
+        batch.len()
+    );
+    let mut raw = w.raw_as("ingest").await?;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("social.posts")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req).await?;
+    let code = resp
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .map(|p| p.error_code);
+    ensure!(code == Some(0), "produce answered {code:?}");
+    let seen = read_records(w.proxy.local_addr(), "trust-safety", "social.posts", 3).await?;
+    ensure!(seen.len() == 800, "{} records read back", seen.len());
+    for (r, (_, original)) in seen.iter().zip(&posts) {
+        let a: Value = serde_json::from_str(&r.value)?;
+        let b: Value = serde_json::from_str(original)?;
+        ensure!(a == b, "record {} differs", r.offset);
+    }
+    drop(w.broker);
+    Ok(())
+}
