@@ -107,9 +107,10 @@ run() { # scenario
     passthrough) topic="bench.plain-$RANDOM" ;;
     fields) topic="bench.fields-$RANDOM" ;;
     audit) addr="127.0.0.1:$audit_port"; topic="bench.plain-$RANDOM" ;;
+    fields-audit) addr="127.0.0.1:$audit_port"; topic="bench.fields-$RANDOM" ;;
   esac
   local pid=$proxy_pid
-  [ "$name" = audit ] && pid=$audit_pid
+  case $name in audit|fields-audit) pid=$audit_pid ;; esac
   local before; before=$(cpu_ticks "$pid")
   "$bin/gatehouse-load" --bootstrap "$addr" --topic "$topic" --values posts --size 1024 \
     --messages "$messages" "${args[@]}" >"$work/out.jsonl"
@@ -120,7 +121,7 @@ for l in sys.stdin:
     "$name" "$ticks" <"$work/out.jsonl" >>"$work/results.jsonl"
 }
 for r in $(seq "$rounds"); do
-  for s in direct passthrough fields audit; do run "$s"; done
+  for s in direct passthrough fields audit fields-audit; do run "$s"; done
 done
 
 mkdir -p bench/results
@@ -140,9 +141,10 @@ print(f"Load: gatehouse-load (librdkafka), {n:,} JSON posts of 1 KB with five pe
       "to an ungoverned topic; `fields`: the same proxy to a topic whose five fields it encrypts on "
       "produce and decrypts on fetch (reader allowed `read_clear`); `audit on`: like passthrough, through a "
       "second proxy that also writes the audit trail (a durable event per produced and per delivered "
-      "partition before the client is answered). Client, proxies and broker share the machine.\n")
-print("| metric | direct | passthrough | fields | audit on | fields/passthrough | audit/passthrough | passthrough/direct |")
-print("|---|---|---|---|---|---|---|---|")
+      "partition before the client is answered); `fields + audit`: the protected topic through that proxy. "
+      "Client, proxies and broker share the machine.\n")
+print("| metric | direct | passthrough | fields | audit on | fields + audit | fields/passthrough | audit/passthrough | fields+audit/fields | passthrough/direct |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for phase, key, label in [
     ("produce", "mb_per_s", "produce MB/s"),
     ("produce", "msgs_per_s", "produce msg/s"),
@@ -150,11 +152,11 @@ for phase, key, label in [
     ("consume", "mb_per_s", "consume MB/s"),
     ("consume", "msgs_per_s", "consume msg/s"),
 ]:
-    d, p, f, a = (med(sc, phase, key) for sc in ("direct", "passthrough", "fields", "audit"))
-    if None in (d, p, f, a):
+    d, p, f, a, fa = (med(sc, phase, key) for sc in ("direct", "passthrough", "fields", "audit", "fields-audit"))
+    if None in (d, p, f, a, fa):
         continue
-    print(f"| {label} | {d:,.1f} | {p:,.1f} | {f:,.1f} | {a:,.1f} | {f / p:.3f} | {a / p:.3f} | {p / d:.3f} |")
-for sc in ("passthrough", "fields", "audit"):
+    print(f"| {label} | {d:,.1f} | {p:,.1f} | {f:,.1f} | {a:,.1f} | {fa:,.1f} | {f / p:.3f} | {a / p:.3f} | {fa / f:.3f} | {p / d:.3f} |")
+for sc in ("passthrough", "fields", "audit", "fields-audit"):
     t = [r["proxy_cpu_ticks"] for r in rows if r["scenario"] == sc and r["phase"] == "produce"]
     if t:
         mb = 2 * n * 1024 / 1e6

@@ -35,6 +35,23 @@ use crate::records::{decode_record_set, Headers, RecordsOptions};
 
 const NAME: &str = "audit";
 
+/// The notes key under which a filter that already read a fetch response's
+/// records hands their summary to the audit filter (so it need not read
+/// them again).
+pub(crate) const DELIVERED: &str = "audit-delivered";
+
+/// What a filter saw delivered of one fetched partition: records kept,
+/// their offset range and their data subjects (clear ids, hashed here).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeliveredPart {
+    pub(crate) records: u64,
+    pub(crate) range: Option<(i64, i64)>,
+    pub(crate) subjects: BTreeSet<String>,
+}
+
+/// Summaries by (topic, partition).
+pub(crate) type Delivered = BTreeMap<(String, i32), DeliveredPart>;
+
 /// A recorded decision: (resource type, resource, allowed, policies that
 /// decided).
 pub(crate) type Denial = (&'static str, String, bool, Vec<String>);
@@ -307,6 +324,7 @@ impl Filter for Audit {
                 }
             }
             ResponseKind::Fetch(f) => {
+                let summaries: Delivered = r.notes.take(DELIVERED).unwrap_or_default();
                 for t in &f.responses {
                     let topic = t.topic.0.to_string();
                     let mut plan_parts: Option<FieldsAndPolicies> = None;
@@ -316,7 +334,19 @@ impl Filter for Audit {
                             continue;
                         }
                         let (count, subjects, range) =
-                            self.subjects(&topic, records, RecordsOptions::fetch());
+                            match summaries.get(&(topic.clone(), p.partition_index)) {
+                                Some(d) => (
+                                    d.records,
+                                    d.subjects
+                                        .iter()
+                                        .map(|s| self.log.subject_hash(s))
+                                        .collect::<BTreeSet<_>>()
+                                        .into_iter()
+                                        .collect(),
+                                    d.range,
+                                ),
+                                None => self.subjects(&topic, records, RecordsOptions::fetch()),
+                            };
                         let Some((first, last)) = range else { continue };
                         let (fields, policies) = plan_parts
                             .get_or_insert_with(|| match &self.policies {

@@ -276,6 +276,8 @@ struct FetchStats {
     undecryptable: usize,
     withheld_records: usize,
     withheld_for_consent: usize,
+    /// What was kept, for the audit trail.
+    delivered: crate::audit::DeliveredPart,
 }
 
 /// Rewrites one fetched record value for `view`. `Ok(None)`: unchanged.
@@ -498,35 +500,44 @@ fn reveal_records(
     rewrite_records(
         records,
         &RecordsOptions::fetch(),
-        |_, rec| -> Result<Verdict, RecordsError> {
+        |header, rec| -> Result<Verdict, RecordsError> {
             let scanned = rec.value.as_ref().map(|v| scan(v, &view.tf.targets));
+            let json_subject = scanned
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|f| f.subject.clone());
+            let subject = subject_id(
+                view.tf.subject.as_ref(),
+                rec.key.as_ref(),
+                &rec.headers,
+                rec.value.as_deref().unwrap_or_default(),
+                json_subject.as_ref(),
+            );
             if let Some(gate) = gate {
-                let json_subject = scanned
-                    .as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .and_then(|f| f.subject.as_ref());
-                let subject = subject_id(
-                    view.tf.subject.as_ref(),
-                    rec.key.as_ref(),
-                    &rec.headers,
-                    rec.value.as_deref().unwrap_or_default(),
-                    json_subject,
-                );
                 if !gate.allows(subject.as_deref(), &rec.headers) {
                     stats.withheld_for_consent += 1;
                     return Ok(Verdict::Drop);
                 }
             }
-            let (Some(value), Some(scanned)) = (&rec.value, scanned) else {
-                return Ok(Verdict::Keep);
-            };
-            match reveal_value(keys, view, value, scanned, buf, clear, stats) {
-                Ok(Some(v)) => rec.value = Some(v),
-                Ok(None) => {}
-                Err(()) => {
-                    stats.withheld_records += 1;
-                    return Ok(Verdict::Drop);
+            if let (Some(value), Some(scanned)) = (&rec.value, scanned) {
+                match reveal_value(keys, view, value, scanned, buf, clear, stats) {
+                    Ok(Some(v)) => rec.value = Some(v),
+                    Ok(None) => {}
+                    Err(()) => {
+                        stats.withheld_records += 1;
+                        return Ok(Verdict::Drop);
+                    }
                 }
+            }
+            let d = &mut stats.delivered;
+            d.records += 1;
+            let o = header.offset_of(rec);
+            d.range = Some(match d.range {
+                None => (o, o),
+                Some((lo, hi)) => (lo.min(o), hi.max(o)),
+            });
+            if let Some(s) = subject {
+                d.subjects.insert(s);
             }
             Ok(Verdict::Keep)
         },
@@ -712,6 +723,7 @@ impl Filter for Protection {
                     let keys = self.keys.as_deref();
                     let mut waited = false;
                     let (mut buf, mut clear) = (Vec::new(), Vec::new());
+                    let mut delivered = crate::audit::Delivered::new();
                     for t in &mut f.responses {
                         let topic = t.topic.0.to_string();
                         let Some(tf) = self.fields_of(&topic) else {
@@ -783,6 +795,10 @@ impl Filter for Protection {
                                                 rw.stats.records_seen as u64,
                                             );
                                         }
+                                        delivered.insert(
+                                            (topic.clone(), p.partition_index),
+                                            std::mem::take(&mut stats.delivered),
+                                        );
                                         p.records = Some(rw.records)
                                     }
                                     Err(e) => {
@@ -795,6 +811,9 @@ impl Filter for Protection {
                             }
                         }
                     }
+                    // The audit filter, later on the way back, takes what
+                    // was delivered from here instead of reading it again.
+                    r.notes.insert(crate::audit::DELIVERED, delivered);
                 }
                 _ => {}
             }
