@@ -298,23 +298,31 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
         let is_close = close.is_some();
         let (kinds, waiters): (Vec<_>, Vec<_>) = appends.into_iter().unzip();
         let joined = tokio::task::spawn_blocking(move || {
-            let res = writer.commit(&kinds, is_close);
+            // Appenders are answered as soon as their events are durable;
+            // the index is updated after.
+            let mut pending = Some(waiters);
+            let res = writer.commit_then(&kinds, is_close, |lasts| {
+                if let Some(waiters) = pending.take() {
+                    for (done, last) in waiters.into_iter().zip(lasts) {
+                        let _ = done.send(Ok(*last));
+                    }
+                }
+            });
             if is_close {
                 writer.finish();
             }
-            (writer, res)
+            (writer, res, pending)
         })
         .await;
-        let res = match joined {
-            Ok((w, res)) => {
+        let (res, waiters) = match joined {
+            Ok((w, res, pending)) => {
                 writer = w;
-                res
+                (res, pending.unwrap_or_default())
             }
             Err(e) => {
+                // The waiters went with the failed task: their receivers
+                // see the channel closed, an error.
                 let reason = format!("writer task failed: {e}");
-                for done in waiters {
-                    let _ = done.send(Err(AuditError::Unavailable(reason.clone())));
-                }
                 if let Some(done) = close {
                     let _ = done.send(Err(AuditError::Unavailable(reason)));
                 }
@@ -322,10 +330,9 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
             }
         };
         match res {
-            Ok(lasts) => {
-                for (done, last) in waiters.into_iter().zip(lasts) {
-                    let _ = done.send(Ok(last));
-                }
+            Ok(_) => {
+                // Already answered when durable.
+                debug_assert!(waiters.is_empty());
                 if let Some(done) = close {
                     close_reply = Some((done, Ok(())));
                     break;
@@ -567,6 +574,19 @@ impl Writer {
     /// Assigns seqs, writes, fsyncs, rewrites the head, updates the index. Returns the
     /// last seq of each request.
     fn commit(&mut self, requests: &[Vec<EventKind>], checkpoint: bool) -> Result<Vec<u64>> {
+        self.commit_then(requests, checkpoint, |_| {})
+    }
+
+    /// [`Self::commit`], calling `durable` with the last seq of each request
+    /// as soon as the events are written, fsync'd and the head rewritten,
+    /// before the index (derived data, rebuilt from the segments if lost) is
+    /// updated: waiters need not wait for the index.
+    fn commit_then(
+        &mut self,
+        requests: &[Vec<EventKind>],
+        checkpoint: bool,
+        durable: impl FnOnce(&[u64]),
+    ) -> Result<Vec<u64>> {
         let mut events = Vec::new();
         let mut lasts = Vec::with_capacity(requests.len());
         for kinds in requests {
@@ -583,6 +603,7 @@ impl Writer {
             events.push(self.make_checkpoint()?);
         }
         if events.is_empty() {
+            durable(&lasts);
             return Ok(lasts);
         }
         let locators = self.write(&events)?;
@@ -598,6 +619,7 @@ impl Writer {
             }
         }
         self.write_head()?;
+        durable(&lasts);
         if let Some(ix) = &self.index {
             let items: Vec<(Event, Locator)> = events.into_iter().zip(locators).collect();
             if let Err(e) = ix.insert(&items) {
