@@ -204,12 +204,14 @@ impl Audit {
                         r.value.as_ref(),
                         &r.headers,
                     ) {
-                        subjects.insert(self.log.subject_hash(&s));
+                        subjects.insert(s);
                     }
                 }
             }
         }
-        (count, subjects.into_iter().collect(), range)
+        // Hash each distinct subject once.
+        let hashed: BTreeSet<String> = subjects.iter().map(|s| self.log.subject_hash(s)).collect();
+        (count, hashed.into_iter().collect(), range)
     }
 }
 
