@@ -10,7 +10,7 @@
 //! (`INVALID_RECORD`, with a message naming the record) and its partition's
 //! batch is not forwarded: nothing is ever stored in clear by mistake. Keys
 //! created for new subjects are published to the key topic before the
-//! batch goes on ([`crate::keytopic`]).
+//! batch goes on, so that every replica can find them.
 //!
 //! On **fetch**, the consumer's plan decides each field: `read_clear`
 //! decrypts, `read_masked` decrypts then masks keeping the shape,
