@@ -52,6 +52,10 @@ pub(crate) struct DeliveredPart {
 /// Summaries by (topic, partition).
 pub(crate) type Delivered = BTreeMap<(String, i32), DeliveredPart>;
 
+/// The notes key under which the field protection filter hands the audit
+/// filter what it read of a produce request's protected partitions.
+pub(crate) const PRODUCED: &str = "audit-produced";
+
 /// A recorded decision: (resource type, resource, allowed, policies that
 /// decided).
 pub(crate) type Denial = (&'static str, String, bool, Vec<String>);
@@ -267,12 +271,20 @@ impl Filter for Audit {
                 let mut produced = Vec::new();
                 for t in &p.topic_data {
                     let topic = t.name.0.to_string();
+                    // Protected topics are read by the field protection
+                    // filter, which hands over what it saw.
+                    let info = self.catalog.lookup(&topic);
+                    let protected = info.format() == gatehouse_policy::RecordFormat::Json
+                        && !info.fields().is_empty();
                     for part in &t.partition_data {
                         let Some(records) = &part.records else {
                             continue;
                         };
-                        let (records, subjects, _) =
-                            self.subjects(&topic, records, RecordsOptions::produce());
+                        let (records, subjects, _) = if protected {
+                            (0, Vec::new(), None)
+                        } else {
+                            self.subjects(&topic, records, RecordsOptions::produce())
+                        };
                         produced.push(Produced {
                             topic: topic.clone(),
                             partition: part.index,
@@ -299,6 +311,7 @@ impl Filter for Audit {
         r: &'a mut Response,
     ) -> FilterFuture<'a, ResponseAction> {
         let produced: Vec<Produced> = r.notes.take(NAME).unwrap_or_default();
+        let from_fields: Delivered = r.notes.take(PRODUCED).unwrap_or_default();
         let who = principal_info(s.principal.as_ref());
         let mut events = Vec::new();
         match &r.body {
@@ -314,13 +327,26 @@ impl Filter for Audit {
                         else {
                             continue;
                         };
+                        let (records, subjects) =
+                            match from_fields.get(&(done.topic.clone(), done.partition)) {
+                                Some(d) => (
+                                    d.records,
+                                    d.subjects
+                                        .iter()
+                                        .map(|s| self.log.subject_hash(s))
+                                        .collect::<BTreeSet<_>>()
+                                        .into_iter()
+                                        .collect(),
+                                ),
+                                None => (done.records, done.subjects.clone()),
+                            };
                         events.push(EventKind::Produce {
                             principal: who.name.clone(),
                             topic: done.topic.clone(),
                             partition: done.partition,
                             base_offset: part.base_offset,
-                            records: done.records,
-                            subjects: done.subjects.clone(),
+                            records,
+                            subjects,
                         });
                     }
                 }

@@ -210,20 +210,20 @@ fn protect_value(
     headers: &Headers,
     value: &Bytes,
     scratch: &mut Vec<u8>,
-) -> Result<Option<Bytes>, String> {
+) -> Result<(Option<Bytes>, Option<String>), String> {
     let found =
         scan(value, &tf.targets).map_err(|e| format!("the value is not valid JSON ({e})"))?;
-    if found.fields.is_empty() {
-        return Ok(None);
-    }
     let subject = subject_id(
         tf.subject.as_ref(),
         key,
         headers,
         value,
         found.subject.as_ref(),
-    )
-    .ok_or_else(|| match &tf.subject {
+    );
+    if found.fields.is_empty() {
+        return Ok((None, subject));
+    }
+    let subject = subject.ok_or_else(|| match &tf.subject {
         Some(SubjectLocator::Key) => "no data subject: the record has no UTF-8 key".to_string(),
         Some(SubjectLocator::Header(h)) => format!("no data subject: no header {h}"),
         Some(SubjectLocator::Json(p)) => format!("no data subject: no string at {p}"),
@@ -253,7 +253,7 @@ fn protect_value(
         .collect();
     let mut out = Vec::with_capacity(value.len() + scratch.len());
     splice(value, &edits, &mut out);
-    Ok(Some(Bytes::from(out)))
+    Ok((Some(Bytes::from(out)), Some(subject)))
 }
 
 /// What a consumer gets of each field of a topic, by field index.
@@ -428,6 +428,7 @@ fn protect_records(
     tf: &TopicFields,
     records: &Bytes,
     scratch: &mut Vec<u8>,
+    produced: &mut crate::audit::DeliveredPart,
 ) -> Result<crate::records::Rewritten, ProduceRefusal> {
     let mut index = 0usize;
     rewrite_records(
@@ -436,7 +437,17 @@ fn protect_records(
         |_, rec| -> Result<Verdict, ProduceRefusal> {
             let at = index;
             index += 1;
+            produced.records += 1;
             let Some(value) = &rec.value else {
+                if let Some(s) = subject_id(
+                    tf.subject.as_ref(),
+                    rec.key.as_ref(),
+                    &rec.headers,
+                    &[],
+                    None,
+                ) {
+                    produced.subjects.insert(s);
+                }
                 return Ok(Verdict::Keep);
             };
             match protect_value(
@@ -448,8 +459,14 @@ fn protect_records(
                 value,
                 scratch,
             ) {
-                Ok(Some(v)) => rec.value = Some(v),
-                Ok(None) => {}
+                Ok((v, subject)) => {
+                    if let Some(v) = v {
+                        rec.value = Some(v);
+                    }
+                    if let Some(s) = subject {
+                        produced.subjects.insert(s);
+                    }
+                }
                 Err(why) => {
                     return Err(ProduceRefusal::Record(format!(
                         "record {at} of the batch: {why}"
@@ -554,7 +571,8 @@ impl Protection {
             return Ok(records.clone());
         };
         let mut scratch = Vec::new();
-        protect_records(keys, topic, &tf, records, &mut scratch)
+        let mut summary = crate::audit::DeliveredPart::default();
+        protect_records(keys, topic, &tf, records, &mut scratch, &mut summary)
             .map(|rw| rw.records)
             .map_err(|e| e.to_string())
     }
@@ -622,6 +640,7 @@ impl Filter for Protection {
                 }
                 RequestKind::Produce(p) => {
                     let mut refused = RefusedParts::new();
+                    let mut produced = crate::audit::Delivered::new();
                     let mut protected_any = false;
                     let mut scratch = Vec::new();
                     for t in &mut p.topic_data {
@@ -645,9 +664,18 @@ impl Filter for Protection {
                             let Some(records) = &part.records else {
                                 return true;
                             };
-                            let result = protect_records(keys, &topic, &tf, records, &mut scratch);
+                            let mut summary = crate::audit::DeliveredPart::default();
+                            let result = protect_records(
+                                keys,
+                                &topic,
+                                &tf,
+                                records,
+                                &mut scratch,
+                                &mut summary,
+                            );
                             match result {
                                 Ok(rw) => {
+                                    produced.insert((topic.clone(), part.index), summary);
                                     part.records = Some(fit(rw.records));
                                     true
                                 }
@@ -671,6 +699,11 @@ impl Filter for Protection {
                         });
                     }
                     p.topic_data.retain(|t| !t.partition_data.is_empty());
+                    // What the audit filter records of these partitions once
+                    // the cluster answers (it does not read them again).
+                    if !produced.is_empty() {
+                        r.notes.insert(crate::audit::PRODUCED, produced);
+                    }
                     // Keys first: a record may only reach the cluster once
                     // every replica can find its key.
                     if protected_any {
