@@ -400,7 +400,7 @@ pub fn export_cloudevents(dirs: &[PathBuf], q: &Query, out: &mut dyn Write) -> R
             id: format!("{}/{}", ev.replica, ev.seq),
             source: format!("urn:gatehouse:audit:{}", ev.replica),
             ty: format!("dev.gatehouse.audit.{}", ev.kind.type_name()),
-            time: rfc3339_ms(ev.time_ms),
+            time: crate::time::format_time(ev.time_ms),
             datacontenttype: "application/json",
             data: ev,
         };
@@ -415,32 +415,9 @@ pub fn export_cloudevents(dirs: &[PathBuf], q: &Query, out: &mut dyn Write) -> R
     Ok(n)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch.
-pub(crate) fn rfc3339_ms(ms: u64) -> String {
-    let days = i64::try_from(ms / 86_400_000).unwrap_or(i64::MAX / 2);
-    let rem = ms % 86_400_000;
-    let (h, m, s, milli) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_ms;
+    use crate::time::format_time as rfc3339_ms;
 
     #[test]
     fn rfc3339_known_dates() {

@@ -31,7 +31,7 @@ use crate::filter::{
     SessionContext,
 };
 use crate::governance::principal_info;
-use crate::records::{decode_record_set, Headers, RecordsOptions};
+use crate::records::{decode_record_set, RecordsOptions};
 
 const NAME: &str = "audit";
 
@@ -201,7 +201,7 @@ impl Audit {
                     Some((lo, hi)) => (lo.min(o), hi.max(o)),
                 });
                 if let Some(l) = &locator {
-                    if let Some(s) = subject_of(
+                    if let Some(s) = crate::governance::subject_of(
                         l,
                         targets.as_ref(),
                         r.key.as_ref(),
@@ -216,30 +216,6 @@ impl Audit {
         // Hash each distinct subject once.
         let hashed: BTreeSet<String> = subjects.iter().map(|s| self.log.subject_hash(s)).collect();
         (count, hashed.into_iter().collect(), range)
-    }
-}
-
-fn subject_of(
-    locator: &SubjectLocator,
-    json: Option<&crate::json::Targets>,
-    key: Option<&Bytes>,
-    value: Option<&Bytes>,
-    headers: &Headers,
-) -> Option<String> {
-    match locator {
-        SubjectLocator::Key => key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map(str::to_string),
-        SubjectLocator::Header(name) => headers
-            .last(name.as_bytes())
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string),
-        SubjectLocator::Json(_) => {
-            let v = value?;
-            let found = crate::json::scan(v, json?).ok()?;
-            crate::json::string_at(v, found.subject.as_ref()?)
-        }
     }
 }
 

@@ -1035,38 +1035,27 @@ impl Consent {
     }
 }
 
-/// Finds the subject id of a record. `json` is the compiled subject path
+/// Finds the subject id of a record; `json` is the compiled subject path
 /// for [`SubjectLocator::Json`].
-fn subject_of(
+pub(crate) fn subject_of(
     locator: &SubjectLocator,
     json: Option<&crate::json::Targets>,
     key: Option<&Bytes>,
     value: Option<&Bytes>,
     headers: &crate::records::Headers,
 ) -> Option<String> {
-    match locator {
-        SubjectLocator::Key => key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map(str::to_string),
-        SubjectLocator::Header(name) => headers
-            .last(name.as_bytes())
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string),
-        SubjectLocator::Json(_) => {
-            let v = value?;
-            let found = crate::json::scan(v, json?).ok()?;
-            crate::json::string_at(v, found.subject.as_ref()?)
-        }
-    }
-}
-
-/// The string at a path (member names from the root) of a JSON document,
-/// without building the whole document.
-pub fn json_string_at<'p>(doc: &[u8], steps: impl Iterator<Item = &'p str>) -> Option<String> {
-    let targets = crate::json::Targets::new(Vec::<Vec<&str>>::new(), Some(steps.collect()));
-    let found = crate::json::scan(doc, &targets).ok()?;
-    crate::json::string_at(doc, found.subject.as_ref()?)
+    let doc = value.map(|v| v.as_ref()).unwrap_or_default();
+    let found = match (locator, json) {
+        (SubjectLocator::Json(_), Some(t)) if !doc.is_empty() => crate::json::scan(doc, t).ok(),
+        _ => None,
+    };
+    crate::protect::subject_id(
+        Some(locator),
+        key,
+        headers,
+        doc,
+        found.as_ref().and_then(|f| f.subject.as_ref()),
+    )
 }
 
 impl Filter for Consent {

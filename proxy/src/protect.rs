@@ -169,8 +169,9 @@ impl Protection {
     }
 }
 
-/// The subject id of a record, by the catalog's locator.
-fn subject_id(
+/// The subject id of a record, by the catalog's locator; `json_subject`
+/// is where [`crate::json::scan`] found the subject path in `doc`.
+pub(crate) fn subject_id(
     locator: Option<&SubjectLocator>,
     key: Option<&Bytes>,
     headers: &Headers,
