@@ -17,7 +17,7 @@ use gatehouse_proxy::ProxyConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::policy::{post, read_records, send, World};
+use crate::policy::{read_records, World};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const ISSUER: &str = "https://idp.test.invalid";
@@ -132,26 +132,7 @@ async fn world_with_admin(secret: Option<&Path>) -> Result<World> {
 /// read them (analytics only u-000042's, who consented); marketing-us is
 /// refused by residency.
 async fn traffic(w: &World) -> Result<()> {
-    let ingest = w.producer("ingest")?;
-    send(
-        &ingest,
-        "consent.events",
-        "u-000042",
-        Some(r#"{"purposes":["analytics"]}"#),
-        None,
-    )
-    .await?;
-    for (i, subject) in ["u-000042", "u-000007", "u-000042"].iter().enumerate() {
-        send(
-            &ingest,
-            "social.posts",
-            subject,
-            Some(&post(&format!("p-{i}"), subject)),
-            None,
-        )
-        .await?;
-    }
-    ensure!(w.proxy.consent_caught_up(LIMIT).await, "consent lagging");
+    crate::policy::consent_and_three_posts(w).await?;
     let addr = w.proxy.local_addr();
     let ts = read_records(addr, "trust-safety", "social.posts", 3).await?;
     ensure!(ts.len() == 3, "trust-safety read {ts:?}");

@@ -14,26 +14,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_trail_names_who_received_what() -> Result<()> {
     let w = World::start().await?;
-    let ingest = w.producer("ingest")?;
-    send(
-        &ingest,
-        "consent.events",
-        "u-000042",
-        Some(r#"{"purposes":["analytics"]}"#),
-        None,
-    )
-    .await?;
-    for (i, subject) in ["u-000042", "u-000007", "u-000042"].iter().enumerate() {
-        send(
-            &ingest,
-            "social.posts",
-            subject,
-            Some(&post(&format!("p-{i}"), subject)),
-            None,
-        )
-        .await?;
-    }
-    ensure!(w.proxy.consent_caught_up(LIMIT).await, "consent lagging");
+    crate::policy::consent_and_three_posts(&w).await?;
     let addr = w.proxy.local_addr();
     let mut received: BTreeMap<&str, BTreeSet<(i32, i64, String)>> = BTreeMap::new();
     for who in ["trust-safety", "analytics"] {

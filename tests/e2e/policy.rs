@@ -262,6 +262,33 @@ pub(crate) fn rand_suffix() -> u64 {
         .unwrap_or(0)
 }
 
+/// The small world the audit and admin tests share: u-000042 consents to
+/// analytics, then ingest posts p-0 (u-000042), p-1 (u-000007) and p-2
+/// (u-000042), and the proxy has seen the consent.
+pub(crate) async fn consent_and_three_posts(w: &World) -> Result<()> {
+    let ingest = w.producer("ingest")?;
+    send(
+        &ingest,
+        "consent.events",
+        "u-000042",
+        Some(r#"{"purposes":["analytics"]}"#),
+        None,
+    )
+    .await?;
+    for (i, subject) in ["u-000042", "u-000007", "u-000042"].iter().enumerate() {
+        send(
+            &ingest,
+            "social.posts",
+            subject,
+            Some(&post(&format!("p-{i}"), subject)),
+            None,
+        )
+        .await?;
+    }
+    ensure!(w.proxy.consent_caught_up(LIMIT).await, "consent lagging");
+    Ok(())
+}
+
 pub(crate) fn post(id: &str, subject: &str) -> String {
     format!(
         r#"{{"id":"{id}","author":{{"id":"{subject}","email":"{subject}@example.com","handle":"@{subject}"}},"text":"post {id}"}}"#
