@@ -1104,6 +1104,11 @@ impl Filter for Consent {
                 };
                 let plan = self.policies.plan(&who, &topic, &self.catalog);
                 let residency = info.residency().to_string();
+                let gate = crate::protect::ConsentGate {
+                    store: &self.store,
+                    plan: &plan,
+                    residency: &residency,
+                };
                 let json = match &locator {
                     SubjectLocator::Json(path) => Some(crate::json::Targets::new(
                         Vec::<Vec<&str>>::new(),
@@ -1124,16 +1129,7 @@ impl Filter for Consent {
                             rec.value.as_ref(),
                             &rec.headers,
                         );
-                        let consent = subject.as_deref().and_then(|s| self.store.get(s));
-                        let region = rec
-                            .headers
-                            .last(b"region")
-                            .and_then(|h| h.value)
-                            .and_then(|v| std::str::from_utf8(v).ok())
-                            .map(str::to_string)
-                            .unwrap_or_else(|| residency.clone());
-                        let allowed = plan
-                            .consume_record_allowed(consent.as_ref().map(|c| c.policy()), &region);
+                        let allowed = gate.allows(subject.as_deref(), &rec.headers);
                         Ok::<_, RecordsError>(if allowed {
                             Verdict::Keep
                         } else {

@@ -480,18 +480,19 @@ fn protect_records(
 }
 
 /// Rewrites every record of a fetched record set for `view`.
-/// The consent side of a fetch of a protected topic, decided in the same
-/// pass as the fields (one scan per record finds both the subject and the
-/// fields): the `consume_record` policies on the subject's consent and the
-/// record's region, as the consent filter decides for other topics.
-struct ConsentGate<'a> {
-    store: &'a ConsentStore,
-    plan: &'a gatehouse_policy::TopicPlan,
-    residency: &'a str,
+/// The `consume_record` decision on a record's subject consent and
+/// region (its `region` header, else the topic's residency). The fields
+/// filter applies it in its single pass over protected topics, the consent
+/// filter to the other governed topics.
+pub(crate) struct ConsentGate<'a> {
+    pub(crate) store: &'a ConsentStore,
+    pub(crate) plan: &'a gatehouse_policy::TopicPlan,
+    pub(crate) residency: &'a str,
 }
 
 impl ConsentGate<'_> {
-    fn allows(&self, subject: Option<&str>, headers: &Headers) -> bool {
+    /// May a record of `subject` (with these headers) be delivered?
+    pub(crate) fn allows(&self, subject: Option<&str>, headers: &Headers) -> bool {
         let consent = subject.and_then(|s| self.store.get(s));
         let region = headers
             .last(b"region")
