@@ -145,7 +145,15 @@ struct Session<'a> {
     expires: Option<SystemTime>,
     /// Hang up once what is owed has been written (failed authentication).
     closing: Option<String>,
+    /// Bytes still to come of a response that is forwarded as it arrives.
+    streaming: usize,
 }
+
+/// Responses at least this long that no filter looks at are forwarded as
+/// their bytes arrive, instead of once complete: the client starts reading
+/// a large fetch while the rest is still on its way from the cluster, and
+/// the proxy never holds a whole large response in memory.
+const STREAM_FROM_BYTES: usize = 64 * 1024;
 
 /// Where the connection is in a SASL exchange.
 enum Sasl<'a> {
@@ -244,6 +252,7 @@ async fn serve(
         sasl: Sasl::Idle,
         expires: None,
         closing: None,
+        streaming: 0,
     };
     loop {
         while !draining && s.owed.len() < limits.max_in_flight {
@@ -256,10 +265,22 @@ async fn serve(
                 Err(e) => return Err(ProxyError::Downstream(e.to_string())),
             }
         }
-        loop {
+        // The rest of a response being streamed through.
+        if s.streaming > 0 && !from_upstream.is_empty() {
+            let n = s.streaming.min(from_upstream.len());
+            s.to_client.push(from_upstream.split_to(n).freeze());
+            s.streaming -= n;
+            if s.streaming == 0 {
+                s.flush_local();
+            }
+        }
+        while s.streaming == 0 {
             match splitter.split_with_prefix(&mut from_upstream) {
                 Ok(Some(frame)) => s.response(frame).await?,
-                Ok(None) => break,
+                Ok(None) => {
+                    s.start_streaming(&mut from_upstream)?;
+                    break;
+                }
                 Err(e) => return Err(ProxyError::Upstream(e.to_string())),
             }
         }
@@ -276,15 +297,19 @@ async fn serve(
                 .map_err(|e| ProxyError::Downstream(format!("write: {e}")))?;
         }
         if let Some(reason) = &s.closing {
-            if s.owed.is_empty() {
+            if s.owed.is_empty() && s.streaming == 0 {
                 return Err(ProxyError::Downstream(reason.clone()));
             }
         }
-        if draining && s.owed.is_empty() {
+        if draining && s.owed.is_empty() && s.streaming == 0 {
             return Ok(());
         }
         from_client.reserve(splitter.wanted(&from_client).clamp(8 * 1024, 1 << 20));
-        from_upstream.reserve(splitter.wanted(&from_upstream).clamp(8 * 1024, 1 << 20));
+        let wanted = match s.streaming {
+            0 => splitter.wanted(&from_upstream),
+            n => n,
+        };
+        from_upstream.reserve(wanted.clamp(8 * 1024, 1 << 20));
         let reading = !draining && s.owed.len() < limits.max_in_flight;
         tokio::select! {
             r = client_rd.read_buf(&mut from_client), if reading => match r {
@@ -297,7 +322,7 @@ async fn serve(
                 Ok(_) => {}
                 Err(e) => return Err(ProxyError::Upstream(format!("read from {upstream_addr}: {e}"))),
             },
-            _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() => {
+            _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() && s.streaming == 0 => {
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
                 return Ok(());
             }
@@ -605,6 +630,10 @@ impl Session<'_> {
 
     /// Sends filter-made responses that have reached the front.
     fn flush_local(&mut self) {
+        if self.streaming > 0 {
+            // They go out after the response being streamed.
+            return;
+        }
         while let Some(Owed { local: Some(_), .. }) = self.owed.front() {
             if let Some(Owed {
                 local: Some(bytes), ..
@@ -613,6 +642,35 @@ impl Session<'_> {
                 self.to_client.push(bytes);
             }
         }
+    }
+
+    /// Starts forwarding an incomplete response as it arrives, when it is
+    /// large and no filter wants to see it. `buf` holds the start of the
+    /// frame (its length was checked against the frame limit already).
+    fn start_streaming(&mut self, buf: &mut BytesMut) -> Result<(), ProxyError> {
+        let Some(head) = buf.get(..8) else {
+            return Ok(());
+        };
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let correlation_id = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if len < STREAM_FROM_BYTES {
+            return Ok(());
+        }
+        match self.owed.front() {
+            Some(o) if !o.decode && o.local.is_none() => {
+                if o.correlation_id != correlation_id {
+                    return Err(ProxyError::Upstream(format!(
+                        "response {correlation_id} arrived where {} was due",
+                        o.correlation_id
+                    )));
+                }
+            }
+            _ => return Ok(()),
+        }
+        self.owed.pop_front();
+        self.streaming = len + 4 - buf.len();
+        self.to_client.push(buf.split().freeze());
+        Ok(())
     }
 
     async fn response(&mut self, frame: Bytes) -> Result<(), ProxyError> {

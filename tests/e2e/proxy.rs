@@ -84,6 +84,70 @@ async fn ungoverned_fetch_is_byte_identical() -> Result<()> {
     Ok(())
 }
 
+/// A large response that no filter reads is forwarded as it arrives
+/// (streamed): it still arrives byte for byte, and an answer the proxy makes
+/// itself for a request sent while the response is on its way waits until
+/// the whole response is out; then the connection closes as that answer
+/// says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_responses_stream_through_in_order() -> Result<()> {
+    use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
+    let broker = TestBroker::start_via(Via::Proxy).await?;
+    let mut c = RawClient::connect(broker.addr()).await?;
+    create(&mut c, "large", 1, &[]).await?;
+    let value = "v".repeat(500_000);
+    for i in 0..16 {
+        let b = gatehouse_tests::record_batch_of(&[("k", value.as_str())])?;
+        ensure!(produce_one(&mut c, "large", 0, b).await? == (0, i));
+    }
+    let request = fetch_request("large", 0)
+        .with_max_bytes(16 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("large")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(16 << 20)])]);
+    let mut direct = RawClient::connect(broker.broker_addr()).await?;
+    let frame = direct.frame(ApiKey::Fetch, 12, &request)?;
+    direct.send_raw(&frame).await?;
+    let expected = direct.read_frame().await?;
+    ensure!(
+        expected.len() > 7_000_000,
+        "fetch returned {} bytes",
+        expected.len()
+    );
+
+    let mut c = RawClient::connect(broker.addr()).await?;
+    let fetch = c.frame(ApiKey::Fetch, 12, &request)?;
+    c.send_raw(&fetch).await?;
+    // The response has begun to arrive (and fills the socket buffers): ask
+    // for something the proxy answers itself.
+    let head = c.read_raw(8).await?;
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let frame = c.frame(ApiKey::SaslHandshake, 1, &handshake)?;
+    c.send_raw(&frame).await?;
+    ensure!(
+        head[..4] == (expected.len() as i32).to_be_bytes(),
+        "length differs"
+    );
+    let rest = c.read_raw(expected.len() - 4).await?;
+    ensure!(
+        head[4..] == expected[..4] && rest == expected[4..],
+        "streamed fetch differs"
+    );
+    let refused: SaslHandshakeResponse =
+        RawClient::decode_response(ApiKey::SaslHandshake, 1, c.read_frame().await?)?;
+    ensure!(
+        refused.error_code == 33,
+        "handshake answered {}",
+        refused.error_code
+    );
+    c.expect_closed(Duration::from_secs(5)).await?;
+    Ok(())
+}
+
 /// When the cluster refuses connections, clients are disconnected cleanly
 /// and the proxy keeps serving once the cluster is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

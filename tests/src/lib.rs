@@ -252,6 +252,13 @@ impl RawClient {
         Ok(Bytes::from(buf))
     }
 
+    /// Reads exactly `n` bytes, whatever they are.
+    pub async fn read_raw(&mut self, n: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; n];
+        self.sock.read_exact(&mut buf).await.context("read")?;
+        Ok(buf)
+    }
+
     /// Waits until the peer closes the connection; errors if it sends data
     /// or stays open past `within`.
     pub async fn expect_closed(&mut self, within: Duration) -> Result<()> {
