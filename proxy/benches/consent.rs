@@ -1,6 +1,7 @@
 //! The consent filter's cost per fetched record: subject lookup in the JSON
 //! value, consent lookup, the memoized `consume_record` decision, and the
-//! batch re-encoded without the withheld records.
+//! batch re-encoded without the withheld records; and the steady state
+//! where every record may be delivered (the batch goes on as it came).
 //!
 //! `cargo bench -p gatehouse-proxy --bench consent`
 
@@ -23,10 +24,11 @@ use kafka_protocol::records::{
 
 const RECORDS: usize = 1_000;
 
-fn batch() -> Bytes {
+/// Posts by subjects `first..first + 100`.
+fn batch(first: usize) -> Bytes {
     let records: Vec<Record> = (0..RECORDS)
         .map(|i| {
-            let subject = format!("u-{:06}", i % 100);
+            let subject = format!("u-{:06}", first + i % 100);
             let value = format!(
                 r#"{{"id":"p-{i}","ts":"2026-11-26T08:00:00Z","lang":"en","author":{{"id":"{subject}","email":"{subject}@example.com","name":"Jane Doe","handle":"@jd","ip":"203.0.113.42"}},"geo":{{"lat":48.8566,"lon":2.3522}},"text":"The new campaign is great, support answered in minutes #brand","campaign":"cmp-2026-11","sentiment":null}}"#
             );
@@ -70,9 +72,9 @@ fn bench(c: &mut Criterion) {
     let Ok(store) = ConsentStore::open(dir.path().join("consent")) else {
         return;
     };
-    // Half the subjects consent to analytics.
-    for s in 0..100 {
-        let purposes = if s % 2 == 0 {
+    // Half of subjects 0..100 consent to analytics; all of 100..200 do.
+    for s in 0..200 {
+        let purposes = if s % 2 == 0 || s >= 100 {
             vec!["analytics".to_string()]
         } else {
             vec![]
@@ -102,31 +104,38 @@ fn bench(c: &mut Criterion) {
             .collect(),
         }),
     };
-    let records = batch();
+    let half = batch(0);
+    let all = batch(100);
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
         return;
     };
     let mut g = c.benchmark_group("consent");
     g.throughput(Throughput::Elements(RECORDS as u64));
-    g.bench_function("filter 1000 posts, half withheld", |b| {
-        b.iter(|| {
-            let body =
-                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+    for (name, records) in [
+        ("filter 1000 posts, half withheld", &half),
+        ("filter 1000 posts, all delivered", &all),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let body =
+                    FetchResponse::default().with_responses(vec![FetchableTopicResponse::default(
+                    )
                     .with_topic(TopicName(StrBytes::from_static_str("social.posts")))
                     .with_partitions(vec![
                         PartitionData::default().with_records(Some(records.clone()))
                     ])]);
-            let mut resp = Response {
-                api: ApiKey::Fetch,
-                version: 12,
-                correlation_id: 1,
-                body: ResponseKind::Fetch(body),
-                notes: Default::default(),
-            };
-            rt.block_on(filter.on_response(&session, &mut resp));
-            resp
-        })
-    });
+                let mut resp = Response {
+                    api: ApiKey::Fetch,
+                    version: 12,
+                    correlation_id: 1,
+                    body: ResponseKind::Fetch(body),
+                    notes: Default::default(),
+                };
+                rt.block_on(filter.on_response(&session, &mut resp));
+                resp
+            })
+        });
+    }
     g.finish();
 }
 
