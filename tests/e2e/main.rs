@@ -36,6 +36,7 @@ mod broker_storage;
 mod demo;
 mod fields;
 mod identity;
+mod load;
 mod policy;
 mod proxy;
 mod readme;
