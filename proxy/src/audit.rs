@@ -52,6 +52,21 @@ pub(crate) struct DeliveredPart {
 /// Summaries by (topic, partition).
 pub(crate) type Delivered = BTreeMap<(String, i32), DeliveredPart>;
 
+/// Whether the audit filter will record this response (so that a filter
+/// reading its records should summarise them with [`hand_over`]).
+pub(crate) fn recording(notes: &crate::filter::Notes) -> bool {
+    notes.has(NAME)
+}
+
+/// Adds `delivered` to what earlier filters handed over for this response
+/// (the consent and the field protection filters each summarise the topics
+/// they read).
+pub(crate) fn hand_over(notes: &mut crate::filter::Notes, delivered: Delivered) {
+    let mut all: Delivered = notes.take(DELIVERED).unwrap_or_default();
+    all.extend(delivered);
+    notes.insert(DELIVERED, all);
+}
+
 /// The notes key under which the field protection filter hands the audit
 /// filter what it read of a produce request's protected partitions.
 pub(crate) const PRODUCED: &str = "audit-produced";

@@ -1092,6 +1092,10 @@ impl Filter for Consent {
         let _: Option<()> = r.notes.take(CONSENT);
         let who = principal_info(s.principal.as_ref());
         let mut outcome = ResponseAction::Continue;
+        // What was delivered, for the audit filter (which then need not
+        // read the records again).
+        let mut delivered = crate::audit::Delivered::new();
+        let recording = crate::audit::recording(&r.notes);
         if let ResponseKind::Fetch(f) = &mut r.body {
             for t in &mut f.responses {
                 let topic = t.topic.0.to_string();
@@ -1121,7 +1125,8 @@ impl Filter for Consent {
                     if records.is_empty() {
                         continue;
                     }
-                    let result = rewrite_records(records, &RecordsOptions::fetch(), |_, rec| {
+                    let mut part = crate::audit::DeliveredPart::default();
+                    let result = rewrite_records(records, &RecordsOptions::fetch(), |h, rec| {
                         let subject = subject_of(
                             &locator,
                             json.as_ref(),
@@ -1129,12 +1134,22 @@ impl Filter for Consent {
                             rec.value.as_ref(),
                             &rec.headers,
                         );
-                        let allowed = gate.allows(subject.as_deref(), &rec.headers);
-                        Ok::<_, RecordsError>(if allowed {
-                            Verdict::Keep
-                        } else {
-                            Verdict::Drop
-                        })
+                        if !gate.allows(subject.as_deref(), &rec.headers) {
+                            return Ok::<_, RecordsError>(Verdict::Drop);
+                        }
+                        if !recording {
+                            return Ok(Verdict::Keep);
+                        }
+                        part.records += 1;
+                        let o = h.offset_of(rec);
+                        part.range = Some(match part.range {
+                            None => (o, o),
+                            Some((lo, hi)) => (lo.min(o), hi.max(o)),
+                        });
+                        if let Some(s) = subject {
+                            part.subjects.insert(s);
+                        }
+                        Ok(Verdict::Keep)
                     });
                     match result {
                         Ok(rw) => {
@@ -1149,6 +1164,9 @@ impl Filter for Consent {
                                 );
                             }
                             p.records = Some(rw.records);
+                            if recording {
+                                delivered.insert((topic.clone(), p.partition_index), part);
+                            }
                         }
                         Err(e) => {
                             outcome = ResponseAction::Close(format!("cannot filter {topic}: {e}"))
@@ -1156,6 +1174,9 @@ impl Filter for Consent {
                     }
                 }
             }
+        }
+        if !delivered.is_empty() {
+            crate::audit::hand_over(&mut r.notes, delivered);
         }
         Box::pin(async move { outcome })
     }

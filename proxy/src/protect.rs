@@ -848,7 +848,7 @@ impl Filter for Protection {
                     }
                     // The audit filter, later on the way back, takes what
                     // was delivered from here instead of reading it again.
-                    r.notes.insert(crate::audit::DELIVERED, delivered);
+                    crate::audit::hand_over(&mut r.notes, delivered);
                 }
                 _ => {}
             }

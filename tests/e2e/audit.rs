@@ -122,6 +122,41 @@ async fn subject_trail_names_who_received_what() -> Result<()> {
         .iter()
         .any(|e| matches!(e.kind, EventKind::AuthOk { .. })));
 
+    // A governed topic with no protected field (social.* names the subject
+    // in the key): the consent filter's pass names the subjects of what it
+    // delivered, at the offsets delivered.
+    crate::support::create_topic(&w.broker.broker_addr().to_string(), "social.likes", 1, &[])
+        .await?;
+    let ingest = w.producer("ingest")?;
+    for subject in ["u-000042", "u-000007", "u-000007"] {
+        send(&ingest, "social.likes", subject, Some("like"), None).await?;
+    }
+    let likes = read_records(addr, "trust-safety", "social.likes", 1).await?;
+    let want: BTreeSet<i64> = likes
+        .iter()
+        .filter(|r| r.key == "u-000007")
+        .map(|r| r.offset)
+        .collect();
+    ensure!(want.len() == 2, "{likes:?}");
+    let covered: BTreeSet<i64> = trail("u-000007")?
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Delivery {
+                principal,
+                topic,
+                first_offset,
+                last_offset,
+                ..
+            } if principal == "trust-safety" && topic == "social.likes" => {
+                Some(*first_offset..=*last_offset)
+            }
+            _ => None,
+        })
+        .flatten()
+        .filter(|o| want.contains(o))
+        .collect();
+    ensure!(covered == want, "delivered {want:?}, on record {covered:?}");
+
     // The data keys created for the two subjects were published to the
     // key topic, on the record.
     let all = gatehouse_audit::query(&dirs, &Query::default())?;
