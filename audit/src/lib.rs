@@ -88,13 +88,13 @@
 //! A background task receives appends over a bounded channel, waits up to
 //! [`AuditConfig::flush_interval`] for more (group commit; it stops waiting once as
 //! many appends as in the previous batch are in, and appends that queue up during an
-//! fsync form the next batch), assigns seq / time /
-//! hashes in arrival order, writes the batch, `fsync`s the segment (and the
-//! directory after creating a segment), rewrites the head, updates the index, and
-//! only then completes each waiting [`AuditLog::append`]. `head.json` is replaced
-//! by rename without its own fsync; a head lost in a power failure is rewritten at
-//! the next open. After a crash, [`AuditLog::open`] cuts a torn (newline-less) last
-//! line of the newest segment — never an acknowledged event — and records an
+//! fsync form the next batch), assigns seq / time / hashes in arrival order, writes
+//! the batch, `fsync`s the segment (and the directory after creating a segment),
+//! rewrites the head, and then completes each waiting [`AuditLog::append`] (the
+//! index is updated after that, see below). `head.json` is replaced by rename
+//! without its own fsync; a head lost in a power failure is rewritten at the next
+//! open. After a crash, [`AuditLog::open`] cuts a torn (newline-less) last line of
+//! the newest segment — never an acknowledged event — and records an
 //! [`EventKind::Recovery`] event.
 //!
 //! # Fail closed
@@ -106,10 +106,21 @@
 //!
 //! # Index
 //!
-//! sled trees keyed `principal\0<time_ms BE><seq BE>` (likewise topic, subject hash,
-//! decision) and `<time_ms><seq>`, plus `seq -> (segment, offset, len, line)`. The
-//! index is updated after the segment write; it is derived data, and queries catch
-//! it up (or rebuild it when it disagrees with the segments).
+//! A sled database of **postings blocks** (format 2, version kept in the index):
+//! events are indexed in blocks of consecutive seqs, with one entry per (tree,
+//! value) per block — trees `principal`, `topic`, `subject` (hash), `decision` keyed
+//! `value\0<first time_ms BE><first seq BE>` holding that value's sorted
+//! `(time_ms, seq)` pairs in the block, `time` keyed `<first time_ms><first seq>`
+//! holding every event's pair, and `events` keyed `<first seq>` holding the locators
+//! (segment, offset, len, line) of the block's events (layout and encodings in the
+//! `index` module). The writer keeps the index items of committed events in memory
+//! and writes a block once [`AuditConfig::index_block_events`] are pending, at the
+//! first commit a second after the oldest of them, and on close; `meta/upto` names
+//! the last indexed event. The index is derived data: a query in the writer's process
+//! takes the events after `upto` from the writer's pending items and reads the rest
+//! from the segments, a query on a log whose writer is not open catches the index up,
+//! and an index of an older format or that disagrees with the segments is rebuilt
+//! from them.
 
 mod error;
 mod event;

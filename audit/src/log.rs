@@ -40,11 +40,17 @@ pub struct AuditConfig {
     /// stops waiting early once as many appends as in the previous batch have
     /// arrived (so closed-loop appenders do not idle out the window). Default 2 ms.
     pub flush_interval: Duration,
+    /// The index is written in blocks: the writer keeps the index items of committed
+    /// events in memory and writes them as one block once this many are pending, at
+    /// the first commit a second or more after the oldest of them, and on close.
+    /// Queries read the events not yet indexed from the segments. Must not be 0.
+    /// Default 4096.
+    pub index_block_events: usize,
 }
 
 impl AuditConfig {
     /// A configuration with the default checkpoint interval (1000), segment size
-    /// (64 MiB) and flush window (2 ms).
+    /// (64 MiB), flush window (2 ms) and index block size (4096 events).
     pub fn new(
         dir: impl Into<PathBuf>,
         replica_id: impl Into<String>,
@@ -59,6 +65,7 @@ impl AuditConfig {
             checkpoint_every: 1000,
             segment_max_bytes: 64 * 1024 * 1024,
             flush_interval: Duration::from_millis(2),
+            index_block_events: index::DEFAULT_BLOCK_EVENTS,
         }
     }
 }
@@ -73,6 +80,7 @@ impl fmt::Debug for AuditConfig {
             .field("checkpoint_every", &self.checkpoint_every)
             .field("segment_max_bytes", &self.segment_max_bytes)
             .field("flush_interval", &self.flush_interval)
+            .field("index_block_events", &self.index_block_events)
             .finish()
     }
 }
@@ -139,6 +147,9 @@ impl AuditLog {
         }
         if cfg.segment_max_bytes == 0 {
             return Err(AuditError::Config("segment_max_bytes is 0".into()));
+        }
+        if cfg.index_block_events == 0 {
+            return Err(AuditError::Config("index_block_events is 0".into()));
         }
         let subject_key =
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &cfg.subject_secret[..]);
@@ -352,9 +363,14 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
             }
         }
     }
-    // Dropping sled may flush: keep it off the async threads.
+    // Writing the last index block and dropping sled (which may flush) block: keep
+    // them off the async threads.
     drop(rx);
-    let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        writer.flush_index();
+        drop(writer);
+    })
+    .await;
     if let Some((done, res)) = close_reply {
         let _ = done.send(res);
     }
@@ -394,6 +410,10 @@ struct Writer {
     checkpoint_every: u64,
     segment_max: u64,
     index: Option<Index>,
+    index_block_events: usize,
+    /// Holds the index items of committed events not yet written (the next block);
+    /// held while writing the index. Shared with the queries of this process.
+    index_lock: index::IndexLock,
     _registration: Registration,
 }
 
@@ -446,8 +466,10 @@ impl Writer {
             })?;
 
         // Exclusive in this process (registry) and across processes (sled's lock).
-        let (db, key_in_registry) = index::acquire_writer(&dir)?;
+        let (db, key_in_registry, index_lock) = index::acquire_writer(&dir)?;
         let registration = Registration(key_in_registry);
+        // Items left by a writer of this directory that died without writing them.
+        index::lock_index(&index_lock).clear();
 
         let head = match read_head(&dir)? {
             Some(Ok(h)) => {
@@ -494,9 +516,15 @@ impl Writer {
             .map_err(|e| AuditError::io(dir.join(segment_name(seg_no)), e))?
             .len();
 
+        // Catch the index up (or rebuild it: other format, or not matching the
+        // segments) before the first block of this session.
         let index = match Index::new(db).and_then(|ix| {
             let segs = list_segments(&dir)?;
-            index::sync_tail(&ix, &dir, &segs, true)?;
+            let _pending = index::lock_index(&index_lock);
+            let access = index::Access::Write {
+                block_events: cfg.index_block_events,
+            };
+            index::sync_tail(&ix, &dir, &segs, access, |_| false)?;
             Ok(ix)
         }) {
             Ok(ix) => Some(ix),
@@ -526,6 +554,8 @@ impl Writer {
             checkpoint_every: cfg.checkpoint_every,
             segment_max: cfg.segment_max_bytes,
             index,
+            index_block_events: cfg.index_block_events,
+            index_lock,
             _registration: registration,
         };
         match rec.torn {
@@ -571,8 +601,8 @@ impl Writer {
         self.make_event_at(kind, time_ms)
     }
 
-    /// Assigns seqs, writes, fsyncs, rewrites the head, updates the index. Returns the
-    /// last seq of each request.
+    /// Assigns seqs, writes, fsyncs, rewrites the head, queues the index items (see
+    /// [`Self::commit_then`]). Returns the last seq of each request.
     fn commit(&mut self, requests: &[Vec<EventKind>], checkpoint: bool) -> Result<Vec<u64>> {
         self.commit_then(requests, checkpoint, |_| {})
     }
@@ -580,7 +610,8 @@ impl Writer {
     /// [`Self::commit`], calling `durable` with the last seq of each request
     /// as soon as the events are written, fsync'd and the head rewritten,
     /// before the index (derived data, rebuilt from the segments if lost) is
-    /// updated: waiters need not wait for the index.
+    /// updated: waiters need not wait for the index. The events join the pending
+    /// index block, which is written when due ([`index::Pending::due`]).
     fn commit_then(
         &mut self,
         requests: &[Vec<EventKind>],
@@ -621,13 +652,48 @@ impl Writer {
         self.write_head()?;
         durable(&lasts);
         if let Some(ix) = &self.index {
-            let items: Vec<(Event, Locator)> = events.into_iter().zip(locators).collect();
-            if let Err(e) = ix.insert(&items) {
-                tracing::warn!(replica = %self.replica, error = %e, "audit index update failed; queries will scan the rest");
-                self.index = None;
+            let mut pending = index::lock_index(&self.index_lock);
+            let mut res = Ok(());
+            for (ev, loc) in events.iter().zip(locators) {
+                if !pending.push(ev, loc) {
+                    // Cannot happen (seqs are consecutive); keep the blocks valid anyway.
+                    res = res.and_then(|()| ix.write_block(&mut pending));
+                    pending.clear();
+                    pending.push(ev, loc);
+                }
+            }
+            if pending.due(self.index_block_events) {
+                res = res.and_then(|()| ix.write_block(&mut pending));
+                pending.clear();
+            }
+            if let Err(e) = res {
+                pending.clear();
+                drop(pending);
+                self.index_failed(&e);
             }
         }
         Ok(lasts)
+    }
+
+    /// Writes the pending index items as one block (then moves the index's `upto`).
+    fn flush_index(&mut self) {
+        let Some(ix) = &self.index else {
+            return;
+        };
+        let mut pending = index::lock_index(&self.index_lock);
+        let res = ix.write_block(&mut pending);
+        pending.clear();
+        drop(pending);
+        if let Err(e) = res {
+            self.index_failed(&e);
+        }
+    }
+
+    /// The index is abandoned for this session: queries read what it lacks from the
+    /// segments, and the next open catches it up.
+    fn index_failed(&mut self, e: &AuditError) {
+        tracing::warn!(replica = %self.replica, error = %e, "audit index update failed; queries will scan the rest");
+        self.index = None;
     }
 
     fn seg_path(&self) -> PathBuf {
@@ -693,6 +759,7 @@ impl Writer {
     }
 
     fn finish(&mut self) {
+        self.flush_index();
         if let Some(ix) = &self.index {
             if let Err(e) = ix.flush() {
                 tracing::warn!(replica = %self.replica, error = %e, "audit index flush failed");

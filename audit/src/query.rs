@@ -1,6 +1,6 @@
 //! Reading side: [`query`], [`verify`], [`export_cloudevents`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{AuditError, Result};
 use crate::event::{Decision, Event};
-use crate::index::{read_at, sync_tail, Index, ReaderGuard};
+use crate::index::{read_at, sync_tail, Access, Index, Locator, ReaderGuard, DEFAULT_BLOCK_EVENTS};
 use crate::key::{read_head, read_verifying_key, HEAD_FILE, VERIFYING_KEY_FILE};
 use crate::segment::{list_segments, scan_segment, segment_name, Chain};
 
@@ -54,10 +54,12 @@ impl Query {
 /// order across replicas (ties: replica id, then seq), truncated to `limit`.
 ///
 /// Each directory's sled index is used when it can be opened — shared with a writer
-/// running in this process, or opened here when no writer holds it, in which case a
-/// missing, behind or inconsistent index is rebuilt from the segments. Events not yet
-/// indexed are read from the segments. When the index is locked by another process
-/// the segments are scanned instead.
+/// running in this process, or opened here when no writer holds it, in which case an
+/// index that is behind is caught up and a missing, inconsistent or older-format one
+/// is rebuilt from the segments (a query never writes the index while a writer in
+/// this process has it open). Events not yet indexed are taken from the writer's
+/// pending index items or read from the segments. When the index is locked by another
+/// process the segments are scanned instead.
 pub fn query(dirs: &[PathBuf], q: &Query) -> Result<Vec<Event>> {
     let mut all = Vec::new();
     for dir in dirs {
@@ -94,44 +96,98 @@ fn query_indexed(
     guard: &ReaderGuard,
 ) -> Result<Option<Vec<Event>>> {
     let index = Index::new(guard.db.clone())?;
-    let Some((upto, tail)) = sync_tail(&index, dir, segments, guard.writable)? else {
+    let keep = |ev: &Event| q.matches(ev);
+    let synced = match guard.write_lock() {
+        // No writer: catch the index up (or rebuild it) under the lock.
+        Some(_lock) => sync_tail(
+            &index,
+            dir,
+            segments,
+            Access::Write {
+                block_events: DEFAULT_BLOCK_EVENTS,
+            },
+            keep,
+        )?,
+        // A writer owns the index: read its blocks, its pending items, and the
+        // segments after them.
+        None => sync_tail(
+            &index,
+            dir,
+            segments,
+            Access::Read {
+                lock: guard.index_lock(),
+                query: q,
+            },
+            keep,
+        )?,
+    };
+    let Some(synced) = synced else {
         return Ok(None);
     };
+    let upto = synced.upto;
+    // Index and tail in (time, seq) order: the first `limit` found are the earliest.
+    // Otherwise collect everything, then sort.
+    let ordered = !synced.index_unordered && synced.tail_ordered;
     let limit = q.limit.unwrap_or(usize::MAX);
+    let stop_at = if ordered { limit } else { usize::MAX };
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     let mut files = HashMap::new();
-    for seq in index.candidates(q) {
-        if out.len() >= limit {
+    let mut locators = None;
+    for seq in index.candidates(q, synced.index_unordered) {
+        if out.len() >= stop_at {
             break;
         }
         let seq = seq?;
-        if seq > upto {
+        if seq > upto || !seen.insert(seq) {
             continue;
         }
-        let Some(loc) = index.locator(seq)? else {
+        let Some(loc) = index.locator_cached(&mut locators, seq)? else {
             return Ok(None);
         };
-        let bytes = read_at(dir, &mut files, &loc)?;
-        let ev: Event = match serde_json::from_slice(&bytes) {
-            Ok(ev) => ev,
-            Err(_) => return Ok(None),
-        };
-        if ev.seq != seq {
+        let Some(ev) = read_event(dir, &mut files, &loc, seq)? else {
             return Ok(None);
-        }
+        };
         if q.matches(&ev) {
             out.push(ev);
         }
     }
-    for (ev, _) in tail {
-        if out.len() >= limit {
+    for (seq, loc) in synced.pending {
+        if out.len() >= stop_at {
             break;
         }
+        if !seen.insert(seq) {
+            continue;
+        }
+        let Some(ev) = read_event(dir, &mut files, &loc, seq)? else {
+            return Ok(None);
+        };
         if q.matches(&ev) {
             out.push(ev);
         }
     }
+    // The tail holds only matching events (`keep` above).
+    let room = stop_at.saturating_sub(out.len());
+    out.extend(synced.tail.into_iter().take(room));
+    if !ordered {
+        out.sort_by_key(|e| (e.time_ms, e.seq));
+        out.truncate(limit);
+    }
     Ok(Some(out))
+}
+
+/// The event at `loc`, which the index says is `seq`; `None` when it is not (the
+/// index does not match the segments).
+fn read_event(
+    dir: &Path,
+    files: &mut HashMap<u64, std::fs::File>,
+    loc: &Locator,
+    seq: u64,
+) -> Result<Option<Event>> {
+    let bytes = read_at(dir, files, loc)?;
+    Ok(serde_json::from_slice::<Event>(&bytes)
+        .ok()
+        .filter(|ev| ev.seq == seq))
 }
 
 fn scan_all(segments: &[(u64, PathBuf)], q: &Query) -> Result<Vec<Event>> {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::{verify, AuditConfig, AuditError, AuditLog, EventKind};
+use crate::index::{sync_tail, Access, Index, Pending, ReaderGuard};
+use crate::segment::list_segments;
+use crate::{query, verify, AuditConfig, AuditError, AuditLog, EventKind, Query};
 
 fn kind() -> EventKind {
     EventKind::PolicyReload {
@@ -54,4 +56,196 @@ async fn disk_full_fails_closed_until_reopened() {
     assert_eq!(log.append(kind()).await.unwrap(), 2);
     log.close().await.unwrap();
     assert!(verify(&[root.path().join("r1")]).unwrap().is_clean());
+}
+
+fn config(root: &std::path::Path, block: usize) -> AuditConfig {
+    let mut c = AuditConfig::new(
+        root.join("r1"),
+        "r1",
+        root.join("key.pk8"),
+        Zeroizing::new([1u8; 32]),
+    );
+    c.flush_interval = Duration::ZERO;
+    c.index_block_events = block;
+    c
+}
+
+fn delivery(i: u64) -> EventKind {
+    EventKind::Delivery {
+        principal: format!("p{}", i % 2),
+        topic: "orders".into(),
+        partition: 0,
+        first_offset: 0,
+        last_offset: 0,
+        records: 1,
+        fields: Default::default(),
+        subjects: vec![format!("s{}", i % 3)],
+        policies: vec![],
+    }
+}
+
+fn by_principal(p: &str) -> Query {
+    Query {
+        principal: Some(p.into()),
+        ..Query::default()
+    }
+}
+
+/// While the writer is open, a query reads the writer's pending items (under the
+/// index lock) and the segments after them, and writes nothing to the index.
+#[tokio::test]
+async fn writer_open_queries_use_pending_items_and_never_write_the_index() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let log = AuditLog::open(config(root.path(), 8)).await.unwrap();
+    for i in 0..20 {
+        log.append(delivery(i)).await.unwrap();
+    }
+    // Appenders are answered before their events join the pending items; an empty
+    // request is handled after that (the writer takes requests in order).
+    log.append_all(Vec::new()).await.unwrap();
+    // 20 events in requests of one: blocks of 8 and 8, 4 pending.
+    let guard = ReaderGuard::acquire(&dir).unwrap();
+    assert!(!guard.writable && guard.write_lock().is_none());
+    let ix = Index::new(guard.db.clone()).unwrap();
+    assert_eq!(ix.state().unwrap().unwrap().seq, 16);
+    let q = by_principal("p1");
+    let dirs = vec![dir.clone()];
+    let found = query(&dirs, &q).unwrap();
+    assert_eq!(
+        found.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=20).filter(|s| s % 2 == 0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ix.state().unwrap().unwrap().seq,
+        16,
+        "a query wrote the index"
+    );
+
+    let segments = list_segments(&dir).unwrap();
+    let keep = |e: &crate::Event| q.matches(e);
+    // With the writer's pending items: their candidates come from memory.
+    let read = Access::Read {
+        lock: guard.index_lock(),
+        query: &q,
+    };
+    let synced = sync_tail(&ix, &dir, &segments, read, keep)
+        .unwrap()
+        .unwrap();
+    assert_eq!(synced.upto, 16);
+    let pending: Vec<u64> = synced.pending.iter().map(|p| p.0).collect();
+    assert_eq!(pending, vec![18, 20]);
+    assert!(synced.tail.is_empty() && synced.tail_ordered);
+    // Without them (as if nothing were pending): from the segments.
+    let nothing = std::sync::Mutex::new(Pending::default());
+    let read = Access::Read {
+        lock: &nothing,
+        query: &q,
+    };
+    let synced = sync_tail(&ix, &dir, &segments, read, keep)
+        .unwrap()
+        .unwrap();
+    assert!(synced.pending.is_empty());
+    let tail: Vec<u64> = synced.tail.iter().map(|e| e.seq).collect();
+    assert_eq!(tail, vec![18, 20]);
+    assert_eq!(ix.state().unwrap().unwrap().seq, 16);
+
+    // Close writes the rest (and the closing checkpoint) as a block.
+    log.close().await.unwrap();
+    assert_eq!(ix.state().unwrap().unwrap().seq, 21);
+    drop((ix, guard));
+    assert_eq!(query(&dirs, &q).unwrap(), found);
+}
+
+/// Replaces the index of a closed log through the registry (so that the next query
+/// can open it at once), then checks that a query rebuilds it.
+fn rebuilt_by_a_query(dir: &std::path::Path, damage: impl FnOnce(&Index, &sled::Db)) {
+    let dirs = vec![dir.to_path_buf()];
+    let want: Vec<Vec<crate::Event>> = ["p0", "p1"]
+        .iter()
+        .map(|p| query(&dirs, &by_principal(p)).unwrap())
+        .collect();
+    assert_eq!(want[0].len() + want[1].len(), 30);
+    let last = {
+        let guard = ReaderGuard::acquire(dir).unwrap();
+        let ix = Index::new(guard.db.clone()).unwrap();
+        let last = ix.state().unwrap().unwrap();
+        damage(&ix, &guard.db);
+        last
+    };
+    for (p, want) in ["p0", "p1"].iter().zip(&want) {
+        assert_eq!(&query(&dirs, &by_principal(p)).unwrap(), want);
+    }
+    let guard = ReaderGuard::acquire(dir).unwrap();
+    let ix = Index::new(guard.db.clone()).unwrap();
+    assert!(ix.format_ok().unwrap());
+    assert_eq!(ix.state().unwrap(), Some(last));
+}
+
+#[tokio::test]
+async fn older_format_index_is_rebuilt_by_a_query() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    for i in 0..30 {
+        log.append(delivery(i)).await.unwrap();
+    }
+    log.close().await.unwrap();
+    let db_tree = |db: &sled::Db, name: &str| db.open_tree(name).unwrap();
+
+    // Format 1: per-event keys, `upto` = seq + hash, no `format`.
+    rebuilt_by_a_query(&dir, |ix, db| {
+        let last = ix.state().unwrap().unwrap();
+        for name in [
+            "events",
+            "principal",
+            "topic",
+            "subject",
+            "decision",
+            "time",
+            "meta",
+        ] {
+            db_tree(db, name).clear().unwrap();
+        }
+        let mut upto = last.seq.to_be_bytes().to_vec();
+        upto.extend_from_slice(last.hash.as_bytes());
+        db_tree(db, "meta").insert("upto", upto).unwrap();
+        for seq in 1..=last.seq {
+            let mut k = b"p1\0".to_vec();
+            k.extend_from_slice(&0u64.to_be_bytes());
+            k.extend_from_slice(&seq.to_be_bytes());
+            db_tree(db, "principal").insert(k, &[]).unwrap();
+            db_tree(db, "events")
+                .insert(seq.to_be_bytes(), &[0u8; 28])
+                .unwrap();
+        }
+    });
+    // The current layout stamped with another format, and missing entries: only
+    // the format number tells.
+    rebuilt_by_a_query(&dir, |_, db| {
+        db_tree(db, "meta")
+            .insert("format", &1u32.to_be_bytes())
+            .unwrap();
+        db_tree(db, "principal").clear().unwrap();
+    });
+    // No format at all.
+    rebuilt_by_a_query(&dir, |_, db| {
+        db_tree(db, "meta").remove("format").unwrap();
+        db_tree(db, "principal").clear().unwrap();
+    });
+}
+
+/// A reader that found no writer may index the tail, until a writer registers.
+#[tokio::test]
+async fn a_reader_stops_writing_once_a_writer_registers() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    log.append(delivery(0)).await.unwrap();
+    log.close().await.unwrap();
+    let guard = ReaderGuard::acquire(&dir).unwrap();
+    assert!(guard.writable && guard.write_lock().is_some());
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    assert!(guard.write_lock().is_none());
+    log.close().await.unwrap();
 }
