@@ -293,14 +293,23 @@ fn read(
     start: Instant,
     total: &AtomicU64,
     marked: bool,
+    ready: &std::sync::Barrier,
     enough: &(dyn Fn(u64) -> bool + Sync),
 ) -> Result<Read> {
-    let c = consumer(args)?;
-    let mut tpl = TopicPartitionList::new();
-    for (p, offset) in assigned {
-        tpl.add_partition_offset(&args.topic, *p, Offset::Offset(*offset))?;
-    }
-    c.assign(&tpl)?;
+    // Connected to the partitions' leader before the clock starts (every
+    // reader waits at `ready`, even one that failed to get there).
+    let prepared = (|| -> Result<BaseConsumer> {
+        let c = consumer(args)?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, offset) in assigned {
+            tpl.add_partition_offset(&args.topic, *p, Offset::Offset(*offset))?;
+            c.fetch_watermarks(&args.topic, *p, Duration::from_secs(10))?;
+        }
+        c.assign(&tpl)?;
+        Ok(c)
+    })();
+    ready.wait();
+    let c = prepared?;
     let mut r = Read::default();
     let mut idle_since: Option<Instant> = None;
     loop {
@@ -531,16 +540,25 @@ async fn produce(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
             .map(|(p, _, hi)| (p, hi))
             .collect();
         let total = Arc::new(AtomicU64::new(0));
-        for assigned in split(&parts, args.consumers) {
-            let (args, produced, done, total) =
-                (args.clone(), produced.clone(), done.clone(), total.clone());
+        let groups = split(&parts, args.consumers);
+        let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
+        for assigned in groups {
+            let (args, produced, done, total, ready) = (
+                args.clone(),
+                produced.clone(),
+                done.clone(),
+                total.clone(),
+                ready.clone(),
+            );
             tails.push(std::thread::spawn(move || {
                 let enough = |seen: u64| {
                     done.load(Ordering::Acquire) && seen >= produced.load(Ordering::Acquire)
                 };
-                read(&args, &assigned, start, &total, true, &enough)
+                read(&args, &assigned, start, &total, true, &ready, &enough)
             }));
         }
+        let ready = ready.clone();
+        tokio::task::block_in_place(move || ready.wait());
     }
     // Background connections, all connected before the clock starts.
     let stop = Arc::new(AtomicBool::new(false));
@@ -645,18 +663,22 @@ fn consume(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
     let parts = partitions(&args)?;
     let expected: u64 = parts.iter().map(|(_, lo, hi)| (hi - lo) as u64).sum();
     let from: Vec<(i32, i64)> = parts.iter().map(|(p, lo, _)| (*p, *lo)).collect();
-    let watch = watch.map(Watch::start).transpose()?;
     let start = Instant::now();
     let total = Arc::new(AtomicU64::new(0));
+    let groups = split(&from, args.consumers);
+    let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
     let mut readers = Vec::new();
-    for assigned in split(&from, args.consumers) {
-        let (args, total) = (args.clone(), total.clone());
+    for assigned in groups {
+        let (args, total, ready) = (args.clone(), total.clone(), ready.clone());
         readers.push(std::thread::spawn(move || {
-            read(&args, &assigned, start, &total, false, &|seen| {
+            read(&args, &assigned, start, &total, false, &ready, &|seen| {
                 seen >= expected
             })
         }));
     }
+    ready.wait();
+    let watch = watch.map(Watch::start).transpose()?;
+    let began = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
     for r in readers {
         let r = r
@@ -665,7 +687,7 @@ fn consume(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
         n += r.messages;
         bytes += r.bytes;
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = began.elapsed().as_secs_f64();
     let mut out = serde_json::Map::new();
     out.insert("phase".into(), json!("consume"));
     out.insert("consumers".into(), json!(args.consumers));
