@@ -216,13 +216,23 @@ impl Head {
 }
 
 /// Reads `dir/head.json`: `Ok(None)` when absent, `Ok(Some(Err))` when unreadable.
+/// A live writer rewrites the head in place, so a head that does not parse is
+/// read again a few times before it is called unreadable.
 pub(crate) fn read_head(dir: &Path) -> Result<Option<Result<Head, String>>> {
     let path = dir.join(HEAD_FILE);
-    match fs::read(&path) {
-        Ok(b) => Ok(Some(
-            serde_json::from_slice::<Head>(&b).map_err(|e| format!("{HEAD_FILE} unreadable: {e}")),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AuditError::io(path, e)),
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match fs::read(&path) {
+            Ok(b) => match serde_json::from_slice::<Head>(&b) {
+                Ok(h) => return Ok(Some(Ok(h))),
+                Err(_) if attempts < 4 => {
+                    std::thread::sleep(std::time::Duration::from_millis(2))
+                }
+                Err(e) => return Ok(Some(Err(format!("{HEAD_FILE} unreadable: {e}")))),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(AuditError::io(path, e)),
+        }
     }
 }

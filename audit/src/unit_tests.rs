@@ -249,3 +249,37 @@ async fn a_reader_stops_writing_once_a_writer_registers() {
     assert!(guard.write_lock().is_none());
     log.close().await.unwrap();
 }
+
+/// The head is rewritten in place between checkpoints: after every batch it
+/// names the last event, it is replaced at checkpoints, and a head left
+/// longer than its content (space padding) still reads and verifies.
+#[tokio::test]
+async fn head_follows_every_batch_in_place() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let mut c = AuditConfig::new(
+        dir.clone(),
+        "r1",
+        root.path().join("key.pk8"),
+        Zeroizing::new([1u8; 32]),
+    );
+    c.flush_interval = Duration::ZERO;
+    c.checkpoint_every = 5;
+    let log = AuditLog::open(c).await.unwrap();
+    let mut last = 0;
+    for _ in 0..12 {
+        last = log.append_all(vec![kind(), kind()]).await.unwrap();
+        let head = crate::key::read_head(&dir).unwrap().unwrap().unwrap();
+        assert_eq!(head.seq, last);
+    }
+    // Padding as a shorter head would leave it: still one valid head.
+    let path = dir.join(crate::HEAD_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[b' '; 300]);
+    std::fs::write(&path, &bytes).unwrap();
+    let head = crate::key::read_head(&dir).unwrap().unwrap().unwrap();
+    assert_eq!(head.seq, last);
+    assert!(verify(std::slice::from_ref(&dir)).unwrap().is_clean());
+    log.close().await.unwrap();
+    assert!(verify(&[dir]).unwrap().is_clean());
+}
