@@ -226,9 +226,7 @@ pub(crate) fn read_head(dir: &Path) -> Result<Option<Result<Head, String>>> {
         match fs::read(&path) {
             Ok(b) => match serde_json::from_slice::<Head>(&b) {
                 Ok(h) => return Ok(Some(Ok(h))),
-                Err(_) if attempts < 4 => {
-                    std::thread::sleep(std::time::Duration::from_millis(2))
-                }
+                Err(_) if attempts < 4 => std::thread::sleep(std::time::Duration::from_millis(2)),
                 Err(e) => return Ok(Some(Err(format!("{HEAD_FILE} unreadable: {e}")))),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
