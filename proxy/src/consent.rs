@@ -1583,6 +1583,23 @@ mod tests {
         assert_eq!(store.distinct_sets(), 2);
     }
 
+    /// Opens a store this process just dropped: sled's background thread
+    /// may hold the directory's lock for a moment after the drop.
+    fn reopen(path: &Path) -> ConsentStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match ConsentStore::open(path) {
+                Ok(store) => return store,
+                Err(e)
+                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("reopen {}: {e}", path.display()),
+            }
+        }
+    }
+
     #[test]
     fn state_and_offsets_survive_a_restart() {
         let dir = tempfile::tempdir().expect("ok");
@@ -1605,7 +1622,7 @@ mod tests {
             store.advance(2, 12).expect("ok");
             // Dropped without an explicit flush.
         }
-        let store = ConsentStore::open(dir.path()).expect("ok");
+        let store = reopen(dir.path());
         assert_eq!(names(&store.get("a").expect("ok")), ["analytics"]);
         assert!(ConsentSet::ptr_eq(
             &store.get("a").expect("ok"),
@@ -1703,7 +1720,7 @@ mod tests {
         assert_eq!(store.next_offset(0), 40);
         assert_eq!(store.distinct_sets(), 1);
         drop(store);
-        let store = ConsentStore::open(dir.path()).expect("ok");
+        let store = reopen(dir.path());
         assert!(store.get("a").is_none());
         assert_eq!(store.next_offset(0), 40);
     }
@@ -1721,7 +1738,7 @@ mod tests {
                 .insert(b"b", b"garbage".as_slice())
                 .expect("ok");
         }
-        let store = ConsentStore::open(dir.path()).expect("ok");
+        let store = reopen(dir.path());
         assert!(store.is_empty());
         assert_eq!(store.next_offset(0), 0);
     }
