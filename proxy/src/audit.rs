@@ -49,6 +49,20 @@ pub(crate) struct DeliveredPart {
     pub(crate) subjects: BTreeSet<String>,
 }
 
+impl DeliveredPart {
+    /// Counts one delivered record at `offset`, of `subject` if known.
+    pub(crate) fn add(&mut self, offset: i64, subject: Option<String>) {
+        self.records += 1;
+        self.range = Some(match self.range {
+            None => (offset, offset),
+            Some((lo, hi)) => (lo.min(offset), hi.max(offset)),
+        });
+        if let Some(s) = subject {
+            self.subjects.insert(s);
+        }
+    }
+}
+
 /// Summaries by (topic, partition).
 pub(crate) type Delivered = BTreeMap<(String, i32), DeliveredPart>;
 

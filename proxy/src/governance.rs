@@ -1140,15 +1140,7 @@ impl Filter for Consent {
                         if !recording {
                             return Ok(Verdict::Keep);
                         }
-                        part.records += 1;
-                        let o = h.offset_of(rec);
-                        part.range = Some(match part.range {
-                            None => (o, o),
-                            Some((lo, hi)) => (lo.min(o), hi.max(o)),
-                        });
-                        if let Some(s) = subject {
-                            part.subjects.insert(s);
-                        }
+                        part.add(h.offset_of(rec), subject);
                         Ok(Verdict::Keep)
                     });
                     match result {

@@ -548,16 +548,7 @@ fn reveal_records(
                     }
                 }
             }
-            let d = &mut stats.delivered;
-            d.records += 1;
-            let o = header.offset_of(rec);
-            d.range = Some(match d.range {
-                None => (o, o),
-                Some((lo, hi)) => (lo.min(o), hi.max(o)),
-            });
-            if let Some(s) = subject {
-                d.subjects.insert(s);
-            }
+            stats.delivered.add(header.offset_of(rec), subject);
             Ok(Verdict::Keep)
         },
     )
