@@ -2,10 +2,14 @@
 # Gatehouse against a direct connection to the broker, in one run on this
 # machine: every scenario straight to the broker and through the proxy,
 # alternating, several rounds. Writes a markdown table of medians and ratios
-# (and the machine it ran on) to bench/results/run-<time>.md.
+# (and the machine it ran on) to bench/results/run-<time>.md, and every
+# run's figures as JSON lines beside it.
 # Everything binds to 127.0.0.1; the load is gatehouse-load (librdkafka).
 #
 #   bench/run.sh [rounds] [messages]
+#
+# GATEHOUSE_BENCH_LOAD_ARGS adds gatehouse-load options to every run (e.g.
+# "--consumer-option max.partition.fetch.bytes=4194304").
 #
 # Scenarios (GATEHOUSE_BENCH_SCENARIOS picks a subset, e.g. "direct fields"):
 #   direct        the broker itself
@@ -144,7 +148,7 @@ run() {
     fields-audit) addr=$audit_port; pid=$audit_pid; topic=bench.fields; auth=("${sasl[@]}") ;;
   esac
   "$bin/gatehouse-load" --bootstrap "127.0.0.1:$addr" --topic "$topic-$scenario-$RANDOM$RANDOM" \
-    --values posts --size 1024 --watch-pid "$pid" "${auth[@]}" "$@" >"$work/out.jsonl" \
+    --values posts --size 1024 --watch-pid "$pid" "${auth[@]}" "$@" ${GATEHOUSE_BENCH_LOAD_ARGS:-} >"$work/out.jsonl" \
     2>>"$work/load.log" || { echo "$scenario/$target failed:" >&2; tail -5 "$work/load.log" >&2; exit 1; }
   python3 -c 'import json,sys
 for l in sys.stdin:
@@ -301,5 +305,6 @@ if conns:
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
 PY
+cp "$work/results.jsonl" "${out%.md}.jsonl"
 cat "$out"
-echo "written to $out" >&2
+echo "written to $out (raw figures per run: ${out%.md}.jsonl)" >&2
