@@ -8,6 +8,8 @@
 #
 #   bench/run.sh [rounds] [messages]
 #
+# GATEHOUSE_BENCH_PACED_RATE sets the paced scenario's msg/s (default: half of
+# the median direct saturation of this run).
 # GATEHOUSE_BENCH_LOAD_ARGS adds gatehouse-load options to every run (e.g.
 # "--consumer-option max.partition.fetch.bytes=4194304").
 #
@@ -159,22 +161,27 @@ has() { [[ " $scenarios " == *" $1 "* ]]; }
 # Every throughput run uses the same batch size, below the broker's 1 MiB
 # limit (the proxy compresses an encrypted batch that outgrows it).
 throughput=(--messages "$messages" --option batch.size=524288)
-paced_rate=""
 for r in $(seq "$rounds"); do
-  echo "round $r of $rounds" >&2
+  echo "throughput, round $r of $rounds" >&2
   for t in direct passthrough policy fields audit fields-audit; do
     if has "$t"; then run throughput "$t" "${throughput[@]}"; fi
   done
-  if has paced; then
-    if [ -z "$paced_rate" ]; then
-      # Half of direct saturation, from this run's first direct run (or a
-      # calibration run of its own).
-      has direct || run calibrate direct "${throughput[@]}" --produce-only
-      paced_rate=$(python3 -c 'import json,sys
+done
+paced_rate="${GATEHOUSE_BENCH_PACED_RATE:-}"
+if has paced && [ -z "$paced_rate" ]; then
+  # Half of direct saturation: the median of this run's direct runs (or of
+  # calibration runs of its own).
+  if ! has direct; then
+    for r in $(seq "$rounds"); do run calibrate direct "${throughput[@]}" --produce-only; done
+  fi
+  paced_rate=$(python3 -c 'import json,statistics,sys
 rows=[json.loads(l) for l in open(sys.argv[1])]
-r=[x for x in rows if x["target"]=="direct" and x["phase"]=="produce"][0]
-print(int(r["msgs_per_s"] / 2 // 1000 * 1000))' "$work/results.jsonl")
-    fi
+v=[x["msgs_per_s"] for x in rows if x["target"]=="direct" and x["phase"]=="produce"]
+print(int(statistics.median(v) / 2 // 1000 * 1000))' "$work/results.jsonl")
+fi
+for r in $(seq "$rounds"); do
+  echo "latency and connections, round $r of $rounds" >&2
+  if has paced; then
     for t in direct passthrough; do
       run paced "$t" --duration 8 --rate "$paced_rate" --linger-ms 1 --e2e --produce-only
     done
