@@ -106,7 +106,13 @@ struct Inner {
     replica: String,
     dir: PathBuf,
     subject_key: aws_lc_rs::hmac::Key,
+    /// Recently hashed subjects: a delivery event names every subject of a
+    /// batch, and the same subjects recur batch after batch.
+    subject_hashes: std::sync::Mutex<std::collections::HashMap<Box<str>, Box<str>>>,
 }
+
+/// Subjects whose hashes are remembered; the memo starts over when full.
+pub(crate) const SUBJECT_HASH_MEMO: usize = 16_384;
 
 /// Handle on one replica's audit log. Cheap to clone; a background writer task owns
 /// the files. Dropping every handle without [`AuditLog::close`] stops the writer
@@ -167,6 +173,7 @@ impl AuditLog {
                 replica,
                 dir,
                 subject_key,
+                subject_hashes: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -197,7 +204,22 @@ impl AuditLog {
     /// Hex HMAC-SHA256 of a data-subject id under the configured secret. Put this,
     /// never the clear id, into events.
     pub fn subject_hash(&self, subject: &str) -> String {
-        hex(aws_lc_rs::hmac::sign(&self.inner.subject_key, subject.as_bytes()).as_ref())
+        let memo = || {
+            self.inner
+                .subject_hashes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(h) = memo().get(subject) {
+            return h.to_string();
+        }
+        let h = hex(aws_lc_rs::hmac::sign(&self.inner.subject_key, subject.as_bytes()).as_ref());
+        let mut m = memo();
+        if m.len() >= SUBJECT_HASH_MEMO {
+            m.clear();
+        }
+        m.insert(subject.into(), h.as_str().into());
+        h
     }
 
     /// Writes a signed checkpoint (unless the last event already is one), flushes,

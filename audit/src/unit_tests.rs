@@ -283,3 +283,32 @@ async fn head_follows_every_batch_in_place() {
     log.close().await.unwrap();
     assert!(verify(&[dir]).unwrap().is_clean());
 }
+
+/// Subject hashes are remembered, and the memo never changes an answer:
+/// the same as before it filled and started over, and as another log with
+/// the same secret computes without a memo.
+#[tokio::test]
+async fn subject_hashes_are_stable_across_the_memo() {
+    let root = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        AuditLog::open(AuditConfig::new(
+            root.path().join(name),
+            name,
+            root.path().join("key.pk8"),
+            Zeroizing::new([3u8; 32]),
+        ))
+    };
+    let a = open("a").await.unwrap();
+    let first = a.subject_hash("u-000001");
+    assert_eq!(first.len(), 64);
+    assert_eq!(a.subject_hash("u-000001"), first);
+    for i in 0..(super::log::SUBJECT_HASH_MEMO + 10) {
+        let _ = a.subject_hash(&format!("s-{i}"));
+    }
+    assert_eq!(a.subject_hash("u-000001"), first);
+    let b = open("b").await.unwrap();
+    assert_eq!(b.subject_hash("u-000001"), first);
+    assert_ne!(b.subject_hash("u-000002"), first);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
