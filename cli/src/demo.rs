@@ -285,6 +285,7 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         signing_key_file: None,
         checkpoint_every: 1000,
         flush_interval_ms: 2,
+        index_block_events: 4096,
     });
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo { broker, proxy })

@@ -94,6 +94,14 @@ pub struct AuditSection {
     /// Events arriving within this window share one write and fsync.
     #[serde(default = "default_audit_flush_ms")]
     pub flush_interval_ms: u64,
+    /// The query index is written in blocks of this many events (or of
+    /// what a second brought); queries read the newer events from memory.
+    #[serde(default = "default_index_block_events")]
+    pub index_block_events: usize,
+}
+
+fn default_index_block_events() -> usize {
+    4096
 }
 
 fn default_replica_id() -> String {

@@ -121,6 +121,7 @@ impl Proxy {
                     gatehouse_audit::AuditConfig::new(&a.dir, &a.replica_id, signing, secret);
                 cfg.checkpoint_every = a.checkpoint_every;
                 cfg.flush_interval = Duration::from_millis(a.flush_interval_ms.max(1));
+                cfg.index_block_events = a.index_block_events;
                 let log = gatehouse_audit::AuditLog::open(cfg).await.map_err(|e| {
                     ProxyError::Config(format!("audit log {}: {e}", a.dir.display()))
                 })?;

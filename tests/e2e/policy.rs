@@ -152,6 +152,9 @@ impl World {
             signing_key_file: None,
             checkpoint_every: 100,
             flush_interval_ms: 2,
+            // Small blocks: the tests' queries read written blocks and
+            // pending events both.
+            index_block_events: 16,
         });
         config
     }
