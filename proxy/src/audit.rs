@@ -52,14 +52,19 @@ pub(crate) struct DeliveredPart {
 impl DeliveredPart {
     /// Counts one delivered record at `offset`, of `subject` if known.
     pub(crate) fn add(&mut self, offset: i64, subject: Option<String>) {
-        self.records += 1;
-        self.range = Some(match self.range {
-            None => (offset, offset),
-            Some((lo, hi)) => (lo.min(offset), hi.max(offset)),
-        });
+        self.add_records(1, offset, offset);
         if let Some(s) = subject {
             self.subjects.insert(s);
         }
+    }
+
+    /// Counts `n` records at offsets `first..=last`.
+    fn add_records(&mut self, n: u64, first: i64, last: i64) {
+        self.records += n;
+        self.range = Some(match self.range {
+            None => (first, last),
+            Some((lo, hi)) => (lo.min(first), hi.max(last)),
+        });
     }
 }
 
@@ -157,8 +162,9 @@ pub(crate) fn denial_events(
 struct Produced {
     topic: String,
     partition: i32,
-    records: u64,
-    subjects: Vec<String>,
+    /// What the audit filter read itself; `None` for protected topics,
+    /// whose summary the field protection filter hands over.
+    summary: Option<DeliveredPart>,
 }
 
 /// The audit filter: produce and delivery events.
@@ -180,71 +186,53 @@ impl Audit {
         }
     }
 
-    /// The subject hashes of a record set's records, by the catalog's
-    /// locator for `topic`.
-    fn subjects(
-        &self,
-        topic: &str,
-        records: &Bytes,
-        origin: RecordsOptions,
-    ) -> (u64, Vec<String>, Option<(i64, i64)>) {
-        let info = self.catalog.lookup(topic);
-        let locator = info.subject().cloned();
-        if locator.is_none() {
+    /// What a record set holds: records, offsets and (clear) subjects, by
+    /// the catalog's locator for `topic`.
+    fn summarize(&self, topic: &str, records: &Bytes, origin: RecordsOptions) -> DeliveredPart {
+        let mut part = DeliveredPart::default();
+        let Some(locator) = self.catalog.lookup(topic).subject().cloned() else {
             // No data subjects to name: the batch headers tell the count
             // and the offsets, nothing needs decompressing.
-            let Ok(headers) = crate::records::batch_headers(records, &origin) else {
-                return (0, Vec::new(), None);
-            };
-            let mut count = 0u64;
-            let mut range: Option<(i64, i64)> = None;
-            for (h, n) in headers.iter().filter(|(h, n)| !h.is_control() && *n > 0) {
-                count += u64::try_from(*n).unwrap_or(0);
-                let (lo, hi) = (h.base_offset, h.last_offset());
-                range = Some(match range {
-                    None => (lo, hi),
-                    Some((a, b)) => (a.min(lo), b.max(hi)),
-                });
+            if let Ok(headers) = crate::records::batch_headers(records, &origin) {
+                for (h, n) in headers.iter().filter(|(h, n)| !h.is_control() && *n > 0) {
+                    part.add_records(
+                        u64::try_from(*n).unwrap_or(0),
+                        h.base_offset,
+                        h.last_offset(),
+                    );
+                }
             }
-            return (count, Vec::new(), range);
-        }
+            return part;
+        };
         let Ok(set) = decode_record_set(records, &origin) else {
-            return (0, Vec::new(), None);
+            return part;
         };
         let targets = match &locator {
-            Some(SubjectLocator::Json(p)) => Some(crate::json::Targets::new(
+            SubjectLocator::Json(p) => Some(crate::json::Targets::new(
                 Vec::<Vec<&str>>::new(),
                 Some(p.steps().collect()),
             )),
             _ => None,
         };
-        let mut subjects = BTreeSet::new();
-        let mut count = 0u64;
-        let mut range: Option<(i64, i64)> = None;
         for b in set.batches.iter().filter(|b| !b.header.is_control()) {
             for r in &b.records {
-                count += 1;
-                let o = b.header.offset_of(r);
-                range = Some(match range {
-                    None => (o, o),
-                    Some((lo, hi)) => (lo.min(o), hi.max(o)),
-                });
-                if let Some(l) = &locator {
-                    if let Some(s) = crate::governance::subject_of(
-                        l,
-                        targets.as_ref(),
-                        r.key.as_ref(),
-                        r.value.as_ref(),
-                        &r.headers,
-                    ) {
-                        subjects.insert(s);
-                    }
-                }
+                let subject = crate::governance::subject_of(
+                    &locator,
+                    targets.as_ref(),
+                    r.key.as_ref(),
+                    r.value.as_ref(),
+                    &r.headers,
+                );
+                part.add(b.header.offset_of(r), subject);
             }
         }
-        // Hash each distinct subject once.
+        part
+    }
+
+    /// The keyed hashes of distinct subjects, in order.
+    fn hashed(&self, subjects: &BTreeSet<String>) -> Vec<String> {
         let hashed: BTreeSet<String> = subjects.iter().map(|s| self.log.subject_hash(s)).collect();
-        (count, hashed.into_iter().collect(), range)
+        hashed.into_iter().collect()
     }
 }
 
@@ -285,16 +273,12 @@ impl Filter for Audit {
                         let Some(records) = &part.records else {
                             continue;
                         };
-                        let (records, subjects, _) = if protected {
-                            (0, Vec::new(), None)
-                        } else {
-                            self.subjects(&topic, records, RecordsOptions::produce())
-                        };
                         produced.push(Produced {
                             topic: topic.clone(),
                             partition: part.index,
-                            records,
-                            subjects,
+                            summary: (!protected).then(|| {
+                                self.summarize(&topic, records, RecordsOptions::produce())
+                            }),
                         });
                     }
                 }
@@ -332,32 +316,25 @@ impl Filter for Audit {
                         else {
                             continue;
                         };
-                        let (records, subjects) =
-                            match from_fields.get(&(done.topic.clone(), done.partition)) {
-                                Some(d) => (
-                                    d.records,
-                                    d.subjects
-                                        .iter()
-                                        .map(|s| self.log.subject_hash(s))
-                                        .collect::<BTreeSet<_>>()
-                                        .into_iter()
-                                        .collect(),
-                                ),
-                                None => (done.records, done.subjects.clone()),
-                            };
+                        let none = DeliveredPart::default();
+                        let summary = done
+                            .summary
+                            .as_ref()
+                            .or_else(|| from_fields.get(&(done.topic.clone(), done.partition)))
+                            .unwrap_or(&none);
                         events.push(EventKind::Produce {
                             principal: who.name.clone(),
                             topic: done.topic.clone(),
                             partition: done.partition,
                             base_offset: part.base_offset,
-                            records,
-                            subjects,
+                            records: summary.records,
+                            subjects: self.hashed(&summary.subjects),
                         });
                     }
                 }
             }
             ResponseKind::Fetch(f) => {
-                let summaries: Delivered = r.notes.take(DELIVERED).unwrap_or_default();
+                let mut summaries: Delivered = r.notes.take(DELIVERED).unwrap_or_default();
                 for t in &f.responses {
                     let topic = t.topic.0.to_string();
                     let mut plan_parts: Option<FieldsAndPolicies> = None;
@@ -366,21 +343,14 @@ impl Filter for Audit {
                         if records.is_empty() || p.error_code != 0 {
                             continue;
                         }
-                        let (count, subjects, range) =
-                            match summaries.get(&(topic.clone(), p.partition_index)) {
-                                Some(d) => (
-                                    d.records,
-                                    d.subjects
-                                        .iter()
-                                        .map(|s| self.log.subject_hash(s))
-                                        .collect::<BTreeSet<_>>()
-                                        .into_iter()
-                                        .collect(),
-                                    d.range,
-                                ),
-                                None => self.subjects(&topic, records, RecordsOptions::fetch()),
-                            };
-                        let Some((first, last)) = range else { continue };
+                        let summary = summaries
+                            .remove(&(topic.clone(), p.partition_index))
+                            .unwrap_or_else(|| {
+                                self.summarize(&topic, records, RecordsOptions::fetch())
+                            });
+                        let Some((first, last)) = summary.range else {
+                            continue;
+                        };
                         let (fields, policies) = plan_parts
                             .get_or_insert_with(|| match &self.policies {
                                 Some(ps) => {
@@ -406,9 +376,9 @@ impl Filter for Audit {
                             partition: p.partition_index,
                             first_offset: first,
                             last_offset: last,
-                            records: count,
+                            records: summary.records,
                             fields,
-                            subjects,
+                            subjects: self.hashed(&summary.subjects),
                             policies,
                         });
                     }

@@ -156,6 +156,19 @@ async fn subject_trail_names_who_received_what() -> Result<()> {
         .filter(|o| want.contains(o))
         .collect();
     ensure!(covered == want, "delivered {want:?}, on record {covered:?}");
+    // And the audit filter's own reading of the produced batches names the
+    // subject: two records of u-000007 went in, in one or two produces.
+    let produced: u64 = trail("u-000007")?
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Produce { topic, records, .. } if topic == "social.likes" => Some(*records),
+            _ => None,
+        })
+        .sum();
+    ensure!(
+        (2..=3).contains(&produced),
+        "{produced} social.likes records of u-000007 on record"
+    );
 
     // The data keys created for the two subjects were published to the
     // key topic, on the record.
