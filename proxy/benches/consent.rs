@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse_proxy::consent::ConsentStore;
 use gatehouse_proxy::filter::{Filter, Response, SessionContext, Target};
@@ -18,46 +18,24 @@ use kafka_protocol::messages::{
     ApiKey, FetchResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+
+mod support;
 
 const RECORDS: usize = 1_000;
 
-/// Posts by subjects `first..first + 100`.
+/// Short posts (about 330 bytes) by subjects `first..first + 100`.
 fn batch(first: usize) -> Bytes {
-    let records: Vec<Record> = (0..RECORDS)
+    let records: Vec<(String, String)> = (0..RECORDS)
         .map(|i| {
             let subject = format!("u-{:06}", first + i % 100);
             let value = format!(
                 r#"{{"id":"p-{i}","ts":"2026-11-26T08:00:00Z","lang":"en","author":{{"id":"{subject}","email":"{subject}@example.com","name":"Jane Doe","handle":"@jd","ip":"203.0.113.42"}},"geo":{{"lat":48.8566,"lon":2.3522}},"text":"The new campaign is great, support answered in minutes #brand","campaign":"cmp-2026-11","sentiment":null}}"#
             );
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1 + i as i32,
-                timestamp: 1_000 + i as i64,
-                key: Some(Bytes::from(subject)),
-                value: Some(Bytes::from(value)),
-                headers: Default::default(),
-            }
+            (subject, value)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    if RecordBatchEncoder::encode(&mut buf, &records, &opts).is_err() {
-        return Bytes::new();
-    }
-    buf.freeze()
+    support::batch(&records, Compression::None)
 }
 
 fn bench(c: &mut Criterion) {

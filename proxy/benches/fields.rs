@@ -1,5 +1,5 @@
 //! Field protection's transform per record set: 1 KB JSON posts with five
-//! protected fields (email, name, handle, ip, geo), encrypted as on
+//! protected fields (email, name, handle, ip, geo; text of random words), encrypted as on
 //! produce, then revealed as on fetch for a consumer that reads them clear
 //! (trust-safety: five decryptions) and one that gets them masked,
 //! pseudonymized or removed (analytics). A passthrough decode of the same
@@ -10,62 +10,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse_keys::{KeyStore, LocalKeyFile, Pseudonymizer};
 use gatehouse_policy::{Catalog, PolicyStore, PrincipalInfo};
 use gatehouse_proxy::protect::{Keys, Protection};
 use gatehouse_proxy::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+
+mod support;
 
 const RECORDS: usize = 100;
 const SUBJECTS: usize = 20;
-
-fn post(i: usize) -> String {
-    let subject = format!("u-{:06}", i % SUBJECTS);
-    let mut v = format!(
-        r#"{{"id":"p-{i}","ts":"2026-11-26T08:00:00Z","lang":"en","author":{{"id":"{subject}","email":"jane.doe.{i}@example.com","name":"Jane Doe","handle":"@janedoe{i}","ip":"203.0.113.42"}},"geo":{{"lat":48.8566,"lon":2.3522}},"campaign":"cmp-2026-11","sentiment":null,"text":""#
-    );
-    // Fill the free text up to about 1 KB.
-    while v.len() < 1000 {
-        v.push_str("support answered in minutes, the campaign is great #brand ");
-    }
-    v.push_str("\"}");
-    v
-}
-
-fn batch(compression: Compression) -> Bytes {
-    let records: Vec<Record> = (0..RECORDS)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1 + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("u-{:06}", i % SUBJECTS))),
-            value: Some(Bytes::from(post(i))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
-}
 
 fn fields(c: &mut Criterion) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
@@ -93,8 +48,10 @@ fn fields(c: &mut Criterion) {
     let analytics = who("analytics", "analytics", &["analytics"]);
 
     for (codec, compression) in [("none", Compression::None), ("lz4", Compression::Lz4)] {
-        let clear = batch(compression);
-        let value_bytes: u64 = (0..RECORDS).map(|i| post(i).len() as u64).sum();
+        let clear = support::posts(RECORDS, SUBJECTS, compression);
+        let value_bytes: u64 = (0..RECORDS)
+            .map(|i| support::post(i, &format!("u-{:06}", i % SUBJECTS)).len() as u64)
+            .sum();
         let stored = protection
             .protect_record_set("social.posts", &clear)
             .expect("protect");
