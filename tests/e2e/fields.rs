@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::policy::{read_records, send, Received, World};
@@ -64,35 +62,8 @@ async fn grant_research(w: &World) -> Result<()> {
 /// Every record of `topic` read straight from the broker, bypassing the
 /// proxy.
 async fn read_direct(w: &World, topic: &str, partitions: i32) -> Result<Vec<Received>> {
-    let consumer: StreamConsumer = crate::support::consumer(
-        &w.broker.broker_addr().to_string(),
-        &format!("direct-{}", crate::policy::rand_suffix()),
-        &[("enable.partition.eof", "true")],
-    )?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut out = Vec::new();
-    let mut eof = 0;
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while eof < partitions {
-        match tokio::time::timeout_at(deadline, consumer.recv())
-            .await
-            .context("direct read timed out")?
-        {
-            Ok(m) => out.push(Received {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            }),
-            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => eof += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
+    let broker = w.broker.broker_addr().to_string();
+    crate::policy::read_from(&broker, "direct", &[], topic, partitions).await
 }
 
 /// Records by post id: (value, (partition, offset)).

@@ -227,11 +227,28 @@ pub(crate) async fn read_records(
     topic: &str,
     partitions: i32,
 ) -> Result<Vec<Received>> {
-    let c = World::creds(who);
-    let mut c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    c.push(("enable.partition.eof", "true"));
-    let group = format!("{who}-reader-{}", rand_suffix());
-    let consumer: StreamConsumer = crate::support::consumer(&addr.to_string(), &group, &c)?;
+    let creds = World::creds(who);
+    let options: Vec<(&str, &str)> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    read_from(&addr.to_string(), who, &options, topic, partitions).await
+}
+
+/// Every record of `topic` at `bootstrap` (a proxy or the broker itself),
+/// read by a consumer with `options`, from the beginning to the end of
+/// each partition.
+pub(crate) async fn read_from(
+    bootstrap: &str,
+    reader: &str,
+    options: &[(&str, &str)],
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<Received>> {
+    let mut options = options.to_vec();
+    options.push(("enable.partition.eof", "true"));
+    let group = format!("{reader}-reader-{}", rand_suffix());
+    let consumer: StreamConsumer = crate::support::consumer(bootstrap, &group, &options)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
