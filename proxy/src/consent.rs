@@ -336,14 +336,12 @@ impl ConsentStore {
     /// Opens (or creates) the store in directory `path` and loads it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ConsentError> {
         let path = path.as_ref();
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|source| ConsentError::Open {
+        let db = open_sled(&sled::Config::new().path(path).cache_capacity(64 << 20)).map_err(
+            |source| ConsentError::Open {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            },
+        )?;
         let subjects = db.open_tree("subjects")?;
         let offsets = db.open_tree("offsets")?;
         let meta = db.open_tree("meta")?;
@@ -637,6 +635,27 @@ fn parse_record<'a>(
 // === applying fetched records ===
 
 // === what a follower writes to ===
+
+/// Opens a sled database, waiting a moment for a lock that a database of
+/// the same directory, just dropped in this process, still holds: sled
+/// releases it from a background thread (a proxy restarted in the same
+/// process would otherwise fail now and then). A lock held by another
+/// process is still an error, after the wait.
+pub(crate) fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("lock"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The materialized copy of a compacted topic that a follower keeps up to
 /// date: the consent store here, the key store for the key topic. Records
@@ -1583,21 +1602,19 @@ mod tests {
         assert_eq!(store.distinct_sets(), 2);
     }
 
-    /// Opens a store this process just dropped: sled's background thread
-    /// may hold the directory's lock for a moment after the drop.
-    fn reopen(path: &Path) -> ConsentStore {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match ConsentStore::open(path) {
-                Ok(store) => return store,
-                Err(e)
-                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                Err(e) => panic!("reopen {}: {e}", path.display()),
-            }
-        }
+    #[test]
+    fn opening_waits_for_a_lock_about_to_be_released() {
+        // sled releases a dropped database's lock from a background thread;
+        // a store reopened in the same process meanwhile waits for it.
+        let dir = tempfile::tempdir().expect("ok");
+        let held = sled::open(dir.path()).expect("ok");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let store = ConsentStore::open(dir.path()).expect("waits, then opens");
+        assert!(store.is_empty());
+        release.join().expect("ok");
     }
 
     #[test]
@@ -1622,7 +1639,7 @@ mod tests {
             store.advance(2, 12).expect("ok");
             // Dropped without an explicit flush.
         }
-        let store = reopen(dir.path());
+        let store = ConsentStore::open(dir.path()).expect("ok");
         assert_eq!(names(&store.get("a").expect("ok")), ["analytics"]);
         assert!(ConsentSet::ptr_eq(
             &store.get("a").expect("ok"),
@@ -1720,7 +1737,7 @@ mod tests {
         assert_eq!(store.next_offset(0), 40);
         assert_eq!(store.distinct_sets(), 1);
         drop(store);
-        let store = reopen(dir.path());
+        let store = ConsentStore::open(dir.path()).expect("ok");
         assert!(store.get("a").is_none());
         assert_eq!(store.next_offset(0), 40);
     }
@@ -1738,7 +1755,7 @@ mod tests {
                 .insert(b"b", b"garbage".as_slice())
                 .expect("ok");
         }
-        let store = reopen(dir.path());
+        let store = ConsentStore::open(dir.path()).expect("ok");
         assert!(store.is_empty());
         assert_eq!(store.next_offset(0), 0);
     }

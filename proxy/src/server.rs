@@ -518,7 +518,7 @@ impl KeyParts {
         std::fs::create_dir_all(&k.state_dir).map_err(|e| {
             ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display()))
         })?;
-        let db = sled::open(&k.state_dir)
+        let db = crate::consent::open_sled(&sled::Config::new().path(&k.state_dir))
             .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
         let tree = db
             .open_tree("keys")
