@@ -248,16 +248,19 @@ if present:
         ("consume", "proxy_peak_rss_mb", "peak RSS MB (consume)", 0),
     ]:
         print(f"| {label} | " + " | ".join(fmt(med("throughput", t, phase, key), d) for t in present) + " |")
-    # Proxy CPU per MB carried (produce + consume).
-    cells = []
-    for t in present:
-        c = [med("throughput", t, p, "proxy_cpu_s") for p in ("produce", "consume")]
-        mb = [med("throughput", t, p, "mb_per_s") and med("throughput", t, p, "mb_per_s") * med("throughput", t, p, "seconds") for p in ("produce", "consume")]
-        if None in c or None in mb or t == "direct":
-            cells.append("–")
-        else:
-            cells.append(f"{sum(c) * 1000 / sum(mb):.2f} ms/MB ≈ {sum(mb) / max(sum(c), 1e-9):,.0f} MB/s per core")
-    print("| proxy CPU per MB carried | " + " | ".join(cells) + " |")
+    # Proxy CPU per MB carried: the median over runs of each run's CPU
+    # seconds over the MB it moved, per phase.
+    def cpu_per_mb(t, phase):
+        v = [r["proxy_cpu_s"] * 1000 / (r["mb_per_s"] * r["seconds"]) for r in rows
+             if r["scenario"] == "throughput" and r["target"] == t and r["phase"] == phase
+             and "proxy_cpu_s" in r and r["mb_per_s"] > 0]
+        return statistics.median(v) if v and t != "direct" else None
+    for phase in ("produce", "consume"):
+        cells = []
+        for t in present:
+            ms = cpu_per_mb(t, phase)
+            cells.append("–" if not ms else f"{ms:.2f} ms/MB ≈ {1000 / ms:,.0f} MB/s per core")
+        print(f"| proxy CPU per MB, {phase} | " + " | ".join(cells) + " |")
     print()
     print("Ratios (same run):\n")
     print("| ratio | produce MB/s | consume MB/s |")
