@@ -68,6 +68,11 @@ pub enum EventKind {
         decision: Decision,
         /// Policies that decided.
         policies: Vec<String>,
+        /// Why, where the policies alone do not tell (a record the proxy
+        /// refused, a region header a policy refused). Absent in events
+        /// that have none, so older events hash as they did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Records were delivered to a consumer.
     Delivery {
@@ -83,7 +88,10 @@ pub enum EventKind {
         last_offset: i64,
         /// Number of records.
         records: u64,
-        /// Field effect (e.g. `mask`, `drop`, `clear`) -> field paths.
+        /// Field effect -> field paths: what the consumer actually got of
+        /// each protected field in these records (`clear`, `masked`,
+        /// `pseudonym`, `removed` by policy; `no_key` and `unverified` when
+        /// a ciphertext could not be read and the field was removed).
         fields: BTreeMap<String, Vec<String>>,
         /// Subject hashes whose data was in the delivered records.
         subjects: Vec<String>,

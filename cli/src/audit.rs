@@ -75,19 +75,25 @@ pub fn describe(e: &EventKind) -> String {
             resource,
             decision,
             policies,
+            reason,
             ..
-        } => format!(
-            "{api} {resource_type} {resource}: {} by [{}]",
-            match decision {
+        } => {
+            let verdict = match decision {
                 Decision::Allow => "allowed",
                 Decision::Deny => "denied",
-            },
-            if policies.is_empty() {
-                "default deny".to_string()
-            } else {
-                policies.join(", ")
-            }
-        ),
+            };
+            let by = match (policies.is_empty(), reason) {
+                // Refused by the proxy itself (a record it cannot accept).
+                (true, Some(_)) => String::new(),
+                (true, None) => " by [default deny]".to_string(),
+                (false, _) => format!(" by [{}]", policies.join(", ")),
+            };
+            let why = reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            format!("{api} {resource_type} {resource}: {verdict}{by}{why}")
+        }
         EventKind::Delivery {
             topic,
             partition,

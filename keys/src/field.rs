@@ -13,8 +13,10 @@ use crate::{DataKey, KeyError, KeyId};
 /// Prefix of the text inside a protected field's JSON string.
 pub const CIPHERTEXT_PREFIX: &str = "gh1.";
 
-/// Format version byte (the `1` of `gh1.`).
-const VERSION: u8 = 1;
+/// Format version byte, the first byte of the body. Version 1 bound topic
+/// and field path only, so a ciphertext could be moved into another
+/// subject's record; it is no longer read. Version 2 binds the subject too.
+const VERSION: u8 = 2;
 const ID_LEN: usize = 16;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -108,16 +110,33 @@ fn next_nonce() -> Result<[u8; NONCE_LEN], KeyError> {
     })
 }
 
-/// Associated data: version | key id | u32 len | topic | u32 len | path.
-fn push_aad(buf: &mut Vec<u8>, id: &KeyId, topic: &str, path: &str) -> Result<(), KeyError> {
-    let topic_len = u32::try_from(topic.len()).map_err(|_| KeyError::TooLong("topic name"))?;
-    let path_len = u32::try_from(path.len()).map_err(|_| KeyError::TooLong("field path"))?;
+/// What a field ciphertext is bound to: it decrypts only for the same
+/// topic, field path and data subject. A ciphertext copied into another
+/// topic, another field or another subject's record does not decrypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldBinding<'a> {
+    /// The topic of the record.
+    pub topic: &'a str,
+    /// The field's path in the catalog (`$.author.email`).
+    pub path: &'a str,
+    /// The record's data subject id.
+    pub subject: &'a str,
+}
+
+/// Associated data: version | key id | then topic, path and subject, each
+/// as u32 length | bytes.
+fn push_aad(buf: &mut Vec<u8>, id: &KeyId, binding: &FieldBinding<'_>) -> Result<(), KeyError> {
     buf.push(VERSION);
     buf.extend_from_slice(&id.0);
-    buf.extend_from_slice(&topic_len.to_be_bytes());
-    buf.extend_from_slice(topic.as_bytes());
-    buf.extend_from_slice(&path_len.to_be_bytes());
-    buf.extend_from_slice(path.as_bytes());
+    for (part, what) in [
+        (binding.topic, "topic name"),
+        (binding.path, "field path"),
+        (binding.subject, "subject id"),
+    ] {
+        let len = u32::try_from(part.len()).map_err(|_| KeyError::TooLong(what))?;
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(part.as_bytes());
+    }
     Ok(())
 }
 
@@ -125,19 +144,18 @@ fn push_aad(buf: &mut Vec<u8>, id: &KeyId, topic: &str, path: &str) -> Result<()
 /// ciphertext, with its double quotes, to `out`.
 ///
 /// The plaintext is the original JSON text of the field (any JSON value).
-/// The associated data binds the format version, the key id, `topic` and
-/// `path`. A random 96-bit nonce is drawn for every call. On error `out` is
-/// left as it was.
+/// The associated data binds the format version, the key id and `binding`
+/// (topic, field path, subject). A random 96-bit nonce is drawn for every
+/// call. On error `out` is left as it was.
 pub fn encrypt_field_into(
     key: &DataKey,
-    topic: &str,
-    path: &str,
+    binding: &FieldBinding<'_>,
     plaintext_json: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), KeyError> {
     let nonce = next_nonce()?;
     with_scratch(|s| {
-        push_aad(s, &key.id(), topic, path)?;
+        push_aad(s, &key.id(), binding)?;
         let aad_len = s.len();
         s.reserve(HEADER_LEN + plaintext_json.len() + TAG_LEN);
         s.push(VERSION);
@@ -212,28 +230,35 @@ pub fn ciphertext_key_id(token: &[u8]) -> Result<KeyId, KeyError> {
     if n != raw.len() {
         return Err(KeyError::Malformed("invalid base64"));
     }
-    if raw[0] != VERSION {
-        return Err(KeyError::Malformed("unsupported format version"));
-    }
+    check_version(raw[0])?;
     let mut id = [0u8; ID_LEN];
     id.copy_from_slice(&raw[1..=ID_LEN]);
     Ok(KeyId(id))
 }
 
+fn check_version(version: u8) -> Result<(), KeyError> {
+    match version {
+        VERSION => Ok(()),
+        1 => Err(KeyError::Malformed(
+            "format version 1 (not bound to a subject) is no longer read",
+        )),
+        _ => Err(KeyError::Malformed("unsupported format version")),
+    }
+}
+
 /// Decrypts a field ciphertext and appends the original JSON text to `out`.
 ///
-/// Fails closed: any tampering, another key, topic or field path gives an
-/// error, and `out` is left as it was.
+/// Fails closed: any tampering, another key, topic, field path or subject
+/// gives an error, and `out` is left as it was.
 pub fn decrypt_field_into(
     key: &DataKey,
-    topic: &str,
-    path: &str,
+    binding: &FieldBinding<'_>,
     token: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), KeyError> {
     let body = token_body(token)?;
     with_scratch(|s| {
-        push_aad(s, &key.id(), topic, path)?;
+        push_aad(s, &key.id(), binding)?;
         let aad_len = s.len();
         s.resize(aad_len + base64::decoded_len_estimate(body.len()), 0);
         let dst = s
@@ -248,9 +273,7 @@ pub fn decrypt_field_into(
         }
         let (aad, raw) = s.split_at_mut(aad_len);
         let (header, rest) = raw.split_at_mut(HEADER_LEN);
-        if header[0] != VERSION {
-            return Err(KeyError::Malformed("unsupported format version"));
-        }
+        check_version(header[0])?;
         let mut found = [0u8; ID_LEN];
         found.copy_from_slice(&header[1..=ID_LEN]);
         let found = KeyId(found);

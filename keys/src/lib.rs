@@ -32,17 +32,20 @@
 //! A protected field's JSON value is replaced by a JSON string
 //!
 //! ```text
-//! "gh1.<base64url, no padding, of: version (1) | key id (16) | nonce (12) | ciphertext | tag (16)>"
+//! "gh1.<base64url, no padding, of: version (2) | key id (16) | nonce (12) | ciphertext | tag (16)>"
 //! ```
 //!
-//! * version is `1`; the key id names the data key, so a reader can find the
+//! * version is `2` (version 1 did not bind the subject and is no longer
+//!   read: such a field decrypts nowhere); the key id names the data key, so a reader can find the
 //!   key without trying ([`ciphertext_key_id`]);
 //! * the nonce is 96 random bits per encryption (random nonces are fine far
 //!   beyond the number of fields one subject key encrypts);
 //! * the plaintext is the field's original JSON text (string, number, object, …);
-//! * the associated data is `version | key id | u32be len | topic | u32be len | field path`,
-//!   so a ciphertext copied to another topic or field, or with its key id
-//!   changed, fails to decrypt. Decryption fails closed on any change.
+//! * the associated data is `version | key id` then, each as `u32be len | bytes`,
+//!   the topic, the field path and the record's subject id ([`FieldBinding`]),
+//!   so a ciphertext copied to another topic, field or subject's record, or
+//!   with its key id changed, fails to decrypt. Decryption fails closed on
+//!   any change.
 //!
 //! # Plugging in Vault transit or a cloud KMS
 //!
@@ -103,7 +106,9 @@ mod pseudonym;
 mod store;
 
 pub use error::KeyError;
-pub use field::{ciphertext_key_id, decrypt_field_into, encrypt_field_into, CIPHERTEXT_PREFIX};
+pub use field::{
+    ciphertext_key_id, decrypt_field_into, encrypt_field_into, FieldBinding, CIPHERTEXT_PREFIX,
+};
 pub use id::{DataKey, KeyId, DATA_KEY_LEN};
 pub use local::LocalKeyFile;
 pub use mask::mask_into;

@@ -3,8 +3,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use gatehouse_keys::{
-    ciphertext_key_id, decrypt_field_into, encrypt_field_into, mask_into, DataKey, KeyError, KeyId,
-    CIPHERTEXT_PREFIX,
+    ciphertext_key_id, decrypt_field_into, encrypt_field_into, mask_into, DataKey, FieldBinding,
+    KeyError, KeyId, CIPHERTEXT_PREFIX,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -38,16 +38,27 @@ fn token_of(raw: &[u8]) -> Vec<u8> {
     format!("\"{CIPHERTEXT_PREFIX}{}\"", URL_SAFE_NO_PAD.encode(raw)).into_bytes()
 }
 
+/// Subject of every ciphertext these tests make, unless a test says otherwise.
+const SUBJECT: &str = "u-000042";
+
+fn bound<'a>(topic: &'a str, path: &'a str) -> FieldBinding<'a> {
+    FieldBinding {
+        topic,
+        path,
+        subject: SUBJECT,
+    }
+}
+
 fn encrypt(key: &DataKey, topic: &str, path: &str, pt: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut out = b"prefix:".to_vec();
-    encrypt_field_into(key, topic, path, pt, &mut out)?;
+    encrypt_field_into(key, &bound(topic, path), pt, &mut out)?;
     Ok(out.split_off(7))
 }
 
 /// Decryption must fail and leave `out` untouched.
 fn fails_closed(key: &DataKey, topic: &str, path: &str, token: &[u8]) -> bool {
     let mut out = b"keep".to_vec();
-    let failed = decrypt_field_into(key, topic, path, token, &mut out).is_err();
+    let failed = decrypt_field_into(key, &bound(topic, path), token, &mut out).is_err();
     failed && out == b"keep"
 }
 
@@ -64,7 +75,7 @@ proptest! {
         prop_assert!(s.starts_with(CIPHERTEXT_PREFIX));
         prop_assert_eq!(ciphertext_key_id(&token).ok(), Some(key.id()));
         let mut out = b"x".to_vec();
-        decrypt_field_into(&key, &topic, &path, &token, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        decrypt_field_into(&key, &bound(&topic, &path), &token, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&out[1..], &pt[..]);
     }
 
@@ -115,6 +126,11 @@ proptest! {
         let moved_topic = &topic[..topic.len() - 1];
         let moved_path = format!("{}{path}", &topic[topic.len() - 1..]);
         prop_assert!(fails_closed(&key, moved_topic, &moved_path, &token));
+        // The same topic and path in another subject's record.
+        let mut out = Vec::new();
+        let elsewhere = FieldBinding { topic: &topic, path: &path, subject: "u-000007" };
+        prop_assert!(decrypt_field_into(&key, &elsewhere, &token, &mut out).is_err());
+        prop_assert!(out.is_empty());
     }
 
     #[test]
@@ -223,11 +239,16 @@ fn not_ciphertext_and_malformed() -> TestResult {
     let key = DataKey::generate()?;
     let token = encrypt(&key, "t", "p", br#""v""#)?;
     let mut raw = raw_of(&token);
-    raw[0] = 2;
-    assert!(matches!(
-        ciphertext_key_id(&token_of(&raw)),
-        Err(KeyError::Malformed(_))
-    ));
+    // Version 1 (not bound to a subject) and unknown versions are refused.
+    for version in [1, 3, 0xff] {
+        raw[0] = version;
+        assert!(matches!(
+            ciphertext_key_id(&token_of(&raw)),
+            Err(KeyError::Malformed(_))
+        ));
+        let mut out = Vec::new();
+        assert!(decrypt_field_into(&key, &bound("t", "p"), &token_of(&raw), &mut out).is_err());
+    }
     // Whitespace around the token is tolerated.
     let mut spaced = b"  ".to_vec();
     spaced.extend_from_slice(&token);
@@ -247,7 +268,7 @@ fn errors_and_debug_do_not_leak() -> TestResult {
     let token = encrypt(&key, "t", "p", br#""secret-plaintext""#)?;
     let other = DataKey::generate()?;
     let mut out = Vec::new();
-    let err = decrypt_field_into(&other, "t", "p", &token, &mut out)
+    let err = decrypt_field_into(&other, &bound("t", "p"), &token, &mut out)
         .err()
         .ok_or("decrypt should fail")?;
     assert!(!err.to_string().contains("secret-plaintext"));

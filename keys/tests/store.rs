@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gatehouse_keys::{
-    decrypt_field_into, encrypt_field_into, KekProvider, KeyError, KeyStore, LocalKeyFile,
-    Pseudonymizer,
+    decrypt_field_into, encrypt_field_into, FieldBinding, KekProvider, KeyError, KeyStore,
+    LocalKeyFile, Pseudonymizer,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -46,21 +46,38 @@ fn store_on(
     Ok(KeyStore::open(db.open_tree("keys")?, p, cap)?)
 }
 
-fn enc(store: &KeyStore, subject: &str, value: &str) -> Result<Vec<u8>, KeyError> {
+/// A field ciphertext and the subject it is bound to.
+struct Token {
+    subject: String,
+    bytes: Vec<u8>,
+}
+
+fn binding(subject: &str) -> FieldBinding<'_> {
+    FieldBinding {
+        topic: "users",
+        path: "$.email",
+        subject,
+    }
+}
+
+fn enc(store: &KeyStore, subject: &str, value: &str) -> Result<Token, KeyError> {
     let key = store.key_for_write(subject)?;
     let mut out = Vec::new();
-    encrypt_field_into(&key, "users", "$.email", value.as_bytes(), &mut out)?;
-    Ok(out)
+    encrypt_field_into(&key, &binding(subject), value.as_bytes(), &mut out)?;
+    Ok(Token {
+        subject: subject.to_string(),
+        bytes: out,
+    })
 }
 
 /// Decrypts through the store: find the key named in the token, then decrypt.
-fn dec(store: &KeyStore, token: &[u8]) -> Result<Option<Vec<u8>>, KeyError> {
-    let id = gatehouse_keys::ciphertext_key_id(token)?;
+fn dec(store: &KeyStore, token: &Token) -> Result<Option<Vec<u8>>, KeyError> {
+    let id = gatehouse_keys::ciphertext_key_id(&token.bytes)?;
     let Some(key) = store.key(id)? else {
         return Ok(None);
     };
     let mut out = Vec::new();
-    decrypt_field_into(&key, "users", "$.email", token, &mut out)?;
+    decrypt_field_into(&key, &binding(&token.subject), &token.bytes, &mut out)?;
     Ok(Some(out))
 }
 

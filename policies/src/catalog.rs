@@ -20,7 +20,13 @@
 //! be produced to or consumed is decided like for any other.
 //!
 //! A JSON path here is the small subset the field splicer understands:
-//! `$` followed by one or more `.name` steps (no wildcards, no indexes).
+//! `$` followed by one or more `.name` steps, where a name may be followed
+//! by `[*]` for every element of an array (`$.messages[*].body`). A path
+//! cannot end at `[*]` (protect the whole array by its name instead), and a
+//! subject path cannot cross an array (a record has one subject). Records
+//! must have the shape their topic's paths declare: the proxy refuses a
+//! record where a path meets an array it does not declare, or a string
+//! where it goes on into an object.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -67,7 +73,11 @@ pub enum SubjectLocator {
     Header(String),
 }
 
-/// A JSON path of the form `$.a.b.c`.
+/// The path step for every element of an array.
+pub const ELEMENTS: &str = "[*]";
+
+/// A JSON path of the form `$.a.b.c` (with `[*]` after a name for the
+/// elements of an array: `$.messages[*].body`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JsonPath(String);
 
@@ -254,22 +264,44 @@ impl<'a> TopicInfo<'a> {
 // === impl JsonPath ===
 
 impl JsonPath {
-    /// Parses `$.a.b`: `$` and one or more non-empty `.name` steps.
+    /// Parses `$.a.b`: `$` and one or more non-empty `.name` steps, each
+    /// name optionally followed by `[*]` (every element of an array), the
+    /// last step excepted.
     pub fn parse(path: &str) -> Result<Self, String> {
         let rest = path
             .strip_prefix("$.")
             .ok_or_else(|| format!("JSON path {path:?} must start with \"$.\""))?;
         for step in rest.split('.') {
-            if step.is_empty() {
+            let mut name = step;
+            while let Some(n) = name.strip_suffix(ELEMENTS) {
+                name = n;
+            }
+            if name.is_empty() {
                 return Err(format!("JSON path {path:?} has an empty step"));
             }
-            if step.contains(['[', ']', '*', '$', '"', '\'']) {
+            if name.contains(['[', ']', '*', '$', '"', '\'']) {
                 return Err(format!(
-                    "JSON path {path:?}: only $.name.name steps are supported"
+                    "JSON path {path:?}: only $.name.name steps, with [*] after a name, are supported"
                 ));
             }
         }
+        if path.ends_with(ELEMENTS) {
+            return Err(format!(
+                "JSON path {path:?} ends at array elements: protect the whole array by its name, or a member of its elements"
+            ));
+        }
         Ok(JsonPath(path.to_owned()))
+    }
+
+    /// Whether the path crosses an array (has a `[*]` step).
+    pub fn crosses_array(&self) -> bool {
+        self.0.contains(ELEMENTS)
+    }
+
+    /// Whether `self` is `other` or lies inside it.
+    fn within(&self, other: &JsonPath) -> bool {
+        let (a, b) = (self.0.as_str(), other.0.as_str());
+        a == b || (a.starts_with(b) && matches!(a.as_bytes().get(b.len()), Some(b'.' | b'[')))
     }
 
     /// The path as written (`$.author.email`).
@@ -277,9 +309,14 @@ impl JsonPath {
         &self.0
     }
 
-    /// The member names from the root (`author`, `email`).
+    /// The steps from the root: member names, and [`ELEMENTS`] for `[*]`
+    /// (`$.messages[*].body` is `messages`, `[*]`, `body`).
     pub fn steps(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0[2..].split('.')
+        self.0[2..].split('.').flat_map(|step| {
+            let name = step.trim_end_matches(ELEMENTS);
+            let arrays = (step.len() - name.len()) / ELEMENTS.len();
+            std::iter::once(name).chain(std::iter::repeat_n(ELEMENTS, arrays))
+        })
     }
 }
 
@@ -297,7 +334,13 @@ impl SubjectLocator {
         if text == "key" {
             Ok(SubjectLocator::Key)
         } else if let Some(path) = text.strip_prefix("json:") {
-            JsonPath::parse(path).map(SubjectLocator::Json)
+            let path = JsonPath::parse(path)?;
+            if path.crosses_array() {
+                return Err(format!(
+                    "subject {text:?}: a subject path cannot cross an array (a record has one subject)"
+                ));
+            }
+            Ok(SubjectLocator::Json(path))
         } else if let Some(name) = text.strip_prefix("header:") {
             if name.is_empty() {
                 Err("subject \"header:\" needs a header name".to_owned())
@@ -381,6 +424,22 @@ impl RawTopic {
             }
             if fields.iter().any(|f| f.path == path) {
                 return Err(format!("field {path} is listed twice"));
+            }
+            if let Some(f) = fields
+                .iter()
+                .find(|f| f.path.within(&path) || path.within(&f.path))
+            {
+                return Err(format!(
+                    "fields {path} and {} overlap: one lies inside the other",
+                    f.path
+                ));
+            }
+            if let Some(SubjectLocator::Json(s)) = &subject {
+                if s.within(&path) || path.within(s) {
+                    return Err(format!(
+                        "field {path} overlaps the subject path {s}: the subject must stay readable"
+                    ));
+                }
             }
             fields.push(ProtectedField {
                 path,
@@ -514,5 +573,54 @@ mod tests {
         assert!(JsonPath::parse("$.").is_err());
         assert!(JsonPath::parse("$.a..b").is_err());
         assert!(JsonPath::parse("$.a[0]").is_err());
+        let arrays = JsonPath::parse("$.messages[*].body").expect("path");
+        assert_eq!(
+            arrays.steps().collect::<Vec<_>>(),
+            ["messages", "[*]", "body"]
+        );
+        assert!(arrays.crosses_array());
+        let nested = JsonPath::parse("$.grid[*][*].x").expect("path");
+        assert_eq!(
+            nested.steps().collect::<Vec<_>>(),
+            ["grid", "[*]", "[*]", "x"]
+        );
+        for bad in ["$.a[*]", "$.[*].b", "$.a[*]b.c", "$.a[]", "$.a*.b"] {
+            assert!(JsonPath::parse(bad).is_err(), "{bad}");
+        }
+        assert!(SubjectLocator::parse("json:$.authors[*].id").is_err());
+    }
+
+    #[test]
+    fn overlapping_paths_are_refused() {
+        let topic = |subject: &str, fields: &str| {
+            format!("[[topic]]\nname = \"x\"\nclassification = \"p\"\nresidency = \"eu\"\nsubject = \"{subject}\"\nfields = [{fields}]\n")
+        };
+        for (subject, fields) in [
+            (
+                "key",
+                r#"{ path = "$.geo", category = "location" }, { path = "$.geo.lat", category = "location" }"#,
+            ),
+            (
+                "key",
+                r#"{ path = "$.a[*].b", category = "x" }, { path = "$.a", category = "x" }"#,
+            ),
+            (
+                "json:$.author.id",
+                r#"{ path = "$.author", category = "x" }"#,
+            ),
+        ] {
+            let err = Catalog::from_toml_str(&topic(subject, fields), "t")
+                .expect_err(fields)
+                .to_string();
+            assert!(err.contains("overlap"), "{err}");
+        }
+        Catalog::from_toml_str(
+            &topic(
+                "json:$.author.id",
+                r#"{ path = "$.author.email", category = "email" }, { path = "$.authors", category = "x" }"#,
+            ),
+            "t",
+        )
+        .expect("siblings with a common prefix do not overlap");
     }
 }

@@ -314,6 +314,7 @@ impl Admin {
                 Decision::Deny
             },
             policies: decided.policies.clone(),
+            reason: None,
         };
         if let Err(e) = self.log.append(event).await {
             tracing::error!(error = %e, "audit log unavailable: admin request refused");

@@ -5,12 +5,17 @@
 //!   these).
 //! - **Denials**: every resource a request was refused, with the policies
 //!   that decided (empty for deny-by-default), collected while the `authz`
-//!   filter decides and written before the refusal is answered.
+//!   filter decides and written before the refusal is answered; records
+//!   the proxy refuses itself (a region header a policy refuses, a record
+//!   not of its topic's declared shape, an unreadable consent record) with
+//!   the reason.
 //! - **Produce**: per partition the cluster accepted, the base offset, the
 //!   record count and the data subjects (keyed hashes).
 //! - **Delivery**: per fetched partition that carries records, the offset
-//!   range, the record count, what the consumer got of each protected field,
-//!   the data subjects (keyed hashes) and the policies that allowed it.
+//!   range, the record count, what the consumer actually got of each
+//!   protected field (as the field protection filter applied it, unreadable
+//!   ciphertexts included), the data subjects (keyed hashes) and the
+//!   policies that allowed it.
 //! - **Policy reloads**: the new set's version, accepted or refused.
 //!
 //! Fail closed: the response is only sent once its events are durable; if
@@ -47,6 +52,10 @@ pub(crate) struct DeliveredPart {
     pub(crate) records: u64,
     pub(crate) range: Option<(i64, i64)>,
     pub(crate) subjects: BTreeSet<String>,
+    /// What the consumer actually got of each protected field (effect →
+    /// paths), where the filter that read the records knows it; `None`:
+    /// the plan's effects are recorded.
+    pub(crate) fields: Option<BTreeMap<String, Vec<String>>>,
 }
 
 impl DeliveredPart {
@@ -91,8 +100,8 @@ pub(crate) fn hand_over(notes: &mut crate::filter::Notes, delivered: Delivered) 
 pub(crate) const PRODUCED: &str = "audit-produced";
 
 /// A recorded decision: (resource type, resource, allowed, policies that
-/// decided).
-pub(crate) type Denial = (&'static str, String, bool, Vec<String>);
+/// decided, why where the policies alone do not tell).
+pub(crate) type Denial = (&'static str, String, bool, Vec<String>, Option<String>);
 
 /// What a consumer got of each field (effect → paths), and the policies.
 type FieldsAndPolicies = (BTreeMap<String, Vec<String>>, Vec<String>);
@@ -119,8 +128,45 @@ pub(crate) fn note_decision(
             resource.to_string(),
             allowed,
             policies.to_vec(),
+            None,
         ))
     });
+}
+
+/// Records a refusal of the request being decided that no policy id
+/// explains on its own (a record refused for its region header, a batch
+/// that cannot be read), with the reason. No-op outside
+/// [`collect_denials`].
+pub(crate) fn note_refusal(resource_type: &'static str, resource: &str, reason: String) {
+    let _ = DENIALS.try_with(|d| {
+        d.borrow_mut().push((
+            resource_type,
+            resource.to_string(),
+            false,
+            Vec::new(),
+            Some(reason),
+        ))
+    });
+}
+
+/// The event of a refusal the proxy made itself (a record it cannot
+/// accept): a denial with no policy and the reason.
+pub(crate) fn refusal_event(
+    who: &PrincipalInfo,
+    api: ApiKey,
+    resource_type: &str,
+    resource: &str,
+    reason: String,
+) -> EventKind {
+    EventKind::Decision {
+        principal: who.name.clone(),
+        api: format!("{api:?}"),
+        resource_type: resource_type.to_string(),
+        resource: resource.to_string(),
+        decision: Decision::Deny,
+        policies: Vec::new(),
+        reason: Some(reason),
+    }
 }
 
 /// Runs `decide`, returning what it returned and the denials it noted.
@@ -141,7 +187,7 @@ pub(crate) fn denial_events(
     denials
         .into_iter()
         .map(
-            |(resource_type, resource, allowed, policies)| EventKind::Decision {
+            |(resource_type, resource, allowed, policies, reason)| EventKind::Decision {
                 principal: who.name.clone(),
                 api: format!("{api:?}"),
                 resource_type: resource_type.to_string(),
@@ -152,6 +198,7 @@ pub(crate) fn denial_events(
                     Decision::Deny
                 },
                 policies,
+                reason,
             },
         )
         .collect()
@@ -236,7 +283,7 @@ impl Audit {
     }
 }
 
-fn effect_name(e: FieldEffect) -> &'static str {
+pub(crate) fn effect_name(e: FieldEffect) -> &'static str {
     match e {
         FieldEffect::Clear => "clear",
         FieldEffect::Masked => "masked",
@@ -351,7 +398,7 @@ impl Filter for Audit {
                         let Some((first, last)) = summary.range else {
                             continue;
                         };
-                        let (fields, policies) = plan_parts
+                        let (planned, policies) = plan_parts
                             .get_or_insert_with(|| match &self.policies {
                                 Some(ps) => {
                                     let plan = ps.plan(&who, &topic, &self.catalog);
@@ -370,6 +417,9 @@ impl Filter for Audit {
                                 None => (BTreeMap::new(), Vec::new()),
                             })
                             .clone();
+                        // What was actually sent, where the filter that
+                        // rewrote the records knows it.
+                        let fields = summary.fields.unwrap_or(planned);
                         events.push(EventKind::Delivery {
                             principal: who.name.clone(),
                             topic: topic.clone(),

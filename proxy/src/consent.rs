@@ -36,12 +36,18 @@
 //!   sled persists the subject and the offset irrelevant after a crash:
 //!   sled recovers a prefix of the writes, and the follower re-reads from
 //!   the recovered offset.
-//! - Values that are not JSON `{"purposes": [string, …]}` (or exceed
-//!   [`MAX_PURPOSES`] / [`MAX_PURPOSE_LEN`]), null keys and keys that are
-//!   not UTF-8 are skipped with a warning and counted
-//!   ([`ConsentStore::malformed`]); the offset still advances and the
-//!   subject's previous consent stays as it was. Logs name the partition
-//!   and offset, never the subject.
+//! - A value that is not JSON `{"purposes": [string, …]}` (`purposes`
+//!   given once: a repeated member is refused, as on every path Gatehouse
+//!   governs, see [`crate::json`]; at most [`MAX_PURPOSES`] names of at
+//!   most [`MAX_PURPOSE_LEN`] bytes) **withdraws every purpose** of its
+//!   subject, as a tombstone would: a withdrawal that one reader cannot
+//!   parse must not leave an earlier grant standing (fail closed). Such a
+//!   record is counted ([`ConsentStore::malformed`]) and logged. Records
+//!   whose key is null, empty or not UTF-8 name no subject: they are
+//!   skipped and counted. Logs name the partition and offset, never the
+//!   subject. The proxy refuses to write such records in the first place
+//!   ([`validate_record`], `INVALID_RECORD` on produce to the consent
+//!   topic); the store's rule is for records written around it.
 //! - A store whose sled copy cannot be read back (a corrupt entry) is
 //!   cleared at open and rebuilt from the topic: until the follower has
 //!   caught up, subjects have no consent (fail closed).
@@ -231,9 +237,12 @@ pub enum RecordOutcome {
     Set,
     /// A tombstone: the subject's consent was removed.
     Removed,
-    /// Skipped and counted: a null or non-UTF-8 key, or a value that is not
-    /// `{"purposes": [..]}`. The offset advanced.
+    /// Skipped and counted: a null, empty or non-UTF-8 key. The offset
+    /// advanced.
     Malformed,
+    /// A value that is not `{"purposes": [..]}`: counted, and the subject's
+    /// consent was removed, as by a tombstone (fail closed).
+    Withdrawn,
     /// Below the partition's next offset: already applied, ignored.
     Stale,
 }
@@ -499,8 +508,9 @@ impl ConsentStore {
     }
 
     /// Applies one raw record of the consent topic: the key is the subject
-    /// id, the value `{"purposes": [..]}` or null. Malformed records are
-    /// skipped with a warning and counted; their offset is consumed.
+    /// id, the value `{"purposes": [..]}` or null. A value that cannot be
+    /// read withdraws the subject's consent; a record naming no subject is
+    /// skipped. Both are counted and logged; their offset is consumed.
     pub fn apply_record(
         &self,
         partition: i32,
@@ -511,20 +521,36 @@ impl ConsentStore {
         if offset < self.next_offset(partition) {
             return Ok(RecordOutcome::Stale);
         }
-        let parsed = parse_record(key, value);
-        match parsed {
-            Ok((subject, purposes)) => self.apply(partition, offset, subject, purposes),
-            Err(reason) => {
-                let _state = self.write();
-                if offset < self.next_offset(partition) {
-                    return Ok(RecordOutcome::Stale);
-                }
-                self.malformed.fetch_add(1, Ordering::Relaxed);
+        let (subject, reason) = match parse_record(key, value) {
+            Ok((subject, purposes)) => return self.apply(partition, offset, subject, purposes),
+            Err(RecordError::NoSubject(reason)) => (None, reason),
+            Err(RecordError::BadValue(subject, reason)) => (Some(subject), reason),
+        };
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+        match subject {
+            Some(subject) => {
                 tracing::warn!(
                     partition,
                     offset,
                     reason,
-                    "malformed consent record skipped"
+                    "unreadable consent record: the subject's consent is withdrawn"
+                );
+                let outcome = self.apply(partition, offset, subject, None)?;
+                Ok(match outcome {
+                    RecordOutcome::Removed => RecordOutcome::Withdrawn,
+                    other => other,
+                })
+            }
+            None => {
+                let _state = self.write();
+                if offset < self.next_offset(partition) {
+                    return Ok(RecordOutcome::Stale);
+                }
+                tracing::warn!(
+                    partition,
+                    offset,
+                    reason,
+                    "consent record naming no subject skipped"
                 );
                 self.set_next(partition, offset.saturating_add(1))?;
                 Ok(RecordOutcome::Malformed)
@@ -608,28 +634,59 @@ impl ConsentStore {
     }
 }
 
+/// Why a consent record cannot be applied as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RecordError<'a> {
+    /// The key names no subject.
+    NoSubject(&'static str),
+    /// The value of this subject's record cannot be read.
+    BadValue(&'a str, &'static str),
+}
+
 /// Parses a record into (subject, purposes or tombstone).
 fn parse_record<'a>(
     key: Option<&'a [u8]>,
     value: Option<&[u8]>,
-) -> Result<(&'a str, Option<Vec<String>>), &'static str> {
-    let key = key.ok_or("null key")?;
-    let subject = std::str::from_utf8(key).map_err(|_| "key is not UTF-8")?;
+) -> Result<(&'a str, Option<Vec<String>>), RecordError<'a>> {
+    let key = key.ok_or(RecordError::NoSubject("null key"))?;
+    let subject =
+        std::str::from_utf8(key).map_err(|_| RecordError::NoSubject("key is not UTF-8"))?;
     if subject.is_empty() {
-        return Err("empty key");
+        return Err(RecordError::NoSubject("empty key"));
     }
     let Some(value) = value else {
         return Ok((subject, None));
     };
-    let v: ConsentValue =
-        serde_json::from_slice(value).map_err(|_| "value is not {\"purposes\": [..]}")?;
+    parse_purposes(value)
+        .map(|p| (subject, Some(p)))
+        .map_err(|why| RecordError::BadValue(subject, why))
+}
+
+/// Reads a consent value: `{"purposes": [string, …]}`, other members
+/// ignored, `purposes` exactly once (serde refuses a repeated field, which
+/// is the I-JSON rule of [`crate::json`]).
+fn parse_purposes(value: &[u8]) -> Result<Vec<String>, &'static str> {
+    let v: ConsentValue = serde_json::from_slice(value)
+        .map_err(|_| "value is not {\"purposes\": [..]} with purposes given once")?;
     if v.purposes.len() > MAX_PURPOSES {
         return Err("too many purposes");
     }
     if v.purposes.iter().any(|p| p.len() > MAX_PURPOSE_LEN) {
         return Err("purpose name too long");
     }
-    Ok((subject, Some(v.purposes)))
+    Ok(v.purposes)
+}
+
+/// Checks a record about to be produced to the consent topic: a UTF-8
+/// subject key, and a value that is null (a withdrawal of everything) or
+/// `{"purposes": [string, …]}`. `Err` says what is wrong, without the
+/// subject.
+pub(crate) fn validate_record(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
+    match parse_record(key, value) {
+        Ok(_) => Ok(()),
+        Err(RecordError::NoSubject(why)) => Err(format!("no data subject: {why}")),
+        Err(RecordError::BadValue(_, why)) => Err(why.to_string()),
+    }
 }
 
 // === applying fetched records ===
@@ -1667,48 +1724,82 @@ mod tests {
     }
 
     #[test]
-    fn malformed_records_are_skipped_and_counted() {
+    fn unreadable_values_withdraw_and_keyless_records_are_skipped() {
         let dir = tempfile::tempdir().expect("ok");
         let store = ConsentStore::open(dir.path()).expect("ok");
         let ok = br#"{"purposes": ["analytics"], "updated_at": "2026-11-26T08:00:00Z"}"#;
-        assert_eq!(
-            store
-                .apply_record(0, 0, Some(b"u-1"), Some(ok))
-                .expect("ok"),
-            RecordOutcome::Set
-        );
         let long = format!(r#"{{"purposes": ["{}"]}}"#, "x".repeat(MAX_PURPOSE_LEN + 1));
         let many = format!(
             r#"{{"purposes": [{}]}}"#,
             vec![r#""p""#; MAX_PURPOSES + 1].join(",")
         );
+        let bad_values: Vec<&[u8]> = vec![
+            // A withdrawal to JavaScript and Python (the last member wins).
+            br#"{"purposes": ["analytics"], "purposes": []}"#,
+            br#"{"purposes": "none"}"#,
+            b"not json",
+            b"null",
+            br#"{"purposes": [1, 2]}"#,
+            br#"{"granted": ["analytics"]}"#,
+            br#"["analytics"]"#,
+            long.as_bytes(),
+            many.as_bytes(),
+            &[0xff, 0xfe],
+        ];
+        let mut offset = 0;
+        for (i, v) in bad_values.iter().enumerate() {
+            assert_eq!(
+                store
+                    .apply_record(0, offset, Some(b"u-1"), Some(ok))
+                    .expect("ok"),
+                RecordOutcome::Set
+            );
+            assert_eq!(
+                store
+                    .apply_record(0, offset + 1, Some(b"u-1"), Some(v))
+                    .expect("ok"),
+                RecordOutcome::Withdrawn,
+                "case {i}"
+            );
+            assert!(
+                store.get("u-1").is_none(),
+                "case {i}: consent left standing"
+            );
+            assert!(validate_record(Some(b"u-1"), Some(v)).is_err(), "case {i}");
+            offset += 2;
+        }
+        assert_eq!(
+            store
+                .apply_record(0, offset, Some(b"u-1"), Some(ok))
+                .expect("ok"),
+            RecordOutcome::Set
+        );
+        offset += 1;
         type Raw<'a> = Option<&'a [u8]>;
-        let bad: Vec<(Raw<'_>, Raw<'_>)> = vec![
-            (Some(b"u-1"), Some(b"not json")),
-            (Some(b"u-1"), Some(b"null")),
-            (Some(b"u-1"), Some(br#"{"purposes": "analytics"}"#)),
-            (Some(b"u-1"), Some(br#"{"purposes": [1, 2]}"#)),
-            (Some(b"u-1"), Some(br#"{"granted": ["analytics"]}"#)),
-            (Some(b"u-1"), Some(br#"["analytics"]"#)),
-            (Some(b"u-1"), Some(long.as_bytes())),
-            (Some(b"u-1"), Some(many.as_bytes())),
-            (Some(b"u-1"), Some(&[0xff, 0xfe])),
+        let no_subject: Vec<(Raw<'_>, Raw<'_>)> = vec![
             (None, Some(ok)),
             (Some(&[0xff, 0x00]), Some(ok)),
             (Some(b""), Some(ok)),
+            (None, None),
         ];
-        for (i, (k, v)) in bad.iter().enumerate() {
-            let offset = i as i64 + 1;
+        for (i, (k, v)) in no_subject.iter().enumerate() {
             assert_eq!(
                 store.apply_record(0, offset, *k, *v).expect("ok"),
                 RecordOutcome::Malformed,
                 "case {i}"
             );
             assert_eq!(store.next_offset(0), offset + 1);
+            assert!(validate_record(*k, *v).is_err(), "case {i}");
+            offset += 1;
         }
-        assert_eq!(store.malformed(), bad.len() as u64);
-        // The subject keeps what it had.
+        assert_eq!(
+            store.malformed(),
+            (bad_values.len() + no_subject.len()) as u64
+        );
+        // A record naming no subject changes nobody's consent.
         assert_eq!(names(&store.get("u-1").expect("ok")), ["analytics"]);
+        assert!(validate_record(Some(b"u-1"), Some(ok)).is_ok());
+        assert!(validate_record(Some(b"u-1"), None).is_ok());
         // A null value is a tombstone, not malformed.
         let next = store.next_offset(0);
         assert_eq!(

@@ -26,8 +26,8 @@ use kafka_protocol::messages::{
     produce_response::{PartitionProduceResponse, TopicProduceResponse},
     AlterConfigsResponse, ApiKey, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteRecordsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FetchResponse,
-    IncrementalAlterConfigsResponse, ListOffsetsResponse, ProduceResponse, RequestKind,
-    ResponseKind, TopicName,
+    IncrementalAlterConfigsResponse, ListOffsetsResponse, ProduceRequest, ProduceResponse,
+    RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -44,6 +44,7 @@ const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 const CORRUPT_MESSAGE: i16 = 2;
 const POLICY_VIOLATION: i16 = 44;
+const INVALID_RECORD: i16 = 87;
 
 /// The policy side of a principal.
 pub fn principal_info(p: Option<&Principal>) -> PrincipalInfo {
@@ -382,24 +383,39 @@ impl Authz {
                                     set.batches
                                         .iter()
                                         .flat_map(|b| b.records.iter())
-                                        .all(|rec| {
+                                        .enumerate()
+                                        .find_map(|(at, rec)| {
                                             let region = rec
                                                 .headers
                                                 .last(b"region")
                                                 .and_then(|h| h.value)
-                                                .and_then(|v| std::str::from_utf8(v).ok())
+                                                .map(|v| std::str::from_utf8(v).unwrap_or("(not UTF-8)"))
                                                 .unwrap_or(&residency);
-                                            plan.produce_record_allowed(region)
+                                            (!plan.produce_record_allowed(region))
+                                                .then(|| (at, region.chars().take(64).collect::<String>()))
                                         })
                                 });
                         match verdict {
-                            Ok(true) => true,
-                            Ok(false) => {
+                            Ok(None) => true,
+                            Ok(Some((at, region))) => {
                                 deny_log(s, api, &format!("{name}: record region"));
+                                crate::audit::note_refusal(
+                                    "topic",
+                                    &name,
+                                    format!(
+                                        "partition {}: record {at} of the batch: region {region:?} refused by the produce_record policies",
+                                        part.index
+                                    ),
+                                );
                                 bad.push((part.index, POLICY_VIOLATION));
                                 false
                             }
-                            Err(_) => {
+                            Err(e) => {
+                                crate::audit::note_refusal(
+                                    "topic",
+                                    &name,
+                                    format!("partition {}: the record batch cannot be read: {e}", part.index),
+                                );
                                 bad.push((part.index, CORRUPT_MESSAGE));
                                 false
                             }
@@ -1005,9 +1021,16 @@ pub struct Consent {
     /// Topics whose records the field protection filter decides (consent
     /// included, in its single pass over them).
     protection: Option<Arc<crate::protect::Protection>>,
+    /// The consent topic, whose produced records are checked before the
+    /// cluster stores them.
+    consent_topic: Option<String>,
+    /// Where refused consent records are recorded.
+    audit: Option<gatehouse_audit::AuditLog>,
 }
 
 const CONSENT: &str = "consent";
+/// Notes key of the consent topic's refused partitions of a produce.
+const CONSENT_REFUSED: &str = "consent-refused";
 
 impl Consent {
     /// A filter deciding with `policies` over the subjects in `store`.
@@ -1021,7 +1044,70 @@ impl Consent {
             catalog,
             store,
             protection: None,
+            consent_topic: None,
+            audit: None,
         }
+    }
+
+    /// Checks every record produced to `topic` (the consent topic): a
+    /// record the consent store could not read is refused with
+    /// `INVALID_RECORD`, and recorded in `audit`.
+    pub fn validating(mut self, topic: &str, audit: Option<gatehouse_audit::AuditLog>) -> Self {
+        self.consent_topic = (!topic.is_empty()).then(|| topic.to_string());
+        self.audit = audit;
+        self
+    }
+
+    /// The consent topic's partitions of `p` whose records the consent
+    /// store could not read, taken out of the request.
+    fn take_unreadable(&self, p: &mut ProduceRequest) -> crate::protect::RefusedParts {
+        let mut refused = crate::protect::RefusedParts::new();
+        let Some(topic) = &self.consent_topic else {
+            return refused;
+        };
+        for t in p
+            .topic_data
+            .iter_mut()
+            .filter(|t| t.name.0.as_str() == topic)
+        {
+            let name = t.name.clone();
+            t.partition_data.retain(|part| {
+                let Some(records) = &part.records else {
+                    return true;
+                };
+                let why =
+                    match crate::records::decode_record_set(records, &RecordsOptions::produce()) {
+                        Err(e) => Some(format!("the record batch cannot be read: {e}")),
+                        Ok(set) => set
+                            .batches
+                            .iter()
+                            .filter(|b| !b.header.is_control())
+                            .flat_map(|b| b.records.iter())
+                            .enumerate()
+                            .find_map(|(at, rec)| {
+                                crate::consent::validate_record(
+                                    rec.key.as_deref(),
+                                    rec.value.as_deref(),
+                                )
+                                .err()
+                                .map(|why| {
+                                    format!(
+                                        "record {at} of the batch is not a consent record: {why}"
+                                    )
+                                })
+                            }),
+                    };
+                match why {
+                    None => true,
+                    Some(why) => {
+                        refused.push((name.clone(), part.index, INVALID_RECORD, why));
+                        false
+                    }
+                }
+            });
+        }
+        p.topic_data.retain(|t| !t.partition_data.is_empty());
+        refused
     }
 
     /// Leaves the topics `protection` handles to it.
@@ -1064,14 +1150,35 @@ impl Filter for Consent {
     }
 
     fn wants(&self, api: ApiKey, direction: Direction) -> bool {
-        api == ApiKey::Fetch && direction == Direction::Request
+        let produce = api == ApiKey::Produce && self.consent_topic.is_some();
+        (api == ApiKey::Fetch || produce) && direction == Direction::Request
     }
 
     fn on_request<'a>(
         &'a self,
-        _s: &'a SessionContext,
+        s: &'a SessionContext,
         r: &'a mut Request,
     ) -> FilterFuture<'a, RequestAction> {
+        if let RequestKind::Produce(p) = &mut r.body {
+            let refused = self.take_unreadable(p);
+            if refused.is_empty() {
+                return Box::pin(async { RequestAction::Continue });
+            }
+            for (topic, partition, _, why) in &refused {
+                tracing::info!(peer = %s.peer, topic = %topic.0, partition, reason = %why, "produce refused: consent record");
+            }
+            return Box::pin(async move {
+                if let Err(e) =
+                    crate::protect::record_refusals(self.audit.as_ref(), s, &refused).await
+                {
+                    return RequestAction::Close(e);
+                }
+                let RequestKind::Produce(p) = &mut r.body else {
+                    return RequestAction::Continue;
+                };
+                crate::protect::answer_refused(p, &mut r.notes, CONSENT_REFUSED, refused)
+            });
+        }
         if let RequestKind::Fetch(f) = &r.body {
             let governed = f.topics.iter().any(|t| {
                 let topic = t.topic.0.as_str();
@@ -1090,6 +1197,12 @@ impl Filter for Consent {
         r: &'a mut Response,
     ) -> FilterFuture<'a, ResponseAction> {
         let _: Option<()> = r.notes.take(CONSENT);
+        if let ResponseKind::Produce(p) = &mut r.body {
+            let refused: crate::protect::RefusedParts =
+                r.notes.take(CONSENT_REFUSED).unwrap_or_default();
+            crate::protect::merge_refused(p, refused);
+            return Box::pin(async { ResponseAction::Continue });
+        }
         let who = principal_info(s.principal.as_ref());
         let mut outcome = ResponseAction::Continue;
         // What was delivered, for the audit filter (which then need not

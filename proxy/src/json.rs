@@ -10,17 +10,46 @@
 //! spans ([`splice`]); everything else of the document is copied as it was,
 //! byte for byte.
 //!
-//! Paths are sequences of member names from the root (`$.author.email` is
-//! `["author", "email"]`); arrays are not descended into. A member name is
-//! compared after unescaping, so `"em\u0061il"` is `email`. When a name
-//! occurs twice in one object (which RFC 8259 discourages but allows), every
-//! occurrence is reported: each is protected, none slips through.
+//! Paths are sequences of steps from the root: member names, and
+//! [`ELEMENTS`] (`[*]`) for every element of an array (`$.author.email` is
+//! `["author", "email"]`, `$.messages[*].body` is
+//! `["messages", "[*]", "body"]`). A member name is compared after
+//! unescaping, so `"em\u0061il"` is `email`.
+//!
+//! # The document must have the shape the paths declare
+//!
+//! A scan that silently skipped what it did not expect would let personal
+//! data through in clear (`{"author": [{"email": …}]}` has no member
+//! `author.email`). So, on the targets' paths only, the document must have
+//! the declared shape, or the scan fails with a [`ScanError::Shape`]:
+//!
+//! - where a path goes on with a member name, the value must be an object
+//!   (or `null`: nothing there);
+//! - where it goes on with `[*]`, an array (or `null`);
+//! - the root, when there is any target, an object (or `null`).
+//!
+//! The value a path ends at may be anything (a protected `$.geo` may be an
+//! object). Everything off the targets' paths is only checked to be valid
+//! JSON.
+//!
+//! # Repeated member names
+//!
+//! RFC 8259 lets an object repeat a name and leaves the meaning to the
+//! reader: JavaScript and Python take the last, others the first, some
+//! refuse. Two readers of one record could then disagree on its subject or
+//! on a consent. Gatehouse follows I-JSON (RFC 7493) on the paths it
+//! governs: a name repeated in one object on a target path is refused
+//! ([`ScanError::Duplicate`]); elsewhere it is left alone. The consent store
+//! applies the same rule to consent records.
 
 use std::ops::Range;
 
 /// Deepest nesting accepted (objects and arrays); deeper documents are
 /// refused rather than risking the stack.
 pub const MAX_DEPTH: usize = 128;
+
+/// The path step that stands for every element of an array.
+pub const ELEMENTS: &str = "[*]";
 
 /// Why a document is not acceptable JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,30 +61,72 @@ pub struct JsonError {
     pub what: &'static str,
 }
 
+/// Why a document cannot be scanned for its targets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// Not valid JSON.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// Valid JSON whose shape is not what the paths declare.
+    #[error("{path} is {found}, where {expected} is declared")]
+    Shape {
+        /// The path whose value has the wrong shape (`$.author`).
+        path: Box<str>,
+        /// What is there (`an array`, `a string`, ...).
+        found: &'static str,
+        /// What the paths need there.
+        expected: &'static str,
+    },
+    /// A member name on a target path repeated in one object.
+    #[error("{path} appears more than once in one object")]
+    Duplicate {
+        /// The repeated member's path.
+        path: Box<str>,
+    },
+}
+
 /// The paths to look for, compiled into a trie once per topic.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     nodes: Vec<Node>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Node {
+    /// Member steps: (name, node).
     children: Vec<(Box<str>, usize)>,
+    /// The `[*]` step: every element of an array here.
+    elements: Option<usize>,
     /// The field index reported for a member ending here.
     field: Option<usize>,
     /// Whether the subject id ends here.
     subject: bool,
+    /// The path to here, for messages (`$.author`).
+    path: Box<str>,
+}
+
+impl Node {
+    fn new(path: Box<str>) -> Self {
+        Self {
+            children: Vec::new(),
+            elements: None,
+            field: None,
+            subject: false,
+            path,
+        }
+    }
 }
 
 impl Targets {
     /// Targets for `fields` (paths, reported by their index) and an optional
-    /// subject path.
+    /// subject path. A step [`ELEMENTS`] stands for every element of an
+    /// array.
     pub fn new<'a>(
         fields: impl IntoIterator<Item = Vec<&'a str>>,
         subject: Option<Vec<&'a str>>,
     ) -> Self {
         let mut t = Targets {
-            nodes: vec![Node::default()],
+            nodes: vec![Node::new("$".into())],
         };
         for (i, path) in fields.into_iter().enumerate() {
             let n = t.insert(&path);
@@ -71,17 +142,31 @@ impl Targets {
     fn insert(&mut self, path: &[&str]) -> usize {
         let mut at = 0;
         for step in path {
-            let found = self.nodes[at]
-                .children
-                .iter()
-                .find(|(name, _)| &**name == *step)
-                .map(|(_, n)| *n);
+            let found = if *step == ELEMENTS {
+                self.nodes[at].elements
+            } else {
+                self.nodes[at]
+                    .children
+                    .iter()
+                    .find(|(name, _)| &**name == *step)
+                    .map(|(_, n)| *n)
+            };
             at = match found {
                 Some(n) => n,
                 None => {
-                    self.nodes.push(Node::default());
+                    let parent = &self.nodes[at].path;
+                    let path = if *step == ELEMENTS {
+                        format!("{parent}{step}")
+                    } else {
+                        format!("{parent}.{step}")
+                    };
+                    self.nodes.push(Node::new(path.into()));
                     let n = self.nodes.len() - 1;
-                    self.nodes[at].children.push(((*step).into(), n));
+                    if *step == ELEMENTS {
+                        self.nodes[at].elements = Some(n);
+                    } else {
+                        self.nodes[at].children.push(((*step).into(), n));
+                    }
                     n
                 }
             };
@@ -116,18 +201,15 @@ pub struct Found {
     pub subject: Option<Range<usize>>,
 }
 
-/// Checks that `doc` is one valid JSON value and finds the members of
-/// `targets` in it.
-pub fn scan(doc: &[u8], targets: &Targets) -> Result<Found, JsonError> {
-    if std::str::from_utf8(doc).is_err() {
-        let at = match std::str::from_utf8(doc) {
-            Err(e) => e.valid_up_to(),
-            Ok(_) => 0,
-        };
+/// Checks that `doc` is one valid JSON value with the shape `targets`
+/// declare (see the module docs), and finds the members of `targets` in it.
+pub fn scan(doc: &[u8], targets: &Targets) -> Result<Found, ScanError> {
+    if let Err(e) = std::str::from_utf8(doc) {
         return Err(JsonError {
-            at,
+            at: e.valid_up_to(),
             what: "not UTF-8",
-        });
+        }
+        .into());
     }
     let mut s = Scanner {
         doc,
@@ -136,10 +218,11 @@ pub fn scan(doc: &[u8], targets: &Targets) -> Result<Found, JsonError> {
         found: Found::default(),
     };
     s.ws();
-    s.value(Some(0), 0)?;
+    let root = (!targets.is_empty()).then_some(0);
+    s.value(root, 0)?;
     s.ws();
     if s.at != doc.len() {
-        return s.fail("text after the value");
+        return Err(s.error("text after the value").into());
     }
     Ok(s.found)
 }
@@ -209,8 +292,12 @@ struct Scanner<'d, 't> {
 }
 
 impl Scanner<'_, '_> {
-    fn fail<T>(&self, what: &'static str) -> Result<T, JsonError> {
-        Err(JsonError { at: self.at, what })
+    fn error(&self, what: &'static str) -> JsonError {
+        JsonError { at: self.at, what }
+    }
+
+    fn fail<T>(&self, what: &'static str) -> Result<T, ScanError> {
+        Err(self.error(what).into())
     }
 
     fn peek(&self) -> Option<u8> {
@@ -225,10 +312,48 @@ impl Scanner<'_, '_> {
 
     /// One value; `node` is the trie node of its path (None: not on any
     /// target path).
-    fn value(&mut self, node: Option<usize>, depth: usize) -> Result<(), JsonError> {
+    fn value(&mut self, node: Option<usize>, depth: usize) -> Result<(), ScanError> {
+        let Some(n) = node else {
+            return self.any(depth);
+        };
+        let wants_object = !self.targets.nodes[n].children.is_empty();
+        let elements = self.targets.nodes[n].elements;
+        if !wants_object && elements.is_none() {
+            // A path ends here: the value may be anything.
+            return self.any(depth);
+        }
+        match (self.peek(), elements) {
+            (Some(b'{'), _) if wants_object => self.object(Some(n), depth + 1),
+            (Some(b'['), Some(e)) => self.array(Some(e), depth + 1),
+            (Some(b'n'), _) => self.literal(b"null"),
+            (next, _) => {
+                let found = match next {
+                    Some(b'{') => "an object",
+                    Some(b'[') => "an array",
+                    Some(b'"') => "a string",
+                    Some(b't' | b'f') => "a boolean",
+                    _ => "a number",
+                };
+                // A document that is not JSON at all is a JSON error first.
+                self.any(depth)?;
+                Err(ScanError::Shape {
+                    path: self.targets.nodes[n].path.clone(),
+                    found,
+                    expected: if wants_object {
+                        "an object"
+                    } else {
+                        "an array"
+                    },
+                })
+            }
+        }
+    }
+
+    /// Any value, off the target paths.
+    fn any(&mut self, depth: usize) -> Result<(), ScanError> {
         match self.peek() {
-            Some(b'{') => self.object(node, depth + 1),
-            Some(b'[') => self.array(depth + 1),
+            Some(b'{') => self.object(None, depth + 1),
+            Some(b'[') => self.array(None, depth + 1),
             Some(b'"') => self.string().map(|_| ()),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
@@ -239,7 +364,7 @@ impl Scanner<'_, '_> {
         }
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<(), JsonError> {
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
         if self.doc[self.at..].starts_with(word) {
             self.at += word.len();
             Ok(())
@@ -256,7 +381,7 @@ impl Scanner<'_, '_> {
         self.at - start
     }
 
-    fn number(&mut self) -> Result<(), JsonError> {
+    fn number(&mut self) -> Result<(), ScanError> {
         if self.peek() == Some(b'-') {
             self.at += 1;
         }
@@ -286,7 +411,7 @@ impl Scanner<'_, '_> {
     }
 
     /// A string; returns whether it contained escapes.
-    fn string(&mut self) -> Result<bool, JsonError> {
+    fn string(&mut self) -> Result<bool, ScanError> {
         self.at += 1; // the opening quote
         let mut escaped = false;
         loop {
@@ -321,7 +446,8 @@ impl Scanner<'_, '_> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+    /// An array; `elements` is the trie node of its elements' path.
+    fn array(&mut self, elements: Option<usize>, depth: usize) -> Result<(), ScanError> {
         if depth > MAX_DEPTH {
             return self.fail("nested too deeply");
         }
@@ -333,7 +459,7 @@ impl Scanner<'_, '_> {
         }
         loop {
             self.ws();
-            self.value(None, depth)?;
+            self.value(elements, depth)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -346,7 +472,9 @@ impl Scanner<'_, '_> {
         }
     }
 
-    fn child(&self, node: usize, name: &[u8], escaped: bool) -> Option<usize> {
+    /// The position among `node`'s children of the member `name`, and its
+    /// node.
+    fn child(&self, node: usize, name: &[u8], escaped: bool) -> Option<(usize, usize)> {
         let children = &self.targets.nodes[node].children;
         if children.is_empty() {
             return None;
@@ -354,18 +482,21 @@ impl Scanner<'_, '_> {
         if !escaped {
             return children
                 .iter()
-                .find(|(n, _)| n.as_bytes() == name)
-                .map(|(_, c)| *c);
+                .position(|(n, _)| n.as_bytes() == name)
+                .map(|i| (i, children[i].1));
         }
         let mut quoted = Vec::with_capacity(name.len() + 2);
         quoted.push(b'"');
         quoted.extend_from_slice(name);
         quoted.push(b'"');
         let name: String = serde_json::from_slice(&quoted).ok()?;
-        children.iter().find(|(n, _)| **n == *name).map(|(_, c)| *c)
+        children
+            .iter()
+            .position(|(n, _)| **n == *name)
+            .map(|i| (i, children[i].1))
     }
 
-    fn object(&mut self, node: Option<usize>, depth: usize) -> Result<(), JsonError> {
+    fn object(&mut self, node: Option<usize>, depth: usize) -> Result<(), ScanError> {
         if depth > MAX_DEPTH {
             return self.fail("nested too deeply");
         }
@@ -376,6 +507,10 @@ impl Scanner<'_, '_> {
             return Ok(());
         }
         let mut prev_comma: Option<usize> = None;
+        // Which of the node's children were met (I-JSON: each at most once);
+        // a bit per child, more children than bits are tracked in `more`.
+        let mut seen = 0u64;
+        let mut more: Vec<usize> = Vec::new();
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
@@ -384,7 +519,27 @@ impl Scanner<'_, '_> {
             let member_start = self.at;
             let escaped = self.string()?;
             let name = &self.doc[member_start + 1..self.at - 1];
-            let child = node.and_then(|n| self.child(n, name, escaped));
+            let matched = node.and_then(|n| self.child(n, name, escaped));
+            if let Some((i, c)) = matched {
+                let again = match u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) {
+                    Some(bit) => {
+                        let before = seen;
+                        seen |= bit;
+                        before & bit != 0
+                    }
+                    None if more.contains(&i) => true,
+                    None => {
+                        more.push(i);
+                        false
+                    }
+                };
+                if again {
+                    return Err(ScanError::Duplicate {
+                        path: self.targets.nodes[c].path.clone(),
+                    });
+                }
+            }
+            let child = matched.map(|(_, c)| c);
             self.ws();
             if self.peek() != Some(b':') {
                 return self.fail("expected :");
@@ -531,6 +686,118 @@ mod tests {
         assert!(scan(deep.as_bytes(), &targets()).is_err());
     }
 
+    #[test]
+    fn a_protected_path_crossing_an_array_or_a_string_is_refused() {
+        for (doc, path, found) in [
+            (
+                r#"{"author":[{"id":"u-1","email":"a@x"}]}"#,
+                "$.author",
+                "an array",
+            ),
+            (r#"{"author":"u-1 a@x"}"#, "$.author", "a string"),
+            (r#"{"author":7}"#, "$.author", "a number"),
+            (r#"{"author":true}"#, "$.author", "a boolean"),
+            (r#"[{"author":{"email":"a@x"}}]"#, "$", "an array"),
+            (r#""a@x""#, "$", "a string"),
+        ] {
+            match scan(doc.as_bytes(), &targets()) {
+                Err(ScanError::Shape {
+                    path: p, found: f, ..
+                }) => assert_eq!((&*p, f), (path, found), "{doc}"),
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+        // Broken JSON is a JSON error even where the shape is wrong too.
+        assert!(matches!(
+            scan(br#"{"author":[1,}"#, &targets()),
+            Err(ScanError::Json(_))
+        ));
+        // null holds nothing; shapes off the paths are free; a value a path
+        // ends at may be anything.
+        for doc in [
+            r#"{"author":null,"geo":null}"#,
+            r#"{"tags":[1,"a",{"author":[]}],"text":"x"}"#,
+            r#"{"author":{"email":["a@x","b@y"]},"geo":[1,2]}"#,
+        ] {
+            scan(doc.as_bytes(), &targets()).unwrap();
+        }
+        let f = scan(br#"{"author":{"email":["a@x","b@y"]}}"#, &targets()).unwrap();
+        assert_eq!(f.fields.len(), 1);
+    }
+
+    #[test]
+    fn declared_array_paths_find_every_element() {
+        let t = Targets::new(
+            vec![
+                vec!["messages", ELEMENTS, "body"],
+                vec!["authors", ELEMENTS, "email"],
+            ],
+            Some(vec!["customer", "id"]),
+        );
+        let doc = br#"{"customer":{"id":"u-1"},"messages":[{"body":"one","at":1},{"at":2},{"body":"three"}],"authors":[]}"#;
+        let f = scan(doc, &t).unwrap();
+        let got: Vec<(usize, &str)> = f
+            .fields
+            .iter()
+            .map(|s| (s.field, std::str::from_utf8(&doc[s.value.clone()]).unwrap()))
+            .collect();
+        assert_eq!(got, vec![(0, r#""one""#), (0, r#""three""#)]);
+        let edits: Vec<Edit<'_>> = f
+            .fields
+            .iter()
+            .map(|s| Edit {
+                range: s.member.clone(),
+                with: b"",
+            })
+            .collect();
+        let mut out = Vec::new();
+        splice(doc, &edits, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"customer":{"id":"u-1"},"messages":[{"at":1},{"at":2},{}],"authors":[]})
+        );
+        // An object where the array is declared, an array of strings where
+        // objects are.
+        for (doc, path) in [
+            (r#"{"messages":{"body":"x"}}"#, "$.messages"),
+            (r#"{"messages":["x"]}"#, "$.messages[*]"),
+        ] {
+            match scan(doc.as_bytes(), &t) {
+                Err(ScanError::Shape { path: p, .. }) => assert_eq!(&*p, path),
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_repeated_name_on_a_target_path_is_refused_elsewhere_not() {
+        for (doc, path) in [
+            (r#"{"author":{"id":"u-1","id":"u-2"}}"#, "$.author.id"),
+            (
+                r#"{"author":{"email":"a","em\u0061il":"b"}}"#,
+                "$.author.email",
+            ),
+            (r#"{"author":{},"author":{"email":"a"}}"#, "$.author"),
+            (r#"{"geo":1,"x":2,"geo":3}"#, "$.geo"),
+        ] {
+            match scan(doc.as_bytes(), &targets()) {
+                Err(ScanError::Duplicate { path: p }) => assert_eq!(&*p, path, "{doc}"),
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+        scan(
+            br#"{"x":1,"x":2,"author":{"handle":1,"handle":2}}"#,
+            &targets(),
+        )
+        .unwrap();
+        // Past 64 children of one node, repeats are still found.
+        let many: Vec<String> = (0..70).map(|i| format!("f{i}")).collect();
+        let t = Targets::new(many.iter().map(|n| vec![n.as_str()]), None);
+        assert!(scan(br#"{"f69":1,"f3":2,"f69":3}"#, &t).is_err());
+        assert!(scan(br#"{"f69":1,"f3":2,"f68":3}"#, &t).is_ok());
+    }
+
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
@@ -567,7 +834,16 @@ mod tests {
             // Compare with what serde_json reads back (floats may not
             // round-trip exactly through its printer).
             let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
-            let f = scan(&text, &targets()).unwrap();
+            // The targets need an object (or null) at the root and at
+            // `author`.
+            let shaped = v.is_null() || (v.is_object()
+                && v.get("author").is_none_or(|a| a.is_object() || a.is_null()));
+            let f = match scan(&text, &targets()) {
+                Ok(f) => f,
+                Err(ScanError::Shape { .. }) if !shaped => return Ok(()),
+                Err(e) => return Err(TestCaseError::fail(format!("{e} for {v}"))),
+            };
+            prop_assert!(shaped, "{} passed as shaped", v);
             for s in &f.fields {
                 let here: serde_json::Value = serde_json::from_slice(&text[s.value.clone()]).unwrap();
                 let path: &[&str] = match s.field { 0 => &["author", "email"], 1 => &["author", "name"], _ => &["geo"] };
@@ -590,9 +866,15 @@ mod tests {
 
         #[test]
         fn never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let ours = scan(&bytes, &targets()).is_ok();
+            // Valid JSON exactly when serde_json says so (with no target,
+            // no shape is asked for).
+            let ours = scan(&bytes, &Targets::default()).is_ok();
             let theirs = serde_json::from_slice::<serde_json::Value>(&bytes).is_ok();
             prop_assert_eq!(ours, theirs);
+            // With targets, a JSON error only where serde_json finds one.
+            if let Err(ScanError::Json(_)) = scan(&bytes, &targets()) {
+                prop_assert!(!theirs);
+            }
         }
     }
 }

@@ -4,34 +4,41 @@
 //! The topic catalog says which JSON paths of a topic hold personal data
 //! (and of which category), and where the record's data subject is. On
 //! **produce**, every such field of every record is replaced by a field
-//! ciphertext under its subject's data key ([`gatehouse_keys`]), so the
-//! cluster and its object storage never hold it in clear. A record that is
-//! not valid JSON, or whose subject cannot be found, is refused
-//! (`INVALID_RECORD`, with a message naming the record) and its partition's
-//! batch is not forwarded: nothing is ever stored in clear by mistake. Keys
-//! created for new subjects are published to the key topic before the
-//! batch goes on, so that every replica can find them.
+//! ciphertext under its subject's data key ([`gatehouse_keys`]), bound to
+//! the topic, the field path and the record's subject, so the cluster and
+//! its object storage never hold it in clear. A record that is not valid
+//! JSON, that does not have the shape the catalog declares (a protected
+//! path crossing an array it does not declare, a string where an object is
+//! declared, a top-level array: see [`crate::json`]), that repeats a member
+//! name on a protected path, or whose subject cannot be found, is refused
+//! (`INVALID_RECORD`, with a message naming the record, and a denial in the
+//! audit trail) and its partition's batch is not forwarded: nothing is ever
+//! stored in clear by mistake. Keys created for new subjects are published
+//! to the key topic before the batch goes on, so that every replica can
+//! find them.
 //!
 //! On **fetch**, the consumer's plan decides each field: `read_clear`
 //! decrypts, `read_masked` decrypts then masks keeping the shape,
 //! `read_pseudonym` gives a keyed deterministic token, anything else
 //! removes the member. A field whose key is gone (an erased subject) or
-//! whose ciphertext does not verify is removed, never shown and never an
-//! error. A value that is not a ciphertext (written before protection was
-//! on, or straight to the cluster) gets the same treatment from its clear
-//! value. A record that is not valid JSON reaches only consumers allowed
-//! every field in clear; for the others it is withheld (its offset stays
-//! valid, as for consent).
+//! whose ciphertext does not verify (tampered, or moved from another
+//! subject's record, topic or field) is removed, never shown and never an
+//! error; the delivery's audit event says so (`no_key`, `unverified`). A
+//! value that is not a ciphertext (written before protection was on, or
+//! straight to the cluster) gets the same treatment from its clear value. A
+//! record that is not valid JSON, or not of the declared shape, reaches
+//! only consumers allowed every field in clear; for the others it is
+//! withheld (its offset stays valid, as for consent).
 //!
 //! Documents are never rebuilt: [`crate::json::scan`] finds the fields'
 //! byte spans and the new bytes are spliced in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatehouse_keys::{KeyStore, Pseudonymizer, CIPHERTEXT_PREFIX};
+use gatehouse_keys::{FieldBinding, KeyStore, Pseudonymizer, CIPHERTEXT_PREFIX};
 use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, RecordFormat, SubjectLocator};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestKind, ResponseKind, TopicName};
@@ -43,7 +50,7 @@ use crate::filter::{
     SessionContext,
 };
 use crate::governance::principal_info;
-use crate::json::{scan, splice, string_at, Edit, Targets};
+use crate::json::{scan, splice, string_at, Edit, ScanError, Targets};
 use crate::keytopic::KeyTopic;
 use crate::records::{rewrite_records, Headers, RecordsError, RecordsOptions, Verdict};
 
@@ -97,10 +104,12 @@ pub struct Protection {
     keys: Option<Arc<Keys>>,
     consent: Option<Arc<ConsentStore>>,
     compiled: RwLock<HashMap<String, Option<Arc<TopicFields>>>>,
+    /// Where refused records are recorded.
+    audit: Option<gatehouse_audit::AuditLog>,
 }
 
 /// Refused partitions of a produce: (topic, partition, code, message).
-type RefusedParts = Vec<(TopicName, i32, i16, String)>;
+pub(crate) type RefusedParts = Vec<(TopicName, i32, i16, String)>;
 
 impl Protection {
     /// A filter protecting the catalog's fields with `keys` (`None`: no
@@ -113,7 +122,14 @@ impl Protection {
             keys,
             consent: None,
             compiled: RwLock::new(HashMap::new()),
+            audit: None,
         }
+    }
+
+    /// Records refused produces in `log` (before the refusal is answered).
+    pub fn with_audit(mut self, log: Option<gatehouse_audit::AuditLog>) -> Self {
+        self.audit = log;
+        self
     }
 
     /// Also decides consent (`consume_record`) for the records of
@@ -212,8 +228,10 @@ fn protect_value(
     value: &Bytes,
     scratch: &mut Vec<u8>,
 ) -> Result<(Option<Bytes>, Option<String>), String> {
-    let found =
-        scan(value, &tf.targets).map_err(|e| format!("the value is not valid JSON ({e})"))?;
+    let found = scan(value, &tf.targets).map_err(|e| match e {
+        ScanError::Json(e) => format!("the value is not valid JSON ({e})"),
+        other => format!("the value does not have the shape the catalog declares: {other}"),
+    })?;
     let subject = subject_id(
         tf.subject.as_ref(),
         key,
@@ -239,7 +257,12 @@ fn protect_value(
     for span in &found.fields {
         let start = scratch.len();
         let (path, _) = &tf.fields[span.field];
-        gatehouse_keys::encrypt_field_into(&dk, topic, path, &value[span.value.clone()], scratch)
+        let binding = FieldBinding {
+            topic,
+            path,
+            subject: &subject,
+        };
+        gatehouse_keys::encrypt_field_into(&dk, &binding, &value[span.value.clone()], scratch)
             .map_err(|e| format!("cannot encrypt {path}: {e}"))?;
         ranges.push(start..scratch.len());
     }
@@ -270,6 +293,49 @@ impl View<'_> {
     }
 }
 
+/// What a consumer actually got of a field in one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// As the plan says.
+    Planned(FieldEffect),
+    /// Removed: its key is gone (an erased subject).
+    NoKey,
+    /// Removed: its ciphertext does not verify for this record (tampered,
+    /// or moved from another subject's record, topic or field).
+    Unverified,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::Planned(FieldEffect::Clear),
+        Outcome::Planned(FieldEffect::Masked),
+        Outcome::Planned(FieldEffect::Pseudonym),
+        Outcome::Planned(FieldEffect::Redacted),
+        Outcome::NoKey,
+        Outcome::Unverified,
+    ];
+
+    fn bit(self) -> u8 {
+        match self {
+            Outcome::Planned(FieldEffect::Clear) => 1,
+            Outcome::Planned(FieldEffect::Masked) => 2,
+            Outcome::Planned(FieldEffect::Pseudonym) => 4,
+            Outcome::Planned(FieldEffect::Redacted) => 8,
+            Outcome::NoKey => 16,
+            Outcome::Unverified => 32,
+        }
+    }
+
+    /// The name in the audit trail.
+    fn name(self) -> &'static str {
+        match self {
+            Outcome::Planned(e) => crate::audit::effect_name(e),
+            Outcome::NoKey => "no_key",
+            Outcome::Unverified => "unverified",
+        }
+    }
+}
+
 /// Counts of what happened to fetched fields, for logs.
 #[derive(Debug, Default)]
 struct FetchStats {
@@ -279,18 +345,49 @@ struct FetchStats {
     withheld_for_consent: usize,
     /// What was kept, for the audit trail.
     delivered: crate::audit::DeliveredPart,
+    /// By field index: the [`Outcome`] bits of what delivered records got.
+    outcomes: Vec<u8>,
 }
 
-/// Rewrites one fetched record value for `view`. `Ok(None)`: unchanged.
-/// `Err(())`: withhold the record.
+impl FetchStats {
+    fn saw(&mut self, field: usize, outcome: Outcome) {
+        if self.outcomes.len() <= field {
+            self.outcomes.resize(field + 1, 0);
+        }
+        self.outcomes[field] |= outcome.bit();
+    }
+
+    /// Effect → paths, for the delivery's audit event.
+    fn outcome_names(&self, fields: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+        let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (field, bits) in self.outcomes.iter().enumerate() {
+            for o in Outcome::ALL.iter().filter(|o| bits & o.bit() != 0) {
+                if let Some((path, _)) = fields.get(field) {
+                    names
+                        .entry(o.name().to_string())
+                        .or_default()
+                        .push(path.clone());
+                }
+            }
+        }
+        names
+    }
+}
+
+/// Rewrites one fetched record value of `subject` for `view`.
+/// `Ok(None)`: unchanged. `Err(())`: withhold the record. What the consumer
+/// gets of each field is noted in `outcomes` (by field index).
+#[allow(clippy::too_many_arguments)]
 fn reveal_value(
     keys: Option<&Keys>,
     view: &View<'_>,
+    subject: Option<&str>,
     value: &Bytes,
-    scanned: Result<crate::json::Found, crate::json::JsonError>,
+    scanned: Result<crate::json::Found, ScanError>,
     buf: &mut Vec<u8>,
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
+    outcomes: &mut Vec<(usize, Outcome)>,
 ) -> Result<Option<Bytes>, ()> {
     let found = match scanned {
         Ok(f) => f,
@@ -312,6 +409,7 @@ fn reveal_value(
         let (path, category) = &view.tf.fields[span.field];
         let remove = (span.member.clone(), 0..0);
         if effect == FieldEffect::Redacted {
+            outcomes.push((span.field, Outcome::Planned(effect)));
             plan.push(remove);
             continue;
         }
@@ -322,6 +420,7 @@ fn reveal_value(
         clear.clear();
         let plain: &[u8] = if encrypted {
             let Some(keys) = keys else {
+                outcomes.push((span.field, Outcome::NoKey));
                 plan.push(remove);
                 continue;
             };
@@ -330,11 +429,23 @@ fn reveal_value(
                 .and_then(|id| keys.store.key(id).ok().flatten());
             let Some(key) = key else {
                 stats.missing_key += 1;
+                outcomes.push((span.field, Outcome::NoKey));
                 plan.push(remove);
                 continue;
             };
-            if gatehouse_keys::decrypt_field_into(&key, view.topic, path, stored, clear).is_err() {
+            // Bound to its record's subject: a ciphertext moved into
+            // another subject's record does not decrypt there.
+            let decrypted = subject.is_some_and(|subject| {
+                let binding = FieldBinding {
+                    topic: view.topic,
+                    path,
+                    subject,
+                };
+                gatehouse_keys::decrypt_field_into(&key, &binding, stored, clear).is_ok()
+            });
+            if !decrypted {
                 stats.undecryptable += 1;
+                outcomes.push((span.field, Outcome::Unverified));
                 plan.push(remove);
                 continue;
             }
@@ -349,12 +460,14 @@ fn reveal_value(
             FieldEffect::Pseudonym => match keys {
                 Some(k) => k.pseudonyms.token_into(category, plain, buf),
                 None => {
+                    outcomes.push((span.field, Outcome::NoKey));
                     plan.push(remove);
                     continue;
                 }
             },
             FieldEffect::Redacted => {}
         }
+        outcomes.push((span.field, Outcome::Planned(effect)));
         if !encrypted && effect == FieldEffect::Clear {
             // Unchanged bytes: no edit.
             buf.truncate(start);
@@ -494,10 +607,12 @@ impl ConsentGate<'_> {
     /// May a record of `subject` (with these headers) be delivered?
     pub(crate) fn allows(&self, subject: Option<&str>, headers: &Headers) -> bool {
         let consent = subject.and_then(|s| self.store.get(s));
+        // A region header that is not UTF-8 is no region any policy
+        // allows, not the topic's residency.
         let region = headers
             .last(b"region")
             .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| std::str::from_utf8(v).unwrap_or("(not UTF-8)"))
             .unwrap_or(self.residency);
         self.plan
             .consume_record_allowed(consent.as_ref().map(|c| c.policy()), region)
@@ -516,7 +631,8 @@ fn reveal_records(
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
 ) -> Result<crate::records::Rewritten, RecordsError> {
-    rewrite_records(
+    let mut outcomes = Vec::new();
+    let result = rewrite_records(
         records,
         &RecordsOptions::fetch(),
         |header, rec| -> Result<Verdict, RecordsError> {
@@ -538,8 +654,19 @@ fn reveal_records(
                     return Ok(Verdict::Drop);
                 }
             }
+            outcomes.clear();
             if let (Some(value), Some(scanned)) = (&rec.value, scanned) {
-                match reveal_value(keys, view, value, scanned, buf, clear, stats) {
+                match reveal_value(
+                    keys,
+                    view,
+                    subject.as_deref(),
+                    value,
+                    scanned,
+                    buf,
+                    clear,
+                    stats,
+                    &mut outcomes,
+                ) {
                     Ok(Some(v)) => rec.value = Some(v),
                     Ok(None) => {}
                     Err(()) => {
@@ -548,10 +675,15 @@ fn reveal_records(
                     }
                 }
             }
+            for &(field, outcome) in &outcomes {
+                stats.saw(field, outcome);
+            }
             stats.delivered.add(header.offset_of(rec), subject);
             Ok(Verdict::Keep)
         },
-    )
+    );
+    stats.delivered.fields = Some(stats.outcome_names(&view.tf.fields));
+    result
 }
 
 impl Protection {
@@ -719,16 +851,13 @@ impl Filter for Protection {
                     if refused.is_empty() {
                         return RequestAction::Continue;
                     }
-                    if p.topic_data.is_empty() {
-                        if p.acks == 0 {
-                            return RequestAction::Drop;
-                        }
-                        let mut resp = ProduceResponse::default();
-                        merge_refused(&mut resp, refused);
-                        return RequestAction::Respond(Box::new(ResponseKind::Produce(resp)));
+                    // Refused records are on the record before the refusal
+                    // is answered (a transient key-topic failure is not a
+                    // refusal of the data).
+                    if let Err(e) = record_refusals(self.audit.as_ref(), s, &refused).await {
+                        return RequestAction::Close(e);
                     }
-                    r.notes.insert(NAME, refused);
-                    RequestAction::Continue
+                    answer_refused(p, &mut r.notes, NAME, refused)
                 }
                 _ => RequestAction::Continue,
             }
@@ -848,8 +977,63 @@ impl Filter for Protection {
     }
 }
 
+/// Writes a denial for each refused partition (a record the proxy could
+/// not accept, or a protected topic without keys) to `log`; `Err` (the
+/// connection must close) if the log cannot be written.
+pub(crate) async fn record_refusals(
+    log: Option<&gatehouse_audit::AuditLog>,
+    s: &SessionContext,
+    refused: &RefusedParts,
+) -> Result<(), String> {
+    let Some(log) = log else {
+        return Ok(());
+    };
+    let who = principal_info(s.principal.as_ref());
+    let events: Vec<_> = refused
+        .iter()
+        .filter(|(_, _, code, _)| matches!(*code, INVALID_RECORD | POLICY_VIOLATION))
+        .map(|(topic, partition, _, why)| {
+            crate::audit::refusal_event(
+                &who,
+                ApiKey::Produce,
+                "topic",
+                topic.0.as_str(),
+                format!("partition {partition}: {why}"),
+            )
+        })
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    log.append_all(events).await.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "audit log unavailable: produce refused");
+        format!("audit log unavailable: {e}")
+    })
+}
+
+/// Answers the refused partitions of a produce: at once when nothing of
+/// the request is left to forward, else through `notes` (under `name`) for
+/// the filter's response half to merge into the cluster's answer.
+pub(crate) fn answer_refused(
+    p: &mut kafka_protocol::messages::ProduceRequest,
+    notes: &mut crate::filter::Notes,
+    name: &'static str,
+    refused: RefusedParts,
+) -> RequestAction {
+    if !p.topic_data.is_empty() {
+        notes.insert(name, refused);
+        return RequestAction::Continue;
+    }
+    if p.acks == 0 {
+        return RequestAction::Drop;
+    }
+    let mut resp = ProduceResponse::default();
+    merge_refused(&mut resp, refused);
+    RequestAction::Respond(Box::new(ResponseKind::Produce(resp)))
+}
+
 /// Adds refused partitions to a produce response.
-fn merge_refused(resp: &mut ProduceResponse, refused: RefusedParts) {
+pub(crate) fn merge_refused(resp: &mut ProduceResponse, refused: RefusedParts) {
     for (name, index, code, message) in refused {
         let part = PartitionProduceResponse::default()
             .with_index(index)

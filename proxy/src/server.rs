@@ -158,7 +158,8 @@ impl Proxy {
                         g.catalog.clone(),
                         g.keys.as_ref().map(|k| k.keys.clone()),
                     )
-                    .with_consent(g.consent.clone()),
+                    .with_consent(g.consent.clone())
+                    .with_audit(audit.clone()),
                 );
                 chain.push(protection.clone());
                 chain.push(Arc::new(
@@ -167,7 +168,14 @@ impl Proxy {
                         g.catalog.clone(),
                         g.consent.clone(),
                     )
-                    .leaving_to(protection),
+                    .leaving_to(protection)
+                    .validating(
+                        config
+                            .policy
+                            .as_ref()
+                            .map_or("", |p| p.consent_topic.as_str()),
+                        audit.clone(),
+                    ),
                 ));
             }
             chain.extend(extra);

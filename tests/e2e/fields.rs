@@ -474,3 +474,226 @@ async fn a_full_batch_still_fits_after_encryption() -> Result<()> {
     drop(w.broker);
     Ok(())
 }
+
+/// Every event of the world's audit trail so far.
+pub(crate) fn audit_events(w: &World) -> Result<Vec<gatehouse_audit::Event>> {
+    let dirs = vec![w.dir.path().join("audit-a")];
+    Ok(gatehouse_audit::query(
+        &dirs,
+        &gatehouse_audit::Query::default(),
+    )?)
+}
+
+/// Waits until the audit trail holds an event `pick` accepts, and returns
+/// what `pick` made of it.
+pub(crate) async fn audited<T>(
+    w: &World,
+    what: &str,
+    pick: impl Fn(&gatehouse_audit::EventKind) -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if let Some(found) = audit_events(w)?.iter().find_map(|e| pick(&e.kind)) {
+            return Ok(found);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not audited: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `value` under `key` straight to the broker, bypassing the proxy,
+/// as anyone who can reach the cluster could.
+pub(crate) async fn write_direct(w: &World, topic: &str, key: &str, value: &str) -> Result<()> {
+    let direct = crate::support::producer(&w.broker.broker_addr().to_string(), &[])?;
+    send(&direct, topic, key, Some(value), None).await
+}
+
+/// Personal fields hidden in shapes the catalog does not declare (inside
+/// an array, in a string where an object is declared, a top-level array, a
+/// repeated member) are refused on produce, and withheld on fetch from
+/// every consumer not allowed every field in clear; a path the catalog
+/// declares through an array (`$.messages[*].body`) is protected element
+/// by element.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_hidden_in_undeclared_shapes_never_pass_in_clear() -> Result<()> {
+    let w = World::start().await?;
+    grant_research(&w).await?;
+    let direct = w.broker.broker_addr().to_string();
+    crate::support::create_topic(&direct, "support.tickets", 1, &[]).await?;
+    let ingest = w.producer("ingest")?;
+    let hidden = [
+        r#"{"id":"p-a","author":[{"id":"u-000001","email":"leak-a@example.com","name":"A"}]}"#,
+        r#"[{"id":"p-b","author":{"id":"u-000001","email":"leak-b@example.com"}}]"#,
+        r#"{"id":"p-c","author":"u-000001 leak-c@example.com"}"#,
+        r#"{"id":"p-d","author":{"id":"u-000001","email":"leak-d@example.com","email":"x"}}"#,
+        r#"{"id":"p-e","author":{"id":"u-000002","id":"u-000001","email":"leak-e@example.com"}}"#,
+    ];
+    for value in hidden {
+        let refused = send(&ingest, "social.posts", "u-000001", Some(value), None).await;
+        ensure!(
+            refused
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains("InvalidRecord")),
+            "{value}: {refused:?}"
+        );
+    }
+    // Each refusal is on the record, with its reason.
+    let reason = audited(&w, "the array-shaped post refused", |k| match k {
+        gatehouse_audit::EventKind::Decision {
+            principal,
+            api,
+            resource,
+            decision: gatehouse_audit::Decision::Deny,
+            reason: Some(reason),
+            ..
+        } if principal == "ingest"
+            && api == "Produce"
+            && resource == "social.posts"
+            && reason.contains("$.author is an array") =>
+        {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await?;
+    ensure!(reason.contains("record 0"), "{reason}");
+    let refusals = audit_events(&w)?
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, gatehouse_audit::EventKind::Decision { api, reason: Some(_), .. } if api == "Produce")
+        })
+        .count();
+    ensure!(refusals == hidden.len(), "{refusals} refusals audited");
+
+    // A ticket whose thread the catalog declares: every body encrypted.
+    let ticket = serde_json::json!({
+        "id": "t-1",
+        "customer": {"id": "u-000001", "email": "jane@example.com"},
+        "body": "my order is late",
+        "messages": [{"from": "customer", "body": "first message"},
+                     {"from": "agent", "body": "second message"}]
+    });
+    send(
+        &ingest,
+        "support.tickets",
+        "u-000001",
+        Some(&ticket.to_string()),
+        None,
+    )
+    .await?;
+    let stored = read_direct(&w, "support.tickets", 1).await?;
+    ensure!(stored.len() == 1, "{stored:?}");
+    let stored: Value = serde_json::from_str(&stored[0].value)?;
+    for p in ["/body", "/messages/0/body", "/messages/1/body"] {
+        ensure!(
+            stored
+                .pointer(p)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.starts_with("gh1.")),
+            "{p} stored as {stored}"
+        );
+    }
+    ensure!(stored["messages"][1]["from"] == "agent", "{stored}");
+    let support = read_records(w.proxy.local_addr(), "support", "support.tickets", 1).await?;
+    ensure!(support.len() == 1, "{support:?}");
+    let seen: Value = serde_json::from_str(&support[0].value)?;
+    ensure!(seen == ticket, "support sees {seen}");
+    // A thread that is not an array is refused too.
+    let flat = r#"{"id":"t-2","customer":{"id":"u-000001"},"messages":{"body":"not in clear"}}"#;
+    ensure!(
+        send(&ingest, "support.tickets", "u-000001", Some(flat), None)
+            .await
+            .is_err(),
+        "a thread object was accepted"
+    );
+
+    // Written around the proxy, such a record reaches only a consumer
+    // allowed every field in clear.
+    write_direct(&w, "social.posts", "u-000001", hidden[0]).await?;
+    let addr = w.proxy.local_addr();
+    let research = read_records(addr, "research", "social.posts", 3).await?;
+    ensure!(
+        !research.iter().any(|r| r.value.contains("leak-a")),
+        "research received {research:?}"
+    );
+    let clear = read_records(addr, "trust-safety", "social.posts", 3).await?;
+    ensure!(
+        clear.iter().any(|r| r.value.contains("leak-a")),
+        "trust-safety did not receive it: {clear:?}"
+    );
+    // The broker never got any of them through the proxy.
+    let stored = read_direct(&w, "social.posts", 3).await?;
+    ensure!(stored.len() == 1, "{stored:?}");
+    drop(w.broker);
+    Ok(())
+}
+
+/// A field ciphertext copied from one subject's record into another's does
+/// not decrypt there: it is removed for every consumer, and the delivery's
+/// audit event says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ciphertext_moved_to_another_subject_is_removed() -> Result<()> {
+    let w = World::start().await?;
+    let ingest = w.producer("ingest")?;
+    // u-000042 consented to analytics; u-000007 did not.
+    send(
+        &ingest,
+        "consent.events",
+        "u-000042",
+        Some(r#"{"purposes":["analytics"]}"#),
+        None,
+    )
+    .await?;
+    let p7 = post("p-7", "u-000007", "Max Mustermann", "@max", "198.51.100.7");
+    send(&ingest, "social.posts", "u-000007", Some(&p7), None).await?;
+    ensure!(w.proxy.consent_caught_up(LIMIT).await, "consent lagging");
+    let stored = read_direct(&w, "social.posts", 3).await?;
+    let stored: Value = serde_json::from_str(&stored.first().context("stored")?.value)?;
+    let ciphertext = stored["author"]["email"].clone();
+    ensure!(
+        ciphertext.as_str().is_some_and(|c| c.starts_with("gh1.")),
+        "{stored}"
+    );
+    // The forgery: u-000007's email ciphertext in a post claiming u-000042.
+    let forged = serde_json::json!({
+        "id": "p-forged", "author": {"id": "u-000042", "email": ciphertext}, "text": "hi"
+    });
+    write_direct(&w, "social.posts", "u-000042", &forged.to_string()).await?;
+    let addr = w.proxy.local_addr();
+    for who in ["analytics", "trust-safety"] {
+        let seen = by_id(&read_records(addr, who, "social.posts", 3).await?)?;
+        let got = &seen.get("p-forged").context("forged post withheld")?.0;
+        ensure!(
+            got.pointer("/author/email").is_none(),
+            "{who} received {got}"
+        );
+    }
+    // trust-safety still reads u-000007's own post in clear.
+    let clear = by_id(&read_records(addr, "trust-safety", "social.posts", 3).await?)?;
+    let original: Value = serde_json::from_str(&p7)?;
+    ensure!(
+        clear["p-7"].0 == original,
+        "trust-safety sees {}",
+        clear["p-7"].0
+    );
+    audited(
+        &w,
+        "the unverified email delivered to analytics",
+        |k| match k {
+            gatehouse_audit::EventKind::Delivery {
+                principal, fields, ..
+            } if principal == "analytics" => fields
+                .get("unverified")
+                .filter(|paths| paths.iter().any(|p| p == "$.author.email"))
+                .map(|_| ()),
+            _ => None,
+        },
+    )
+    .await?;
+    drop(w.broker);
+    Ok(())
+}

@@ -747,3 +747,138 @@ when { principal.team == "platform" && resource.name like "scratch.*" };
     drop(w.broker);
     Ok(())
 }
+
+/// A consent record the store cannot read withdraws every purpose of its
+/// subject (a withdrawal that one reader cannot parse must not leave the
+/// grant standing); the proxy refuses to write one in the first place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_consent_withdraws_and_is_refused_on_produce() -> Result<()> {
+    let w = World::start().await?;
+    let ingest = w.producer("ingest")?;
+    let grant = r#"{"purposes":["analytics"]}"#;
+    send(&ingest, "consent.events", "u-000042", Some(grant), None).await?;
+    send(
+        &ingest,
+        "social.posts",
+        "u-000042",
+        Some(&post("p-1", "u-000042")),
+        None,
+    )
+    .await?;
+    ensure!(w.proxy.consent_caught_up(LIMIT).await, "consent lagging");
+    let sees_it = || async {
+        let seen = w.read_all("analytics", "social.posts", 3).await?;
+        Ok::<_, anyhow::Error>(seen.iter().any(|(k, _)| k == "u-000042"))
+    };
+    ensure!(
+        sees_it().await?,
+        "analytics does not see the consenting subject"
+    );
+
+    // A withdrawal to JavaScript and Python (the last member wins), and a
+    // value that is not a list: refused through the proxy, and audited.
+    let unreadable = [
+        r#"{"purposes":["analytics"],"purposes":[]}"#,
+        r#"{"purposes":"none"}"#,
+    ];
+    for value in unreadable {
+        let refused = send(&ingest, "consent.events", "u-000042", Some(value), None).await;
+        ensure!(
+            refused
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains("InvalidRecord")),
+            "{value}: {refused:?}"
+        );
+    }
+    crate::fields::audited(&w, "the consent record refused", |k| match k {
+        gatehouse_audit::EventKind::Decision {
+            principal,
+            resource,
+            reason: Some(reason),
+            ..
+        } if principal == "ingest"
+            && resource == "consent.events"
+            && reason.contains("not a consent record") =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await?;
+    ensure!(sees_it().await?, "a refused record changed the consent");
+
+    // Written straight to the cluster, each one withdraws the grant.
+    for value in unreadable {
+        send(&ingest, "consent.events", "u-000042", Some(grant), None).await?;
+        ensure!(w.proxy.consent_caught_up(LIMIT).await, "consent lagging");
+        ensure!(sees_it().await?, "the grant did not take effect");
+        crate::fields::write_direct(&w, "consent.events", "u-000042", value).await?;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while sees_it().await? {
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "analytics still sees u-000042 after {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(w.broker);
+    Ok(())
+}
+
+/// A record refused for its region header is on the audit record with the
+/// reason; a region header that is not UTF-8 is no region any policy
+/// allows (it used to count as the topic's residency).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_refusals_are_audited_and_garbled_regions_refused() -> Result<()> {
+    let w = World::start().await?;
+    let ingest = w.producer("ingest")?;
+    let refused = send(
+        &ingest,
+        "social.posts",
+        "u-000042",
+        Some(&post("p-us", "u-000042")),
+        Some("us"),
+    )
+    .await;
+    ensure!(refused.is_err(), "a us record was accepted on an eu topic");
+    let garbled = ingest
+        .send(
+            FutureRecord::to("social.posts")
+                .key("u-000042")
+                .payload(&post("p-x", "u-000042"))
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "region",
+                    value: Some(&[0xff_u8, 0xfe][..]),
+                })),
+            Duration::from_secs(10),
+        )
+        .await;
+    ensure!(
+        garbled.is_err(),
+        "a record with a garbled region was accepted"
+    );
+    for needle in [r#"region "us""#, "not UTF-8"] {
+        crate::fields::audited(&w, needle, |k| match k {
+            gatehouse_audit::EventKind::Decision {
+                principal,
+                api,
+                resource,
+                decision: gatehouse_audit::Decision::Deny,
+                reason: Some(reason),
+                ..
+            } if principal == "ingest"
+                && api == "Produce"
+                && resource == "social.posts"
+                && reason.contains(needle) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await?;
+    }
+    drop(w.broker);
+    Ok(())
+}

@@ -213,6 +213,7 @@ fn support_reads_tickets_clear_and_profiles_partly_masked() {
             ("$.customer.email", FieldEffect::Clear),
             ("$.customer.phone", FieldEffect::Clear),
             ("$.body", FieldEffect::Clear),
+            ("$.messages[*].body", FieldEffect::Clear),
         ])
     );
     assert_eq!(
