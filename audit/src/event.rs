@@ -45,9 +45,13 @@ pub enum EventKind {
     },
     /// An authentication attempt was refused.
     AuthRefused {
-        /// Principal claimed, if any.
+        /// Principal claimed, if any: unverified (the PLAIN user name, the
+        /// SCRAM client-first user name, the OAUTHBEARER token's principal
+        /// claim read without verification), or, for a refused
+        /// re-authentication, the one the new credentials proved.
         principal: Option<String>,
-        /// Mechanism attempted.
+        /// Mechanism attempted (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`,
+        /// `OAUTHBEARER`, `http-basic`, `http-bearer`).
         mechanism: String,
         /// Peer address.
         peer: String,
@@ -68,6 +72,12 @@ pub enum EventKind {
         decision: Decision,
         /// Policies that decided.
         policies: Vec<String>,
+        /// Why, when the policies do not tell it all (e.g. a request the
+        /// proxy refuses whatever the policies say). Absent from events
+        /// without one, so events written before the field existed keep
+        /// their canonical bytes and hashes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Records were delivered to a consumer.
     Delivery {
@@ -302,4 +312,52 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub fn hash_subject(secret: &[u8; 32], subject: &str) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
     hex(aws_lc_rs::hmac::sign(&key, subject.as_bytes()).as_ref())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn decision(reason: Option<&str>) -> Event {
+        let mut e = Event {
+            replica: "a".into(),
+            seq: 1,
+            time_ms: 1_700_000_000_000,
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+            kind: EventKind::Decision {
+                principal: "analytics".into(),
+                api: "Fetch".into(),
+                resource_type: "topic".into(),
+                resource: "social.posts".into(),
+                decision: Decision::Deny,
+                policies: vec!["residency-topic".into()],
+                reason: reason.map(str::to_string),
+            },
+        };
+        e.hash = e.compute_hash().unwrap();
+        e
+    }
+
+    /// A decision without a reason is written byte for byte as before the
+    /// field existed, so the hashes of old events still verify; one with a
+    /// reason carries it.
+    #[test]
+    fn decision_reason_is_optional_and_keeps_old_hashes() {
+        let old_line = r#"{"replica":"a","seq":1,"time_ms":1700000000000,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"HASH","kind":{"type":"decision","principal":"analytics","api":"Fetch","resource_type":"topic","resource":"social.posts","decision":"deny","policies":["residency-topic"]}}"#;
+        let new = decision(None);
+        let line = String::from_utf8(new.to_line().unwrap()).unwrap();
+        assert_eq!(line, old_line.replace("HASH", &new.hash));
+        let parsed: Event = serde_json::from_str(&old_line.replace("HASH", &new.hash)).unwrap();
+        assert_eq!(parsed, new);
+        assert_eq!(parsed.compute_hash().unwrap(), new.hash);
+
+        let with = decision(Some("transactions are not supported"));
+        let line = String::from_utf8(with.to_line().unwrap()).unwrap();
+        assert!(line.contains(r#""reason":"transactions are not supported""#));
+        assert_ne!(with.hash, new.hash);
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, with);
+    }
 }

@@ -75,19 +75,21 @@ pub fn describe(e: &EventKind) -> String {
             resource,
             decision,
             policies,
+            reason,
             ..
-        } => format!(
-            "{api} {resource_type} {resource}: {} by [{}]",
-            match decision {
+        } => {
+            let outcome = match decision {
                 Decision::Allow => "allowed",
                 Decision::Deny => "denied",
-            },
-            if policies.is_empty() {
-                "default deny".to_string()
-            } else {
-                policies.join(", ")
-            }
-        ),
+            };
+            let by = match (policies.is_empty(), reason) {
+                (true, Some(reason)) => format!("({reason})"),
+                (true, None) => "by [default deny]".to_string(),
+                (false, None) => format!("by [{}]", policies.join(", ")),
+                (false, Some(reason)) => format!("by [{}] ({reason})", policies.join(", ")),
+            };
+            format!("{api} {resource_type} {resource}: {outcome} {by}")
+        }
         EventKind::Delivery {
             topic,
             partition,

@@ -91,8 +91,8 @@ pub(crate) fn hand_over(notes: &mut crate::filter::Notes, delivered: Delivered) 
 pub(crate) const PRODUCED: &str = "audit-produced";
 
 /// A recorded decision: (resource type, resource, allowed, policies that
-/// decided).
-pub(crate) type Denial = (&'static str, String, bool, Vec<String>);
+/// decided, why when the policies do not tell it all).
+pub(crate) type Denial = (&'static str, String, bool, Vec<String>, Option<String>);
 
 /// What a consumer got of each field (effect → paths), and the policies.
 type FieldsAndPolicies = (BTreeMap<String, Vec<String>>, Vec<String>);
@@ -119,6 +119,27 @@ pub(crate) fn note_decision(
             resource.to_string(),
             allowed,
             policies.to_vec(),
+            None,
+        ))
+    });
+}
+
+/// Records a refusal of the request being decided that the policies alone
+/// do not explain (no-op outside [`collect_denials`]): `reason` says why,
+/// `policies` are those that decided, if any did.
+pub(crate) fn note_refusal(
+    resource_type: &'static str,
+    resource: &str,
+    policies: &[String],
+    reason: &str,
+) {
+    let _ = DENIALS.try_with(|d| {
+        d.borrow_mut().push((
+            resource_type,
+            resource.to_string(),
+            false,
+            policies.to_vec(),
+            Some(reason.to_string()),
         ))
     });
 }
@@ -141,7 +162,7 @@ pub(crate) fn denial_events(
     denials
         .into_iter()
         .map(
-            |(resource_type, resource, allowed, policies)| EventKind::Decision {
+            |(resource_type, resource, allowed, policies, reason)| EventKind::Decision {
                 principal: who.name.clone(),
                 api: format!("{api:?}"),
                 resource_type: resource_type.to_string(),
@@ -152,6 +173,7 @@ pub(crate) fn denial_events(
                     Decision::Deny
                 },
                 policies,
+                reason,
             },
         )
         .collect()

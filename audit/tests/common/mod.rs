@@ -45,6 +45,7 @@ pub fn decision(principal: &str, topic: &str, d: Decision) -> EventKind {
         resource: topic.into(),
         decision: d,
         policies: vec!["base".into()],
+        reason: None,
     }
 }
 
