@@ -1366,7 +1366,9 @@ async fn refused_transactional_producers_are_recorded() -> Result<()> {
         .call(
             ApiKey::InitProducerId,
             1,
-            &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
         )
         .await?;
     ensure!(
