@@ -1,11 +1,15 @@
 //! The audit trail of the proxy: what was decided and delivered, written to
 //! the hash-chained log of [`gatehouse_audit`] before the client sees it.
 //!
-//! - **Authentication**: every SASL success and failure (the session writes
+//! - **Authentication**: every SASL success and failure, with the SASL
+//!   mechanism and, for a failure, the principal the attempt claimed
+//!   (unverified), and every refused re-authentication (the session writes
 //!   these).
 //! - **Denials**: every resource a request was refused, with the policies
-//!   that decided (empty for deny-by-default), collected while the `authz`
-//!   filter decides and written before the refusal is answered.
+//!   that decided (empty for deny-by-default) and, where the proxy refuses
+//!   what the policies allow (a transactional producer), the reason;
+//!   collected while the `authz` filter decides and written before the
+//!   refusal is answered.
 //! - **Produce**: per partition the cluster accepted, the base offset, the
 //!   record count and the data subjects (keyed hashes).
 //! - **Delivery**: per fetched partition that carries records, the offset
