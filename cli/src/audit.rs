@@ -78,21 +78,17 @@ pub fn describe(e: &EventKind) -> String {
             reason,
             ..
         } => {
-            let verdict = match decision {
+            let outcome = match decision {
                 Decision::Allow => "allowed",
                 Decision::Deny => "denied",
             };
             let by = match (policies.is_empty(), reason) {
-                // Refused by the proxy itself (a record it cannot accept).
-                (true, Some(_)) => String::new(),
-                (true, None) => " by [default deny]".to_string(),
-                (false, _) => format!(" by [{}]", policies.join(", ")),
+                (true, Some(reason)) => format!("({reason})"),
+                (true, None) => "by [default deny]".to_string(),
+                (false, None) => format!("by [{}]", policies.join(", ")),
+                (false, Some(reason)) => format!("by [{}] ({reason})", policies.join(", ")),
             };
-            let why = reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            format!("{api} {resource_type} {resource}: {verdict}{by}{why}")
+            format!("{api} {resource_type} {resource}: {outcome} {by}")
         }
         EventKind::Delivery {
             topic,

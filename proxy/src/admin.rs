@@ -269,7 +269,7 @@ impl Admin {
         req: Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let who = match self.authenticate(req.headers(), peer).await {
+        let who = match self.authenticate(req.headers()).await {
             Ok(p) => p,
             Err(Unauthenticated::Missing) => return unauthorized(),
             Err(Unauthenticated::Refused {
@@ -279,7 +279,7 @@ impl Admin {
             }) => {
                 tracing::info!(%peer, mechanism, principal = principal.as_deref().unwrap_or("-"), %reason, "admin authentication refused");
                 if let Some(auth) = &self.shared.authenticator {
-                    tokio::time::sleep(auth.failure_delay(peer.ip())).await;
+                    tokio::time::sleep(auth.failure_delay(peer.ip(), principal.as_deref())).await;
                 }
                 let event = EventKind::AuthRefused {
                     principal,
@@ -392,7 +392,6 @@ impl Admin {
     async fn authenticate(
         self: &Arc<Self>,
         headers: &HeaderMap,
-        peer: SocketAddr,
     ) -> Result<Principal, Unauthenticated> {
         let creds = credentials(headers)?;
         let (claimed, mechanism) = match &creds {
@@ -403,7 +402,7 @@ impl Admin {
         // PBKDF2 and signature checks: off the async workers.
         let outcome = tokio::task::spawn_blocking(move || {
             let Some(auth) = &me.shared.authenticator else {
-                return Err("authentication is not configured".to_string());
+                return Err(("authentication is not configured".to_string(), None));
             };
             let (mut exchange, message) = match &creds {
                 Credentials::Basic { plain, .. } => (Exchange::Plain, plain),
@@ -411,21 +410,22 @@ impl Admin {
             };
             match auth.step(&mut exchange, message) {
                 Outcome::Authenticated { principal, .. } => Ok(principal),
-                Outcome::Failed(reason) => Err(reason),
-                Outcome::Challenge(_) => Err("authentication needs more steps".to_string()),
+                Outcome::Failed { reason, claimed } => Err((reason, claimed)),
+                Outcome::Challenge(_) => Err(("authentication needs more steps".to_string(), None)),
             }
         })
         .await
-        .unwrap_or_else(|e| Err(format!("authentication task failed: {e}")));
+        .unwrap_or_else(|e| Err((format!("authentication task failed: {e}"), None)));
         match outcome {
             Ok(p) => {
                 if let Some(auth) = &self.shared.authenticator {
-                    auth.succeeded(peer.ip());
+                    auth.succeeded(&p.name);
                 }
                 Ok(p)
             }
-            Err(reason) => Err(Unauthenticated::Refused {
-                principal: claimed,
+            // Basic names its user; a bearer token claims its subject.
+            Err((reason, from_token)) => Err(Unauthenticated::Refused {
+                principal: claimed.or(from_token),
                 mechanism,
                 reason,
             }),

@@ -1,14 +1,16 @@
 //! The audit trail of the proxy: what was decided and delivered, written to
 //! the hash-chained log of [`gatehouse_audit`] before the client sees it.
 //!
-//! - **Authentication**: every SASL success and failure (the session writes
+//! - **Authentication**: every SASL success and failure, with the SASL
+//!   mechanism and, for a failure, the principal the attempt claimed
+//!   (unverified), and every refused re-authentication (the session writes
 //!   these).
 //! - **Denials**: every resource a request was refused, with the policies
 //!   that decided (empty for deny-by-default), collected while the `authz`
-//!   filter decides and written before the refusal is answered; records
-//!   the proxy refuses itself (a region header a policy refuses, a record
-//!   not of its topic's declared shape, an unreadable consent record) with
-//!   the reason.
+//!   filter decides and written before the refusal is answered; where the
+//!   proxy refuses what the policies alone do not explain (a transactional
+//!   producer, a region header a policy refuses, a record not of its
+//!   topic's declared shape, an unreadable consent record), the reason.
 //! - **Produce**: per partition the cluster accepted, the base offset, the
 //!   record count and the data subjects (keyed hashes).
 //! - **Delivery**: per fetched partition that carries records, the offset
@@ -133,18 +135,22 @@ pub(crate) fn note_decision(
     });
 }
 
-/// Records a refusal of the request being decided that no policy id
-/// explains on its own (a record refused for its region header, a batch
-/// that cannot be read), with the reason. No-op outside
-/// [`collect_denials`].
-pub(crate) fn note_refusal(resource_type: &'static str, resource: &str, reason: String) {
+/// Records a refusal of the request being decided that the policies alone
+/// do not explain (no-op outside [`collect_denials`]): `reason` says why,
+/// `policies` are those that decided, if any did.
+pub(crate) fn note_refusal(
+    resource_type: &'static str,
+    resource: &str,
+    policies: &[String],
+    reason: &str,
+) {
     let _ = DENIALS.try_with(|d| {
         d.borrow_mut().push((
             resource_type,
             resource.to_string(),
             false,
-            Vec::new(),
-            Some(reason),
+            policies.to_vec(),
+            Some(reason.to_string()),
         ))
     });
 }

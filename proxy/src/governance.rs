@@ -42,6 +42,13 @@ use crate::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+/// The audit trail's resource type of transactional ids.
+const TRANSACTIONAL_ID: &str = "transactional_id";
+
+/// Why a transactional producer the policies allow is refused.
+const TRANSACTIONS_UNSUPPORTED: &str = "transactions are not supported through the proxy";
 const CORRUPT_MESSAGE: i16 = 2;
 const POLICY_VIOLATION: i16 = 44;
 const INVALID_RECORD: i16 = 87;
@@ -402,7 +409,8 @@ impl Authz {
                                 crate::audit::note_refusal(
                                     "topic",
                                     &name,
-                                    format!(
+                                    &[],
+                                    &format!(
                                         "partition {}: record {at} of the batch: region {region:?} refused by the produce_record policies",
                                         part.index
                                     ),
@@ -414,7 +422,8 @@ impl Authz {
                                 crate::audit::note_refusal(
                                     "topic",
                                     &name,
-                                    format!("partition {}: the record batch cannot be read: {e}", part.index),
+                                    &[],
+                                    &format!("partition {}: the record batch cannot be read: {e}", part.index),
                                 );
                                 bad.push((part.index, CORRUPT_MESSAGE));
                                 false
@@ -755,9 +764,10 @@ impl Authz {
                 })
             }
             RequestKind::InitProducerId(i) => {
-                if i.transactional_id.is_some()
-                    || !self.cluster_allowed(who, Action::IdempotentWrite)
-                {
+                if let Some(id) = &i.transactional_id {
+                    return self.transactional_producer(s, who, api, r.version, id.0.as_str());
+                }
+                if !self.cluster_allowed(who, Action::IdempotentWrite) {
                     deny_log(s, api, "cluster");
                     return self.respond_error(api, r.version, CLUSTER_AUTHORIZATION_FAILED);
                 }
@@ -776,6 +786,35 @@ impl Authz {
                 RequestAction::Close(format!("{api:?} is not allowed through the proxy"))
             }
         }
+    }
+
+    /// A transactional producer's InitProducerId: refused, and recorded. A
+    /// transactional id the policies do not grant (`transactional_write`)
+    /// is refused as such, with the policies that decided; one they grant
+    /// is refused all the same, because the proxy does not carry
+    /// transactions (the broker does not offer them; they are not
+    /// advertised), and the record says so.
+    fn transactional_producer(
+        &self,
+        s: &SessionContext,
+        who: &PrincipalInfo,
+        api: ApiKey,
+        version: i16,
+        id: &str,
+    ) -> RequestAction {
+        deny_log(s, api, id);
+        let d = self.policies.authorize(
+            who,
+            Action::TransactionalWrite,
+            Resource::TransactionalId(id),
+            &self.catalog,
+        );
+        if !d.allowed {
+            crate::audit::note_decision(TRANSACTIONAL_ID, id, false, &d.policies);
+            return self.respond_error(api, version, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
+        crate::audit::note_refusal(TRANSACTIONAL_ID, id, &[], TRANSACTIONS_UNSUPPORTED);
+        self.respond_error(api, version, CLUSTER_AUTHORIZATION_FAILED)
     }
 
     /// Takes the topics of `topics` that `who` may not `action` out of the

@@ -27,6 +27,21 @@ pub enum AuthMethod {
     Certificate,
 }
 
+impl AuthMethod {
+    /// The name the audit trail records: the SASL mechanism as Kafka
+    /// spells it (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`),
+    /// or `mtls` for a client certificate.
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            AuthMethod::Plain => "PLAIN",
+            AuthMethod::ScramSha256 => "SCRAM-SHA-256",
+            AuthMethod::ScramSha512 => "SCRAM-SHA-512",
+            AuthMethod::OAuthBearer => "OAUTHBEARER",
+            AuthMethod::Certificate => "mtls",
+        }
+    }
+}
+
 /// An authenticated principal, as every filter sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

@@ -349,12 +349,14 @@ impl Session<'_> {
                 raw.api_version
             )));
         }
+        // Hanging up (a failed authentication): nothing more is answered,
+        // least of all a pipelined second attempt.
+        if self.closing.is_some() {
+            return Ok(());
+        }
         // === session: authentication ===
         if matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
             return self.sasl(api, raw, body).await;
-        }
-        if self.closing.is_some() {
-            return Ok(());
         }
         if api != ApiKey::ApiVersions {
             self.check_authenticated(api)?;
@@ -462,6 +464,59 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Why re-authenticating (KIP-368) as `next` must be refused on this
+    /// session, if it must: another principal, or the same name with other
+    /// attributes (every decision of the session was made with the old
+    /// ones). A session that has not authenticated by SASL yet (none, or a
+    /// client certificate) may.
+    fn reauthentication_refusal(&self, next: &Principal) -> Option<String> {
+        let old = self.ctx.principal.as_ref()?;
+        if old.method == AuthMethod::Certificate {
+            return None;
+        }
+        if old.name != next.name {
+            return Some(format!(
+                "re-authentication as {} on a session of {}",
+                next.name, old.name
+            ));
+        }
+        let changed: Vec<&str> = old
+            .attributes
+            .keys()
+            .chain(next.attributes.keys())
+            .filter(|k| old.attributes.get(*k) != next.attributes.get(*k))
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "re-authentication of {} with other attributes ({}); attributes may not change within a session",
+            next.name,
+            changed.join(", ")
+        ))
+    }
+
+    /// Records a refused authentication: the principal the attempt claimed
+    /// (unverified), the SASL mechanism, the peer and why. If the log cannot
+    /// be written the refusal still stands (the connection is being closed).
+    async fn record_refusal(&self, claimed: Option<String>, mechanism: &str, reason: String) {
+        let Some(log) = &self.shared.audit else {
+            return;
+        };
+        let event = gatehouse_audit::EventKind::AuthRefused {
+            principal: claimed,
+            mechanism: mechanism.to_string(),
+            peer: self.ctx.peer.to_string(),
+            reason,
+        };
+        if let Err(e) = log.append(event).await {
+            tracing::error!(error = %e, "audit log unavailable: refusal not recorded");
+        }
+    }
+
     /// SaslHandshake and SaslAuthenticate are answered by the proxy itself:
     /// a client's credentials never travel to the cluster.
     async fn sasl(
@@ -536,6 +591,7 @@ impl Session<'_> {
                     }
                 };
                 let peer = self.ctx.peer;
+                let mechanism = exchange.mechanism();
                 let resp = match auth.step(&mut exchange, &a.auth_bytes) {
                     Outcome::Challenge(bytes) => {
                         self.sasl = Sasl::Exchanging(exchange);
@@ -546,27 +602,33 @@ impl Session<'_> {
                         reply,
                         expires,
                     } => {
-                        if let Some(old) = &self.ctx.principal {
-                            if old.method != AuthMethod::Certificate && old.name != principal.name {
-                                // KIP-368: re-authentication keeps the principal.
-                                self.closing = Some(format!(
-                                    "re-authentication as {} on a session of {}",
-                                    principal.name, old.name
-                                ));
-                                let resp = SaslAuthenticateResponse::default().with_error_code(58);
-                                return self.respond_local(
-                                    api,
-                                    &raw,
-                                    ResponseKind::SaslAuthenticate(resp),
-                                );
-                            }
+                        if let Some(refusal) = self.reauthentication_refusal(&principal) {
+                            // KIP-368: re-authentication keeps the principal
+                            // and what it was authorised as. The credentials
+                            // were good: no throttle, but a record, and the
+                            // connection is closed.
+                            tracing::warn!(%peer, principal = %principal.name, reason = %refusal, "re-authentication refused");
+                            self.record_refusal(Some(principal.name.clone()), mechanism, refusal)
+                                .await;
+                            self.closing = Some("re-authentication refused".into());
+                            return self.respond_local(
+                                api,
+                                &raw,
+                                ResponseKind::SaslAuthenticate(
+                                    SaslAuthenticateResponse::default()
+                                        .with_error_code(58)
+                                        .with_error_message(Some(StrBytes::from_static_str(
+                                            "Re-authentication refused: the principal and its attributes may not change within a session",
+                                        ))),
+                                ),
+                            );
                         }
-                        auth.succeeded(peer.ip());
+                        auth.succeeded(&principal.name);
                         tracing::info!(%peer, principal = %principal.name, method = ?principal.method, "authenticated");
                         if let Some(log) = &self.shared.audit {
                             let event = gatehouse_audit::EventKind::AuthOk {
                                 principal: principal.name.clone(),
-                                mechanism: format!("{:?}", principal.method),
+                                mechanism: principal.method.mechanism().to_string(),
                                 peer: peer.to_string(),
                             };
                             if let Err(e) = log.append(event).await {
@@ -594,27 +656,13 @@ impl Session<'_> {
                             resp
                         }
                     }
-                    Outcome::Failed(reason) => {
-                        if let Some(log) = &self.shared.audit {
-                            let event = gatehouse_audit::EventKind::AuthRefused {
-                                principal: None,
-                                mechanism: "SASL".into(),
-                                peer: peer.to_string(),
-                                reason: reason.to_string(),
-                            };
-                            if let Err(e) = log.append(event).await {
-                                tracing::error!(error = %e, "audit log unavailable: refusal not recorded");
-                            }
-                        }
-                        let delay = auth.failure_delay(peer.ip());
-                        tracing::warn!(%peer, reason, delay_ms = delay.as_millis() as u64, "authentication failed");
+                    Outcome::Failed { reason, claimed } => {
+                        let delay = auth.failure_delay(peer.ip(), claimed.as_deref());
+                        tracing::warn!(%peer, mechanism, claimed = claimed.as_deref().unwrap_or("-"), reason, delay_ms = delay.as_millis() as u64, "authentication failed");
+                        self.record_refusal(claimed, mechanism, reason).await;
                         tokio::time::sleep(delay).await;
                         self.closing = Some("authentication failed".into());
-                        SaslAuthenticateResponse::default()
-                            .with_error_code(58)
-                            .with_error_message(Some(StrBytes::from_static_str(
-                                "Authentication failed: invalid credentials",
-                            )))
+                        auth_failed()
                     }
                 };
                 self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp))
@@ -803,4 +851,14 @@ fn decode_response(
             "malformed {api:?} v{version} response: {e}"
         ))),
     }
+}
+
+/// `SASL_AUTHENTICATION_FAILED` with a message that gives nothing away
+/// (librdkafka and the Java client show it and give up on the connection).
+fn auth_failed() -> kafka_protocol::messages::SaslAuthenticateResponse {
+    kafka_protocol::messages::SaslAuthenticateResponse::default()
+        .with_error_code(58)
+        .with_error_message(Some(StrBytes::from_static_str(
+            "Authentication failed: invalid credentials",
+        )))
 }

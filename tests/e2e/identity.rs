@@ -939,3 +939,469 @@ async fn certificates_reload_when_their_files_change() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+// === The authentication record and its edges, in the demo world ===
+
+use crate::policy::World;
+use gatehouse_audit::{Decision, Event, EventKind, Query};
+
+/// The demo world with every SASL mechanism: PLAIN and SCRAM over its
+/// users, OAUTHBEARER with a JWT key of its own (team, region and purposes
+/// from the token's claims).
+struct AuthWorld {
+    w: World,
+    jwt_key: rcgen::KeyPair,
+    _jwt_dir: tempfile::TempDir,
+}
+
+impl AuthWorld {
+    async fn start() -> Result<Self> {
+        let jwt_dir = tempfile::tempdir()?;
+        let jwt_key = rcgen::KeyPair::generate()?;
+        let pem = jwt_dir.path().join("jwt.pub.pem");
+        std::fs::write(&pem, jwt_key.public_key_pem())?;
+        let w = World::start_with(|c| {
+            if let Some(auth) = c.auth.as_mut() {
+                auth.mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+                    .map(String::from)
+                    .to_vec();
+                auth.oauthbearer = Some(toml_oauth(&pem));
+            }
+        })
+        .await?;
+        Ok(Self {
+            w,
+            jwt_key,
+            _jwt_dir: jwt_dir,
+        })
+    }
+
+    /// A JWT for `sub` with these attributes, valid for five minutes,
+    /// signed with the world's key (or `other`).
+    fn token(
+        &self,
+        sub: &str,
+        team: &str,
+        purposes: &[&str],
+        other: Option<&rcgen::KeyPair>,
+    ) -> Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
+        let claims = serde_json::json!({
+            "sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300,
+            "team": team, "region": "eu", "purposes": purposes,
+        });
+        let key = other.unwrap_or(&self.jwt_key);
+        let enc = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
+        Ok(jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &enc,
+        )?)
+    }
+}
+
+/// The world's audit trail, as an auditor queries it.
+fn trail(w: &World, q: Query) -> Result<Vec<Event>> {
+    Ok(gatehouse_audit::query(&[w.dir.path().join("audit-a")], &q)?)
+}
+
+fn of(principal: &str) -> Query {
+    Query {
+        principal: Some(principal.into()),
+        ..Query::default()
+    }
+}
+
+/// Every byte the world's audit trail holds on disk.
+fn audit_bytes(w: &World) -> Result<String> {
+    let mut all = String::new();
+    for e in std::fs::read_dir(w.dir.path().join("audit-a"))? {
+        let path = e?.path();
+        if path.is_file() {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(path)?));
+        }
+    }
+    Ok(all)
+}
+
+/// Refused logins are recorded with the principal they claimed and the
+/// SASL mechanism they used, from real clients (librdkafka through kcat
+/// for PLAIN and SCRAM, confluent-kafka with a token callback for
+/// OAUTHBEARER), and no password or token reaches the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_record_the_claimed_principal_and_mechanism() -> Result<()> {
+    use gatehouse_tests::clients::{run, Client};
+    let aw = AuthWorld::start().await?;
+    let w = &aw.w;
+    let b = w.proxy.local_addr().to_string();
+    let login = |mech: &str, user: &str, pw: &str| -> Vec<String> {
+        [
+            "-b",
+            &b,
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            &format!("sasl.mechanisms={mech}"),
+            "-X",
+            &format!("sasl.username={user}"),
+            "-X",
+            &format!("sasl.password={pw}"),
+            "-L",
+            "-m",
+            "5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let attempts = [
+        ("PLAIN", "analytics", "plain-guess-7731"),
+        ("SCRAM-SHA-256", "support", "scram256-guess-4410"),
+        ("SCRAM-SHA-512", "trust-safety", "scram512-guess-9902"),
+    ];
+    for (mech, user, pw) in attempts {
+        ensure!(
+            kcat_s(&login(mech, user, pw), None).await.is_err(),
+            "{mech} with a wrong password got through"
+        );
+    }
+    // A token for marketing-us signed by a key the proxy does not trust.
+    let stranger = rcgen::KeyPair::generate()?;
+    let forged = aw.token("marketing-us", "marketing", &["marketing"], Some(&stranger))?;
+    let token_file = w.dir.path().join("forged.jwt");
+    std::fs::write(&token_file, &forged)?;
+    let token_path = token_file.to_string_lossy().into_owned();
+    let o = run(
+        Client::Confluent,
+        &[
+            "metadata",
+            "--bootstrap",
+            &b,
+            "--oauth-token-file",
+            &token_path,
+        ],
+        LIMIT,
+    )
+    .await?;
+    ensure!(
+        o.code != 0 && o.json["error"] == "authentication",
+        "a forged token: {} {}",
+        o.json,
+        o.stderr
+    );
+    // A login that works is recorded with its mechanism's name too.
+    let _ok = w.raw_as("auditor").await?;
+
+    let expected = attempts
+        .iter()
+        .map(|(m, u, _)| (*u, *m))
+        .chain([("marketing-us", "OAUTHBEARER")]);
+    for (user, mech) in expected {
+        let events = trail(w, of(user))?;
+        ensure!(
+            events.iter().any(|e| matches!(&e.kind,
+                EventKind::AuthRefused { principal, mechanism, peer, .. }
+                    if principal.as_deref() == Some(user) && mechanism == mech
+                        && peer.starts_with("127.0.0.1:"))),
+            "no refusal of {user} by {mech} on record: {events:?}"
+        );
+    }
+    ensure!(
+        trail(w, of("auditor"))?.iter().any(|e| matches!(&e.kind,
+            EventKind::AuthOk { mechanism, .. } if mechanism == "PLAIN")),
+        "the accepted login is not recorded as PLAIN"
+    );
+    // Not a single refusal without a name or with the generic "SASL".
+    let everything = trail(w, Query::default())?;
+    let refusals: Vec<&EventKind> = everything
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| matches!(k, EventKind::AuthRefused { .. }))
+        .collect();
+    ensure!(
+        !refusals.is_empty()
+            && refusals.iter().all(|k| matches!(k,
+                EventKind::AuthRefused { principal: Some(_), mechanism, .. } if mechanism != "SASL")),
+        "{refusals:?}"
+    );
+    // Neither the passwords nor the token (nor its signature) is on disk.
+    let disk = audit_bytes(w)?;
+    for (_, _, pw) in attempts {
+        ensure!(!disk.contains(pw), "a password is in the audit trail");
+    }
+    let signature = forged.rsplit('.').next().unwrap_or(&forged);
+    ensure!(
+        !disk.contains(&forged) && !disk.contains(signature),
+        "the token is in the audit trail"
+    );
+    let dir = w.dir.path().join("audit-a");
+    aw.w.proxy.shutdown().await;
+    ensure!(gatehouse_audit::verify(&[dir])?.is_clean());
+    Ok(())
+}
+
+/// One failed PLAIN login on `c`: how long the answer took.
+async fn fail_once(c: &mut RawClient, user: &str) -> Result<Duration> {
+    let started = tokio::time::Instant::now();
+    let a = sasl_once(c, "PLAIN", plain(user, "not-the-password")).await?;
+    let took = started.elapsed();
+    ensure!(a.error_code == 58, "a wrong password answered {a:?}");
+    c.expect_closed(Duration::from_secs(5)).await?;
+    Ok(took)
+}
+
+/// Failures are throttled per claimed user name and per address: a login
+/// from the same address (here an attacker's own account, between guesses)
+/// does not reset the name being guessed at, and moving to another address
+/// does not either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_does_not_reset_another_names_throttle() -> Result<()> {
+    let w = World::start().await?;
+    let addr = w.proxy.local_addr();
+    let from = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+
+    // Three guesses at analytics from .2: 100, 200, 400 ms.
+    for _ in 0..3 {
+        fail_once(
+            &mut RawClient::connect_from(addr, from(2)).await?,
+            "analytics",
+        )
+        .await?;
+    }
+    // The attacker logs in as itself from the same address...
+    let mut own = RawClient::connect_from(addr, from(2)).await?;
+    let a = sasl_once(&mut own, "PLAIN", plain("research", "research-pw")).await?;
+    ensure!(a.error_code == 0, "{a:?}");
+    // ...and the next guess at analytics is still answered slowly (800 ms).
+    let after_login = fail_once(
+        &mut RawClient::connect_from(addr, from(2)).await?,
+        "analytics",
+    )
+    .await?;
+    ensure!(
+        after_login >= Duration::from_millis(780),
+        "a login reset analytics' throttle: the next guess took {after_login:?}"
+    );
+    // From a fresh address, the name's count still holds (capped at the
+    // world's 1 s).
+    let elsewhere = fail_once(
+        &mut RawClient::connect_from(addr, from(3)).await?,
+        "analytics",
+    )
+    .await?;
+    ensure!(
+        elsewhere >= Duration::from_millis(980),
+        "a new address reset analytics' throttle: the guess took {elsewhere:?}"
+    );
+    // Another name from another fresh address starts from the bottom.
+    let fresh = fail_once(
+        &mut RawClient::connect_from(addr, from(4)).await?,
+        "support",
+    )
+    .await?;
+    ensure!(fresh < elsewhere, "{fresh:?} vs {elsewhere:?}");
+    // And analytics itself logging in clears its own count.
+    let mut real = RawClient::connect_from(addr, from(5)).await?;
+    let a = sasl_once(&mut real, "PLAIN", plain("analytics", "analytics-pw")).await?;
+    ensure!(a.error_code == 0, "{a:?}");
+    let cleared = fail_once(
+        &mut RawClient::connect_from(addr, from(6)).await?,
+        "analytics",
+    )
+    .await?;
+    ensure!(
+        cleared < Duration::from_millis(780),
+        "analytics' own login did not clear its count: {cleared:?}"
+    );
+    w.proxy.shutdown().await;
+    Ok(())
+}
+
+/// After a failed attempt the connection is closed: a second attempt the
+/// client pipelined behind the first (only an attacker does that) is not
+/// answered, let alone with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_after_a_failed_attempt() -> Result<()> {
+    let w = World::start().await?;
+    let mut c = RawClient::connect(w.proxy.local_addr()).await?;
+    let mut burst = Vec::new();
+    for password in ["a-wrong-guess", "analytics-pw"] {
+        burst.extend_from_slice(&c.frame(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(str("PLAIN")),
+        )?);
+        burst.extend_from_slice(
+            &c.frame(
+                ApiKey::SaslAuthenticate,
+                2,
+                &SaslAuthenticateRequest::default()
+                    .with_auth_bytes(plain("analytics", password).into()),
+            )?,
+        );
+    }
+    burst.extend_from_slice(&c.frame(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )?);
+    c.send_raw(&burst).await?;
+    let h: SaslHandshakeResponse =
+        RawClient::decode_response(ApiKey::SaslHandshake, 1, c.read_frame().await?)?;
+    ensure!(h.error_code == 0, "{h:?}");
+    let a: SaslAuthenticateResponse =
+        RawClient::decode_response(ApiKey::SaslAuthenticate, 2, c.read_frame().await?)?;
+    ensure!(a.error_code == 58, "{a:?}");
+    c.expect_closed(Duration::from_secs(5)).await?;
+    // On record: the refusal, and no session of analytics.
+    let events = trail(&w, of("analytics"))?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::AuthRefused { .. }))
+            && !events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::AuthOk { .. })),
+        "{events:?}"
+    );
+    w.proxy.shutdown().await;
+    Ok(())
+}
+
+/// KIP-368 re-authentication keeps the session's principal *and* its
+/// attributes: the same token claims again are accepted; another
+/// principal, or the same name with other attributes (which every
+/// decision of the session was made with), is refused, recorded and hung
+/// up on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reauthentication_keeps_the_principal_and_its_attributes() -> Result<()> {
+    let aw = AuthWorld::start().await?;
+    let w = &aw.w;
+    let addr = w.proxy.local_addr();
+    let analytics = aw.token("analytics", "analytics", &["analytics"], None)?;
+
+    // The same claims again (a refreshed token): accepted.
+    let mut c = RawClient::connect(addr).await?;
+    let a = sasl_once(&mut c, "OAUTHBEARER", bearer(&analytics)).await?;
+    ensure!(a.error_code == 0, "{a:?}");
+    let again = aw.token("analytics", "analytics", &["analytics"], None)?;
+    let a = sasl_once(&mut c, "OAUTHBEARER", bearer(&again)).await?;
+    ensure!(a.error_code == 0, "the same claims were refused: {a:?}");
+    ensure!(metadata(&mut c).await?.brokers.len() == 1);
+
+    // The same name, now with trust-safety's team and purposes.
+    let promoted = aw.token("analytics", "trust_safety", &["moderation"], None)?;
+    let a = sasl_once(&mut c, "OAUTHBEARER", bearer(&promoted)).await?;
+    ensure!(
+        a.error_code == 58,
+        "re-authentication changed the session's attributes: {a:?}"
+    );
+    c.expect_closed(Duration::from_secs(5)).await?;
+    let events = trail(w, of("analytics"))?;
+    ensure!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::AuthRefused { mechanism, reason, .. }
+                if mechanism == "OAUTHBEARER" && reason.contains("attributes")
+                    && reason.contains("team") && reason.contains("purposes"))),
+        "the refused re-authentication is not on record: {events:?}"
+    );
+
+    // Another principal (PLAIN on a PLAIN session): refused and recorded
+    // with the name the credentials proved and the session's.
+    let mut c = w.raw_as("analytics").await?;
+    let a = sasl_once(&mut c, "PLAIN", plain("ingest", "ingest-pw")).await?;
+    ensure!(
+        a.error_code == 58,
+        "re-authentication switched principals: {a:?}"
+    );
+    c.expect_closed(Duration::from_secs(5)).await?;
+    let events = trail(w, of("ingest"))?;
+    ensure!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::AuthRefused { mechanism, reason, .. }
+                if mechanism == "PLAIN" && reason.contains("session of analytics"))),
+        "the switch of principals is not on record: {events:?}"
+    );
+    ensure!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::AuthOk { .. })),
+        "{events:?}"
+    );
+    aw.w.proxy.shutdown().await;
+    Ok(())
+}
+
+/// A transactional producer's InitProducerId is refused and recorded: an
+/// id the policies do not grant as a denial by the policies (default deny
+/// here), one they grant (ingest's own) with the reason the proxy refuses
+/// it anyway. Raw frames: real clients look the transaction coordinator up
+/// first, which the cluster does not offer, so only a hand-made request
+/// gets this far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_transactional_producers_are_recorded() -> Result<()> {
+    use kafka_protocol::messages::{
+        InitProducerIdRequest, InitProducerIdResponse, TransactionalId,
+    };
+    let w = World::start().await?;
+    let init = |id: &str| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(str(id))))
+            .with_transaction_timeout_ms(60_000)
+    };
+    let mut c = w.raw_as("analytics").await?;
+    let r: InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, 1, &init("analytics-tx"))
+        .await?;
+    ensure!(r.error_code == 53, "analytics-tx answered {r:?}");
+    let mut c = w.raw_as("ingest").await?;
+    let r: InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, 1, &init("ingest-tx"))
+        .await?;
+    ensure!(r.error_code == 31, "ingest-tx answered {r:?}");
+    // Idempotent producers (no transactional id) still get their id.
+    let r: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            1,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        )
+        .await?;
+    ensure!(
+        r.error_code == 0,
+        "an idempotent producer was refused: {r:?}"
+    );
+
+    let denied = |who: &str| {
+        trail(
+            &w,
+            Query {
+                decision: Some(Decision::Deny),
+                ..of(who)
+            },
+        )
+    };
+    let events = denied("analytics")?;
+    ensure!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::Decision { api, resource_type, resource, policies, reason, .. }
+                if api == "InitProducerId" && resource_type == "transactional_id"
+                    && resource == "analytics-tx" && policies.is_empty() && reason.is_none())),
+        "the refused transactional id of analytics is not on record: {events:?}"
+    );
+    let events = denied("ingest")?;
+    ensure!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::Decision { api, resource_type, resource, reason: Some(reason), .. }
+                if api == "InitProducerId" && resource_type == "transactional_id"
+                    && resource == "ingest-tx" && reason.contains("not supported"))),
+        "the refused transactional producer of ingest is not on record: {events:?}"
+    );
+    w.proxy.shutdown().await;
+    ensure!(gatehouse_audit::verify(&[w.dir.path().join("audit-a")])?.is_clean());
+    Ok(())
+}

@@ -193,6 +193,24 @@ impl RawClient {
         })
     }
 
+    /// Connects from `local` (any port): e.g. `127.0.0.2`, for a test that
+    /// needs clients on several addresses (the whole of 127/8 is loopback).
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> Result<Self> {
+        let socket = match local {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .with_context(|| format!("bind {local}"))?;
+        let sock = socket.connect(addr).await.context("connect")?;
+        sock.set_nodelay(true)?;
+        Ok(Self {
+            sock,
+            correlation: 0,
+        })
+    }
+
     /// Sends raw bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.sock.write_all(bytes).await?;

@@ -12,7 +12,8 @@
 //! - OAUTHBEARER verifies a JWT ([`oauth`]) and maps configured claims to
 //!   attributes; the session ends when the token expires unless the client
 //!   re-authenticates (KIP-368).
-//! - Repeated failures from one address are answered ever more slowly.
+//! - Repeated failures are answered ever more slowly, counted both per
+//!   address and per claimed principal ([`Throttle`]).
 
 pub mod oauth;
 
@@ -68,7 +69,7 @@ pub struct Authenticator {
     lifetime: Option<Duration>,
     max_delay: Duration,
     accept_certificates: bool,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<Throttle>,
 }
 
 /// One SASL exchange in progress.
@@ -90,7 +91,39 @@ pub(crate) enum Outcome {
         expires: Option<SystemTime>,
     },
     /// Failed; the reason is for the log, never for the client.
-    Failed(String),
+    Failed {
+        reason: String,
+        /// The principal the attempt claimed, unverified (none if the
+        /// message did not name one); never a password or a token.
+        claimed: Option<String>,
+    },
+}
+
+/// The longest claimed principal name recorded (longer names are cut at a
+/// character boundary): the audit trail and the throttle stay bounded
+/// whatever a client sends.
+const MAX_CLAIMED_LEN: usize = 255;
+
+fn claimed(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return None;
+    }
+    let mut end = name.len().min(MAX_CLAIMED_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(name[..end].to_string())
+}
+
+impl Exchange<'_> {
+    /// The SASL mechanism name of this exchange, as the client asked for it.
+    pub(crate) fn mechanism(&self) -> &'static str {
+        match self {
+            Exchange::Plain => Mechanism::Plain.name(),
+            Exchange::Scram(s) => s.mechanism().name(),
+            Exchange::OAuthBearer => OAUTHBEARER,
+        }
+    }
 }
 
 const OAUTHBEARER: &str = "OAUTHBEARER";
@@ -161,7 +194,7 @@ impl Authenticator {
             lifetime: config.session_lifetime_secs.map(Duration::from_secs),
             max_delay: Duration::from_millis(config.max_failure_delay_ms),
             accept_certificates: config.accept_client_certificates,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Throttle::new(THROTTLE_CAPACITY)),
         })
     }
 
@@ -205,8 +238,14 @@ impl Authenticator {
     pub(crate) fn step<'a>(&'a self, exchange: &mut Exchange<'a>, message: &[u8]) -> Outcome {
         match exchange {
             Exchange::Plain => {
+                let claim = gatehouse_sasl::parse_plain(message)
+                    .ok()
+                    .and_then(|m| claimed(m.authcid()));
                 let Some(store) = &self.store else {
-                    return Outcome::Failed("no credentials".into());
+                    return Outcome::Failed {
+                        reason: "no credentials".into(),
+                        claimed: claim,
+                    };
                 };
                 match gatehouse_sasl::verify_plain(store, message) {
                     Ok(user) => Outcome::Authenticated {
@@ -214,7 +253,10 @@ impl Authenticator {
                         reply: Vec::new(),
                         expires: self.expiry(),
                     },
-                    Err(e) => Outcome::Failed(e.to_string()),
+                    Err(e) => Outcome::Failed {
+                        reason: e.to_string(),
+                        claimed: claim,
+                    },
                 }
             }
             Exchange::Scram(server) => {
@@ -229,12 +271,18 @@ impl Authenticator {
                         reply: response,
                         expires: self.expiry(),
                     },
-                    Err(e) => Outcome::Failed(e.to_string()),
+                    Err(e) => Outcome::Failed {
+                        reason: e.to_string(),
+                        claimed: server.claimed_username().and_then(claimed),
+                    },
                 }
             }
             Exchange::OAuthBearer => {
                 let Some(v) = &self.oauth else {
-                    return Outcome::Failed("OAUTHBEARER is not configured".into());
+                    return Outcome::Failed {
+                        reason: "OAUTHBEARER is not configured".into(),
+                        claimed: None,
+                    };
                 };
                 match v.authenticate(message, SystemTime::now()) {
                     Ok(a) => {
@@ -264,37 +312,224 @@ impl Authenticator {
                             expires: Some(a.token.expires_at),
                         }
                     }
-                    Err(e) => Outcome::Failed(e.to_string()),
+                    Err(e) => Outcome::Failed {
+                        reason: e.to_string(),
+                        claimed: v.claimed_principal(message).as_deref().and_then(claimed),
+                    },
                 }
             }
         }
     }
 
-    /// Records a failure from `ip` and returns how long to wait before
-    /// answering it: 100 ms, doubling with each further failure within a
-    /// minute, up to the configured maximum.
-    pub(crate) fn failure_delay(&self, ip: IpAddr) -> Duration {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        // Forget addresses that have been quiet for a while.
-        if f.len() > 10_000 {
-            f.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
-        }
-        let entry = f.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) > Duration::from_secs(60) {
-            entry.0 = 0;
-        }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
-        let delay = Duration::from_millis(100u64.saturating_mul(1u64 << (entry.0 - 1).min(16)));
-        delay.min(self.max_delay)
-    }
-
-    /// Clears the failure count of `ip` after a success.
-    pub(crate) fn succeeded(&self, ip: IpAddr) {
+    /// Records a failed attempt from `ip` claiming `principal` (if it named
+    /// one) and returns how long to wait before answering it: see
+    /// [`Throttle::failed`].
+    pub(crate) fn failure_delay(&self, ip: IpAddr, principal: Option<&str>) -> Duration {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip);
+            .failed(ip, principal, Instant::now(), self.max_delay)
+    }
+
+    /// Clears the failures of `principal` after it authenticated (not its
+    /// address's: see [`Throttle::succeeded`]).
+    pub(crate) fn succeeded(&self, principal: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .succeeded(principal);
+    }
+}
+
+/// How many addresses, and how many claimed principals, the throttle
+/// remembers at most.
+const THROTTLE_CAPACITY: usize = 10_000;
+
+/// Failures are forgotten after this long without another one.
+const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Failed attempts, counted per address and per claimed principal.
+///
+/// A failure is answered after 100 ms, doubling with each further failure
+/// within [`THROTTLE_WINDOW`] of the previous one, up to a maximum; the
+/// delay is the larger of the address's and the claimed principal's. So
+/// guessing one user's password from many addresses is slowed by the
+/// principal's count, and spraying many names from one address by the
+/// address's.
+///
+/// A success clears only the count of the principal that succeeded: never
+/// the address's, which would let anyone holding one valid account reset
+/// the throttle of every name guessed from that address (a login between
+/// guesses). The address's count decays on its own after a quiet window;
+/// successes are never delayed, so a legitimate user sharing the address is
+/// only slowed in answering *failures*.
+///
+/// Both maps hold at most `capacity` entries: when one is full, entries
+/// quiet for the window are dropped first, then the entry with the fewest
+/// failures (the oldest among those), so a flood of one-off names cannot
+/// push out a name being guessed at persistently.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    capacity: usize,
+    by_address: HashMap<IpAddr, (u32, Instant)>,
+    by_principal: HashMap<String, (u32, Instant)>,
+}
+
+impl Throttle {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            by_address: HashMap::new(),
+            by_principal: HashMap::new(),
+        }
+    }
+
+    /// Counts a failure at `now` and returns the delay before answering it.
+    pub(crate) fn failed(
+        &mut self,
+        ip: IpAddr,
+        principal: Option<&str>,
+        now: Instant,
+        max: Duration,
+    ) -> Duration {
+        let capacity = self.capacity;
+        let mut count = bump(&mut self.by_address, ip, now, capacity);
+        if let Some(p) = principal {
+            let n = match self.by_principal.get_mut(p) {
+                Some(entry) => count_at(entry, now),
+                None => bump(&mut self.by_principal, p.to_string(), now, capacity),
+            };
+            count = count.max(n);
+        }
+        let delay = Duration::from_millis(100u64.saturating_mul(1u64 << (count - 1).min(16)));
+        delay.min(max)
+    }
+
+    /// Forgets the failures of `principal`, which just authenticated.
+    pub(crate) fn succeeded(&mut self, principal: &str) {
+        self.by_principal.remove(principal);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        (self.by_address.len(), self.by_principal.len())
+    }
+}
+
+/// Adds a failure at `now` to an entry, restarting a count whose last
+/// failure is older than the window; returns the new count (at least 1).
+fn count_at(entry: &mut (u32, Instant), now: Instant) -> u32 {
+    if now.saturating_duration_since(entry.1) > THROTTLE_WINDOW {
+        entry.0 = 0;
+    }
+    entry.0 = entry.0.saturating_add(1);
+    entry.1 = now;
+    entry.0
+}
+
+/// Counts a failure of `key`, making room first if the map is full.
+fn bump<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, (u32, Instant)>,
+    key: K,
+    now: Instant,
+    capacity: usize,
+) -> u32 {
+    if !map.contains_key(&key) && map.len() >= capacity {
+        map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= THROTTLE_WINDOW);
+        if map.len() >= capacity {
+            let weakest = map
+                .iter()
+                .min_by_key(|(_, (n, at))| (*n, *at))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = weakest {
+                map.remove(&k);
+            }
+        }
+    }
+    count_at(map.entry(key).or_insert((0, now)), now)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const MAX: Duration = Duration::from_secs(5);
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn failures_double_per_address_and_per_principal() {
+        let mut t = Throttle::new(100);
+        let now = Instant::now();
+        let ms = |d: Duration| d.as_millis();
+        assert_eq!(ms(t.failed(ip(1), Some("alice"), now, MAX)), 100);
+        assert_eq!(ms(t.failed(ip(1), Some("alice"), now, MAX)), 200);
+        // Another name from the same address: the address's count.
+        assert_eq!(ms(t.failed(ip(1), Some("bob"), now, MAX)), 400);
+        // The same name from another address: the name's count.
+        assert_eq!(ms(t.failed(ip(2), Some("alice"), now, MAX)), 400);
+        // Nothing claimed, a fresh address: the first step.
+        assert_eq!(ms(t.failed(ip(3), None, now, MAX)), 100);
+        // Capped at the maximum.
+        for _ in 0..40 {
+            t.failed(ip(4), Some("carol"), now, MAX);
+        }
+        assert_eq!(t.failed(ip(4), Some("carol"), now, MAX), MAX);
+        // A quiet window restarts the count.
+        let later = now + THROTTLE_WINDOW + Duration::from_secs(1);
+        assert_eq!(ms(t.failed(ip(1), Some("alice"), later, MAX)), 100);
+    }
+
+    #[test]
+    fn a_success_clears_only_its_own_principal() {
+        let mut t = Throttle::new(100);
+        let now = Instant::now();
+        for _ in 0..3 {
+            t.failed(ip(1), Some("alice"), now, MAX);
+            t.failed(ip(2), Some("bob"), now, MAX);
+        }
+        // mallory logs in from alice's address: nothing of alice's resets.
+        t.succeeded("mallory");
+        assert_eq!(t.failed(ip(3), Some("alice"), now, MAX).as_millis(), 800);
+        assert_eq!(t.failed(ip(1), None, now, MAX).as_millis(), 800);
+        // bob logs in: bob's count is gone, his address's stays.
+        t.succeeded("bob");
+        assert_eq!(t.failed(ip(9), Some("bob"), now, MAX).as_millis(), 100);
+        assert_eq!(t.failed(ip(2), Some("bob"), now, MAX).as_millis(), 800);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_persistent_guesses_survive_a_flood() {
+        let mut t = Throttle::new(50);
+        let now = Instant::now();
+        for _ in 0..5 {
+            t.failed(ip(1), Some("victim"), now, MAX);
+        }
+        for i in 0..10_000u32 {
+            let name = format!("junk-{i}");
+            let addr = IpAddr::from(i.to_be_bytes());
+            t.failed(addr, Some(&name), now, MAX);
+        }
+        let (addresses, principals) = t.len();
+        assert!(
+            addresses <= 50 && principals <= 50,
+            "{addresses} {principals}"
+        );
+        assert_eq!(
+            t.failed(ip(200), Some("victim"), now, MAX).as_millis(),
+            3_200
+        );
+    }
+
+    #[test]
+    fn claimed_names_are_bounded() {
+        assert_eq!(claimed(""), None);
+        assert_eq!(claimed("alice").as_deref(), Some("alice"));
+        let long = "é".repeat(300);
+        let cut = claimed(&long).unwrap();
+        assert!(cut.len() <= MAX_CLAIMED_LEN && cut.chars().all(|c| c == 'é'));
     }
 }

@@ -781,6 +781,26 @@ impl OAuthValidator {
         })
     }
 
+    /// The principal a client initial response *claims*, read from its
+    /// token's payload without verifying anything: for the record of a
+    /// refused attempt only, never for a decision. `None` if the message or
+    /// the token does not parse or carries no string principal claim. The
+    /// token itself is never returned or kept.
+    pub fn claimed_principal(&self, message: &[u8]) -> Option<String> {
+        let response = ClientInitialResponse::parse(message).ok()?;
+        let mut parts = response.token().split('.');
+        let payload = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(payload), Some(_), None) => payload,
+            _ => return None,
+        };
+        let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(payload).ok()?);
+        let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        match claims.get(&self.principal_claim) {
+            Some(Value::String(p)) if !p.is_empty() => Some(p.clone()),
+            _ => None,
+        }
+    }
+
     /// Validates a JWT as of `now` (see the [module docs](self) for the
     /// checks and their order).
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<ValidatedToken, OAuthError> {
@@ -2338,6 +2358,53 @@ mod tests {
         // One byte less is fine.
         message.remove(20);
         ClientInitialResponse::parse(&message).expect("at the limit");
+    }
+
+    #[test]
+    fn claimed_principal_is_read_without_verification() {
+        let (_files, key, validator) = es256_setup();
+        let message = |token: &str| format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes();
+        // A valid token, one signed by a stranger, one expired: all claim
+        // their subject.
+        let good = sign(Algorithm::ES256, None, &claims(), &key.encoding);
+        assert_eq!(
+            validator.claimed_principal(&message(&good)).as_deref(),
+            Some("svc-payments")
+        );
+        let stranger = ec_key();
+        let forged = sign(
+            Algorithm::ES256,
+            None,
+            &with(claims(), "sub", json!("admin")),
+            &stranger.encoding,
+        );
+        assert_eq!(
+            validator.claimed_principal(&message(&forged)).as_deref(),
+            Some("admin")
+        );
+        // No subject, a non-string one, a token that is not a JWT, a
+        // message that is not OAUTHBEARER: nobody.
+        let unnamed = sign(
+            Algorithm::ES256,
+            None,
+            &without(claims(), "sub"),
+            &key.encoding,
+        );
+        let numeric = sign(
+            Algorithm::ES256,
+            None,
+            &with(claims(), "sub", json!(7)),
+            &key.encoding,
+        );
+        for m in [
+            message(&unnamed),
+            message(&numeric),
+            message("not-a-jwt"),
+            message("a.%%%.c"),
+            b"\0user\0password".to_vec(),
+        ] {
+            assert_eq!(validator.claimed_principal(&m), None);
+        }
     }
 
     #[test]

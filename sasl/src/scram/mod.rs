@@ -176,6 +176,29 @@ mod tests {
     }
 
     #[test]
+    fn claimed_user_name_is_kept_after_a_failure() {
+        let store = store();
+        for (user, password) in [
+            ("ingest", "wrong"),
+            ("nobody", "nope"),
+            ("comma,user=x", "x"),
+        ] {
+            let mut server = ScramServer::new(Mechanism::ScramSha256, &store).unwrap();
+            assert_eq!(server.claimed_username(), None);
+            let mut client = ScramClient::new(Mechanism::ScramSha256, user, password).unwrap();
+            let server_first = server_first_text(server.step(&client.first()).unwrap());
+            let client_final = client.step(&server_first).unwrap();
+            assert!(server.step(&client_final).is_err());
+            // Unescaped, as the store would look it up.
+            assert_eq!(server.claimed_username(), Some(user));
+        }
+        // A client-first-message that does not parse claims nobody.
+        let mut server = ScramServer::new(Mechanism::ScramSha256, &store).unwrap();
+        assert!(server.step(b"n,,r=no-name").is_err());
+        assert_eq!(server.claimed_username(), None);
+    }
+
+    #[test]
     fn unknown_user_gets_a_plausible_and_stable_server_first() {
         let store = store();
         let server_first = |user: &str| {

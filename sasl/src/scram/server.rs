@@ -53,6 +53,8 @@ pub struct ScramServer<'a> {
     hash: Hash,
     store: &'a CredentialStore,
     state: State<'a>,
+    /// The user name of the client-first-message, once one parsed.
+    claimed: Option<String>,
     /// Test hook: use this server nonce instead of a random one.
     fixed_nonce: Option<String>,
 }
@@ -92,6 +94,7 @@ impl<'a> ScramServer<'a> {
             hash: mechanism.scram_hash()?,
             store,
             state: State::AwaitingClientFirst,
+            claimed: None,
             fixed_nonce: None,
         })
     }
@@ -112,6 +115,13 @@ impl<'a> ScramServer<'a> {
     /// Whether the exchange finished successfully.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
+    }
+
+    /// The user name the client-first-message claimed, once one was parsed
+    /// (whether or not the exchange then succeeded). Unverified until
+    /// [`Step::Done`]: for the record of a refused attempt, never for access.
+    pub fn claimed_username(&self) -> Option<&str> {
+        self.claimed.as_deref()
     }
 
     /// Whether the exchange failed (every later [`step`](Self::step) fails).
@@ -144,6 +154,7 @@ impl<'a> ScramServer<'a> {
 
     fn client_first(&mut self, message: &[u8]) -> Result<Step<'a>, SaslError> {
         let first = parse_client_first(as_text(message)?)?;
+        self.claimed = Some(first.username.clone());
         let server_nonce = match &self.fixed_nonce {
             Some(nonce) => nonce.clone(),
             None => crypto::random_nonce()?,
