@@ -219,7 +219,7 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
     let attacker = crate::support::producer(&broker, &[])?;
     write_direct(&attacker, &victim, None, None).await?;
     let marker = br#"{"v":1,"subject_tag":"","created_ms":0,"destroyed":true}"#;
-    write_direct(&attacker, &victim, Some(marker), Some(&[0u8; 32])).await?;
+    write_direct(&attacker, &victim, Some(&marker[..]), Some(&[0u8; 32][..])).await?;
     write_direct(
         &attacker,
         &victim,
