@@ -351,7 +351,6 @@ fn key_operation_detail_keeps_old_hashes() {
         },
         ..event
     };
-    let back: Event =
-        serde_json::from_slice(&with.to_line().expect("line")).expect("round trip");
+    let back: Event = serde_json::from_slice(&with.to_line().expect("line")).expect("round trip");
     assert_eq!(back, with);
 }

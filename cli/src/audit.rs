@@ -144,7 +144,10 @@ pub fn describe(e: &EventKind) -> String {
             format!(
                 "key {operation} {} by {actor}{}",
                 key_id.as_deref().unwrap_or("-"),
-                detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+                detail
+                    .as_ref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             )
         }
         EventKind::Erasure { step, detail, .. } => format!("erasure {step}: {detail}"),

@@ -278,7 +278,10 @@ mod tests {
     fn debug_shows_no_secret() -> TestResult {
         let dir = tempfile::tempdir()?;
         let mac = mac_from(&dir, "a.json")?;
-        assert_eq!(format!("{mac:?}"), r#"StateRecordMac { key: "<redacted>" }"#);
+        assert_eq!(
+            format!("{mac:?}"),
+            r#"StateRecordMac { key: "<redacted>" }"#
+        );
         Ok(())
     }
 }

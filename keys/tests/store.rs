@@ -327,7 +327,10 @@ fn replicated_changes_are_reported_and_a_replay_never_resurrects() -> TestResult
     {
         let (_db_b, b) = open_store(&b_dir, p.clone(), 8)?;
         assert_eq!(b.apply_replicated(&k, Some(&v))?, ReplicatedChange::Added);
-        assert_eq!(b.apply_replicated(&k, Some(&v))?, ReplicatedChange::Unchanged);
+        assert_eq!(
+            b.apply_replicated(&k, Some(&v))?,
+            ReplicatedChange::Unchanged
+        );
         assert_eq!(dec(&b, &t)?.as_deref(), Some(&br#""secret""#[..]));
         a.destroy_subject("erin")?;
         let destroyed = a.unpublished()?;
@@ -342,12 +345,18 @@ fn replicated_changes_are_reported_and_a_replay_never_resurrects() -> TestResult
         );
         assert_eq!(b.apply_replicated(&k, None)?, ReplicatedChange::Unchanged);
         // The old record, written again after the destruction.
-        assert_eq!(b.apply_replicated(&k, Some(&v))?, ReplicatedChange::Unchanged);
+        assert_eq!(
+            b.apply_replicated(&k, Some(&v))?,
+            ReplicatedChange::Unchanged
+        );
         assert_eq!(dec(&b, &t)?, None);
     }
     // After a restart too: the destroyed marker is durable.
     let (_db_b, b) = open_store(&b_dir, p, 8)?;
-    assert_eq!(b.apply_replicated(&k, Some(&v))?, ReplicatedChange::Unchanged);
+    assert_eq!(
+        b.apply_replicated(&k, Some(&v))?,
+        ReplicatedChange::Unchanged
+    );
     assert!(b.key(id)?.is_none());
     assert_eq!(dec(&b, &t)?, None);
     Ok(())

@@ -360,19 +360,19 @@ fn encode_batch(
                 Some(Bytes::copy_from_slice(&tag)),
             );
             Ok(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1 + i as i32,
-            timestamp: now,
-            key: Some(Bytes::copy_from_slice(key)),
-            value: Some(Bytes::copy_from_slice(value)),
-            headers,
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1 + i as i32,
+                timestamp: now,
+                key: Some(Bytes::copy_from_slice(key)),
+                value: Some(Bytes::copy_from_slice(value)),
+                headers,
             })
         })
         .collect::<Result<Vec<Record>, String>>()?;
@@ -897,8 +897,13 @@ mod tests {
         assert!(b.store.key(id)?.is_none());
         assert_eq!(b.state.position(0), 1);
         // Signed, it is.
-        b.state
-            .apply_with_headers(0, 1, Some(&key), Some(&value), &signed(&mac, TOPIC, &key, Some(&value)))?;
+        b.state.apply_with_headers(
+            0,
+            1,
+            Some(&key),
+            Some(&value),
+            &signed(&mac, TOPIC, &key, Some(&value)),
+        )?;
         assert!(b.store.key(id)?.is_some());
 
         // Forged destructions: a bare tombstone, a tombstone signed for
@@ -915,9 +920,13 @@ mod tests {
             (None, signed(&mac, TOPIC, &key, Some(&value))),
         ];
         for (i, (v, h)) in forgeries.iter().enumerate() {
-            b.state.apply_with_headers(0, 2 + i as i64, Some(&key), *v, h)?;
+            b.state
+                .apply_with_headers(0, 2 + i as i64, Some(&key), *v, h)?;
         }
-        assert!(b.store.key(id)?.is_some(), "a forged destruction was applied");
+        assert!(
+            b.store.key(id)?.is_some(),
+            "a forged destruction was applied"
+        );
         assert_eq!(b.state.position(0), 7);
         // The unsigned record made the window's event; the rest are counted.
         let ops = operations(&b.events);
@@ -927,7 +936,10 @@ mod tests {
         let ops = operations(&b.events);
         assert_eq!(ops.len(), 2, "{ops:?}");
         assert!(
-            ops[1].1.as_deref().is_some_and(|d| d.starts_with("5 more records")),
+            ops[1]
+                .1
+                .as_deref()
+                .is_some_and(|d| d.starts_with("5 more records")),
             "{ops:?}"
         );
 
@@ -944,8 +956,13 @@ mod tests {
         assert!(b.store.key(id)?.is_none());
         // The old key record, replayed with its valid MAC: stays destroyed,
         // and is no new event.
-        b.state
-            .apply_with_headers(0, 8, Some(&key), Some(&value), &signed(&mac, TOPIC, &key, Some(&value)))?;
+        b.state.apply_with_headers(
+            0,
+            8,
+            Some(&key),
+            Some(&value),
+            &signed(&mac, TOPIC, &key, Some(&value)),
+        )?;
         assert!(b.store.key(id)?.is_none());
         let ops = operations(&b.events);
         assert_eq!(
@@ -976,7 +993,10 @@ mod tests {
         let ops = operations(&b.events);
         assert_eq!(ops.len(), 2, "{ops:?}");
         assert!(
-            ops[1].1.as_deref().is_some_and(|d| d.starts_with("999 more records")),
+            ops[1]
+                .1
+                .as_deref()
+                .is_some_and(|d| d.starts_with("999 more records")),
             "{ops:?}"
         );
         // Quiet since: the next rejection, a window later, is reported at once.

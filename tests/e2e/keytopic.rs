@@ -194,7 +194,10 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
     ensure!(email_of(&w.proxy, "trust-safety", "p-1").await? == victim_email);
     let victim = live_keys(&w.proxy, "u-000007")?;
     let bystander = live_keys(&w.proxy, "u-000042")?;
-    ensure!(victim.len() == 1 && bystander.len() == 1, "{victim:?} {bystander:?}");
+    ensure!(
+        victim.len() == 1 && bystander.len() == 1,
+        "{victim:?} {bystander:?}"
+    );
     let (victim, bystander) = (victim[0].to_string(), bystander[0].to_string());
 
     // The proxy published both keys, signed, before forwarding the posts.
@@ -235,13 +238,15 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
         "the victim's key changed"
     );
     let seen = email_of(&w.proxy, "trust-safety", "p-1").await?;
-    ensure!(seen == victim_email, "after the attack trust-safety sees {seen:?}");
+    ensure!(
+        seen == victim_email,
+        "after the attack trust-safety sees {seen:?}"
+    );
     // And the rejection is on the audit trail (one event for the first of
     // the records at once, the others counted at the end of the window).
     audited(&audit_a, "rejected_record", |ops| {
         ops.iter().any(|(op, _, _, detail)| {
-            op == "rejected_record"
-                && detail.as_deref().is_some_and(|d| d.contains(KEY_TOPIC))
+            op == "rejected_record" && detail.as_deref().is_some_and(|d| d.contains(KEY_TOPIC))
         })
     })
     .await?;
@@ -251,7 +256,11 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
     let keys = w.proxy.keys().context("keys")?;
     let destroyed = keys.destroy_subject("u-000007").await?;
     ensure!(
-        destroyed.iter().map(ToString::to_string).collect::<Vec<_>>() == vec![victim.clone()],
+        destroyed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            == vec![victim.clone()],
         "{destroyed:?}"
     );
     let hash = gatehouse::audit::subject_hash(&w.dir.path().join("kek.toml"), "u-000007")?;
@@ -260,9 +269,9 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
             op == "destroy"
                 && id.as_deref() == Some(victim.as_str())
                 && subject.as_deref() == Some(hash.as_str())
-        }) && ops
-            .iter()
-            .any(|(op, id, _, _)| op == "publish_destroyed" && id.as_deref() == Some(victim.as_str()))
+        }) && ops.iter().any(|(op, id, _, _)| {
+            op == "publish_destroyed" && id.as_deref() == Some(victim.as_str())
+        })
     })
     .await?;
     let seen = email_of(&w.proxy, "trust-safety", "p-1").await?;
@@ -280,16 +289,25 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
     .await?;
     let end = key_topic_end(&broker)?;
     follower_reaches(&w.proxy, end).await?;
-    ensure!(live_keys(&w.proxy, "u-000007")?.is_empty(), "the key came back");
+    ensure!(
+        live_keys(&w.proxy, "u-000007")?.is_empty(),
+        "the key came back"
+    );
     let seen = email_of(&w.proxy, "trust-safety", "p-1").await?;
-    ensure!(seen.is_none(), "after the replay trust-safety sees {seen:?}");
+    ensure!(
+        seen.is_none(),
+        "after the replay trust-safety sees {seen:?}"
+    );
 
     // A new replica reads the whole topic (nothing compacted yet): it
     // rejects the forgeries, applies the destruction (on its own audit
     // trail), ignores the replay, and still reads the bystander's fields.
     let b = w.replica("b").await?;
     follower_reaches(&b, end).await?;
-    ensure!(live_keys(&b, "u-000007")?.is_empty(), "replica b has the key");
+    ensure!(
+        live_keys(&b, "u-000007")?.is_empty(),
+        "replica b has the key"
+    );
     let seen = email_of(&b, "trust-safety", "p-1").await?;
     ensure!(seen.is_none(), "via b trust-safety sees {seen:?}");
     let seen = email_of(&b, "trust-safety", "p-0").await?;
@@ -297,11 +315,15 @@ async fn forged_key_records_are_rejected_and_destruction_is_audited() -> Result<
         seen.as_deref() == Some("u-000042@example.com"),
         "via b the bystander reads {seen:?}"
     );
-    audited(&w.dir.path().join("audit-b"), "destroy_applied and rejected_record", |ops| {
-        ops.iter()
-            .any(|(op, id, _, _)| op == "destroy_applied" && id.as_deref() == Some(victim.as_str()))
-            && ops.iter().any(|(op, _, _, _)| op == "rejected_record")
-    })
+    audited(
+        &w.dir.path().join("audit-b"),
+        "destroy_applied and rejected_record",
+        |ops| {
+            ops.iter().any(|(op, id, _, _)| {
+                op == "destroy_applied" && id.as_deref() == Some(victim.as_str())
+            }) && ops.iter().any(|(op, _, _, _)| op == "rejected_record")
+        },
+    )
     .await?;
     b.shutdown().await;
     w.proxy.shutdown().await;
