@@ -134,6 +134,12 @@ pub enum EventKind {
         subject: Option<String>,
         /// Who did it.
         actor: String,
+        /// What else there is to say (e.g. why a record was rejected, how
+        /// many were). Absent from the serialised event when `None`, so the
+        /// canonical bytes (and hashes) of events written before this field
+        /// existed are unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// A step of a data-subject erasure.
     Erasure {

@@ -312,3 +312,45 @@ async fn subject_hashes_are_stable_across_the_memo() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// A `key_operation` event written before `detail` existed (its line has no
+/// `detail`) reads back with `None` and keeps its hash; one with a detail
+/// round-trips it.
+#[test]
+fn key_operation_detail_keeps_old_hashes() {
+    use crate::event::{Event, GENESIS_HASH};
+    let old_kind = r#"{"type":"key_operation","operation":"publish","key_id":"k1","subject":null,"actor":"proxy a"}"#;
+    let unhashed = format!(
+        r#"{{"replica":"a","seq":1,"time_ms":5,"prev_hash":"{GENESIS_HASH}","kind":{old_kind}}}"#
+    );
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(GENESIS_HASH.as_bytes());
+    ctx.update(unhashed.as_bytes());
+    let hash = crate::event::hex(ctx.finish().as_ref());
+    let line = format!(
+        r#"{{"replica":"a","seq":1,"time_ms":5,"prev_hash":"{GENESIS_HASH}","hash":"{hash}","kind":{old_kind}}}"#
+    );
+    let event: Event = serde_json::from_str(&line).expect("an old line parses");
+    assert!(matches!(
+        &event.kind,
+        EventKind::KeyOperation { detail: None, .. }
+    ));
+    assert_eq!(event.compute_hash().expect("hash"), hash);
+    assert_eq!(
+        event.canonical_unhashed().expect("canonical"),
+        unhashed.as_bytes()
+    );
+
+    let with = Event {
+        kind: EventKind::KeyOperation {
+            operation: "rejected_record".into(),
+            key_id: None,
+            subject: None,
+            actor: "proxy a".into(),
+            detail: Some("3 records".into()),
+        },
+        ..event
+    };
+    let back: Event = serde_json::from_slice(&with.to_line().expect("line")).expect("round trip");
+    assert_eq!(back, with);
+}

@@ -56,7 +56,8 @@ fn kind() -> impl Strategy<Value = EventKind> {
             operation: "rotate".into(),
             key_id: None,
             subject: Some(s),
-            actor
+            actor,
+            detail: None
         }),
     ]
 }

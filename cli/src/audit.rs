@@ -140,11 +140,16 @@ pub fn describe(e: &EventKind) -> String {
             operation,
             key_id,
             actor,
+            detail,
             ..
         } => {
             format!(
-                "key {operation} {} by {actor}",
-                key_id.as_deref().unwrap_or("-")
+                "key {operation} {} by {actor}{}",
+                key_id.as_deref().unwrap_or("-"),
+                detail
+                    .as_ref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             )
         }
         EventKind::Erasure { step, detail, .. } => format!("erasure {step}: {detail}"),

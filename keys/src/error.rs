@@ -68,6 +68,11 @@ pub enum KeyError {
     /// A record read from the key topic is not valid.
     #[error("invalid replicated key record: {0}")]
     InvalidRecord(String),
+    /// A record of an internal state topic does not carry a valid MAC
+    /// (none, or one that does not verify): it was not written by a proxy
+    /// holding the key provider, or was changed or moved since.
+    #[error("unauthenticated state record: {0}")]
+    Unauthenticated(&'static str),
     /// The value is not a Gatehouse field ciphertext (no `"gh1.` prefix).
     #[error("value is not a Gatehouse field ciphertext")]
     NotCiphertext,

@@ -6,7 +6,8 @@
 //! ```text
 //!  KekProvider (LocalKeyFile, Vault transit, cloud KMS)
 //!   ├── KEK versions kek-1, kek-2, …   wrap / unwrap data keys; rotate() adds a version
-//!   └── MAC secret (never rotates)     mac(): subject tags, pseudonym secret
+//!   └── MAC secret (never rotates)     mac(): subject tags, pseudonym secret,
+//!                                       internal-topic record MACs
 //!         │
 //!  KeyStore (sled tree + bounded in-memory cache, replicated via a compacted topic)
 //!   └── data keys (AES-256-GCM), one or more per subject, stored wrapped,
@@ -78,7 +79,17 @@
 //! and applies everything it reads from the topic with
 //! [`KeyStore::apply_replicated`]. Two replicas that create a key for the
 //! same subject at once both end up choosing the smallest key id for writes,
-//! and each can read the other's ciphertexts. A destroyed key never comes back.
+//! and each can read the other's ciphertexts. A destroyed key never comes back:
+//! the store keeps a destroyed marker for its id forever, and ignores any
+//! later record of that id (a replayed copy of the key's old record included).
+//!
+//! Records on the topic must be authenticated before they are applied: every
+//! replica signs what it publishes with a [`StateRecordMac`] (HMAC-SHA256
+//! under a secret derived from the provider's `mac`, the topic, record key and
+//! value, tombstones included, carried in the [`MAC_HEADER`] record header)
+//! and applies only records that verify. A client that can write to the
+//! cluster but holds no key provider cannot forge a key record or a
+//! destruction. The same helper serves every internal state topic.
 //!
 //! # Secrets hygiene
 //!
@@ -103,6 +114,7 @@ mod local;
 mod mask;
 mod provider;
 mod pseudonym;
+mod record_mac;
 mod store;
 
 pub use error::KeyError;
@@ -114,5 +126,6 @@ pub use local::LocalKeyFile;
 pub use mask::mask_into;
 pub use provider::{KekProvider, WrappedKey};
 pub use pseudonym::Pseudonymizer;
-pub use store::{KeyInfo, KeyStore, UnpublishedRecord};
+pub use record_mac::{StateRecordMac, MAC_HEADER, MAC_LEN};
+pub use store::{KeyInfo, KeyStore, ReplicatedChange, UnpublishedRecord};
 pub use zeroize::Zeroizing;

@@ -93,6 +93,19 @@ impl KeyRecord {
 /// A plain tuple alias: `(KeyId, Vec<u8>, Vec<u8>)`.
 pub type UnpublishedRecord = (KeyId, Vec<u8>, Vec<u8>);
 
+/// What applying a replicated record changed in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicatedChange {
+    /// Nothing: already known (or destroyed here, which is final).
+    Unchanged,
+    /// A data key new to this store.
+    Added,
+    /// A known key, now wrapped under another KEK (a rotation elsewhere).
+    Rewrapped,
+    /// A key this store held (or had never seen) is now destroyed here.
+    Destroyed,
+}
+
 /// An operator's view of one data key. Holds no key material.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyInfo {
@@ -503,12 +516,21 @@ impl KeyStore {
     /// Applies one record read from the key topic (`value` `None` = tombstone =
     /// destroyed).
     ///
-    /// Idempotent. A destroyed key never comes back. A live record is checked
+    /// Idempotent. A destroyed key never comes back: its destroyed marker
+    /// stays in the store, and a later live record of the same id (a replayed
+    /// copy of its old record, say) is ignored. A live record is checked
     /// by unwrapping it: a record wrapped under a KEK the provider does not
     /// know is an error that names the KEK id. A live record for a key held
     /// under another KEK (a rotation on another replica) replaces the local
     /// one only if it unwraps to the same key.
-    pub fn apply_replicated(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), KeyError> {
+    ///
+    /// The caller must have authenticated the record first (see
+    /// [`crate::StateRecordMac`]): this method trusts what it is given.
+    pub fn apply_replicated(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<ReplicatedChange, KeyError> {
         let id = KeyId::from_hex_bytes(key)
             .map_err(|_| KeyError::InvalidRecord("record key is not a key id".to_owned()))?;
         let incoming: Option<KeyRecord> = match value {
@@ -540,9 +562,9 @@ impl KeyStore {
         id: KeyId,
         existing: Option<KeyRecord>,
         incoming: Option<KeyRecord>,
-    ) -> Result<(), KeyError> {
+    ) -> Result<ReplicatedChange, KeyError> {
         if existing.as_ref().is_some_and(|r| r.destroyed) {
-            return Ok(());
+            return Ok(ReplicatedChange::Unchanged);
         }
         let now = now_ms();
         let rec = match (&existing, &incoming) {
@@ -576,7 +598,7 @@ impl KeyStore {
             lock(&self.inner.writers).remove(tag);
         }
         tracing::debug!(key_id = %id, "applied replicated key destruction");
-        Ok(())
+        Ok(ReplicatedChange::Destroyed)
     }
 
     fn apply_live(
@@ -584,15 +606,15 @@ impl KeyStore {
         id: KeyId,
         existing: Option<KeyRecord>,
         rec: KeyRecord,
-    ) -> Result<(), KeyError> {
+    ) -> Result<ReplicatedChange, KeyError> {
         let invalid = |what: &str| KeyError::InvalidRecord(format!("record of key {id}: {what}"));
         let tag = parse_tag(&rec.subject_tag).ok_or_else(|| invalid("bad subject tag"))?;
         let wrapped = rec
             .wrapped_key(id)
             .map_err(|_| invalid("missing or malformed wrapped key"))?;
         match existing {
-            Some(e) if e.destroyed => Ok(()),
-            Some(e) if e.kek_id == rec.kek_id => Ok(()),
+            Some(e) if e.destroyed => Ok(ReplicatedChange::Unchanged),
+            Some(e) if e.kek_id == rec.kek_id => Ok(ReplicatedChange::Unchanged),
             Some(e) => {
                 // Re-wrapped elsewhere: take it only if it is the same key.
                 let ours = self.unwrap_material(id, &e.wrapped_key(id)?)?;
@@ -606,7 +628,7 @@ impl KeyStore {
                 self.inner
                     .tree
                     .insert(key_key(id), Self::encode(&updated)?)?;
-                Ok(())
+                Ok(ReplicatedChange::Rewrapped)
             }
             None => {
                 let material = self.unwrap_material(id, &wrapped)?;
@@ -626,7 +648,7 @@ impl KeyStore {
                 // The subject may now have a smaller key id: choose again.
                 lock(&self.inner.writers).remove(&tag);
                 tracing::debug!(key_id = %id, "applied replicated data key");
-                Ok(())
+                Ok(ReplicatedChange::Added)
             }
         }
     }

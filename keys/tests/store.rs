@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gatehouse_keys::{
     decrypt_field_into, encrypt_field_into, FieldBinding, KekProvider, KeyError, KeyStore,
-    LocalKeyFile, Pseudonymizer,
+    LocalKeyFile, Pseudonymizer, ReplicatedChange,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -326,6 +326,56 @@ fn two_replicas_converge() -> TestResult {
     c.apply_replicated(&from_a[0].1, None)?;
     c.apply_replicated(&from_a[0].1, Some(&from_a[0].2))?;
     assert!(c.key(from_a[0].0)?.is_none());
+    Ok(())
+}
+
+/// What each replicated record changed, so the proxy can audit destructions
+/// it applies; and a destroyed key stays destroyed across a restart, even
+/// when its old (authentic) record is replayed after the destruction.
+#[test]
+fn replicated_changes_are_reported_and_a_replay_never_resurrects() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = provider(dir.path())?;
+    let (_db_a, a) = open_store(&dir.path().join("a"), p.clone(), 8)?;
+    let t = enc(&a, "erin", r#""secret""#)?;
+    let created = a.unpublished()?;
+    let (id, k, v) = created.first().cloned().ok_or("nothing queued")?;
+    let b_dir = dir.path().join("b");
+    {
+        let (_db_b, b) = open_store(&b_dir, p.clone(), 8)?;
+        assert_eq!(b.apply_replicated(&k, Some(&v))?, ReplicatedChange::Added);
+        assert_eq!(
+            b.apply_replicated(&k, Some(&v))?,
+            ReplicatedChange::Unchanged
+        );
+        assert_eq!(dec(&b, &t)?.as_deref(), Some(&br#""secret""#[..]));
+        a.destroy_subject("erin")?;
+        let destroyed = a.unpublished()?;
+        let (_, dk, dv) = destroyed.first().cloned().ok_or("nothing queued")?;
+        assert_eq!(
+            b.apply_replicated(&dk, Some(&dv))?,
+            ReplicatedChange::Destroyed
+        );
+        assert_eq!(
+            b.apply_replicated(&dk, Some(&dv))?,
+            ReplicatedChange::Unchanged
+        );
+        assert_eq!(b.apply_replicated(&k, None)?, ReplicatedChange::Unchanged);
+        // The old record, written again after the destruction.
+        assert_eq!(
+            b.apply_replicated(&k, Some(&v))?,
+            ReplicatedChange::Unchanged
+        );
+        assert_eq!(dec(&b, &t)?, None);
+    }
+    // After a restart too: the destroyed marker is durable.
+    let (_db_b, b) = open_store(&b_dir, p, 8)?;
+    assert_eq!(
+        b.apply_replicated(&k, Some(&v))?,
+        ReplicatedChange::Unchanged
+    );
+    assert!(b.key(id)?.is_none());
+    assert_eq!(dec(&b, &t)?, None);
     Ok(())
 }
 

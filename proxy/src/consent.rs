@@ -729,6 +729,19 @@ pub(crate) trait Materialized: Send + Sync + 'static {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<(), String>;
+    /// Applies one record with its headers. By default the headers are
+    /// ignored; the key topic's state overrides this to verify the record's
+    /// MAC (`gatehouse-mac` header) before applying it.
+    fn apply_with_headers(
+        &self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        _headers: &crate::records::Headers,
+    ) -> Result<(), String> {
+        self.apply_raw(partition, offset, key, value)
+    }
     /// Moves the position forward to `next` (never back).
     fn advance_to(&self, partition: i32, next: i64) -> Result<(), String>;
     /// Forgets what came from `partition` and replays it from `start`.
@@ -846,7 +859,13 @@ pub(crate) fn apply_fetched(
                 if offset < *position {
                     continue;
                 }
-                store.apply_raw(partition, offset, r.key.as_deref(), r.value.as_deref())?;
+                store.apply_with_headers(
+                    partition,
+                    offset,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                )?;
                 out.records += 1;
             }
         }

@@ -65,4 +65,5 @@ pub mod upstream;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
+pub use keytopic::KeyDestroyError;
 pub use server::Proxy;

@@ -212,9 +212,16 @@ impl Proxy {
                     shared.clone(),
                     topic.clone(),
                     k.keys.store().clone(),
+                    k.record_mac.clone(),
                 ));
-                let state = crate::keytopic::KeyTopicState::new(k.keys.store().clone(), &k.db)
-                    .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+                let state = crate::keytopic::KeyTopicState::new(
+                    k.keys.store().clone(),
+                    &k.db,
+                    topic.clone(),
+                    k.record_mac.clone(),
+                    shared.audit.clone(),
+                )
+                .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
                 let (status, task) = crate::consent::follow(shared.clone(), topic, Arc::new(state));
                 key_topic.set_status(status);
                 let _ = k.keys.topic.set(key_topic.clone());
@@ -516,6 +523,8 @@ struct KeyParts {
     db: sled::Db,
     /// The audit trail's subject-hash secret, derived from the provider.
     audit_secret: gatehouse_keys::Zeroizing<[u8; 32]>,
+    /// Signs and verifies the key topic's records.
+    record_mac: Arc<gatehouse_keys::StateRecordMac>,
 }
 
 impl KeyParts {
@@ -540,10 +549,15 @@ impl KeyParts {
                 .mac(AUDIT_SUBJECT_LABEL)
                 .map_err(|e| ProxyError::Config(format!("audit subject secret: {e}")))?,
         );
+        let record_mac = Arc::new(
+            gatehouse_keys::StateRecordMac::new(provider.as_ref())
+                .map_err(|e| ProxyError::Config(format!("key topic record MAC secret: {e}")))?,
+        );
         Ok(Self {
             keys: Arc::new(crate::protect::Keys::new(store, pseudonyms)),
             db,
             audit_secret,
+            record_mac,
         })
     }
 }

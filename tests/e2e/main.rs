@@ -36,6 +36,7 @@ mod broker_storage;
 mod demo;
 mod fields;
 mod identity;
+mod keytopic;
 mod load;
 mod policy;
 mod proxy;
