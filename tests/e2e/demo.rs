@@ -127,6 +127,22 @@ async fn demo_serves_the_tour() -> Result<()> {
             "consent never reached the proxy"
         );
     };
+    // A post hiding its author's fields in an array is refused.
+    let hidden = kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "social.posts", "-P", "-K:"],
+        Some(b"u-000042:{\"id\":\"p-81726\",\"author\":[{\"id\":\"u-000042\",\"email\":\"jane.doe@example.com\"}]}\n"),
+    )
+    .await;
+    ensure!(
+        hidden
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("failed to validate record")),
+        "an array-shaped post: {hidden:?}"
+    );
     // support: the post without any of its author's personal fields.
     let support = read("support").await?;
     ensure!(
