@@ -1,27 +1,116 @@
-//! The README stays true to the code: every proxy configuration example in
-//! it parses with the proxy's own configuration reader.
+//! The README and the guides under `docs/` stay true to the code: every
+//! proxy configuration example in them parses with the proxy's own
+//! configuration reader, and every link between them leads somewhere.
 
-use anyhow::{ensure, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
 use gatehouse_proxy::ProxyConfig;
+
+/// The README and every guide under `docs/`, with their text.
+fn documents() -> Result<Vec<(PathBuf, String)>> {
+    let root = gatehouse_tests::repo_root();
+    let mut paths = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs"))? {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "md") {
+            paths.push(path);
+        }
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
+            Ok((p, text))
+        })
+        .collect()
+}
 
 #[test]
 fn readme_proxy_configurations_parse() -> Result<()> {
-    let readme = std::fs::read_to_string(gatehouse_tests::repo_root().join("README.md"))?;
     let mut checked = 0;
-    for block in readme.split("```toml").skip(1) {
-        let Some((toml, _)) = block.split_once("```") else {
-            continue;
-        };
-        if toml.contains("[listener]") {
-            ProxyConfig::from_toml(toml)
-                .map_err(|e| anyhow::anyhow!("README example does not parse: {e}\n{toml}"))?;
-            checked += 1;
+    for (path, text) in documents()? {
+        for block in text.split("```toml").skip(1) {
+            let Some((toml, _)) = block.split_once("```") else {
+                continue;
+            };
+            if toml.contains("[listener]") {
+                ProxyConfig::from_toml(toml).map_err(|e| {
+                    anyhow::anyhow!("{}: example does not parse: {e}\n{toml}", path.display())
+                })?;
+                checked += 1;
+            }
         }
     }
     ensure!(
         checked >= 2,
-        "expected the README's proxy examples, found {checked}"
+        "expected the guides' proxy examples, found {checked}"
     );
+    Ok(())
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces
+/// as dashes.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a markdown document's headings (outside code blocks).
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// Every relative link of the README and the guides names a file that
+/// exists, and an anchor that one of its headings makes.
+#[test]
+fn links_between_the_guides_resolve() -> Result<()> {
+    let mut checked = 0;
+    for (path, text) in documents()? {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for (_, rest) in text.match_indices("](").map(|(i, _)| ((), &text[i + 2..])) {
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if file.is_empty() {
+                path.clone()
+            } else {
+                dir.join(file)
+            };
+            ensure!(
+                file.exists(),
+                "{}: link to {target}: no such file",
+                path.display()
+            );
+            if !anchor.is_empty() {
+                let linked = std::fs::read_to_string(&file)?;
+                ensure!(
+                    anchors(&linked).iter().any(|a| a == anchor),
+                    "{}: link to {target}: no such heading",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    ensure!(checked >= 20, "only {checked} links found");
     Ok(())
 }
 
