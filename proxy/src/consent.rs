@@ -721,27 +721,18 @@ pub(crate) fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
 pub(crate) trait Materialized: Send + Sync + 'static {
     /// The next offset to read of `partition`.
     fn position(&self, partition: i32) -> i64;
-    /// Applies one record (a record below the position is ignored).
+    /// Applies one record (a record below the position is ignored). The
+    /// headers are there for a state that authenticates its records (the
+    /// key topic verifies its `gatehouse-mac` header); every implementation
+    /// says what it does with them.
     fn apply_raw(
         &self,
         partition: i32,
         offset: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
+        headers: &crate::records::Headers,
     ) -> Result<(), String>;
-    /// Applies one record with its headers. By default the headers are
-    /// ignored; the key topic's state overrides this to verify the record's
-    /// MAC (`gatehouse-mac` header) before applying it.
-    fn apply_with_headers(
-        &self,
-        partition: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        _headers: &crate::records::Headers,
-    ) -> Result<(), String> {
-        self.apply_raw(partition, offset, key, value)
-    }
     /// Moves the position forward to `next` (never back).
     fn advance_to(&self, partition: i32, next: i64) -> Result<(), String>;
     /// Forgets what came from `partition` and replays it from `start`.
@@ -758,12 +749,16 @@ impl Materialized for ConsentStore {
         self.next_offset(partition)
     }
 
+    /// Consent records are written by clients, through the proxy (which
+    /// validates them) or around it: they carry no MAC, and the headers are
+    /// not read.
     fn apply_raw(
         &self,
         partition: i32,
         offset: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
+        _headers: &crate::records::Headers,
     ) -> Result<(), String> {
         self.apply_record(partition, offset, key, value)
             .map(|_| ())
@@ -859,7 +854,7 @@ pub(crate) fn apply_fetched(
                 if offset < *position {
                     continue;
                 }
-                store.apply_with_headers(
+                store.apply_raw(
                     partition,
                     offset,
                     r.key.as_deref(),

@@ -697,24 +697,7 @@ impl Materialized for KeyTopicState {
             .unwrap_or(0)
     }
 
-    /// Without headers there is no MAC: the record is rejected.
     fn apply_raw(
-        &self,
-        partition: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<(), String> {
-        self.apply_with_headers(
-            partition,
-            offset,
-            key,
-            value,
-            &crate::records::Headers::new(),
-        )
-    }
-
-    fn apply_with_headers(
         &self,
         partition: i32,
         offset: i64,
@@ -893,11 +876,17 @@ mod tests {
         let (id, key, value) = a.store.unpublished()?.pop().ok_or("no key record")?;
 
         // Unsigned, the key record is not applied.
-        b.state.apply_raw(0, 0, Some(&key), Some(&value))?;
+        b.state.apply_raw(
+            0,
+            0,
+            Some(&key),
+            Some(&value),
+            &crate::records::Headers::new(),
+        )?;
         assert!(b.store.key(id)?.is_none());
         assert_eq!(b.state.position(0), 1);
         // Signed, it is.
-        b.state.apply_with_headers(
+        b.state.apply_raw(
             0,
             1,
             Some(&key),
@@ -920,8 +909,7 @@ mod tests {
             (None, signed(&mac, TOPIC, &key, Some(&value))),
         ];
         for (i, (v, h)) in forgeries.iter().enumerate() {
-            b.state
-                .apply_with_headers(0, 2 + i as i64, Some(&key), *v, h)?;
+            b.state.apply_raw(0, 2 + i as i64, Some(&key), *v, h)?;
         }
         assert!(
             b.store.key(id)?.is_some(),
@@ -946,7 +934,7 @@ mod tests {
         // A real destruction, signed by a, is applied and audited.
         a.store.destroy_subject("alice")?;
         let (_, dkey, dvalue) = a.store.unpublished()?.pop().ok_or("no marker")?;
-        b.state.apply_with_headers(
+        b.state.apply_raw(
             0,
             7,
             Some(&dkey),
@@ -956,7 +944,7 @@ mod tests {
         assert!(b.store.key(id)?.is_none());
         // The old key record, replayed with its valid MAC: stays destroyed,
         // and is no new event.
-        b.state.apply_with_headers(
+        b.state.apply_raw(
             0,
             8,
             Some(&key),
@@ -982,7 +970,8 @@ mod tests {
         let b = replica(dir.path(), "b", provider, window)?;
         let key = b"00112233445566778899aabbccddeeff";
         for offset in 0..1000 {
-            b.state.apply_raw(0, offset, Some(key), None)?;
+            b.state
+                .apply_raw(0, offset, Some(key), None, &crate::records::Headers::new())?;
         }
         assert_eq!(operations(&b.events).len(), 1);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1001,7 +990,8 @@ mod tests {
         );
         // Quiet since: the next rejection, a window later, is reported at once.
         tokio::time::sleep(window).await;
-        b.state.apply_raw(0, 1000, Some(key), None)?;
+        b.state
+            .apply_raw(0, 1000, Some(key), None, &crate::records::Headers::new())?;
         assert_eq!(operations(&b.events).len(), 3);
         Ok(())
     }

@@ -350,11 +350,11 @@ struct FetchStats {
 }
 
 impl FetchStats {
+    /// Notes what a delivered record's field `field` got.
     fn saw(&mut self, field: usize, outcome: Outcome) {
-        if self.outcomes.len() <= field {
-            self.outcomes.resize(field + 1, 0);
+        if let Some(bits) = self.outcomes.get_mut(field) {
+            *bits |= outcome.bit();
         }
-        self.outcomes[field] |= outcome.bit();
     }
 
     /// Effect → paths, for the delivery's audit event.
@@ -375,8 +375,9 @@ impl FetchStats {
 }
 
 /// Rewrites one fetched record value of `subject` for `view`.
-/// `Ok(None)`: unchanged. `Err(())`: withhold the record. What the consumer
-/// gets of each field is noted in `outcomes` (by field index).
+/// `Ok(None)`: unchanged. `Err(())`: withhold the record (decided before
+/// any field is looked at). What the consumer gets of each field is noted
+/// in `stats`.
 #[allow(clippy::too_many_arguments)]
 fn reveal_value(
     keys: Option<&Keys>,
@@ -387,7 +388,6 @@ fn reveal_value(
     buf: &mut Vec<u8>,
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
-    outcomes: &mut Vec<(usize, Outcome)>,
 ) -> Result<Option<Bytes>, ()> {
     let found = match scanned {
         Ok(f) => f,
@@ -409,7 +409,7 @@ fn reveal_value(
         let (path, category) = &view.tf.fields[span.field];
         let remove = (span.member.clone(), 0..0);
         if effect == FieldEffect::Redacted {
-            outcomes.push((span.field, Outcome::Planned(effect)));
+            stats.saw(span.field, Outcome::Planned(effect));
             plan.push(remove);
             continue;
         }
@@ -420,7 +420,7 @@ fn reveal_value(
         clear.clear();
         let plain: &[u8] = if encrypted {
             let Some(keys) = keys else {
-                outcomes.push((span.field, Outcome::NoKey));
+                stats.saw(span.field, Outcome::NoKey);
                 plan.push(remove);
                 continue;
             };
@@ -429,7 +429,7 @@ fn reveal_value(
                 .and_then(|id| keys.store.key(id).ok().flatten());
             let Some(key) = key else {
                 stats.missing_key += 1;
-                outcomes.push((span.field, Outcome::NoKey));
+                stats.saw(span.field, Outcome::NoKey);
                 plan.push(remove);
                 continue;
             };
@@ -445,7 +445,7 @@ fn reveal_value(
             });
             if !decrypted {
                 stats.undecryptable += 1;
-                outcomes.push((span.field, Outcome::Unverified));
+                stats.saw(span.field, Outcome::Unverified);
                 plan.push(remove);
                 continue;
             }
@@ -460,14 +460,14 @@ fn reveal_value(
             FieldEffect::Pseudonym => match keys {
                 Some(k) => k.pseudonyms.token_into(category, plain, buf),
                 None => {
-                    outcomes.push((span.field, Outcome::NoKey));
+                    stats.saw(span.field, Outcome::NoKey);
                     plan.push(remove);
                     continue;
                 }
             },
             FieldEffect::Redacted => {}
         }
-        outcomes.push((span.field, Outcome::Planned(effect)));
+        stats.saw(span.field, Outcome::Planned(effect));
         if !encrypted && effect == FieldEffect::Clear {
             // Unchanged bytes: no edit.
             buf.truncate(start);
@@ -631,7 +631,7 @@ fn reveal_records(
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
 ) -> Result<crate::records::Rewritten, RecordsError> {
-    let mut outcomes = Vec::new();
+    stats.outcomes = vec![0; view.tf.fields.len()];
     let result = rewrite_records(
         records,
         &RecordsOptions::fetch(),
@@ -654,7 +654,6 @@ fn reveal_records(
                     return Ok(Verdict::Drop);
                 }
             }
-            outcomes.clear();
             if let (Some(value), Some(scanned)) = (&rec.value, scanned) {
                 match reveal_value(
                     keys,
@@ -665,7 +664,6 @@ fn reveal_records(
                     buf,
                     clear,
                     stats,
-                    &mut outcomes,
                 ) {
                     Ok(Some(v)) => rec.value = Some(v),
                     Ok(None) => {}
@@ -674,9 +672,6 @@ fn reveal_records(
                         return Ok(Verdict::Drop);
                     }
                 }
-            }
-            for &(field, outcome) in &outcomes {
-                stats.saw(field, outcome);
             }
             stats.delivered.add(header.offset_of(rec), subject);
             Ok(Verdict::Keep)
