@@ -113,6 +113,7 @@ mod store;
 
 pub use catalog::{
     Catalog, JsonPath, ProtectedField, RecordFormat, SubjectLocator, TopicEntry, TopicInfo,
+    ELEMENTS,
 };
 pub use error::{PolicyError, ValidationIssue};
 pub use fixtures::{

@@ -48,8 +48,9 @@ use std::ops::Range;
 /// refused rather than risking the stack.
 pub const MAX_DEPTH: usize = 128;
 
-/// The path step that stands for every element of an array.
-pub const ELEMENTS: &str = "[*]";
+/// The path step that stands for every element of an array, as the
+/// catalog's [`gatehouse_policy::JsonPath::steps`] yields it.
+pub use gatehouse_policy::ELEMENTS;
 
 /// Why a document is not acceptable JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
