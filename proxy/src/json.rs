@@ -252,12 +252,26 @@ pub struct Edit<'a> {
 /// Applies `edits` (in document order, as [`scan`] reports spans) to `doc`,
 /// appending the result to `out`. An edit that starts inside the previous
 /// one starts where that one ended: two adjacent removed members may both
-/// claim the comma between them, and it must go only once.
+/// claim the comma between them, and it must go only once (the second then
+/// takes the comma after it, if there is one).
 pub fn splice(doc: &[u8], edits: &[Edit<'_>], out: &mut Vec<u8>) {
     let mut last = 0;
     for e in edits {
         let start = e.range.start.max(last);
-        let end = e.range.end.max(start);
+        let mut end = e.range.end.max(start);
+        if e.range.start < last && e.with.is_empty() {
+            // A removed member whose leading comma went with the removed
+            // member before it: take the comma after it instead, if any,
+            // or `{"a":1,"b":2,"c":3}` without a and b would keep `{,"c":3}`.
+            let rest = &doc[end..];
+            let ws = rest
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .count();
+            if rest.get(ws) == Some(&b',') {
+                end += ws + 1;
+            }
+        }
         out.extend_from_slice(&doc[last..start]);
         out.extend_from_slice(e.with);
         last = end;
@@ -655,6 +669,41 @@ mod tests {
             v,
             serde_json::json!({"id":"p-1","author":{"id":"u-42","handle":"@jd"},"text":"hi"})
         );
+    }
+
+    #[test]
+    fn removing_adjacent_leading_members_keeps_json_valid() {
+        for (doc, want) in [
+            (
+                r#"{"author":{"email":null,"name":null,"o":1}}"#,
+                r#"{"author":{"o":1}}"#,
+            ),
+            (
+                r#"{"author":{ "email" : 1 , "name" : 2 , "o" : 3 }}"#,
+                r#"{"author":{"o":3}}"#,
+            ),
+            (r#"{"author":{"email":1,"name":2}}"#, r#"{"author":{}}"#),
+            (
+                r#"{"geo":1,"author":{"name":2,"email":3},"x":4}"#,
+                r#"{"author":{},"x":4}"#,
+            ),
+        ] {
+            let f = scan(doc.as_bytes(), &targets()).unwrap();
+            let edits: Vec<Edit<'_>> = f
+                .fields
+                .iter()
+                .map(|s| Edit {
+                    range: s.member.clone(),
+                    with: b"",
+                })
+                .collect();
+            let mut out = Vec::new();
+            splice(doc.as_bytes(), &edits, &mut out);
+            let got: serde_json::Value = serde_json::from_slice(&out)
+                .unwrap_or_else(|e| panic!("{doc} -> {}: {e}", String::from_utf8_lossy(&out)));
+            let want: serde_json::Value = serde_json::from_str(want).unwrap();
+            assert_eq!(got, want, "{doc}");
+        }
     }
 
     #[test]
