@@ -309,6 +309,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The label the subject-hash secret is derived from with the key
+/// provider's MAC (`provider.mac(SUBJECT_SECRET_LABEL)`): the same on every
+/// proxy replica and for `gatehouse audit`, so a subject's hash is the same
+/// in every chain.
+pub const SUBJECT_SECRET_LABEL: &[u8] = b"gatehouse audit subject v1";
+
 /// HMAC-SHA256 of a data-subject id under `secret`, hex encoded.
 ///
 /// This is what [`crate::AuditLog::subject_hash`] computes; auditors who hold the

@@ -132,7 +132,7 @@ mod segment;
 pub mod time;
 
 pub use error::AuditError;
-pub use event::{hash_subject, Decision, Event, EventKind, GENESIS_HASH};
+pub use event::{hash_subject, Decision, Event, EventKind, GENESIS_HASH, SUBJECT_SECRET_LABEL};
 pub use key::{SigningKey, HEAD_FILE, VERIFYING_KEY_FILE};
 pub use log::{AuditConfig, AuditLog};
 pub use query::{

@@ -33,7 +33,7 @@ pub fn demo_audit_paths(data: &Path) -> (PathBuf, PathBuf) {
 pub fn subject_hash(key_file: &Path, subject: &str) -> Result<String, AuditCommandError> {
     let provider = LocalKeyFile::open_or_create(key_file)?;
     let secret =
-        gatehouse_keys::Zeroizing::new(provider.mac(gatehouse_proxy::server::AUDIT_SUBJECT_LABEL)?);
+        gatehouse_keys::Zeroizing::new(provider.mac(gatehouse_audit::SUBJECT_SECRET_LABEL)?);
     Ok(gatehouse_audit::hash_subject(&secret, subject))
 }
 

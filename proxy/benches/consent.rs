@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gatehouse_proxy::consent::ConsentStore;
+use gatehouse_proxy::auth::principal::{AttributeValue, AuthMethod, Principal};
+use gatehouse_proxy::cluster::consent::ConsentStore;
+use gatehouse_proxy::filter::consent::Consent;
 use gatehouse_proxy::filter::{Filter, Response, SessionContext, Target};
-use gatehouse_proxy::governance::Consent;
-use gatehouse_proxy::principal::{AttributeValue, AuthMethod, Principal};
 use kafka_protocol::messages::{
     fetch_response::{FetchableTopicResponse, PartitionData},
     ApiKey, FetchResponse, ResponseKind, TopicName,

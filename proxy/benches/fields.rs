@@ -13,8 +13,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse_keys::{KeyStore, LocalKeyFile, Pseudonymizer};
 use gatehouse_policy::{Catalog, PolicyStore, PrincipalInfo};
-use gatehouse_proxy::protect::{Keys, Protection};
-use gatehouse_proxy::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
+use gatehouse_proxy::codec::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
+use gatehouse_proxy::{cluster::keys::Keys, filter::fields::Protection};
 use kafka_protocol::records::Compression;
 
 mod support;

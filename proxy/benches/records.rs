@@ -13,7 +13,7 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gatehouse_proxy::records::{decode_record_set, RecordsOptions, BATCH_HEADER_LEN};
+use gatehouse_proxy::codec::records::{decode_record_set, RecordsOptions, BATCH_HEADER_LEN};
 use kafka_protocol::records::Compression;
 
 mod support;

@@ -335,10 +335,6 @@ impl ProxyConfig {
         Duration::from_millis(self.upstream.connect_timeout_ms)
     }
 
-    pub(crate) fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.limits.idle_timeout_secs)
-    }
-
     /// The host written into metadata responses.
     pub fn advertised_host(&self) -> String {
         self.listener

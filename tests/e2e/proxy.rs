@@ -300,8 +300,10 @@ impl gatehouse_proxy::filter::Filter for Shout {
         _s: &'a gatehouse_proxy::filter::SessionContext,
         r: &'a mut gatehouse_proxy::filter::Response,
     ) -> gatehouse_proxy::filter::FilterFuture<'a, gatehouse_proxy::filter::ResponseAction> {
+        use gatehouse_proxy::codec::records::{
+            rewrite_records, RecordsError, RecordsOptions, Verdict,
+        };
         use gatehouse_proxy::filter::ResponseAction;
-        use gatehouse_proxy::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
         let mut outcome = ResponseAction::Continue;
         if let kafka_protocol::messages::ResponseKind::Fetch(f) = &mut r.body {
             for t in f

@@ -16,6 +16,7 @@
 //!   address and per claimed principal ([`Throttle`]).
 
 pub mod oauth;
+pub mod principal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -26,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 use gatehouse_sasl::{CredentialStore, Mechanism, ScramServer, Step, User};
 use serde::Deserialize;
 
+use crate::auth::principal::{AttributeValue, AuthMethod, Principal};
 use crate::error::ProxyError;
-use crate::principal::{AttributeValue, AuthMethod, Principal};
 
 /// `[auth]` in the proxy configuration.
 #[derive(Debug, Clone, Deserialize)]

@@ -33,7 +33,7 @@
 //!
 //! # Audited key destruction
 //!
-//! [`crate::protect::Keys::destroy_subject`] is the supported way to destroy
+//! [`crate::cluster::keys::Keys::destroy_subject`] is the supported way to destroy
 //! a subject's keys in a running proxy: one `destroy` event per key (key id,
 //! subject hash, replica) is durable on the audit trail before anything is
 //! destroyed, then the destroyed markers are published. Every publication is
@@ -58,7 +58,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_audit::EventKind;
-use gatehouse_keys::{KeyError, KeyId, KeyStore, ReplicatedChange, StateRecordMac, MAC_HEADER};
+use gatehouse_keys::{
+    KeyError, KeyId, KeyStore, Pseudonymizer, ReplicatedChange, StateRecordMac, MAC_HEADER,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -71,10 +73,8 @@ use kafka_protocol::records::{
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
-use crate::consent::{
-    error_name, metadata, Conn, FollowerStatus, Materialized, ProxyUpstream, Upstream,
-};
-use crate::server::Shared;
+use crate::cluster::client::{error_name, metadata, Conn, Upstream};
+use crate::cluster::follower::{FollowerStatus, Materialized};
 
 const PRODUCE_VERSIONS: (i16, i16) = (3, 9);
 const CREATE_TOPICS_VERSIONS: (i16, i16) = (2, 5);
@@ -84,12 +84,36 @@ const PRODUCE_TIMEOUT_MS: i32 = 10_000;
 /// records per window; the rejections in between are counted.
 pub(crate) const REJECTION_WINDOW: Duration = Duration::from_secs(10);
 
+/// The key side of field protection: the store, the pseudonym secret and
+/// the key topic.
+#[derive(Debug)]
+pub struct Keys {
+    pub(crate) store: KeyStore,
+    pub(crate) pseudonyms: Pseudonymizer,
+    pub(crate) topic: std::sync::OnceLock<Arc<KeyTopic>>,
+}
+
+impl Keys {
+    /// Keys from `store`, pseudonyms from `pseudonyms`.
+    pub fn new(store: KeyStore, pseudonyms: Pseudonymizer) -> Self {
+        Self {
+            store,
+            pseudonyms,
+            topic: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The key store.
+    pub fn store(&self) -> &KeyStore {
+        &self.store
+    }
+}
+
 /// The wrapped keys of this replica's store, followed from and published to
 /// the key topic.
 pub(crate) struct KeyTopic {
-    /// Weak: the proxy's filters hold this (through the keys), and the
-    /// proxy's state must not keep itself alive.
-    shared: std::sync::Weak<Shared>,
+    /// How the key topic is reached.
+    upstream: Arc<dyn Upstream>,
     topic: String,
     max_frame_bytes: usize,
     store: KeyStore,
@@ -114,14 +138,16 @@ impl std::fmt::Debug for KeyTopic {
 }
 
 impl KeyTopic {
+    /// Publishes to and reads `topic` through `upstream`; publications are
+    /// recorded on `audit` when there is one.
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        upstream: Arc<dyn Upstream>,
+        max_frame_bytes: usize,
+        audit: Option<gatehouse_audit::AuditLog>,
         topic: String,
         store: KeyStore,
         mac: Arc<StateRecordMac>,
     ) -> Self {
-        let max_frame_bytes = shared.config.limits.max_frame_bytes;
-        let audit = shared.audit.clone();
         let replica = audit
             .as_ref()
             .map(|a| a.replica_id().to_string())
@@ -129,7 +155,7 @@ impl KeyTopic {
         Self {
             audit,
             replica,
-            shared: Arc::downgrade(&shared),
+            upstream,
             topic,
             max_frame_bytes,
             store,
@@ -137,13 +163,6 @@ impl KeyTopic {
             conn: Mutex::new(None),
             status: std::sync::OnceLock::new(),
         }
-    }
-
-    fn upstream(&self) -> Result<ProxyUpstream, String> {
-        self.shared
-            .upgrade()
-            .map(ProxyUpstream)
-            .ok_or_else(|| "the proxy is stopping".to_string())
     }
 
     /// Remembers the follower's status (set once, when it starts).
@@ -166,8 +185,7 @@ impl KeyTopic {
 
     /// Creates the key topic if the cluster does not have it.
     pub(crate) async fn ensure_topic(&self) -> Result<(), String> {
-        let upstream = self.upstream()?;
-        let mut conn = Conn::open(&upstream, None, self.max_frame_bytes)
+        let mut conn = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
             .await
             .map_err(|e| e.to_string())?;
         if metadata(&mut conn, &self.topic).await.is_ok() {
@@ -285,8 +303,7 @@ impl KeyTopic {
     }
 
     async fn connect_leader(&self) -> Result<Conn, String> {
-        let upstream = self.upstream()?;
-        let mut boot = Conn::open(&upstream, None, self.max_frame_bytes)
+        let mut boot = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
             .await
             .map_err(|e| e.to_string())?;
         let layout = metadata(&mut boot, &self.topic)
@@ -304,7 +321,7 @@ impl KeyTopic {
         // The bootstrap connection may already be to the leader; a
         // dedicated one keeps it simple and is made once.
         Conn::open(
-            &upstream as &dyn Upstream,
+            self.upstream.as_ref(),
             Some((leader, &host, port)),
             self.max_frame_bytes,
         )
@@ -389,7 +406,7 @@ fn encode_batch(
     Ok(buf.freeze())
 }
 
-/// Why [`crate::protect::Keys::destroy_subject`] failed.
+/// Why [`crate::cluster::keys::Keys::destroy_subject`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyDestroyError {
@@ -407,7 +424,7 @@ pub enum KeyDestroyError {
     NotPublished(String),
 }
 
-impl crate::protect::Keys {
+impl Keys {
     /// Destroys every data key of `subject` (crypto-shredding), the
     /// supported way in a running proxy: first one `destroy` event per live
     /// key (key id, subject hash, this replica) is made durable on the audit
@@ -703,7 +720,7 @@ impl Materialized for KeyTopicState {
         offset: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: &crate::records::Headers,
+        headers: &crate::codec::records::Headers,
     ) -> Result<(), String> {
         if offset < self.position(partition) {
             return Ok(());
@@ -792,7 +809,7 @@ impl Materialized for KeyTopicState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Headers;
+    use crate::codec::records::Headers;
     use gatehouse_keys::LocalKeyFile;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -881,7 +898,7 @@ mod tests {
             0,
             Some(&key),
             Some(&value),
-            &crate::records::Headers::new(),
+            &crate::codec::records::Headers::new(),
         )?;
         assert!(b.store.key(id)?.is_none());
         assert_eq!(b.state.position(0), 1);
@@ -970,8 +987,13 @@ mod tests {
         let b = replica(dir.path(), "b", provider, window)?;
         let key = b"00112233445566778899aabbccddeeff";
         for offset in 0..1000 {
-            b.state
-                .apply_raw(0, offset, Some(key), None, &crate::records::Headers::new())?;
+            b.state.apply_raw(
+                0,
+                offset,
+                Some(key),
+                None,
+                &crate::codec::records::Headers::new(),
+            )?;
         }
         assert_eq!(operations(&b.events).len(), 1);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -990,8 +1012,13 @@ mod tests {
         );
         // Quiet since: the next rejection, a window later, is reported at once.
         tokio::time::sleep(window).await;
-        b.state
-            .apply_raw(0, 1000, Some(key), None, &crate::records::Headers::new())?;
+        b.state.apply_raw(
+            0,
+            1000,
+            Some(key),
+            None,
+            &crate::codec::records::Headers::new(),
+        )?;
         assert_eq!(operations(&b.events).len(), 3);
         Ok(())
     }

@@ -74,14 +74,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::auth::{Exchange, Outcome};
+use crate::auth::principal::Principal;
+use crate::auth::{Authenticator, Exchange, Outcome};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
-use crate::principal::Principal;
-use crate::server::Shared;
+use crate::tasks::Tasks;
 
 /// The auditor page: one self-contained HTML file.
-const PAGE: &str = include_str!("admin/auditor.html");
+const PAGE: &str = include_str!("auditor.html");
 
 /// The Basic realm of the `WWW-Authenticate` challenge.
 pub const REALM: &str = "gatehouse-audit";
@@ -118,7 +118,10 @@ pub(crate) async fn bind(config: &ProxyConfig) -> Result<Option<TcpListener>, Pr
 
 /// The listener's state.
 struct Admin {
-    shared: Arc<Shared>,
+    /// Who may ask (the proxy's SASL users and token settings).
+    auth: Arc<Authenticator>,
+    /// Where connections run, and the shutdown signal.
+    tasks: Arc<Tasks>,
     log: AuditLog,
     dirs: Vec<PathBuf>,
     policies: Arc<PolicyStore>,
@@ -129,37 +132,32 @@ struct Admin {
 /// Starts serving on `listener` (bound by [`bind`]) until the proxy shuts
 /// down; returns the address it serves.
 pub(crate) fn serve(
-    shared: Arc<Shared>,
     listener: TcpListener,
+    tasks: Arc<Tasks>,
+    authenticator: Option<Arc<Authenticator>>,
+    audit: Option<AuditLog>,
+    replica_dirs: &[PathBuf],
     policies: Arc<PolicyStore>,
     catalog: Arc<Catalog>,
 ) -> Result<SocketAddr, ProxyError> {
-    let configured = shared
-        .config
-        .admin
-        .as_ref()
-        .map(|a| a.bind)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
-        addr: configured,
-        source,
-    })?;
-    let Some(log) = shared.audit.clone() else {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ProxyError::Internal(format!("admin listener address: {e}")))?;
+    let Some(log) = audit else {
         return Err(ProxyError::Config(
             "[admin] needs [audit]: the admin listener serves the audit trail".into(),
         ));
     };
-    if shared.authenticator.is_none() {
+    let Some(auth) = authenticator else {
         return Err(ProxyError::Config(
             "[admin] needs [auth] with a credentials_file".into(),
         ));
-    }
+    };
     let mut dirs = vec![log.dir().to_path_buf()];
-    if let Some(a) = &shared.config.admin {
-        dirs.extend(a.replica_dirs.iter().cloned());
-    }
+    dirs.extend(replica_dirs.iter().cloned());
     let admin = Arc::new(Admin {
-        shared: shared.clone(),
+        auth,
+        tasks: tasks.clone(),
         log,
         dirs,
         policies,
@@ -167,12 +165,12 @@ pub(crate) fn serve(
         csp: content_security_policy(PAGE),
     });
     tracing::info!(%addr, chains = admin.dirs.len(), "admin listener (audit API) started");
-    shared.spawn(accept_loop(admin, listener));
+    tasks.spawn(accept_loop(admin, listener));
     Ok(addr)
 }
 
 async fn accept_loop(admin: Arc<Admin>, listener: TcpListener) {
-    let mut shutdown = admin.shared.shutdown.subscribe();
+    let mut shutdown = admin.tasks.stopping();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         if *shutdown.borrow() {
@@ -186,7 +184,7 @@ async fn accept_loop(admin: Arc<Admin>, listener: TcpListener) {
                         continue;
                     };
                     let a = admin.clone();
-                    admin.shared.spawn(async move {
+                    admin.tasks.spawn(async move {
                         a.connection(sock, peer).await;
                         drop(permit);
                     });
@@ -249,7 +247,7 @@ impl Admin {
             .max_buf_size(64 * 1024)
             .serve_connection(TokioIo::new(sock), service);
         tokio::pin!(conn);
-        let mut shutdown = self.shared.shutdown.subscribe();
+        let mut shutdown = self.tasks.stopping();
         if *shutdown.borrow_and_update() {
             return;
         }
@@ -278,9 +276,7 @@ impl Admin {
                 reason,
             }) => {
                 tracing::info!(%peer, mechanism, principal = principal.as_deref().unwrap_or("-"), %reason, "admin authentication refused");
-                if let Some(auth) = &self.shared.authenticator {
-                    tokio::time::sleep(auth.failure_delay(peer.ip(), principal.as_deref())).await;
-                }
+                tokio::time::sleep(self.auth.failure_delay(peer.ip(), principal.as_deref())).await;
                 let event = EventKind::AuthRefused {
                     principal,
                     mechanism: mechanism.to_string(),
@@ -293,7 +289,7 @@ impl Admin {
                 return unauthorized();
             }
         };
-        let info = crate::governance::principal_info(Some(&who));
+        let info = crate::auth::principal::principal_info(Some(&who));
         let path = req.uri().path().to_string();
         let route = route(&path);
         let resource = match &route {
@@ -401,9 +397,7 @@ impl Admin {
         let me = self.clone();
         // PBKDF2 and signature checks: off the async workers.
         let outcome = tokio::task::spawn_blocking(move || {
-            let Some(auth) = &me.shared.authenticator else {
-                return Err(("authentication is not configured".to_string(), None));
-            };
+            let auth = &me.auth;
             let (mut exchange, message) = match &creds {
                 Credentials::Basic { plain, .. } => (Exchange::Plain, plain),
                 Credentials::Bearer { message } => (Exchange::OAuthBearer, message),
@@ -418,9 +412,7 @@ impl Admin {
         .unwrap_or_else(|e| Err((format!("authentication task failed: {e}"), None)));
         match outcome {
             Ok(p) => {
-                if let Some(auth) = &self.shared.authenticator {
-                    auth.succeeded(&p.name);
-                }
+                self.auth.succeeded(&p.name);
                 Ok(p)
             }
             // Basic names its user; a bearer token claims its subject.

@@ -17,19 +17,18 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use tokio::net::TcpStream;
-
+use crate::auth::principal::{AuthMethod, Principal};
 use crate::auth::{Exchange, Outcome};
-use crate::principal::{AuthMethod, Principal};
 use kafka_protocol::protocol::StrBytes;
 use std::time::SystemTime;
 use tokio::time::Instant;
 
+use crate::cluster::dial::BoxStream;
 use crate::error::ProxyError;
 use crate::filter::{
     Direction, Request, RequestAction, Response, ResponseAction, SessionContext, Target,
 };
-use crate::server::Shared;
+use crate::net::Front;
 
 /// What the proxy owes the client, in request order.
 #[derive(Debug)]
@@ -44,22 +43,14 @@ struct Owed {
     notes: crate::filter::Notes,
 }
 
-/// A byte stream: plain TCP or TLS, towards the client or the cluster.
-pub(crate) trait Stream:
-    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
-{
-}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
-pub(crate) type BoxStream = Box<dyn Stream>;
-
 pub(crate) async fn run(
-    shared: Arc<Shared>,
+    front: Arc<Front>,
     client: BoxStream,
     peer: SocketAddr,
     target: Target,
     principal: Option<Principal>,
 ) {
-    match serve(&shared, client, peer, target, principal).await {
+    match serve(&front, client, peer, target, principal).await {
         Ok(()) => tracing::debug!(%peer, ?target, "connection closed"),
         Err(e @ ProxyError::Downstream(_)) => {
             tracing::warn!(%peer, ?target, error = %e, "closing client connection")
@@ -68,74 +59,26 @@ pub(crate) async fn run(
     }
 }
 
-pub(crate) async fn connect_upstream(
-    shared: &Shared,
+/// The cluster connection for a client of `target`: any bootstrap server,
+/// or the node the client meant.
+async fn connect_upstream(
+    front: &Front,
     target: Target,
 ) -> Result<(BoxStream, String), ProxyError> {
-    let candidates = match target {
-        Target::Bootstrap => shared.config.upstream.bootstrap_servers.clone(),
-        Target::Node(n) => vec![shared
-            .routes
-            .upstream_of(n)
-            .ok_or_else(|| ProxyError::Internal(format!("no route for node {n}")))?],
-    };
-    let mut last = String::new();
-    for addr in candidates {
-        match tokio::time::timeout(
-            shared.config.connect_timeout(),
-            TcpStream::connect(addr.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                let stream: BoxStream = match &shared.upstream_tls {
-                    Some(tls) => {
-                        let name = match &tls.server_name {
-                            Some(n) => n.clone(),
-                            None => {
-                                let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
-                                rustls::pki_types::ServerName::try_from(host.to_string()).map_err(
-                                    |e| ProxyError::Config(format!("upstream host {host}: {e}")),
-                                )?
-                            }
-                        };
-                        let tls = tokio::time::timeout(
-                            shared.config.connect_timeout(),
-                            tls.connector.connect(name, s),
-                        )
-                        .await
-                        .map_err(|_| {
-                            ProxyError::Upstream(format!("{addr}: TLS handshake timed out"))
-                        })?
-                        .map_err(|e| ProxyError::Upstream(format!("{addr}: TLS handshake: {e}")))?;
-                        Box::new(tls)
-                    }
-                    None => Box::new(s),
-                };
-                let mut stream = stream;
-                if let Some(creds) = &shared.upstream_sasl {
-                    tokio::time::timeout(
-                        shared.config.connect_timeout(),
-                        crate::upstream::authenticate(&mut stream, creds),
-                    )
-                    .await
-                    .map_err(|_| ProxyError::Upstream(format!("{addr}: SASL timed out")))?
-                    .map_err(|e| ProxyError::Upstream(format!("{addr}: {e}")))?;
-                }
-                return Ok((stream, addr));
-            }
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => last = format!("{addr}: connect timed out"),
+    match target {
+        Target::Bootstrap => front.dialer.bootstrap().await,
+        Target::Node(n) => {
+            let addr = front
+                .routes
+                .upstream_of(n)
+                .ok_or_else(|| ProxyError::Internal(format!("no route for node {n}")))?;
+            front.dialer.dial(&addr).await
         }
     }
-    Err(ProxyError::Upstream(format!(
-        "cannot reach the cluster ({last})"
-    )))
 }
 
 struct Session<'a> {
-    shared: &'a Arc<Shared>,
+    front: &'a Front,
     ctx: SessionContext,
     owed: VecDeque<Owed>,
     to_client: Outbox,
@@ -220,26 +163,26 @@ impl Outbox {
 }
 
 async fn serve(
-    shared: &Arc<Shared>,
+    front: &Front,
     client: BoxStream,
     peer: SocketAddr,
     target: Target,
     principal: Option<Principal>,
 ) -> Result<(), ProxyError> {
-    let (upstream, upstream_addr) = connect_upstream(shared, target).await?;
+    let (upstream, upstream_addr) = connect_upstream(front, target).await?;
     tracing::debug!(%peer, ?target, upstream = %upstream_addr, "connection opened");
     let (mut client_rd, mut client_wr) = tokio::io::split(client);
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
-    let limits = &shared.config.limits;
+    let limits = &front.limits;
     let splitter = FrameSplitter::new(limits.max_frame_bytes);
     let mut from_client = BytesMut::with_capacity(16 * 1024);
     let mut from_upstream = BytesMut::with_capacity(16 * 1024);
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = front.tasks.stopping();
     let mut draining = *shutdown.borrow();
-    let idle = shared.config.idle_timeout();
+    let idle = front.idle_timeout();
     let mut last_activity = Instant::now();
     let mut s = Session {
-        shared,
+        front,
         ctx: SessionContext {
             peer,
             target,
@@ -333,7 +276,7 @@ async fn serve(
 
 impl Session<'_> {
     fn wants(&self, api: ApiKey, dir: Direction) -> bool {
-        self.shared.filters.iter().any(|f| f.wants(api, dir))
+        self.front.chain.iter().any(|f| f.wants(api, dir))
     }
 
     async fn request(&mut self, frame: Bytes) -> Result<(), ProxyError> {
@@ -369,7 +312,7 @@ impl Session<'_> {
         {
             let mut request = decode_request(api, raw.api_version, body)?;
             self.ctx.client_id = request.header.client_id.as_ref().map(|c| c.to_string());
-            for f in &self.shared.filters {
+            for f in &self.front.chain {
                 if !f.wants(api, Direction::Request) {
                     continue;
                 }
@@ -421,7 +364,7 @@ impl Session<'_> {
     /// Refuses requests of connections that have not authenticated, or
     /// whose session expired without re-authentication.
     fn check_authenticated(&self, api: ApiKey) -> Result<(), ProxyError> {
-        let Some(auth) = &self.shared.authenticator else {
+        let Some(auth) = &self.front.authenticator else {
             return Ok(());
         };
         let ok = match &self.ctx.principal {
@@ -503,7 +446,7 @@ impl Session<'_> {
     /// (unverified), the SASL mechanism, the peer and why. If the log cannot
     /// be written the refusal still stands (the connection is being closed).
     async fn record_refusal(&self, claimed: Option<String>, mechanism: &str, reason: String) {
-        let Some(log) = &self.shared.audit else {
+        let Some(log) = &self.front.audit else {
             return;
         };
         let event = gatehouse_audit::EventKind::AuthRefused {
@@ -528,7 +471,7 @@ impl Session<'_> {
         use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
         let request = decode_request(api, raw.api_version, body)?;
         let names = self
-            .shared
+            .front
             .authenticator
             .as_ref()
             .map(|a| a.mechanism_names())
@@ -561,7 +504,7 @@ impl Session<'_> {
                 self.respond_local(api, &raw, ResponseKind::SaslHandshake(resp))
             }
             RequestKind::SaslAuthenticate(a) => {
-                let Some(auth) = self.shared.authenticator.as_ref() else {
+                let Some(auth) = self.front.authenticator.as_ref() else {
                     self.closing = Some("SASL is not enabled".into());
                     let resp = SaslAuthenticateResponse::default().with_error_code(34);
                     return self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp));
@@ -625,7 +568,7 @@ impl Session<'_> {
                         }
                         auth.succeeded(&principal.name);
                         tracing::info!(%peer, principal = %principal.name, method = ?principal.method, "authenticated");
-                        if let Some(log) = &self.shared.audit {
+                        if let Some(log) = &self.front.audit {
                             let event = gatehouse_audit::EventKind::AuthOk {
                                 principal: principal.name.clone(),
                                 mechanism: principal.method.mechanism().to_string(),
@@ -742,7 +685,7 @@ impl Session<'_> {
         if owed.decode {
             let mut response = decode_response(owed.api, owed.version, correlation_id, body)?;
             response.notes = owed.notes;
-            for f in self.shared.filters.iter().rev() {
+            for f in self.front.chain.iter().rev() {
                 if !f.wants(owed.api, Direction::Response) && !response.notes.has(f.name()) {
                     continue;
                 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_policy::{Action, Catalog, PolicyStore, PrincipalInfo, Resource, SubjectLocator};
+use gatehouse_policy::{Action, Catalog, PolicyStore, PrincipalInfo, Resource};
 use kafka_protocol::messages::{
     create_partitions_response::CreatePartitionsTopicResult,
     create_topics_response::CreatableTopicResult,
@@ -26,18 +26,17 @@ use kafka_protocol::messages::{
     produce_response::{PartitionProduceResponse, TopicProduceResponse},
     AlterConfigsResponse, ApiKey, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteRecordsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FetchResponse,
-    IncrementalAlterConfigsResponse, ListOffsetsResponse, ProduceRequest, ProduceResponse,
-    RequestKind, ResponseKind, TopicName,
+    IncrementalAlterConfigsResponse, ListOffsetsResponse, ProduceResponse, RequestKind,
+    ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::consent::ConsentStore;
+use crate::auth::principal::principal_info;
+use crate::codec::records::RecordsOptions;
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
 };
-use crate::principal::{AttributeValue, Principal};
-use crate::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -51,32 +50,6 @@ const TRANSACTIONAL_ID: &str = "transactional_id";
 const TRANSACTIONS_UNSUPPORTED: &str = "transactions are not supported through the proxy";
 const CORRUPT_MESSAGE: i16 = 2;
 const POLICY_VIOLATION: i16 = 44;
-const INVALID_RECORD: i16 = 87;
-
-/// The policy side of a principal.
-pub fn principal_info(p: Option<&Principal>) -> PrincipalInfo {
-    let Some(p) = p else {
-        return PrincipalInfo::new("anonymous", "", "", Vec::<String>::new());
-    };
-    let get = |k: &str| p.attribute(k).unwrap_or_default().to_string();
-    let mut info = PrincipalInfo::new(
-        p.name.clone(),
-        get("team"),
-        get("region"),
-        p.attribute_list("purposes"),
-    );
-    for (k, v) in &p.attributes {
-        if matches!(k.as_str(), "team" | "region" | "purposes") {
-            continue;
-        }
-        let values = match v {
-            AttributeValue::String(s) => vec![s.clone()],
-            AttributeValue::List(l) => l.clone(),
-        };
-        info.attributes.insert(k.clone(), values);
-    }
-    info
-}
 
 /// Which topics of a request were refused, by API.
 #[derive(Debug, Default)]
@@ -145,7 +118,12 @@ impl Authz {
         };
         let admin = !matches!(action, Action::Produce | Action::Consume | Action::Describe);
         if !decision.allowed || admin {
-            crate::audit::note_decision("topic", topic, decision.allowed, &decision.policies);
+            crate::filter::audit::note_decision(
+                "topic",
+                topic,
+                decision.allowed,
+                &decision.policies,
+            );
         }
         decision.allowed
     }
@@ -155,7 +133,7 @@ impl Authz {
             .policies
             .authorize(who, action, Resource::Group(group), &self.catalog);
         if !d.allowed || action == Action::DeleteGroup {
-            crate::audit::note_decision("group", group, d.allowed, &d.policies);
+            crate::filter::audit::note_decision("group", group, d.allowed, &d.policies);
         }
         d.allowed
     }
@@ -165,7 +143,7 @@ impl Authz {
             .policies
             .authorize(who, action, Resource::Cluster, &self.catalog);
         if !d.allowed || action == Action::ClusterAdmin {
-            crate::audit::note_decision("cluster", "cluster", d.allowed, &d.policies);
+            crate::filter::audit::note_decision("cluster", "cluster", d.allowed, &d.policies);
         }
         d.allowed
     }
@@ -216,7 +194,8 @@ impl Filter for Authz {
     ) -> FilterFuture<'a, RequestAction> {
         let who = principal_info(s.principal.as_ref());
         let api = r.api;
-        let (action, denials) = crate::audit::collect_denials(|| self.decide_request(s, &who, r));
+        let (action, denials) =
+            crate::filter::audit::collect_denials(|| self.decide_request(s, &who, r));
         Box::pin(async move {
             let Some(log) = &self.audit else {
                 return action;
@@ -226,7 +205,7 @@ impl Filter for Authz {
             }
             // The refusal is answered only once it is on the record.
             match log
-                .append_all(crate::audit::denial_events(&who, api, denials))
+                .append_all(crate::filter::audit::denial_events(&who, api, denials))
                 .await
             {
                 Ok(_) => action,
@@ -382,7 +361,7 @@ impl Authz {
                             return true;
                         };
                         let verdict =
-                            crate::records::decode_record_set(records, &RecordsOptions::produce())
+                            crate::codec::records::decode_record_set(records, &RecordsOptions::produce())
                                 .map(|set| {
                                     self.policies.count_record_decisions(
                                         set.batches.iter().map(|b| b.records.len() as u64).sum(),
@@ -406,7 +385,7 @@ impl Authz {
                             Ok(None) => true,
                             Ok(Some((at, region))) => {
                                 deny_log(s, api, &format!("{name}: record region"));
-                                crate::audit::note_refusal(
+                                crate::filter::audit::note_refusal(
                                     "topic",
                                     &name,
                                     &[],
@@ -419,7 +398,7 @@ impl Authz {
                                 false
                             }
                             Err(e) => {
-                                crate::audit::note_refusal(
+                                crate::filter::audit::note_refusal(
                                     "topic",
                                     &name,
                                     &[],
@@ -810,10 +789,10 @@ impl Authz {
             &self.catalog,
         );
         if !d.allowed {
-            crate::audit::note_decision(TRANSACTIONAL_ID, id, false, &d.policies);
+            crate::filter::audit::note_decision(TRANSACTIONAL_ID, id, false, &d.policies);
             return self.respond_error(api, version, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
         }
-        crate::audit::note_refusal(TRANSACTIONAL_ID, id, &[], TRANSACTIONS_UNSUPPORTED);
+        crate::filter::audit::note_refusal(TRANSACTIONAL_ID, id, &[], TRANSACTIONS_UNSUPPORTED);
         self.respond_error(api, version, CLUSTER_AUTHORIZATION_FAILED)
     }
 
@@ -1045,283 +1024,4 @@ fn error_response(api: ApiKey, code: i16) -> RequestAction {
         _ => return RequestAction::Close(format!("{api:?} refused by policy")),
     };
     RequestAction::Respond(Box::new(body))
-}
-
-// === consent ===
-
-/// Removes fetched records whose data subject did not consent to the
-/// consumer's purpose (or whose region the policies refuse), as the
-/// `consume_record` policies decide.
-#[derive(Debug)]
-pub struct Consent {
-    policies: Arc<PolicyStore>,
-    catalog: Arc<Catalog>,
-    store: Arc<ConsentStore>,
-    /// Topics whose records the field protection filter decides (consent
-    /// included, in its single pass over them).
-    protection: Option<Arc<crate::protect::Protection>>,
-    /// The consent topic, whose produced records are checked before the
-    /// cluster stores them.
-    consent_topic: Option<String>,
-    /// Where refused consent records are recorded.
-    audit: Option<gatehouse_audit::AuditLog>,
-}
-
-const CONSENT: &str = "consent";
-/// Notes key of the consent topic's refused partitions of a produce.
-const CONSENT_REFUSED: &str = "consent-refused";
-
-impl Consent {
-    /// A filter deciding with `policies` over the subjects in `store`.
-    pub fn new(
-        policies: Arc<PolicyStore>,
-        catalog: Arc<Catalog>,
-        store: Arc<ConsentStore>,
-    ) -> Self {
-        Self {
-            policies,
-            catalog,
-            store,
-            protection: None,
-            consent_topic: None,
-            audit: None,
-        }
-    }
-
-    /// Checks every record produced to `topic` (the consent topic): a
-    /// record the consent store could not read is refused with
-    /// `INVALID_RECORD`, and recorded in `audit`.
-    pub fn validating(mut self, topic: &str, audit: Option<gatehouse_audit::AuditLog>) -> Self {
-        self.consent_topic = (!topic.is_empty()).then(|| topic.to_string());
-        self.audit = audit;
-        self
-    }
-
-    /// The consent topic's partitions of `p` whose records the consent
-    /// store could not read, taken out of the request.
-    fn take_unreadable(&self, p: &mut ProduceRequest) -> crate::protect::RefusedParts {
-        let mut refused = crate::protect::RefusedParts::new();
-        let Some(topic) = &self.consent_topic else {
-            return refused;
-        };
-        for t in p
-            .topic_data
-            .iter_mut()
-            .filter(|t| t.name.0.as_str() == topic)
-        {
-            let name = t.name.clone();
-            t.partition_data.retain(|part| {
-                let Some(records) = &part.records else {
-                    return true;
-                };
-                let why =
-                    match crate::records::decode_record_set(records, &RecordsOptions::produce()) {
-                        Err(e) => Some(format!("the record batch cannot be read: {e}")),
-                        Ok(set) => set
-                            .batches
-                            .iter()
-                            .filter(|b| !b.header.is_control())
-                            .flat_map(|b| b.records.iter())
-                            .enumerate()
-                            .find_map(|(at, rec)| {
-                                crate::consent::validate_record(
-                                    rec.key.as_deref(),
-                                    rec.value.as_deref(),
-                                )
-                                .err()
-                                .map(|why| {
-                                    format!(
-                                        "record {at} of the batch is not a consent record: {why}"
-                                    )
-                                })
-                            }),
-                    };
-                match why {
-                    None => true,
-                    Some(why) => {
-                        refused.push((name.clone(), part.index, INVALID_RECORD, why));
-                        false
-                    }
-                }
-            });
-        }
-        p.topic_data.retain(|t| !t.partition_data.is_empty());
-        refused
-    }
-
-    /// Leaves the topics `protection` handles to it.
-    pub fn leaving_to(mut self, protection: Arc<crate::protect::Protection>) -> Self {
-        self.protection = Some(protection);
-        self
-    }
-
-    fn handled_elsewhere(&self, topic: &str) -> bool {
-        self.protection.as_ref().is_some_and(|p| p.handles(topic))
-    }
-}
-
-/// Finds the subject id of a record; `json` is the compiled subject path
-/// for [`SubjectLocator::Json`].
-pub(crate) fn subject_of(
-    locator: &SubjectLocator,
-    json: Option<&crate::json::Targets>,
-    key: Option<&Bytes>,
-    value: Option<&Bytes>,
-    headers: &crate::records::Headers,
-) -> Option<String> {
-    let doc = value.map(|v| v.as_ref()).unwrap_or_default();
-    let found = match (locator, json) {
-        (SubjectLocator::Json(_), Some(t)) if !doc.is_empty() => crate::json::scan(doc, t).ok(),
-        _ => None,
-    };
-    crate::protect::subject_id(
-        Some(locator),
-        key,
-        headers,
-        doc,
-        found.as_ref().and_then(|f| f.subject.as_ref()),
-    )
-}
-
-impl Filter for Consent {
-    fn name(&self) -> &'static str {
-        CONSENT
-    }
-
-    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
-        let produce = api == ApiKey::Produce && self.consent_topic.is_some();
-        (api == ApiKey::Fetch || produce) && direction == Direction::Request
-    }
-
-    fn on_request<'a>(
-        &'a self,
-        s: &'a SessionContext,
-        r: &'a mut Request,
-    ) -> FilterFuture<'a, RequestAction> {
-        if let RequestKind::Produce(p) = &mut r.body {
-            let refused = self.take_unreadable(p);
-            if refused.is_empty() {
-                return Box::pin(async { RequestAction::Continue });
-            }
-            for (topic, partition, _, why) in &refused {
-                tracing::info!(peer = %s.peer, topic = %topic.0, partition, reason = %why, "produce refused: consent record");
-            }
-            return Box::pin(async move {
-                if let Err(e) =
-                    crate::protect::record_refusals(self.audit.as_ref(), s, &refused).await
-                {
-                    return RequestAction::Close(e);
-                }
-                let RequestKind::Produce(p) = &mut r.body else {
-                    return RequestAction::Continue;
-                };
-                crate::protect::answer_refused(p, &mut r.notes, CONSENT_REFUSED, refused)
-            });
-        }
-        if let RequestKind::Fetch(f) = &r.body {
-            let governed = f.topics.iter().any(|t| {
-                let topic = t.topic.0.as_str();
-                self.catalog.lookup(topic).subject().is_some() && !self.handled_elsewhere(topic)
-            });
-            if governed {
-                r.notes.insert(CONSENT, ());
-            }
-        }
-        Box::pin(async { RequestAction::Continue })
-    }
-
-    fn on_response<'a>(
-        &'a self,
-        s: &'a SessionContext,
-        r: &'a mut Response,
-    ) -> FilterFuture<'a, ResponseAction> {
-        let _: Option<()> = r.notes.take(CONSENT);
-        if let ResponseKind::Produce(p) = &mut r.body {
-            let refused: crate::protect::RefusedParts =
-                r.notes.take(CONSENT_REFUSED).unwrap_or_default();
-            crate::protect::merge_refused(p, refused);
-            return Box::pin(async { ResponseAction::Continue });
-        }
-        let who = principal_info(s.principal.as_ref());
-        let mut outcome = ResponseAction::Continue;
-        // What was delivered, for the audit filter (which then need not
-        // read the records again).
-        let mut delivered = crate::audit::Delivered::new();
-        let recording = crate::audit::recording(&r.notes);
-        if let ResponseKind::Fetch(f) = &mut r.body {
-            for t in &mut f.responses {
-                let topic = t.topic.0.to_string();
-                if self.handled_elsewhere(&topic) {
-                    continue;
-                }
-                let info = self.catalog.lookup(&topic);
-                let Some(locator) = info.subject().cloned() else {
-                    continue;
-                };
-                let plan = self.policies.plan(&who, &topic, &self.catalog);
-                let residency = info.residency().to_string();
-                let gate = crate::protect::ConsentGate {
-                    store: &self.store,
-                    plan: &plan,
-                    residency: &residency,
-                };
-                let json = match &locator {
-                    SubjectLocator::Json(path) => Some(crate::json::Targets::new(
-                        Vec::<Vec<&str>>::new(),
-                        Some(path.steps().collect()),
-                    )),
-                    _ => None,
-                };
-                for p in &mut t.partitions {
-                    let Some(records) = &p.records else { continue };
-                    if records.is_empty() {
-                        continue;
-                    }
-                    let mut part = crate::audit::DeliveredPart::default();
-                    let result = rewrite_records(records, &RecordsOptions::fetch(), |h, rec| {
-                        let subject = subject_of(
-                            &locator,
-                            json.as_ref(),
-                            rec.key.as_ref(),
-                            rec.value.as_ref(),
-                            &rec.headers,
-                        );
-                        if !gate.allows(subject.as_deref(), &rec.headers) {
-                            return Ok::<_, RecordsError>(Verdict::Drop);
-                        }
-                        if !recording {
-                            return Ok(Verdict::Keep);
-                        }
-                        part.add(h.offset_of(rec), subject);
-                        Ok(Verdict::Keep)
-                    });
-                    match result {
-                        Ok(rw) => {
-                            self.policies
-                                .count_record_decisions(rw.stats.records_seen as u64);
-                            if rw.stats.records_dropped > 0 {
-                                tracing::debug!(
-                                    topic,
-                                    partition = p.partition_index,
-                                    dropped = rw.stats.records_dropped,
-                                    "records withheld for consent"
-                                );
-                            }
-                            p.records = Some(rw.records);
-                            if recording {
-                                delivered.insert((topic.clone(), p.partition_index), part);
-                            }
-                        }
-                        Err(e) => {
-                            outcome = ResponseAction::Close(format!("cannot filter {topic}: {e}"))
-                        }
-                    }
-                }
-            }
-        }
-        if !delivered.is_empty() {
-            crate::audit::hand_over(&mut r.notes, delivered);
-        }
-        Box::pin(async move { outcome })
-    }
 }

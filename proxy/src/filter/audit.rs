@@ -33,12 +33,12 @@ use gatehouse_audit::{AuditLog, Decision, EventKind};
 use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, PrincipalInfo, SubjectLocator};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
+use crate::auth::principal::principal_info;
+use crate::codec::records::{decode_record_set, RecordsOptions};
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
 };
-use crate::governance::principal_info;
-use crate::records::{decode_record_set, RecordsOptions};
 
 const NAME: &str = "audit";
 
@@ -246,7 +246,7 @@ impl Audit {
         let Some(locator) = self.catalog.lookup(topic).subject().cloned() else {
             // No data subjects to name: the batch headers tell the count
             // and the offsets, nothing needs decompressing.
-            if let Ok(headers) = crate::records::batch_headers(records, &origin) {
+            if let Ok(headers) = crate::codec::records::batch_headers(records, &origin) {
                 for (h, n) in headers.iter().filter(|(h, n)| !h.is_control() && *n > 0) {
                     part.add_records(
                         u64::try_from(*n).unwrap_or(0),
@@ -261,7 +261,7 @@ impl Audit {
             return part;
         };
         let targets = match &locator {
-            SubjectLocator::Json(p) => Some(crate::json::Targets::new(
+            SubjectLocator::Json(p) => Some(crate::codec::json::Targets::new(
                 Vec::<Vec<&str>>::new(),
                 Some(p.steps().collect()),
             )),
@@ -269,7 +269,7 @@ impl Audit {
         };
         for b in set.batches.iter().filter(|b| !b.header.is_control()) {
             for r in &b.records {
-                let subject = crate::governance::subject_of(
+                let subject = crate::filter::subject::subject_of(
                     &locator,
                     targets.as_ref(),
                     r.key.as_ref(),

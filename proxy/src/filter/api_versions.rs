@@ -1,22 +1,14 @@
-//! The built-in filters of the transparent proxy.
-//!
-//! - [`ApiVersions`]: tells clients only versions that the proxy can carry:
-//!   the intersection of the cluster's versions with the codec's, narrower
-//!   where a filter decodes the API, and without versions whose responses
-//!   carry broker addresses the proxy does not rewrite.
-//! - [`BrokerAddress`]: rewrites every broker address in Metadata,
-//!   FindCoordinator and DescribeCluster responses to the proxy's own
-//!   listener for that node, so clients keep coming back through the proxy.
+//! The `api_versions` filter: tells clients only versions that the proxy
+//! can carry: the intersection of the cluster's versions with the codec's, narrower
+//! where a filter decodes the API, and without versions whose responses
+//! carry broker addresses the proxy does not rewrite.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use kafka_protocol::messages::{ApiKey, BrokerId, ResponseKind};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 
 use crate::filter::{Direction, Filter, FilterFuture, Response, ResponseAction, SessionContext};
-use crate::routes;
-use crate::server::Shared;
 
 /// The APIs some filter of `chain` decodes (ApiVersions aside).
 pub(crate) fn decoded_apis(chain: &[Arc<dyn Filter>]) -> Vec<ApiKey> {
@@ -163,100 +155,5 @@ impl Filter for ApiVersions {
             );
         }
         Box::pin(async { ResponseAction::Continue })
-    }
-}
-
-/// Rewrites broker addresses to the proxy's per-node listeners.
-#[derive(Debug)]
-pub struct BrokerAddress {
-    shared: Weak<Shared>,
-}
-
-impl BrokerAddress {
-    pub(crate) fn new(shared: Weak<Shared>) -> Self {
-        Self { shared }
-    }
-}
-
-async fn rewrite(
-    shared: &Arc<Shared>,
-    node: BrokerId,
-    host: &mut StrBytes,
-    port: &mut i32,
-) -> Result<(), String> {
-    if node.0 < 0 {
-        return Ok(());
-    }
-    let p = routes::proxy_port_for(shared, node.0, host.as_str(), *port)
-        .await
-        .map_err(|e| e.to_string())?;
-    *host = StrBytes::from_string(shared.config.advertised_host());
-    *port = i32::from(p);
-    Ok(())
-}
-
-impl Filter for BrokerAddress {
-    fn name(&self) -> &'static str {
-        "broker_address"
-    }
-
-    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
-        direction == Direction::Response
-            && matches!(
-                api,
-                ApiKey::Metadata | ApiKey::FindCoordinator | ApiKey::DescribeCluster
-            )
-    }
-
-    fn on_response<'a>(
-        &'a self,
-        _s: &'a SessionContext,
-        r: &'a mut Response,
-    ) -> FilterFuture<'a, ResponseAction> {
-        Box::pin(async move {
-            let Some(shared) = self.shared.upgrade() else {
-                return ResponseAction::Close("proxy is shutting down".into());
-            };
-            let result = match &mut r.body {
-                ResponseKind::Metadata(m) => {
-                    let mut res = Ok(());
-                    for b in &mut m.brokers {
-                        res = res.and(rewrite(&shared, b.node_id, &mut b.host, &mut b.port).await);
-                    }
-                    res
-                }
-                ResponseKind::DescribeCluster(d) => {
-                    let mut res = Ok(());
-                    for b in &mut d.brokers {
-                        res =
-                            res.and(rewrite(&shared, b.broker_id, &mut b.host, &mut b.port).await);
-                    }
-                    res
-                }
-                ResponseKind::FindCoordinator(f) => {
-                    let mut res = Ok(());
-                    if r.version >= 4 {
-                        for c in &mut f.coordinators {
-                            if c.error_code == 0 {
-                                res = res.and(
-                                    rewrite(&shared, c.node_id, &mut c.host, &mut c.port).await,
-                                );
-                            }
-                        }
-                    } else if f.error_code == 0 {
-                        res = rewrite(&shared, f.node_id, &mut f.host, &mut f.port).await;
-                    }
-                    res
-                }
-                _ => Ok(()),
-            };
-            match result {
-                Ok(()) => ResponseAction::Continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot route a broker node");
-                    ResponseAction::Close(e)
-                }
-            }
-        })
     }
 }

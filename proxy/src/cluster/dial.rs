@@ -1,5 +1,7 @@
-//! The proxy's own authentication to the cluster: a SASL exchange on each
-//! new upstream connection, before any client request is forwarded on it.
+//! Connections to the cluster: TCP, then TLS towards the cluster and the
+//! proxy's own SASL exchange when configured, before anything else is sent
+//! on the connection. Client sessions and the proxy's own client
+//! ([`crate::cluster::client`]) both dial through a [`Dialer`].
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_sasl::{Mechanism, ScramClient};
@@ -11,9 +13,121 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
-use crate::config::UpstreamSasl;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::cluster::client::{Connecting, Upstream};
+use crate::config::{ProxyConfig, UpstreamSasl};
 use crate::error::ProxyError;
-use crate::session::BoxStream;
+use crate::tls::UpstreamTls;
+
+/// A byte stream: plain TCP or TLS, towards the client or the cluster.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// How the proxy reaches the cluster: its bootstrap servers, the connect
+/// timeout, TLS towards the cluster and the proxy's SASL credentials.
+#[derive(Debug)]
+pub struct Dialer {
+    bootstrap: Vec<String>,
+    timeout: Duration,
+    tls: Option<UpstreamTls>,
+    sasl: Option<Credentials>,
+}
+
+impl Dialer {
+    /// The dialer `config`'s `[upstream]` describes (TLS files and SASL
+    /// password read now).
+    pub fn new(config: &ProxyConfig) -> Result<Self, ProxyError> {
+        Ok(Self {
+            bootstrap: config.upstream.bootstrap_servers.clone(),
+            timeout: config.connect_timeout(),
+            tls: config
+                .upstream
+                .tls
+                .as_ref()
+                .map(crate::tls::connector)
+                .transpose()?,
+            sasl: config
+                .upstream
+                .sasl
+                .as_ref()
+                .map(Credentials::load)
+                .transpose()?,
+        })
+    }
+
+    /// A connection to the first bootstrap server that answers, and its
+    /// address.
+    pub async fn bootstrap(&self) -> Result<(BoxStream, String), ProxyError> {
+        self.first_of(&self.bootstrap).await
+    }
+
+    /// A connection to `addr` (`host:port`).
+    pub async fn dial(&self, addr: &str) -> Result<(BoxStream, String), ProxyError> {
+        self.first_of(std::slice::from_ref(&addr.to_string())).await
+    }
+
+    async fn first_of(&self, candidates: &[String]) -> Result<(BoxStream, String), ProxyError> {
+        let mut last = String::from("no address");
+        for addr in candidates {
+            match tokio::time::timeout(self.timeout, TcpStream::connect(addr.as_str())).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    let mut stream = self.secure(addr, s).await?;
+                    if let Some(creds) = &self.sasl {
+                        tokio::time::timeout(self.timeout, authenticate(&mut stream, creds))
+                            .await
+                            .map_err(|_| ProxyError::Upstream(format!("{addr}: SASL timed out")))?
+                            .map_err(|e| ProxyError::Upstream(format!("{addr}: {e}")))?;
+                    }
+                    return Ok((stream, addr.clone()));
+                }
+                Ok(Err(e)) => last = format!("{addr}: {e}"),
+                Err(_) => last = format!("{addr}: connect timed out"),
+            }
+        }
+        Err(ProxyError::Upstream(format!(
+            "cannot reach the cluster ({last})"
+        )))
+    }
+
+    /// TLS over `s` when configured.
+    async fn secure(&self, addr: &str, s: TcpStream) -> Result<BoxStream, ProxyError> {
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(s));
+        };
+        let name = match &tls.server_name {
+            Some(n) => n.clone(),
+            None => {
+                let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+                rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| ProxyError::Config(format!("upstream host {host}: {e}")))?
+            }
+        };
+        let tls = tokio::time::timeout(self.timeout, tls.connector.connect(name, s))
+            .await
+            .map_err(|_| ProxyError::Upstream(format!("{addr}: TLS handshake timed out")))?
+            .map_err(|e| ProxyError::Upstream(format!("{addr}: TLS handshake: {e}")))?;
+        Ok(Box::new(tls))
+    }
+}
+
+impl Upstream for Dialer {
+    fn connect(&self, node: Option<(i32, &str, i32)>) -> Connecting<'_> {
+        let addr = node.map(|(_, host, port)| format!("{host}:{port}"));
+        Box::pin(async move {
+            match addr {
+                None => self.bootstrap().await,
+                Some(a) => self.dial(&a).await,
+            }
+            .map_err(|e| e.to_string())
+        })
+    }
+}
 
 /// Loaded upstream credentials.
 pub struct Credentials {
@@ -126,7 +240,7 @@ async fn step(stream: &mut BoxStream, id: i32, bytes: Vec<u8>) -> Result<Bytes, 
 }
 
 /// Runs the SASL exchange on a fresh upstream connection.
-pub(crate) async fn authenticate(stream: &mut BoxStream, c: &Credentials) -> Result<(), String> {
+async fn authenticate(stream: &mut BoxStream, c: &Credentials) -> Result<(), String> {
     let hs: SaslHandshakeResponse = call(
         stream,
         ApiKey::SaslHandshake,

@@ -9,7 +9,7 @@
 //! its object storage never hold it in clear. A record that is not valid
 //! JSON, that does not have the shape the catalog declares (a protected
 //! path crossing an array it does not declare, a string where an object is
-//! declared, a top-level array: see [`crate::json`]), that repeats a member
+//! declared, a top-level array: see [`crate::codec::json`]), that repeats a member
 //! name on a protected path, or whose subject cannot be found, is refused
 //! (`INVALID_RECORD`, with a message naming the record, and a denial in the
 //! audit trail) and its partition's batch is not forwarded: nothing is ever
@@ -30,7 +30,7 @@
 //! only consumers allowed every field in clear; for the others it is
 //! withheld (its offset stays valid, as for consent).
 //!
-//! Documents are never rebuilt: [`crate::json::scan`] finds the fields'
+//! Documents are never rebuilt: [`crate::codec::json::scan`] finds the fields'
 //! byte spans and the new bytes are spliced in.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,21 +38,22 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatehouse_keys::{FieldBinding, KeyStore, Pseudonymizer, CIPHERTEXT_PREFIX};
+use gatehouse_keys::{FieldBinding, CIPHERTEXT_PREFIX};
 use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, RecordFormat, SubjectLocator};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::consent::ConsentStore;
+use crate::auth::principal::principal_info;
+use crate::cluster::consent::ConsentStore;
+use crate::cluster::keys::Keys;
+use crate::codec::json::{scan, splice, Edit, ScanError, Targets};
+use crate::codec::records::{rewrite_records, Headers, RecordsError, RecordsOptions, Verdict};
+use crate::filter::subject::subject_id;
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
 };
-use crate::governance::principal_info;
-use crate::json::{scan, splice, string_at, Edit, ScanError, Targets};
-use crate::keytopic::KeyTopic;
-use crate::records::{rewrite_records, Headers, RecordsError, RecordsOptions, Verdict};
 
 const NAME: &str = "fields";
 const INVALID_RECORD: i16 = 87;
@@ -61,31 +62,6 @@ const POLICY_VIOLATION: i16 = 44;
 /// How long a fetch waits for the key topic when a ciphertext names a key
 /// this replica has not seen yet.
 const KEY_CATCH_UP: Duration = Duration::from_secs(3);
-
-/// The key side of field protection: the store, the pseudonym secret and
-/// the key topic.
-#[derive(Debug)]
-pub struct Keys {
-    pub(crate) store: KeyStore,
-    pub(crate) pseudonyms: Pseudonymizer,
-    pub(crate) topic: std::sync::OnceLock<Arc<KeyTopic>>,
-}
-
-impl Keys {
-    /// Keys from `store`, pseudonyms from `pseudonyms`.
-    pub fn new(store: KeyStore, pseudonyms: Pseudonymizer) -> Self {
-        Self {
-            store,
-            pseudonyms,
-            topic: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The key store.
-    pub fn store(&self) -> &KeyStore {
-        &self.store
-    }
-}
 
 /// One protected topic's fields, compiled.
 #[derive(Debug)]
@@ -183,29 +159,6 @@ impl Protection {
         map.insert(topic.to_string(), compiled.clone());
         compiled
     }
-}
-
-/// The subject id of a record, by the catalog's locator; `json_subject`
-/// is where [`crate::json::scan`] found the subject path in `doc`.
-pub(crate) fn subject_id(
-    locator: Option<&SubjectLocator>,
-    key: Option<&Bytes>,
-    headers: &Headers,
-    doc: &[u8],
-    json_subject: Option<&std::ops::Range<usize>>,
-) -> Option<String> {
-    match locator? {
-        SubjectLocator::Key => key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map(str::to_string),
-        SubjectLocator::Header(name) => headers
-            .last(name.as_bytes())
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string),
-        SubjectLocator::Json(_) => json_subject.and_then(|r| string_at(doc, r)),
-    }
-    .filter(|s| !s.is_empty())
 }
 
 /// Why a produced record is refused.
@@ -329,7 +282,7 @@ impl Outcome {
     /// The name in the audit trail.
     fn name(self) -> &'static str {
         match self {
-            Outcome::Planned(e) => crate::audit::effect_name(e),
+            Outcome::Planned(e) => crate::filter::audit::effect_name(e),
             Outcome::NoKey => "no_key",
             Outcome::Unverified => "unverified",
         }
@@ -344,7 +297,7 @@ struct FetchStats {
     withheld_records: usize,
     withheld_for_consent: usize,
     /// What was kept, for the audit trail.
-    delivered: crate::audit::DeliveredPart,
+    delivered: crate::filter::audit::DeliveredPart,
     /// By field index: the [`Outcome`] bits of what delivered records got.
     outcomes: Vec<u8>,
 }
@@ -384,7 +337,7 @@ fn reveal_value(
     view: &View<'_>,
     subject: Option<&str>,
     value: &Bytes,
-    scanned: Result<crate::json::Found, ScanError>,
+    scanned: Result<crate::codec::json::Found, ScanError>,
     buf: &mut Vec<u8>,
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
@@ -505,15 +458,16 @@ fn fit(records: Bytes) -> Bytes {
     if records.len() <= COMPRESS_ABOVE_BYTES {
         return records;
     }
-    let Ok(mut set) = crate::records::decode_record_set(&records, &RecordsOptions::produce())
+    let Ok(mut set) =
+        crate::codec::records::decode_record_set(&records, &RecordsOptions::produce())
     else {
         return records;
     };
     let mut changed = false;
     for b in &mut set.batches {
-        if !b.header.is_control() && b.header.codec() == Some(crate::records::Codec::None) {
-            b.header.attributes = (b.header.attributes & !crate::records::ATTR_CODEC_MASK)
-                | crate::records::Codec::Lz4.bits();
+        if !b.header.is_control() && b.header.codec() == Some(crate::codec::records::Codec::None) {
+            b.header.attributes = (b.header.attributes & !crate::codec::records::ATTR_CODEC_MASK)
+                | crate::codec::records::Codec::Lz4.bits();
             changed = true;
         }
     }
@@ -542,8 +496,8 @@ fn protect_records(
     tf: &TopicFields,
     records: &Bytes,
     scratch: &mut Vec<u8>,
-    produced: &mut crate::audit::DeliveredPart,
-) -> Result<crate::records::Rewritten, ProduceRefusal> {
+    produced: &mut crate::filter::audit::DeliveredPart,
+) -> Result<crate::codec::records::Rewritten, ProduceRefusal> {
     let mut index = 0usize;
     rewrite_records(
         records,
@@ -630,7 +584,7 @@ fn reveal_records(
     buf: &mut Vec<u8>,
     clear: &mut Vec<u8>,
     stats: &mut FetchStats,
-) -> Result<crate::records::Rewritten, RecordsError> {
+) -> Result<crate::codec::records::Rewritten, RecordsError> {
     stats.outcomes = vec![0; view.tf.fields.len()];
     let result = rewrite_records(
         records,
@@ -691,7 +645,7 @@ impl Protection {
             return Ok(records.clone());
         };
         let mut scratch = Vec::new();
-        let mut summary = crate::audit::DeliveredPart::default();
+        let mut summary = crate::filter::audit::DeliveredPart::default();
         protect_records(keys, topic, &tf, records, &mut scratch, &mut summary)
             .map(|rw| rw.records)
             .map_err(|e| e.to_string())
@@ -760,7 +714,7 @@ impl Filter for Protection {
                 }
                 RequestKind::Produce(p) => {
                     let mut refused = RefusedParts::new();
-                    let mut produced = crate::audit::Delivered::new();
+                    let mut produced = crate::filter::audit::Delivered::new();
                     let mut protected_any = false;
                     let mut scratch = Vec::new();
                     for t in &mut p.topic_data {
@@ -784,7 +738,7 @@ impl Filter for Protection {
                             let Some(records) = &part.records else {
                                 return true;
                             };
-                            let mut summary = crate::audit::DeliveredPart::default();
+                            let mut summary = crate::filter::audit::DeliveredPart::default();
                             let result = protect_records(
                                 keys,
                                 &topic,
@@ -822,7 +776,7 @@ impl Filter for Protection {
                     // What the audit filter records of these partitions once
                     // the cluster answers (it does not read them again).
                     if !produced.is_empty() {
-                        r.notes.insert(crate::audit::PRODUCED, produced);
+                        r.notes.insert(crate::filter::audit::PRODUCED, produced);
                     }
                     // Keys first: a record may only reach the cluster once
                     // every replica can find its key.
@@ -873,7 +827,7 @@ impl Filter for Protection {
                     let keys = self.keys.as_deref();
                     let mut waited = false;
                     let (mut buf, mut clear) = (Vec::new(), Vec::new());
-                    let mut delivered = crate::audit::Delivered::new();
+                    let mut delivered = crate::filter::audit::Delivered::new();
                     for t in &mut f.responses {
                         let topic = t.topic.0.to_string();
                         let Some(tf) = self.fields_of(&topic) else {
@@ -963,7 +917,7 @@ impl Filter for Protection {
                     }
                     // The audit filter, later on the way back, takes what
                     // was delivered from here instead of reading it again.
-                    crate::audit::hand_over(&mut r.notes, delivered);
+                    crate::filter::audit::hand_over(&mut r.notes, delivered);
                 }
                 _ => {}
             }
@@ -988,7 +942,7 @@ pub(crate) async fn record_refusals(
         .iter()
         .filter(|(_, _, code, _)| matches!(*code, INVALID_RECORD | POLICY_VIOLATION))
         .map(|(topic, partition, _, why)| {
-            crate::audit::refusal_event(
+            crate::filter::audit::refusal_event(
                 &who,
                 ApiKey::Produce,
                 "topic",

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use gatehouse_policy::PrincipalInfo;
+
 /// A principal attribute: a string or a list of strings (e.g. `region =
 /// "eu"`, `purposes = ["analytics"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,4 +72,30 @@ impl Principal {
             None => Vec::new(),
         }
     }
+}
+
+/// The policy side of a principal: its name, team, region, purposes and
+/// other attributes as the Cedar schema knows them.
+pub fn principal_info(p: Option<&Principal>) -> PrincipalInfo {
+    let Some(p) = p else {
+        return PrincipalInfo::new("anonymous", "", "", Vec::<String>::new());
+    };
+    let get = |k: &str| p.attribute(k).unwrap_or_default().to_string();
+    let mut info = PrincipalInfo::new(
+        p.name.clone(),
+        get("team"),
+        get("region"),
+        p.attribute_list("purposes"),
+    );
+    for (k, v) in &p.attributes {
+        if matches!(k.as_str(), "team" | "region" | "purposes") {
+            continue;
+        }
+        let values = match v {
+            AttributeValue::String(s) => vec![s.clone()],
+            AttributeValue::List(l) => l.clone(),
+        };
+        info.attributes.insert(k.clone(), values);
+    }
+    info
 }

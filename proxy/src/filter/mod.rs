@@ -1,4 +1,4 @@
-//! The filter model.
+//! The filter model, the chain, and one file per built-in filter.
 //!
 //! A filter declares which APIs it needs to see, per direction; only those
 //! messages are decoded, everything else crosses the proxy as raw bytes.
@@ -6,10 +6,41 @@
 //! a request a filter may let it continue (possibly changed), answer the
 //! client itself, or close the connection; on a response it may change it
 //! or close the connection.
+//!
+//! The chain, in request order ([`chain`] builds it):
+//!
+//! | filter | file | what it does |
+//! |---|---|---|
+//! | `api_versions` | [`api_versions`] | advertises only versions the proxy can carry |
+//! | `broker_address` | [`broker_address`] | rewrites broker addresses to the proxy's listeners |
+//! | `audit` | [`audit`] | records decisions, produces and deliveries before the client sees them |
+//! | `authz` | [`authz`] | Cedar decisions for every resource of every request |
+//! | `fields` | [`fields`] | protected topics: encrypts fields on produce; consent and field views on fetch |
+//! | `consent` | [`consent`] | the other governed topics: consent and residency per record; checks consent records |
+//!
+//! The governance filters (`audit` to `consent`) join when `[policy]` is
+//! configured, `audit` when `[audit]` is too. A filter reaches the rest of
+//! the proxy only through what it is handed when the chain is built (the
+//! policy store, the catalog, the consent store, the keys, the audit log,
+//! [`broker_address::NodeRoutes`]); it never sees sessions or listeners.
+//!
+//! A new filter is one file here and one line in [`chain`]; see
+//! `docs/adding-a-filter.md`.
+
+pub mod api_versions;
+pub mod audit;
+pub mod authz;
+pub mod broker_address;
+pub mod consent;
+pub mod fields;
+pub(crate) mod subject;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use gatehouse_policy::{Catalog, PolicyStore};
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
@@ -42,7 +73,7 @@ pub struct SessionContext {
     pub client_id: Option<String>,
     /// Who the client proved to be, once it authenticated (or presented a
     /// client certificate).
-    pub principal: Option<crate::principal::Principal>,
+    pub principal: Option<crate::auth::principal::Principal>,
 }
 
 /// A decoded request.
@@ -177,4 +208,76 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
     ) -> FilterFuture<'a, ResponseAction> {
         Box::pin(async { ResponseAction::Continue })
     }
+}
+
+/// What the built-in filters are made of.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    /// The proxy authenticates clients (SASL).
+    pub sasl: bool,
+    /// The proxy's listeners per broker node.
+    pub routes: Arc<dyn broker_address::NodeRoutes>,
+    /// Policies, catalog, consent and keys, when `[policy]` is configured.
+    pub governance: Option<Governed>,
+    /// The audit trail, when `[audit]` is configured.
+    pub audit: Option<gatehouse_audit::AuditLog>,
+}
+
+/// The governance parts the filters decide with.
+#[derive(Debug)]
+pub(crate) struct Governed {
+    pub policies: Arc<PolicyStore>,
+    pub catalog: Arc<Catalog>,
+    pub consent: Arc<crate::cluster::consent::ConsentStore>,
+    /// Field protection's keys, when `[keys]` is configured.
+    pub keys: Option<Arc<crate::cluster::keys::Keys>>,
+    /// The topic consent records are produced to.
+    pub consent_topic: String,
+}
+
+/// The chain: the built-in filters in order, then `extra`.
+pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Filter>> {
+    let Parts {
+        sasl,
+        routes,
+        governance,
+        audit: log,
+    } = parts;
+    let mut chain: Vec<Arc<dyn Filter>> = vec![
+        Arc::new(api_versions::ApiVersions::new(Vec::new(), sasl)),
+        Arc::new(broker_address::BrokerAddress::new(routes)),
+    ];
+    if let Some(g) = governance {
+        if let Some(log) = &log {
+            // Early in the chain: its response half runs last, on what the
+            // client will actually receive.
+            chain.push(Arc::new(audit::Audit::new(
+                log.clone(),
+                Some(g.policies.clone()),
+                g.catalog.clone(),
+            )));
+        }
+        chain.push(Arc::new(
+            authz::Authz::new(g.policies.clone(), g.catalog.clone()).with_audit(log.clone()),
+        ));
+        // Protected topics: consent and fields in one pass over their
+        // records; the consent filter does the other governed topics.
+        let protection = Arc::new(
+            fields::Protection::new(g.policies.clone(), g.catalog.clone(), g.keys)
+                .with_consent(g.consent.clone())
+                .with_audit(log.clone()),
+        );
+        chain.push(protection.clone());
+        chain.push(Arc::new(
+            consent::Consent::new(g.policies, g.catalog, g.consent)
+                .leaving_to(protection)
+                .validating(&g.consent_topic, log),
+        ));
+    }
+    chain.extend(extra);
+    // ApiVersions caps versions for the APIs that any filter decodes; it is
+    // rebuilt with the full chain's needs.
+    let decoded = api_versions::decoded_apis(&chain);
+    chain[0] = Arc::new(api_versions::ApiVersions::new(decoded, sasl).with_caps(&chain));
+    chain
 }

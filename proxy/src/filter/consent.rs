@@ -1,0 +1,273 @@
+//! The `consent` filter: records of subjects who did not consent to the
+//! consumer's purpose (or whose region the policies refuse) are removed from
+//! fetched batches; records produced to the consent topic are checked.
+
+use std::sync::Arc;
+
+use gatehouse_policy::{Catalog, PolicyStore, SubjectLocator};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind};
+
+use crate::auth::principal::principal_info;
+use crate::cluster::consent::ConsentStore;
+use crate::codec::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
+use crate::filter::subject::subject_of;
+use crate::filter::{
+    Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
+    SessionContext,
+};
+
+const INVALID_RECORD: i16 = 87;
+
+/// Removes fetched records whose data subject did not consent to the
+/// consumer's purpose (or whose region the policies refuse), as the
+/// `consume_record` policies decide.
+#[derive(Debug)]
+pub struct Consent {
+    policies: Arc<PolicyStore>,
+    catalog: Arc<Catalog>,
+    store: Arc<ConsentStore>,
+    /// Topics whose records the field protection filter decides (consent
+    /// included, in its single pass over them).
+    protection: Option<Arc<crate::filter::fields::Protection>>,
+    /// The consent topic, whose produced records are checked before the
+    /// cluster stores them.
+    consent_topic: Option<String>,
+    /// Where refused consent records are recorded.
+    audit: Option<gatehouse_audit::AuditLog>,
+}
+
+const CONSENT: &str = "consent";
+/// Notes key of the consent topic's refused partitions of a produce.
+const CONSENT_REFUSED: &str = "consent-refused";
+
+impl Consent {
+    /// A filter deciding with `policies` over the subjects in `store`.
+    pub fn new(
+        policies: Arc<PolicyStore>,
+        catalog: Arc<Catalog>,
+        store: Arc<ConsentStore>,
+    ) -> Self {
+        Self {
+            policies,
+            catalog,
+            store,
+            protection: None,
+            consent_topic: None,
+            audit: None,
+        }
+    }
+
+    /// Checks every record produced to `topic` (the consent topic): a
+    /// record the consent store could not read is refused with
+    /// `INVALID_RECORD`, and recorded in `audit`.
+    pub fn validating(mut self, topic: &str, audit: Option<gatehouse_audit::AuditLog>) -> Self {
+        self.consent_topic = (!topic.is_empty()).then(|| topic.to_string());
+        self.audit = audit;
+        self
+    }
+
+    /// The consent topic's partitions of `p` whose records the consent
+    /// store could not read, taken out of the request.
+    fn take_unreadable(&self, p: &mut ProduceRequest) -> crate::filter::fields::RefusedParts {
+        let mut refused = crate::filter::fields::RefusedParts::new();
+        let Some(topic) = &self.consent_topic else {
+            return refused;
+        };
+        for t in p
+            .topic_data
+            .iter_mut()
+            .filter(|t| t.name.0.as_str() == topic)
+        {
+            let name = t.name.clone();
+            t.partition_data.retain(|part| {
+                let Some(records) = &part.records else {
+                    return true;
+                };
+                let why = match crate::codec::records::decode_record_set(
+                    records,
+                    &RecordsOptions::produce(),
+                ) {
+                    Err(e) => Some(format!("the record batch cannot be read: {e}")),
+                    Ok(set) => set
+                        .batches
+                        .iter()
+                        .filter(|b| !b.header.is_control())
+                        .flat_map(|b| b.records.iter())
+                        .enumerate()
+                        .find_map(|(at, rec)| {
+                            crate::cluster::consent::validate_record(
+                                rec.key.as_deref(),
+                                rec.value.as_deref(),
+                            )
+                            .err()
+                            .map(|why| {
+                                format!("record {at} of the batch is not a consent record: {why}")
+                            })
+                        }),
+                };
+                match why {
+                    None => true,
+                    Some(why) => {
+                        refused.push((name.clone(), part.index, INVALID_RECORD, why));
+                        false
+                    }
+                }
+            });
+        }
+        p.topic_data.retain(|t| !t.partition_data.is_empty());
+        refused
+    }
+
+    /// Leaves the topics `protection` handles to it.
+    pub fn leaving_to(mut self, protection: Arc<crate::filter::fields::Protection>) -> Self {
+        self.protection = Some(protection);
+        self
+    }
+
+    fn handled_elsewhere(&self, topic: &str) -> bool {
+        self.protection.as_ref().is_some_and(|p| p.handles(topic))
+    }
+}
+
+impl Filter for Consent {
+    fn name(&self) -> &'static str {
+        CONSENT
+    }
+
+    fn wants(&self, api: ApiKey, direction: Direction) -> bool {
+        let produce = api == ApiKey::Produce && self.consent_topic.is_some();
+        (api == ApiKey::Fetch || produce) && direction == Direction::Request
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        s: &'a SessionContext,
+        r: &'a mut Request,
+    ) -> FilterFuture<'a, RequestAction> {
+        if let RequestKind::Produce(p) = &mut r.body {
+            let refused = self.take_unreadable(p);
+            if refused.is_empty() {
+                return Box::pin(async { RequestAction::Continue });
+            }
+            for (topic, partition, _, why) in &refused {
+                tracing::info!(peer = %s.peer, topic = %topic.0, partition, reason = %why, "produce refused: consent record");
+            }
+            return Box::pin(async move {
+                if let Err(e) =
+                    crate::filter::fields::record_refusals(self.audit.as_ref(), s, &refused).await
+                {
+                    return RequestAction::Close(e);
+                }
+                let RequestKind::Produce(p) = &mut r.body else {
+                    return RequestAction::Continue;
+                };
+                crate::filter::fields::answer_refused(p, &mut r.notes, CONSENT_REFUSED, refused)
+            });
+        }
+        if let RequestKind::Fetch(f) = &r.body {
+            let governed = f.topics.iter().any(|t| {
+                let topic = t.topic.0.as_str();
+                self.catalog.lookup(topic).subject().is_some() && !self.handled_elsewhere(topic)
+            });
+            if governed {
+                r.notes.insert(CONSENT, ());
+            }
+        }
+        Box::pin(async { RequestAction::Continue })
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        s: &'a SessionContext,
+        r: &'a mut Response,
+    ) -> FilterFuture<'a, ResponseAction> {
+        let _: Option<()> = r.notes.take(CONSENT);
+        if let ResponseKind::Produce(p) = &mut r.body {
+            let refused: crate::filter::fields::RefusedParts =
+                r.notes.take(CONSENT_REFUSED).unwrap_or_default();
+            crate::filter::fields::merge_refused(p, refused);
+            return Box::pin(async { ResponseAction::Continue });
+        }
+        let who = principal_info(s.principal.as_ref());
+        let mut outcome = ResponseAction::Continue;
+        // What was delivered, for the audit filter (which then need not
+        // read the records again).
+        let mut delivered = crate::filter::audit::Delivered::new();
+        let recording = crate::filter::audit::recording(&r.notes);
+        if let ResponseKind::Fetch(f) = &mut r.body {
+            for t in &mut f.responses {
+                let topic = t.topic.0.to_string();
+                if self.handled_elsewhere(&topic) {
+                    continue;
+                }
+                let info = self.catalog.lookup(&topic);
+                let Some(locator) = info.subject().cloned() else {
+                    continue;
+                };
+                let plan = self.policies.plan(&who, &topic, &self.catalog);
+                let residency = info.residency().to_string();
+                let gate = crate::filter::fields::ConsentGate {
+                    store: &self.store,
+                    plan: &plan,
+                    residency: &residency,
+                };
+                let json = match &locator {
+                    SubjectLocator::Json(path) => Some(crate::codec::json::Targets::new(
+                        Vec::<Vec<&str>>::new(),
+                        Some(path.steps().collect()),
+                    )),
+                    _ => None,
+                };
+                for p in &mut t.partitions {
+                    let Some(records) = &p.records else { continue };
+                    if records.is_empty() {
+                        continue;
+                    }
+                    let mut part = crate::filter::audit::DeliveredPart::default();
+                    let result = rewrite_records(records, &RecordsOptions::fetch(), |h, rec| {
+                        let subject = subject_of(
+                            &locator,
+                            json.as_ref(),
+                            rec.key.as_ref(),
+                            rec.value.as_ref(),
+                            &rec.headers,
+                        );
+                        if !gate.allows(subject.as_deref(), &rec.headers) {
+                            return Ok::<_, RecordsError>(Verdict::Drop);
+                        }
+                        if !recording {
+                            return Ok(Verdict::Keep);
+                        }
+                        part.add(h.offset_of(rec), subject);
+                        Ok(Verdict::Keep)
+                    });
+                    match result {
+                        Ok(rw) => {
+                            self.policies
+                                .count_record_decisions(rw.stats.records_seen as u64);
+                            if rw.stats.records_dropped > 0 {
+                                tracing::debug!(
+                                    topic,
+                                    partition = p.partition_index,
+                                    dropped = rw.stats.records_dropped,
+                                    "records withheld for consent"
+                                );
+                            }
+                            p.records = Some(rw.records);
+                            if recording {
+                                delivered.insert((topic.clone(), p.partition_index), part);
+                            }
+                        }
+                        Err(e) => {
+                            outcome = ResponseAction::Close(format!("cannot filter {topic}: {e}"))
+                        }
+                    }
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            crate::filter::audit::hand_over(&mut r.notes, delivered);
+        }
+        Box::pin(async move { outcome })
+    }
+}

@@ -1,0 +1,534 @@
+//! The composition root: [`Proxy::start`] reads the configuration, loads
+//! every part (TLS, identity, policies, consent, keys, audit), builds the
+//! filter chain, and starts the listeners and the followers of the
+//! cluster's internal topics. The only module that names every other one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::auth::Authenticator;
+use crate::cluster::client::Upstream;
+use crate::cluster::consent::{ConsentFollower, ConsentStore};
+use crate::cluster::dial::Dialer;
+use crate::cluster::follower::{self, Settings};
+use crate::cluster::keys::{KeyTopic, KeyTopicState, Keys};
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::filter::{Filter, Governed, Parts, Target};
+use crate::net::routes::Routes;
+use crate::net::{listener, Front};
+use crate::tasks::Tasks;
+use crate::tls::TlsServer;
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    front: Arc<Front>,
+    tasks: Arc<Tasks>,
+    governance: Option<GovernanceHandles>,
+    audit: Option<gatehouse_audit::AuditLog>,
+    bootstrap: SocketAddr,
+    admin: Option<SocketAddr>,
+    grace: Duration,
+}
+
+impl Proxy {
+    /// Starts the proxy with the built-in filters.
+    pub async fn start(config: ProxyConfig) -> Result<Self, ProxyError> {
+        Self::start_with_filters(config, Vec::new()).await
+    }
+
+    /// Starts the proxy with the built-in filters followed by `extra`.
+    pub async fn start_with_filters(
+        config: ProxyConfig,
+        extra: Vec<Arc<dyn Filter>>,
+    ) -> Result<Self, ProxyError> {
+        config.validate()?;
+        let tls_server = config
+            .listener
+            .tls
+            .as_ref()
+            .map(|t| TlsServer::load(t).map(Arc::new))
+            .transpose()?;
+        let authenticator = config
+            .auth
+            .as_ref()
+            .map(|a| Authenticator::load(a).map(Arc::new))
+            .transpose()?;
+        let dialer = Arc::new(Dialer::new(&config)?);
+        let bind = config.listener.bind;
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|source| ProxyError::Bind { addr: bind, source })?;
+        let bootstrap = listener
+            .local_addr()
+            .map_err(|source| ProxyError::Bind { addr: bind, source })?;
+        let admin_listener = crate::admin::bind(&config).await?;
+        let governance = match &config.policy {
+            Some(p) => Some(Governance::load(p, config.keys.as_ref())?),
+            None => None,
+        };
+        let audit = open_audit(&config, governance.as_ref()).await?;
+        let tasks = Arc::new(Tasks::new());
+        let max_frame_bytes = config.limits.max_frame_bytes;
+        let settings = || Settings {
+            max_frame_bytes,
+            shutdown: tasks.stopping(),
+        };
+
+        // The key topic: every replica publishes the keys it creates and
+        // follows the others'.
+        if let (Some(g), Some(kc)) = (&governance, &config.keys) {
+            if let Some(k) = &g.keys {
+                let key_topic = Arc::new(KeyTopic::new(
+                    dialer.clone() as Arc<dyn Upstream>,
+                    max_frame_bytes,
+                    audit.clone(),
+                    kc.topic.clone(),
+                    k.keys.store().clone(),
+                    k.record_mac.clone(),
+                ));
+                let state = KeyTopicState::new(
+                    k.keys.store().clone(),
+                    &k.db,
+                    kc.topic.clone(),
+                    k.record_mac.clone(),
+                    audit.clone(),
+                )
+                .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+                let (status, task) = follower::follow(
+                    dialer.clone(),
+                    settings(),
+                    kc.topic.clone(),
+                    Arc::new(state),
+                );
+                key_topic.set_status(status);
+                let _ = k.keys.topic.set(key_topic.clone());
+                let mut shutdown = tasks.stopping();
+                tasks.spawn(async move {
+                    // Create the topic first (the follower would otherwise
+                    // retry until a produce creates it), then follow it.
+                    tokio::select! {
+                        r = key_topic.ensure_topic() => if let Err(e) = r {
+                            tracing::warn!(error = %e, "key topic not ready; produce to protected topics waits for it");
+                        },
+                        _ = shutdown.changed() => return,
+                    }
+                    // Keys changed while the proxy was down (a KEK rotation)
+                    // go out before anything else.
+                    match key_topic.publish_pending().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(keys = n, "pending data keys published"),
+                        Err(e) => tracing::warn!(error = %e, "pending data keys not published yet"),
+                    }
+                    task.await;
+                });
+            }
+        }
+
+        let (new_listeners, listeners_rx) = mpsc::unbounded_channel();
+        let routes = Arc::new(Routes::new(
+            bind.ip(),
+            config.listener.node_port_base,
+            config.advertised_host(),
+            new_listeners,
+        ));
+        let consent_topic = config
+            .policy
+            .as_ref()
+            .map(|p| p.consent_topic.clone())
+            .unwrap_or_default();
+        let chain = crate::filter::chain(
+            Parts {
+                sasl: authenticator.is_some(),
+                routes: routes.clone(),
+                governance: governance.as_ref().map(|g| Governed {
+                    policies: g.policies.clone(),
+                    catalog: g.catalog.clone(),
+                    consent: g.consent.clone(),
+                    keys: g.keys.as_ref().map(|k| k.keys.clone()),
+                    consent_topic: consent_topic.clone(),
+                }),
+                audit: audit.clone(),
+            },
+            extra,
+        );
+        tracing::info!(
+            %bootstrap,
+            upstream = ?config.upstream.bootstrap_servers,
+            filters = ?chain.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "proxy started"
+        );
+        let front = Arc::new(Front {
+            chain,
+            authenticator: authenticator.clone(),
+            audit: audit.clone(),
+            dialer: dialer.clone(),
+            routes,
+            limits: config.limits.clone(),
+            tls: tls_server.clone(),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            tasks: tasks.clone(),
+        });
+        if let Some(tls) = tls_server {
+            tasks.spawn(listener::watch_certificates(tls, tasks.stopping()));
+        }
+        tasks.spawn(listener::serve_new_listeners(front.clone(), listeners_rx));
+
+        let mut handles = None;
+        let mut admin_parts = None;
+        if let Some(g) = governance {
+            let (follower, task) =
+                ConsentFollower::new(dialer.clone(), settings(), consent_topic, g.consent.clone());
+            tasks.spawn(task);
+            let interval = config
+                .policy
+                .as_ref()
+                .map(|p| Duration::from_secs(p.reload_interval_secs.max(1)))
+                .unwrap_or(Duration::from_secs(2));
+            tasks.spawn(watch_policies(
+                g.policies.clone(),
+                interval,
+                tasks.stopping(),
+                audit.clone(),
+            ));
+            admin_parts = Some((g.policies.clone(), g.catalog.clone()));
+            handles = Some(GovernanceHandles {
+                policies: g.policies,
+                follower,
+                keys: g.keys.map(|k| k.keys),
+            });
+        }
+        listener::spawn(&front, listener, Target::Bootstrap);
+        let admin = match (admin_listener, admin_parts) {
+            (Some(l), Some((policies, catalog))) => {
+                let replica_dirs = config
+                    .admin
+                    .as_ref()
+                    .map(|a| a.replica_dirs.clone())
+                    .unwrap_or_default();
+                match crate::admin::serve(
+                    l,
+                    tasks.clone(),
+                    authenticator,
+                    audit.clone(),
+                    &replica_dirs,
+                    policies,
+                    catalog,
+                ) {
+                    Ok(addr) => Some(addr),
+                    Err(e) => {
+                        tasks.stop();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        Ok(Self {
+            front,
+            tasks,
+            governance: handles,
+            audit,
+            bootstrap,
+            admin,
+            grace: Duration::from_secs(config.limits.shutdown_grace_secs),
+        })
+    }
+
+    /// The bootstrap address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bootstrap
+    }
+
+    /// The address of the auditors' HTTP listener, when `[admin]` is
+    /// configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Broker nodes seen so far: (node id, proxy port, upstream address).
+    pub fn node_routes(&self) -> Vec<(i32, u16, String)> {
+        self.front
+            .routes
+            .snapshot()
+            .into_iter()
+            .map(|(n, r)| (n, r.proxy_port, r.upstream))
+            .collect()
+    }
+
+    /// Waits (up to `limit`) until the consent follower has read the
+    /// consent topic up to its end; `false` on timeout or without `[policy]`.
+    pub async fn consent_caught_up(&self, limit: Duration) -> bool {
+        let Some(g) = &self.governance else {
+            return false;
+        };
+        tokio::time::timeout(limit, g.follower.wait_caught_up())
+            .await
+            .is_ok_and(|()| g.follower.status().caught_up())
+    }
+
+    /// The policy store, when `[policy]` is configured.
+    pub fn policies(&self) -> Option<Arc<gatehouse_policy::PolicyStore>> {
+        self.governance.as_ref().map(|g| g.policies.clone())
+    }
+
+    /// Field protection's keys, when `[policy]` and `[keys]` are
+    /// configured.
+    pub fn keys(&self) -> Option<Arc<Keys>> {
+        self.governance.as_ref().and_then(|g| g.keys.clone())
+    }
+
+    /// Client connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.front.limits.max_connections - self.front.connections.available_permits()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace
+    /// period), then closes every connection.
+    pub async fn shutdown(self) {
+        self.tasks.stop();
+        let mut tasks = self.tasks.take();
+        let drained = tokio::time::timeout(self.grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+            tasks.shutdown().await;
+        }
+        if let Some(log) = &self.audit {
+            if let Err(e) = log.close().await {
+                tracing::error!(error = %e, "audit log not closed cleanly");
+            }
+        }
+        if let Some(policies) = self.policies() {
+            let c = policies.counters();
+            tracing::info!(
+                evaluations = c.evaluations,
+                plan_hits = c.plan_hits,
+                plan_misses = c.plan_misses,
+                plan_hit_rate = c.plan_hit_rate(),
+                records_decided = c.records_decided,
+                "policy decision counters"
+            );
+        }
+        tracing::info!("proxy stopped");
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.tasks.stop();
+    }
+}
+
+/// Opens the audit trail of `[audit]`, if configured: it needs the key
+/// provider of `[keys]`, which derives the subject-hash secret.
+async fn open_audit(
+    config: &ProxyConfig,
+    governance: Option<&Governance>,
+) -> Result<Option<gatehouse_audit::AuditLog>, ProxyError> {
+    let Some(a) = &config.audit else {
+        return Ok(None);
+    };
+    let (keys_config, secret) = match (&config.keys, governance.and_then(|g| g.keys.as_ref())) {
+        (Some(kc), Some(k)) => (kc, k.audit_secret.clone()),
+        _ => {
+            return Err(ProxyError::Config(
+                "[audit] needs [policy] and [keys]: subject ids are hashed with a secret of the key provider".into(),
+            ))
+        }
+    };
+    let signing = a.signing_key_file.clone().unwrap_or_else(|| {
+        keys_config
+            .key_file
+            .parent()
+            .map(|d| d.join("audit-signing.p8"))
+            .unwrap_or_else(|| "audit-signing.p8".into())
+    });
+    let mut cfg = gatehouse_audit::AuditConfig::new(&a.dir, &a.replica_id, signing, secret);
+    cfg.checkpoint_every = a.checkpoint_every;
+    cfg.flush_interval = Duration::from_millis(a.flush_interval_ms.max(1));
+    cfg.index_block_events = a.index_block_events;
+    let log = gatehouse_audit::AuditLog::open(cfg)
+        .await
+        .map_err(|e| ProxyError::Config(format!("audit log {}: {e}", a.dir.display())))?;
+    tracing::info!(dir = %a.dir.display(), replica = %a.replica_id, "audit trail open");
+    Ok(Some(log))
+}
+
+/// What `[policy]` loads at start-up.
+struct Governance {
+    policies: Arc<gatehouse_policy::PolicyStore>,
+    catalog: Arc<gatehouse_policy::Catalog>,
+    consent: Arc<ConsentStore>,
+    keys: Option<KeyParts>,
+}
+
+/// Field protection's keys and the sled database they live in.
+struct KeyParts {
+    keys: Arc<Keys>,
+    db: sled::Db,
+    /// The audit trail's subject-hash secret, derived from the provider.
+    audit_secret: gatehouse_keys::Zeroizing<[u8; 32]>,
+    /// Signs and verifies the key topic's records.
+    record_mac: Arc<gatehouse_keys::StateRecordMac>,
+}
+
+impl KeyParts {
+    fn open(k: &crate::config::KeysConfig) -> Result<Self, ProxyError> {
+        let provider = gatehouse_keys::LocalKeyFile::open_or_create(&k.key_file)
+            .map_err(|e| ProxyError::Config(format!("key file {}: {e}", k.key_file.display())))?;
+        let provider: Arc<dyn gatehouse_keys::KekProvider> = Arc::new(provider);
+        std::fs::create_dir_all(&k.state_dir).map_err(|e| {
+            ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display()))
+        })?;
+        let db = crate::cluster::open_sled(&sled::Config::new().path(&k.state_dir))
+            .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
+        let tree = db
+            .open_tree("keys")
+            .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+        let store = gatehouse_keys::KeyStore::open(tree, provider.clone(), k.cache_capacity.max(1))
+            .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+        let pseudonyms = gatehouse_keys::Pseudonymizer::new(provider.as_ref())
+            .map_err(|e| ProxyError::Config(format!("pseudonym secret: {e}")))?;
+        let audit_secret = gatehouse_keys::Zeroizing::new(
+            provider
+                .mac(gatehouse_audit::SUBJECT_SECRET_LABEL)
+                .map_err(|e| ProxyError::Config(format!("audit subject secret: {e}")))?,
+        );
+        let record_mac = Arc::new(
+            gatehouse_keys::StateRecordMac::new(provider.as_ref())
+                .map_err(|e| ProxyError::Config(format!("key topic record MAC secret: {e}")))?,
+        );
+        Ok(Self {
+            keys: Arc::new(Keys::new(store, pseudonyms)),
+            db,
+            audit_secret,
+            record_mac,
+        })
+    }
+}
+
+impl Governance {
+    fn load(
+        p: &crate::config::PolicyConfig,
+        keys: Option<&crate::config::KeysConfig>,
+    ) -> Result<Self, ProxyError> {
+        let policies = gatehouse_policy::PolicyStore::load(&p.dir)
+            .map_err(|e| ProxyError::Config(format!("policies in {}: {e}", p.dir.display())))?;
+        let catalog_file = p
+            .catalog_file
+            .clone()
+            .unwrap_or_else(|| p.dir.join("catalog.toml"));
+        let catalog = gatehouse_policy::Catalog::load(&catalog_file)
+            .map_err(|e| ProxyError::Config(format!("catalog {}: {e}", catalog_file.display())))?;
+        std::fs::create_dir_all(&p.state_dir)
+            .map_err(|e| ProxyError::Config(format!("state_dir {}: {e}", p.state_dir.display())))?;
+        let consent = ConsentStore::open(p.state_dir.join("consent"))
+            .map_err(|e| ProxyError::Config(format!("consent store: {e}")))?;
+        tracing::info!(
+            policies = %p.dir.display(),
+            version = format!("{:016x}", policies.version()),
+            topics = catalog.len(),
+            subjects = consent.len(),
+            "governance loaded"
+        );
+        let keys = keys.map(KeyParts::open).transpose()?;
+        Ok(Self {
+            policies: Arc::new(policies),
+            catalog: Arc::new(catalog),
+            consent: Arc::new(consent),
+            keys,
+        })
+    }
+}
+
+/// Handles on the running governance parts, for status and tests.
+#[derive(Debug)]
+struct GovernanceHandles {
+    /// The policy store.
+    policies: Arc<gatehouse_policy::PolicyStore>,
+    /// The consent follower.
+    follower: ConsentFollower,
+    /// Field protection keys, when `[keys]` is configured.
+    keys: Option<Arc<Keys>>,
+}
+
+/// Reloads the policy directory when its files change; an invalid set is
+/// refused (logged) and the old one stays in force.
+async fn watch_policies(
+    policies: Arc<gatehouse_policy::PolicyStore>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    audit: Option<gatehouse_audit::AuditLog>,
+) {
+    let fingerprint =
+        |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+            let mut v: Vec<_> = std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| {
+                            let m = e.metadata().ok();
+                            (
+                                e.path(),
+                                m.as_ref().and_then(|m| m.modified().ok()),
+                                m.map(|m| m.len()).unwrap_or(0),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+    // No fingerprint yet: the first tick re-reads the directory, so a change
+    // made between the initial load and this task's start is not missed (a
+    // reload of unchanged files keeps the active set and its plans).
+    let mut last = None;
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Some(fingerprint(policies.dir()));
+                if now == last {
+                    continue;
+                }
+                last = now;
+                let before = policies.version();
+                let event = match policies.reload() {
+                    Ok(version) if version == before => None,
+                    Ok(version) => {
+                        tracing::info!(version = format!("{version:016x}"), "policies reloaded");
+                        Some(gatehouse_audit::EventKind::PolicyReload {
+                            policy_hash: format!("{version:016x}"),
+                            trigger: "policy directory changed".into(),
+                            accepted: true,
+                            message: None,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "new policies refused; the previous set stays in force");
+                        Some(gatehouse_audit::EventKind::PolicyReload {
+                            policy_hash: format!("{before:016x}"),
+                            trigger: "policy directory changed".into(),
+                            accepted: false,
+                            message: Some(e.to_string()),
+                        })
+                    }
+                };
+                if let (Some(log), Some(event)) = (&audit, event) {
+                    if let Err(e) = log.append(event).await {
+                        tracing::error!(error = %e, "audit log unavailable: policy reload not recorded");
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
