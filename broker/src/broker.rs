@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::committer::{self, AdminOp, AdminOutcome, Op};
+use crate::committer::{self, AdminOp, Committer, CommitterDeps};
 use crate::error::{BrokerError, StorageError};
 use crate::groups::Coordinator;
 use crate::log;
@@ -85,34 +85,18 @@ impl Default for BrokerConfig {
 pub(crate) struct Shared {
     pub config: BrokerConfig,
     pub storage: Storage,
-    pub state: RwLock<State>,
+    /// Shared with the committer, which alone writes it.
+    pub state: Arc<RwLock<State>>,
     /// Bumped after every commit: long-polling fetches wait on it.
     pub commits: watch::Sender<u64>,
-    pub ops: mpsc::UnboundedSender<Op>,
+    /// Where produce, offset commits and admin ops go.
+    pub committer: Committer,
     pub groups: Coordinator,
     pub cluster_id: String,
     pub advertised: (String, i32),
     pub shutdown: watch::Sender<bool>,
     /// Users allowed in, when SASL is required.
     pub sasl: Option<gatehouse_sasl::CredentialStore>,
-}
-
-impl Shared {
-    /// Sends an admin op and waits for its result.
-    pub async fn admin(&self, op: AdminOp) -> Result<AdminOutcome, committer::AdminError> {
-        let (tx, rx) = oneshot::channel();
-        let timeout = (
-            crate::error::KafkaCode::RequestTimedOut,
-            "the broker is shutting down".to_string(),
-        );
-        self.ops
-            .send(Op::Admin { op, reply: tx })
-            .map_err(|_| timeout.clone())?;
-        match tokio::time::timeout(committer::REPLY_TIMEOUT, rx).await {
-            Ok(Ok(r)) => r,
-            _ => Err(timeout),
-        }
-    }
 }
 
 /// A running broker.
@@ -168,25 +152,36 @@ impl Broker {
             last_commit = state.last_seq,
             "broker started"
         );
-        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
+        let commits = watch::channel(state.last_seq).0;
+        let state = Arc::new(RwLock::new(state));
+        let (committer, commit_loop) = committer::start(CommitterDeps {
+            storage: storage.clone(),
+            state: state.clone(),
+            commits: commits.clone(),
+            commit_interval: config.commit_interval,
+            commit_max_bytes: config.commit_max_bytes,
+        });
         let shared = Arc::new(Shared {
             groups: Coordinator::new(config.initial_rebalance_delay),
             config,
             storage,
-            commits: watch::channel(state.last_seq).0,
-            state: RwLock::new(state),
-            ops: ops_tx,
+            commits,
+            state,
+            committer,
             cluster_id,
             advertised: (host, i32::from(addr.port())),
             shutdown,
             sasl,
         });
         let tasks = vec![
-            tokio::spawn(committer::run(shared.clone(), ops_rx)),
+            tokio::spawn(commit_loop),
             tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
             tokio::spawn(housekeeping(shared.clone())),
-            tokio::spawn(crate::groups::expiry_loop(shared.clone())),
+            tokio::spawn({
+                let shared = shared.clone();
+                async move { shared.groups.expiry_loop().await }
+            }),
         ];
         Ok(Self {
             shared,
@@ -214,6 +209,7 @@ impl Broker {
         configs: std::collections::BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
         self.shared
+            .committer
             .admin(AdminOp::CreateTopic {
                 name: name.to_string(),
                 partitions,
@@ -368,7 +364,11 @@ async fn housekeep_once(shared: &Shared) -> Result<(), BrokerError> {
     };
     if !moves.is_empty() {
         tracing::info!(partitions = moves.len(), "retention moves log starts");
-        if let Err((code, msg)) = shared.admin(AdminOp::SetLogStart { entries: moves }).await {
+        if let Err((code, msg)) = shared
+            .committer
+            .admin(AdminOp::SetLogStart { entries: moves })
+            .await
+        {
             tracing::warn!(?code, msg, "retention step failed");
         }
     }

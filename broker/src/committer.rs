@@ -10,21 +10,27 @@
 //! Admin ops (topic changes, producer ids, log start moves) are rare and
 //! validated against the state, so each gets a commit object of its own:
 //! they never interleave with data ops validated against older state.
+//!
+//! The committer sees only what [`CommitterDeps`] hands it (the store, the
+//! state it keeps in step with the log, the commit counter and two
+//! settings); everyone else reaches it through the [`Committer`] handle,
+//! whose methods are the only way to build and send an [`Op`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::batch::{self, BatchHeader};
-use crate::broker::Shared;
 use crate::error::{KafkaCode, StorageError};
 use crate::log::{Command, CommitBuilder, CommittedOffset};
 use crate::state::{ProducerBatch, ProducerState, State};
+use crate::storage::Storage;
 use crate::topic_config;
 
 /// The outcome of appending one batch.
@@ -33,9 +39,9 @@ pub type ProduceResult = Result<i64, KafkaCode>;
 /// An error for an admin op: code plus a message for the client.
 pub type AdminError = (KafkaCode, String);
 
-/// Work for the committer.
+/// Work for the committer; built only by [`Committer`]'s methods.
 #[derive(Debug)]
-pub enum Op {
+enum Op {
     /// Append a validated batch.
     Produce {
         /// Topic name.
@@ -167,8 +173,110 @@ struct Overlay {
     partitions: HashMap<(Uuid, i32), (i64, HashMap<i64, ProducerState>)>,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
-    let mut next_seq = shared.state.read().map(|s| s.last_seq + 1).unwrap_or(1);
+/// What the committer works on, and nothing more.
+#[derive(Debug)]
+pub(crate) struct CommitterDeps {
+    /// Where commit objects go.
+    pub storage: Storage,
+    /// The state, updated only after a commit object is durable.
+    pub state: Arc<RwLock<State>>,
+    /// Bumped after every commit: long-polling fetches wait on it.
+    pub commits: watch::Sender<u64>,
+    /// How long data ops are gathered into one commit object.
+    pub commit_interval: Duration,
+    /// Flush a commit object early once it holds this many bytes.
+    pub commit_max_bytes: usize,
+}
+
+/// Why an op got no answer from the committer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unanswered {
+    /// The committer is gone (the broker is shutting down).
+    #[error("the committer has stopped")]
+    Stopped,
+    /// No answer within [`REPLY_TIMEOUT`], or the answer was dropped.
+    #[error("no answer from the committer in time")]
+    TimedOut,
+}
+
+/// The handle through which handlers and housekeeping send work to the
+/// committer.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    ops: mpsc::UnboundedSender<Op>,
+}
+
+impl Committer {
+    /// Sends an admin op and waits for its result. A committer that has
+    /// stopped or does not answer in time yields `REQUEST_TIMED_OUT`.
+    pub async fn admin(&self, op: AdminOp) -> Result<AdminOutcome, AdminError> {
+        let (tx, rx) = oneshot::channel();
+        let timeout = (
+            KafkaCode::RequestTimedOut,
+            "the broker is shutting down".to_string(),
+        );
+        self.ops
+            .send(Op::Admin { op, reply: tx })
+            .map_err(|_| timeout.clone())?;
+        match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err(timeout),
+        }
+    }
+
+    /// Hands a validated batch to the committer now; the receiver yields
+    /// its base offset once it is durable.
+    pub fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        header: BatchHeader,
+        batch: Bytes,
+    ) -> Result<oneshot::Receiver<ProduceResult>, Unanswered> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Produce {
+                topic: topic.to_string(),
+                partition,
+                header,
+                batch,
+                reply: tx,
+            })
+            .map_err(|_| Unanswered::Stopped)?;
+        Ok(rx)
+    }
+
+    /// Commits a group's offsets and waits for one code per offset, in
+    /// order.
+    pub async fn commit_offsets(
+        &self,
+        group: String,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<Vec<KafkaCode>, Unanswered> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::CommitOffsets {
+                group,
+                offsets,
+                reply: tx,
+            })
+            .map_err(|_| Unanswered::Stopped)?;
+        match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+            Ok(Ok(codes)) => Ok(codes),
+            _ => Err(Unanswered::TimedOut),
+        }
+    }
+}
+
+/// Creates the committer: the handle to send it work, and the task to
+/// spawn. The task ends once every handle is dropped.
+pub(crate) fn start(deps: CommitterDeps) -> (Committer, impl Future<Output = ()>) {
+    let (ops, rx) = mpsc::unbounded_channel();
+    (Committer { ops }, run(deps, rx))
+}
+
+async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut next_seq = deps.state.read().map(|s| s.last_seq + 1).unwrap_or(1);
     let mut held: Option<Op> = None;
     let mut fenced = false;
     loop {
@@ -187,7 +295,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
         let mut replies = Vec::new();
         let mut pending = Vec::new();
         if let Op::Admin { op, reply } = first {
-            match prepare_admin(&shared, op, &mut builder) {
+            match prepare_admin(&deps, op, &mut builder) {
                 Ok(outcome) if builder.is_empty() => {
                     // validate_only, or nothing to change.
                     drop(reply.send(Ok(outcome)));
@@ -202,8 +310,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
         } else {
             // Gather data ops for a short while (group commit).
             pending.push(first);
-            let deadline = Instant::now() + shared.config.commit_interval;
-            let max_bytes = shared.config.commit_max_bytes;
+            let deadline = Instant::now() + deps.commit_interval;
+            let max_bytes = deps.commit_max_bytes;
             let mut gathered = 0usize;
             loop {
                 if gathered >= max_bytes {
@@ -233,7 +341,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
                     None => break,
                 }
             }
-            prepare_data(&shared, pending.drain(..), &mut builder, &mut replies);
+            prepare_data(&deps, pending.drain(..), &mut builder, &mut replies);
         }
 
         if builder.is_empty() {
@@ -241,7 +349,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
             continue;
         }
         let seq = next_seq;
-        match write(&shared, seq, builder).await {
+        match write(&deps, seq, builder).await {
             Ok(()) => {
                 next_seq += 1;
                 replies.into_iter().for_each(Reply::send);
@@ -277,10 +385,10 @@ fn fail_op(op: Op, code: KafkaCode) {
 /// Writes the object, then applies it. After an ambiguous failure the
 /// store is asked whether the object landed, so state never diverges from
 /// what the log holds.
-async fn write(shared: &Shared, seq: u64, builder: CommitBuilder) -> Result<(), StorageError> {
+async fn write(deps: &CommitterDeps, seq: u64, builder: CommitBuilder) -> Result<(), StorageError> {
     let (object, commands) = builder.finish(seq)?;
-    let result = match shared.storage.put_commit(seq, object).await {
-        Err(StorageError::Store(e)) => match shared.storage.commit_exists(seq).await {
+    let result = match deps.storage.put_commit(seq, object).await {
+        Err(StorageError::Store(e)) => match deps.storage.commit_exists(seq).await {
             Ok(true) => {
                 tracing::warn!(seq, error = %e, "commit reported failure but is durable");
                 Ok(())
@@ -290,20 +398,20 @@ async fn write(shared: &Shared, seq: u64, builder: CommitBuilder) -> Result<(), 
         other => other,
     };
     result?;
-    if let Ok(mut state) = shared.state.write() {
+    if let Ok(mut state) = deps.state.write() {
         state.apply(seq, &commands);
     }
-    shared.commits.send_replace(seq);
+    deps.commits.send_replace(seq);
     Ok(())
 }
 
 fn prepare_data(
-    shared: &Shared,
+    deps: &CommitterDeps,
     ops: impl Iterator<Item = Op>,
     builder: &mut CommitBuilder,
     replies: &mut Vec<Reply>,
 ) {
-    let Ok(state) = shared.state.read() else {
+    let Ok(state) = deps.state.read() else {
         return;
     };
     let mut overlay = Overlay::default();
@@ -448,11 +556,11 @@ pub fn valid_topic_name(name: &str) -> bool {
 }
 
 fn prepare_admin(
-    shared: &Shared,
+    deps: &CommitterDeps,
     op: AdminOp,
     builder: &mut CommitBuilder,
 ) -> Result<AdminOutcome, AdminError> {
-    let state = shared.state.read().map_err(|_| {
+    let state = deps.state.read().map_err(|_| {
         (
             KafkaCode::UnknownServerError,
             "state lock poisoned".to_string(),

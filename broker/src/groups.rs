@@ -20,7 +20,6 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::broker::Shared;
 use crate::error::KafkaCode;
 
 /// Phase of a group.
@@ -686,12 +685,13 @@ impl Coordinator {
         }
         expired
     }
-}
 
-pub(crate) async fn expiry_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        shared.groups.expire();
+    /// Expires members whose sessions ran out, every 250 ms, forever.
+    pub(crate) async fn expiry_loop(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            self.expire();
+        }
     }
 }

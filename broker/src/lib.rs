@@ -23,12 +23,19 @@
 //! - [`state`]: topics, partitions and the location of every batch,
 //!   rebuilt by replaying commands after the newest snapshot.
 //! - [`committer`]: the single writer: group commit, offset assignment,
-//!   idempotent producer checks.
+//!   idempotent producer checks. Everything else reaches it through its
+//!   handle's methods (produce, commit offsets, admin ops).
 //! - [`groups`]: the consumer group coordinator (membership in memory,
 //!   offsets durable through the log).
 //! - [`batch`]: record batch header parsing and validation; batches are
 //!   never decompressed on the produce path.
 //! - `server` and `handlers`: connections, pipelining, one handler per API.
+//! - `broker`: start-up, recovery, housekeeping, and the state shared by
+//!   the server and handlers.
+//!
+//! The lower modules (those above, plus `topic_config` and `error`) get
+//! what they use passed in and never import `broker`, `server` or
+//! `handlers`; a test checks it.
 //!
 //! The broker imports nothing of Gatehouse's governance crates: it is a
 //! plain Kafka-compatible cluster, and the proxy treats it as any other.
@@ -39,6 +46,8 @@ pub mod committer;
 pub mod error;
 pub mod groups;
 mod handlers;
+#[cfg(test)]
+mod layering;
 pub mod log;
 mod server;
 pub mod state;

@@ -116,7 +116,7 @@ pub(super) async fn metadata(
                     configs: BTreeMap::new(),
                     validate_only: false,
                 };
-                match shared.admin(op).await {
+                match shared.committer.admin(op).await {
                     Ok(_) | Err((KafkaCode::TopicAlreadyExists, _)) => {
                         tracing::info!(topic = %name, "auto-created topic");
                     }
@@ -203,6 +203,7 @@ pub(super) async fn create_topics(
             // Replication is the object store's job: any factor is accepted
             // and reported as 1.
             shared
+                .committer
                 .admin(AdminOp::CreateTopic {
                     name: name.clone(),
                     partitions,
@@ -273,7 +274,12 @@ pub(super) async fn delete_topics(
                 .and_then(|s| s.topics.get(&id).map(|t| t.name.clone()))
         });
         let result = match &name {
-            Some(n) => shared.admin(AdminOp::DeleteTopic { name: n.clone() }).await,
+            Some(n) => {
+                shared
+                    .committer
+                    .admin(AdminOp::DeleteTopic { name: n.clone() })
+                    .await
+            }
             None => Err((
                 KafkaCode::UnknownTopicOrPartition,
                 "unknown topic id".to_string(),
@@ -302,6 +308,7 @@ pub(super) async fn create_partitions(
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = shared
+            .committer
             .admin(AdminOp::AddPartitions {
                 name: t.name.0.to_string(),
                 count: t.count,
@@ -332,7 +339,11 @@ pub(super) async fn delete_records(
                 .map(move |p| (t.name.0.to_string(), p.partition_index, p.offset))
         })
         .collect();
-    let results = match shared.admin(AdminOp::SetLogStart { entries }).await {
+    let results = match shared
+        .committer
+        .admin(AdminOp::SetLogStart { entries })
+        .await
+    {
         Ok(AdminOutcome::LogStarts(r)) => r,
         Ok(_) => Vec::new(),
         Err((code, _)) => vec![Err(code); req.topics.iter().map(|t| t.partitions.len()).sum()],
@@ -499,6 +510,7 @@ async fn set_topic_configs(
         ))?;
     change(&mut configs).map_err(|m| (KafkaCode::InvalidConfig, m))?;
     shared
+        .committer
         .admin(AdminOp::SetConfigs {
             name: name.to_string(),
             configs,
@@ -648,7 +660,7 @@ pub(super) async fn init_producer_id(
 }
 
 async fn allocate(shared: &Shared) -> InitProducerIdResponse {
-    match shared.admin(AdminOp::AllocateProducerId).await {
+    match shared.committer.admin(AdminOp::AllocateProducerId).await {
         Ok(AdminOutcome::ProducerId(id)) => InitProducerIdResponse::default()
             .with_producer_id(id.into())
             .with_producer_epoch(0),

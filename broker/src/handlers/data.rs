@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::{str, HandlerFuture};
 use crate::batch::{self, BatchError};
 use crate::broker::Shared;
-use crate::committer::{Op, ProduceResult, REPLY_TIMEOUT};
+use crate::committer::{ProduceResult, REPLY_TIMEOUT};
 use crate::error::KafkaCode;
 use crate::state::BatchLoc;
 
@@ -132,23 +132,15 @@ fn submit(
             "transactional and control batches are not supported".to_string(),
         ));
     }
-    let (tx, rx) = oneshot::channel();
     shared
-        .ops
-        .send(Op::Produce {
-            topic: topic.to_string(),
-            partition,
-            header,
-            batch: records,
-            reply: tx,
-        })
+        .committer
+        .produce(topic, partition, header, records)
         .map_err(|_| {
             (
                 KafkaCode::NotLeaderOrFollower,
                 "broker is shutting down".to_string(),
             )
-        })?;
-    Ok(rx)
+        })
 }
 
 struct PartitionPlan {

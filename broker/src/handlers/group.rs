@@ -23,11 +23,10 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
     SyncGroupResponse, TopicName,
 };
-use tokio::sync::oneshot;
 
 use super::{str, RequestContext};
 use crate::broker::Shared;
-use crate::committer::{AdminOp, Op, REPLY_TIMEOUT};
+use crate::committer::{AdminOp, Unanswered};
 use crate::error::KafkaCode;
 use crate::groups::{CommitCheck, JoinRequest};
 use crate::log::CommittedOffset;
@@ -215,25 +214,11 @@ pub(super) async fn offset_commit(
     let n = offsets.len();
     let codes = match check {
         CommitCheck::Refused(code) => vec![code; n],
-        CommitCheck::Ok => {
-            let (tx, rx) = oneshot::channel();
-            if shared
-                .ops
-                .send(Op::CommitOffsets {
-                    group,
-                    offsets,
-                    reply: tx,
-                })
-                .is_err()
-            {
-                vec![KafkaCode::CoordinatorNotAvailable; n]
-            } else {
-                match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
-                    Ok(Ok(codes)) => codes,
-                    _ => vec![KafkaCode::RequestTimedOut; n],
-                }
-            }
-        }
+        CommitCheck::Ok => match shared.committer.commit_offsets(group, offsets).await {
+            Ok(codes) => codes,
+            Err(Unanswered::Stopped) => vec![KafkaCode::CoordinatorNotAvailable; n],
+            Err(Unanswered::TimedOut) => vec![KafkaCode::RequestTimedOut; n],
+        },
     };
     let mut codes = codes.into_iter();
     let topics = req
@@ -474,7 +459,11 @@ pub(super) async fn delete_groups(
                 if !had_members_state && !has_offsets {
                     KafkaCode::GroupIdNotFound
                 } else {
-                    match shared.admin(AdminOp::DeleteGroup { group: name }).await {
+                    match shared
+                        .committer
+                        .admin(AdminOp::DeleteGroup { group: name })
+                        .await
+                    {
                         Ok(_) => KafkaCode::None,
                         Err((code, _)) => code,
                     }
