@@ -35,7 +35,7 @@
 //!
 //! The lower modules (those above, plus `topic_config` and `error`) get
 //! what they use passed in and never import `broker`, `server` or
-//! `handlers`; a test checks it.
+//! `handlers`; the end-to-end suite's `layering` tests check it.
 //!
 //! The broker imports nothing of Gatehouse's governance crates: it is a
 //! plain Kafka-compatible cluster, and the proxy treats it as any other.
@@ -46,8 +46,6 @@ pub mod committer;
 pub mod error;
 pub mod groups;
 mod handlers;
-#[cfg(test)]
-mod layering;
 pub mod log;
 mod server;
 pub mod state;

@@ -45,8 +45,8 @@
 //!
 //! ## Layers
 //!
-//! Each folder imports only from the folders below it (a test in this
-//! crate, `layering`, fails on any other import):
+//! Each folder imports only from the folders below it (the end-to-end
+//! suite's `layering` tests fail on any other import):
 //!
 //! | folder | what | may import |
 //! |---|---|---|
@@ -73,9 +73,6 @@ pub mod net;
 mod proxy;
 mod tasks;
 pub mod tls;
-
-#[cfg(test)]
-mod layering;
 
 pub use cluster::keys::KeyDestroyError;
 pub use config::ProxyConfig;

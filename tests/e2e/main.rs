@@ -37,6 +37,7 @@ mod demo;
 mod fields;
 mod identity;
 mod keytopic;
+mod layering;
 mod load;
 mod policy;
 mod proxy;
