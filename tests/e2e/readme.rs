@@ -152,3 +152,32 @@ fn crate_imports_run_one_way() -> Result<()> {
     }
     Ok(())
 }
+
+/// The worked example of `docs/adding-a-filter.md` is the file the proxy's
+/// unit tests compile and run (`docs/examples/stamp.rs`), verbatim.
+#[test]
+fn the_filter_guide_shows_the_example_that_is_tested() -> Result<()> {
+    let root = gatehouse_tests::repo_root();
+    let guide = std::fs::read_to_string(root.join("docs/adding-a-filter.md"))?;
+    let example = std::fs::read_to_string(root.join("docs/examples/stamp.rs"))?;
+    let after = guide
+        .split_once("## A worked example")
+        .context("the guide has its worked example")?
+        .1;
+    let block = after
+        .split_once("```rust\n")
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .context("the worked example has a rust block")?
+        .0;
+    ensure!(
+        block == example,
+        "docs/adding-a-filter.md's example differs from docs/examples/stamp.rs"
+    );
+    // And the file is what the proxy compiles as its test module.
+    let module = std::fs::read_to_string(root.join("proxy/src/filter/mod.rs"))?;
+    ensure!(
+        module.contains("#[path = \"../../../docs/examples/stamp.rs\"]"),
+        "proxy/src/filter/mod.rs no longer compiles the guide's example"
+    );
+    Ok(())
+}

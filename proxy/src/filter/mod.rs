@@ -35,6 +35,12 @@ pub mod consent;
 pub mod fields;
 pub(crate) mod subject;
 
+// The worked example of docs/adding-a-filter.md, compiled and tested here
+// so that the guide stays true; it is not part of the chain.
+#[cfg(test)]
+#[path = "../../../docs/examples/stamp.rs"]
+mod stamp;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
