@@ -39,7 +39,7 @@ pub(crate) mod subject;
 // so that the guide stays true; it is not part of the chain.
 #[cfg(test)]
 #[path = "../../../docs/examples/stamp.rs"]
-mod stamp;
+mod guide_example;
 
 use std::future::Future;
 use std::net::SocketAddr;
