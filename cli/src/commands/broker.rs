@@ -1,0 +1,88 @@
+//! `gatehouse broker`: Running a broker whose data lives in object storage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use gatehouse_broker::{Broker, BrokerConfig};
+
+use crate::wait_for_signal;
+
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9092",
+        env = "GATEHOUSE_BROKER_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// Host name advertised to clients (default: the listen address).
+    #[arg(long, env = "GATEHOUSE_BROKER_ADVERTISED_HOST")]
+    advertised_host: Option<String>,
+    /// Where data lives: a directory, file:///path, or s3://bucket/prefix
+    /// (credentials and endpoint from AWS_* variables).
+    #[arg(
+        long,
+        default_value = "gatehouse-data/broker",
+        env = "GATEHOUSE_BROKER_DATA"
+    )]
+    data: String,
+    /// This broker's node id.
+    #[arg(long, default_value_t = 0, env = "GATEHOUSE_BROKER_NODE_ID")]
+    node_id: i32,
+    /// Create topics on first use (metadata requests for unknown topics).
+    #[arg(long, env = "GATEHOUSE_BROKER_AUTO_CREATE_TOPICS")]
+    auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    #[arg(long, default_value_t = 1, env = "GATEHOUSE_BROKER_DEFAULT_PARTITIONS")]
+    default_partitions: i32,
+    /// How long produce requests are gathered into one commit object (ms).
+    #[arg(long, default_value_t = 2, env = "GATEHOUSE_BROKER_COMMIT_INTERVAL_MS")]
+    commit_interval_ms: u64,
+    /// Skip fsync of local data files (faster, loses data on power failure).
+    #[arg(long, env = "GATEHOUSE_BROKER_NO_FSYNC")]
+    no_fsync: bool,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = 100 << 20, env = "GATEHOUSE_BROKER_MAX_FRAME_BYTES")]
+    max_frame_bytes: usize,
+    /// Memory for recently written data, in MiB.
+    #[arg(long, default_value_t = 256, env = "GATEHOUSE_BROKER_CACHE_MB")]
+    cache_mb: usize,
+    /// Require SASL (PLAIN, SCRAM-SHA-256/512) with the users of this
+    /// credentials file (see `gatehouse users`).
+    #[arg(long, env = "GATEHOUSE_BROKER_SASL_CREDENTIALS")]
+    sasl_credentials: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    fn config(&self) -> BrokerConfig {
+        BrokerConfig {
+            node_id: self.node_id,
+            listen: self.listen,
+            advertised_host: self.advertised_host.clone(),
+            data: self.data.clone(),
+            fsync: !self.no_fsync,
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            max_frame_bytes: self.max_frame_bytes,
+            cache_bytes: self.cache_mb << 20,
+            sasl_credentials: self.sasl_credentials.clone(),
+            ..BrokerConfig::default()
+        }
+    }
+}
+
+pub(crate) async fn run_broker(args: BrokerArgs) -> Result<()> {
+    let broker = Broker::start(args.config())
+        .await
+        .context("broker failed to start")?;
+    println!("gatehouse broker listening on {}", broker.local_addr());
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.shutdown().await.context("broker shutdown")?;
+    Ok(())
+}

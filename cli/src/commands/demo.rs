@@ -1,0 +1,73 @@
+//! `gatehouse demo`: The embedded default: the broker with the demo world, the proxy in
+//! front of it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::wait_for_signal;
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Directory for the demo's data.
+    #[arg(long, default_value = "gatehouse-data", env = "GATEHOUSE_DEMO_DATA")]
+    data: PathBuf,
+    /// The proxy's bootstrap port (what clients use); broker node N is
+    /// served on the following ports (port + 1 + N).
+    #[arg(long, default_value_t = 9092, env = "GATEHOUSE_DEMO_PORT")]
+    port: u16,
+    /// The broker's own port, for looking behind the proxy.
+    #[arg(long, default_value_t = 19092, env = "GATEHOUSE_DEMO_BROKER_PORT")]
+    broker_port: u16,
+}
+
+pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
+    let addrs = gatehouse::demo::DemoAddrs::local(args.port, args.broker_port);
+    let demo = gatehouse::demo::start(&args.data, addrs)
+        .await
+        .context("demo failed to start")?;
+    let addr = demo.bootstrap();
+    let clients = args.data.join("clients");
+    let ingest = clients.join("ingest.properties");
+    let analytics = clients.join("analytics.properties");
+    println!();
+    println!(
+        "Gatehouse demo is running (data in {}).",
+        args.data.display()
+    );
+    println!();
+    println!("  bootstrap.servers = {addr}            (through Gatehouse; SASL required)");
+    println!(
+        "  broker            = {}   (behind it, for comparison)",
+        demo.broker_addr()
+    );
+    println!();
+    println!(
+        "Client settings for each demo principal are in {}:",
+        clients.display()
+    );
+    println!("  ingest     (SCRAM-SHA-512)  {}", ingest.display());
+    println!("  analytics  (SCRAM-SHA-512)  {}", analytics.display());
+    println!(
+        "  analytics  (OAUTHBEARER)    a signed JWT in {}",
+        clients.join("analytics.jwt").display()
+    );
+    println!();
+    println!("Try it:");
+    println!("  kcat -b {addr} -F {} -L", ingest.display());
+    println!(
+        "  echo 'u-000042:{{\"id\":\"p-1\",\"text\":\"hello\"}}' | kcat -b {addr} -F {} -t social.posts -P -K:",
+        ingest.display()
+    );
+    println!(
+        "  kcat -b {addr} -F {} -t social.posts -C -e",
+        analytics.display()
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    demo.shutdown().await.context("demo shutdown")?;
+    Ok(())
+}
