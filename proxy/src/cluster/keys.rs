@@ -54,32 +54,19 @@
 //! the destruction: that limit remains.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use gatehouse_audit::EventKind;
 use gatehouse_keys::{
     KeyError, KeyId, KeyStore, Pseudonymizer, ReplicatedChange, StateRecordMac, MAC_HEADER,
 };
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, ProduceRequest, ProduceResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::client::{error_name, metadata, Conn, Upstream};
+use crate::cluster::client::Upstream;
 use crate::cluster::follower::{FollowerStatus, Materialized};
+use crate::cluster::publish::StateTopic;
 
-const PRODUCE_VERSIONS: (i16, i16) = (3, 9);
-const CREATE_TOPICS_VERSIONS: (i16, i16) = (2, 5);
-const TOPIC_ALREADY_EXISTS: i16 = 36;
-const PRODUCE_TIMEOUT_MS: i32 = 10_000;
 /// At most one audit event (and one warning) about rejected key-topic
 /// records per window; the rejections in between are counted.
 pub(crate) const REJECTION_WINDOW: Duration = Duration::from_secs(10);
@@ -112,16 +99,9 @@ impl Keys {
 /// The wrapped keys of this replica's store, followed from and published to
 /// the key topic.
 pub(crate) struct KeyTopic {
-    /// How the key topic is reached.
-    upstream: Arc<dyn Upstream>,
-    topic: String,
-    max_frame_bytes: usize,
+    /// Where key records are published (signed, acks=all).
+    topic: StateTopic,
     store: KeyStore,
-    /// Signs every published record.
-    mac: Arc<StateRecordMac>,
-    /// The connection to the key partition's leader, reused between
-    /// publications; one publication at a time.
-    conn: Mutex<Option<Conn>>,
     status: std::sync::OnceLock<watch::Receiver<FollowerStatus>>,
     /// Where key publications are recorded, if the proxy keeps an audit
     /// trail.
@@ -132,7 +112,7 @@ pub(crate) struct KeyTopic {
 impl std::fmt::Debug for KeyTopic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyTopic")
-            .field("topic", &self.topic)
+            .field("topic", &self.topic.name())
             .finish_non_exhaustive()
     }
 }
@@ -155,12 +135,8 @@ impl KeyTopic {
         Self {
             audit,
             replica,
-            upstream,
-            topic,
-            max_frame_bytes,
+            topic: StateTopic::new(upstream, topic, max_frame_bytes, mac),
             store,
-            mac,
-            conn: Mutex::new(None),
             status: std::sync::OnceLock::new(),
         }
     }
@@ -185,87 +161,43 @@ impl KeyTopic {
 
     /// Creates the key topic if the cluster does not have it.
     pub(crate) async fn ensure_topic(&self) -> Result<(), String> {
-        let mut conn = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        if metadata(&mut conn, &self.topic).await.is_ok() {
-            return Ok(());
-        }
-        let v = conn.version(ApiKey::CreateTopics, CREATE_TOPICS_VERSIONS)?;
-        let req = CreateTopicsRequest::default()
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
-                .with_num_partitions(1)
-                .with_replication_factor(if v >= 4 { -1 } else { 1 })
-                .with_configs(vec![CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("cleanup.policy"))
-                    .with_value(Some(StrBytes::from_static_str("compact")))])]);
-        let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, v, &req).await?;
-        for t in &resp.topics {
-            if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
-                return Err(format!(
-                    "cannot create the key topic {}: {}",
-                    self.topic,
-                    error_name(t.error_code)
-                ));
-            }
-        }
-        tracing::info!(topic = %self.topic, "key topic created");
-        Ok(())
+        self.topic.ensure().await
     }
 
     /// Writes every key record of the store not yet on the topic, and waits
     /// for the cluster's acknowledgement (acks=all). Nothing to do is
     /// cheap: one look at the store.
     pub(crate) async fn publish_pending(&self) -> Result<usize, String> {
-        let pending = self.store.unpublished().map_err(|e| e.to_string())?;
+        if self
+            .store
+            .unpublished()
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            return Ok(0);
+        }
+        // Listed again under the publication lock: another task may have
+        // published them while this one waited.
+        let (_, pending) = self
+            .topic
+            .publish_with(|| {
+                let pending = self.store.unpublished().map_err(|e| e.to_string())?;
+                let records = pending
+                    .iter()
+                    .map(|(_, k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                Ok((records, pending))
+            })
+            .await
+            .map_err(|e| format!("cannot publish data keys: {e}"))?;
         if pending.is_empty() {
             return Ok(0);
         }
-        let mut guard = self.conn.lock().await;
-        // Another task may have published them while this one waited.
-        let pending = self.store.unpublished().map_err(|e| e.to_string())?;
-        if pending.is_empty() {
-            return Ok(0);
+        for (id, _, _) in &pending {
+            self.store.mark_published(*id).map_err(|e| e.to_string())?;
         }
-        let batch = encode_batch(&self.topic, &self.mac, &pending)?;
-        let mut last_error = String::new();
-        for attempt in 0..2 {
-            if guard.is_none() {
-                match self.connect_leader().await {
-                    Ok(c) => *guard = Some(c),
-                    Err(e) => {
-                        last_error = e;
-                        if attempt == 0 {
-                            // The topic may be missing: create it, then retry.
-                            if let Err(e) = self.ensure_topic().await {
-                                last_error = e;
-                            }
-                        }
-                        continue;
-                    }
-                }
-            }
-            let Some(conn) = guard.as_mut() else { continue };
-            match self.produce(conn, batch.clone()).await {
-                Ok(()) => {
-                    for (id, _, _) in &pending {
-                        self.store.mark_published(*id).map_err(|e| e.to_string())?;
-                    }
-                    self.record(&pending).await;
-                    return Ok(pending.len());
-                }
-                Err(e) => {
-                    last_error = e;
-                    *guard = None;
-                }
-            }
-        }
-        Err(format!(
-            "cannot publish data keys to {}: {last_error}",
-            self.topic
-        ))
+        self.record(&pending).await;
+        Ok(pending.len())
     }
 
     /// Records the published key records in the audit trail: which key was
@@ -301,109 +233,6 @@ impl KeyTopic {
             tracing::error!(error = %e, "audit log unavailable: key publication not recorded");
         }
     }
-
-    async fn connect_leader(&self) -> Result<Conn, String> {
-        let mut boot = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        let layout = metadata(&mut boot, &self.topic)
-            .await
-            .map_err(|e| e.to_string())?;
-        let leader = *layout
-            .leaders
-            .get(&0)
-            .ok_or_else(|| format!("{}: partition 0 has no leader", self.topic))?;
-        let (host, port) = layout
-            .brokers
-            .get(&leader)
-            .cloned()
-            .ok_or_else(|| format!("{}: leader {leader} unknown", self.topic))?;
-        // The bootstrap connection may already be to the leader; a
-        // dedicated one keeps it simple and is made once.
-        Conn::open(
-            self.upstream.as_ref(),
-            Some((leader, &host, port)),
-            self.max_frame_bytes,
-        )
-        .await
-        .map_err(|e| e.to_string())
-    }
-
-    async fn produce(&self, conn: &mut Conn, batch: Bytes) -> Result<(), String> {
-        let v = conn.version(ApiKey::Produce, PRODUCE_VERSIONS)?;
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch))])]);
-        let resp: ProduceResponse = conn.call(ApiKey::Produce, v, &req).await?;
-        let code = resp
-            .responses
-            .iter()
-            .flat_map(|t| t.partition_responses.iter())
-            .map(|p| p.error_code)
-            .next()
-            .ok_or("empty produce response")?;
-        if code != 0 {
-            return Err(format!("produce: {}", error_name(code)));
-        }
-        Ok(())
-    }
-}
-
-/// The key records as one batch, each signed ([`MAC_HEADER`]).
-fn encode_batch(
-    topic: &str,
-    mac: &StateRecordMac,
-    pending: &[(KeyId, Vec<u8>, Vec<u8>)],
-) -> Result<Bytes, String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let records = pending
-        .iter()
-        .enumerate()
-        .map(|(i, (_, key, value))| {
-            let tag = mac
-                .sign(topic, Some(key), Some(value))
-                .map_err(|e| format!("signing key records: {e}"))?;
-            let mut headers = kafka_protocol::indexmap::IndexMap::new();
-            headers.insert(
-                StrBytes::from_static_str(MAC_HEADER),
-                Some(Bytes::copy_from_slice(&tag)),
-            );
-            Ok(Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1 + i as i32,
-                timestamp: now,
-                key: Some(Bytes::copy_from_slice(key)),
-                value: Some(Bytes::copy_from_slice(value)),
-                headers,
-            })
-        })
-        .collect::<Result<Vec<Record>, String>>()?;
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| format!("encoding key records: {e}"))?;
-    Ok(buf.freeze())
 }
 
 /// Why [`crate::cluster::keys::Keys::destroy_subject`] failed.
@@ -810,6 +639,7 @@ impl Materialized for KeyTopicState {
 mod tests {
     use super::*;
     use crate::codec::records::Headers;
+    use bytes::Bytes;
     use gatehouse_keys::LocalKeyFile;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;

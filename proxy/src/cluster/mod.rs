@@ -10,6 +10,7 @@ pub mod consent;
 pub mod dial;
 pub mod follower;
 pub mod keys;
+pub(crate) mod publish;
 
 /// Opens a sled database, waiting a moment for a lock that a database of
 /// the same directory, just dropped in this process, still holds: sled
