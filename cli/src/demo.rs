@@ -28,17 +28,20 @@ pub struct DemoAddrs {
     pub node_port_base: u16,
     /// The broker's own address.
     pub broker: SocketAddr,
+    /// The proxy's admin listener (the auditor page and API, erasure).
+    pub admin: SocketAddr,
 }
 
 impl DemoAddrs {
     /// All on 127.0.0.1: the proxy on `port`, node ports right after it,
-    /// the broker on `broker_port`.
-    pub fn local(port: u16, broker_port: u16) -> Self {
+    /// the broker on `broker_port`, the admin listener on `admin_port`.
+    pub fn local(port: u16, broker_port: u16, admin_port: u16) -> Self {
         let ip = [127, 0, 0, 1];
         Self {
             proxy: SocketAddr::from((ip, port)),
             node_port_base: if port == 0 { 0 } else { port.saturating_add(1) },
             broker: SocketAddr::from((ip, broker_port)),
+            admin: SocketAddr::from((ip, admin_port)),
         }
     }
 }
@@ -66,6 +69,7 @@ pub const DEMO_PRINCIPALS: &[(&str, &str, &str, &[&str])] = &[
     ("marketing-us", "marketing", "us", &["marketing"]),
     ("support", "support", "eu", &["support"]),
     ("auditor", "compliance", "eu", &["audit"]),
+    ("privacy", "privacy", "eu", &["erasure"]),
 ];
 
 /// Issuer and audience of the demo's JWTs.
@@ -225,6 +229,11 @@ impl Demo {
         self.broker.local_addr()
     }
 
+    /// The admin listener's address: the auditor page and API, erasure.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.proxy.admin_addr()
+    }
+
     /// Stops the proxy (draining in-flight requests), then the broker.
     pub async fn shutdown(self) -> Result<(), DemoError> {
         self.proxy.shutdown().await;
@@ -277,6 +286,7 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         key_file: data.join("keys").join("kek.toml"),
         state_dir: data.join("proxy").join("keys"),
         topic: "_gatehouse.keys".to_string(),
+        erasure_topic: "_gatehouse.erasure".to_string(),
         cache_capacity: 100_000,
     });
     proxy_config.audit = Some(gatehouse_proxy::config::AuditSection {
@@ -286,6 +296,10 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         checkpoint_every: 1000,
         flush_interval_ms: 2,
         index_block_events: 4096,
+    });
+    proxy_config.admin = Some(gatehouse_proxy::config::AdminSection {
+        bind: addrs.admin,
+        replica_dirs: Vec::new(),
     });
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo { broker, proxy })

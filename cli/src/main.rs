@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod commands;
-use commands::{audit::*, broker::*, demo::*, keys::*, policy::*, serve::*, users::*};
+use commands::{audit::*, broker::*, demo::*, erase::*, keys::*, policy::*, serve::*, users::*};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,9 @@ enum Command {
     /// The audit trail: query it, follow one data subject, verify the
     /// chains, export them for a SIEM.
     Audit(AuditArgs),
+    /// The right to erasure: ask a running proxy to forget a data subject
+    /// (`--subject ID --reason TEXT`), or how erasures stand (`status`).
+    Erase(EraseArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -97,6 +100,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => run_serve(args).await,
             Command::Broker(args) => run_broker(args).await,
             Command::Demo(args) => run_demo(args).await,
+            Command::Erase(args) => run_erase(args).await,
             Command::Users(_) | Command::Policy(_) | Command::Keys(_) | Command::Audit(_) => Ok(()),
         }
     })

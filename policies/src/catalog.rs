@@ -11,6 +11,8 @@
 //! fields = [
 //!   { path = "$.author.email", category = "email" },
 //! ]
+//! erasure = "suppress"             # "suppress" (default) | "tombstone" (needs subject = "key")
+//! after_erasure = "refuse"         # "refuse" (default) | "accept"
 //! ```
 //!
 //! Lookup takes an exact name first, then the patterns in file order; the
@@ -108,6 +110,37 @@ pub struct TopicEntry {
     pub subject: Option<SubjectLocator>,
     /// The protected fields.
     pub fields: Vec<ProtectedField>,
+    /// What erasing a data subject does to this topic's records.
+    pub erasure: Erasure,
+    /// Whether records of an erased subject are accepted again.
+    pub after_erasure: AfterErasure,
+}
+
+/// What erasing a data subject does to a topic's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Erasure {
+    /// The subject's records are withheld from every consumer from the
+    /// erasure on (offsets kept), until retention removes them; their
+    /// protected fields are unreadable anyway once the keys are destroyed.
+    #[default]
+    Suppress,
+    /// Also a tombstone (the subject id as key, a null value) on every
+    /// partition, so that compaction removes the subject's records. Only
+    /// for topics keyed by subject (`subject = "key"`), compacted.
+    Tombstone,
+}
+
+/// Whether a topic accepts records of an erased subject again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterErasure {
+    /// Refused (`POLICY_VIOLATION`): an erased subject stays erased.
+    #[default]
+    Refuse,
+    /// Accepted under a new data key (a returning customer); the records
+    /// from before the erasure stay withheld.
+    Accept,
 }
 
 /// What the catalog says about one topic: its entry, or ungoverned.
@@ -189,6 +222,15 @@ impl Catalog {
             }
         }
         Ok(Self::from_entries(entries))
+    }
+
+    /// Every entry: the exact names (sorted), then the patterns in lookup
+    /// order.
+    pub fn entries(&self) -> Vec<&TopicEntry> {
+        let mut exact: Vec<&TopicEntry> = self.exact.values().collect();
+        exact.sort_by(|a, b| a.name.cmp(&b.name));
+        exact.extend(self.patterns.iter());
+        exact
     }
 
     /// What the catalog says about `topic`.
@@ -378,6 +420,10 @@ struct RawTopic {
     subject: Option<String>,
     #[serde(default)]
     fields: Vec<RawField>,
+    #[serde(default)]
+    erasure: Erasure,
+    #[serde(default)]
+    after_erasure: AfterErasure,
 }
 
 #[derive(Deserialize)]
@@ -446,6 +492,12 @@ impl RawTopic {
                 category: field.category,
             });
         }
+        if self.erasure == Erasure::Tombstone && subject != Some(SubjectLocator::Key) {
+            return Err(
+                "erasure = \"tombstone\" needs subject = \"key\": a tombstone names its subject by key"
+                    .to_owned(),
+            );
+        }
         Ok(TopicEntry {
             name: self.name,
             classification: self.classification,
@@ -454,6 +506,8 @@ impl RawTopic {
             format: self.format,
             subject,
             fields,
+            erasure: self.erasure,
+            after_erasure: self.after_erasure,
         })
     }
 }

@@ -112,8 +112,8 @@ mod request;
 mod store;
 
 pub use catalog::{
-    Catalog, JsonPath, ProtectedField, RecordFormat, SubjectLocator, TopicEntry, TopicInfo,
-    ELEMENTS,
+    AfterErasure, Catalog, Erasure, JsonPath, ProtectedField, RecordFormat, SubjectLocator,
+    TopicEntry, TopicInfo, ELEMENTS,
 };
 pub use error::{PolicyError, ValidationIssue};
 pub use fixtures::{

@@ -48,6 +48,9 @@ pub enum Action {
     ClusterAdmin,
     /// Read the audit trail (the proxy's admin listener).
     ReadAudit,
+    /// Start the erasure of a data subject, or ask how one stands (the
+    /// proxy's admin listener).
+    EraseSubject,
     /// InitProducerId with a transactional id, AddPartitionsToTxn,
     /// AddOffsetsToTxn, EndTxn, TxnOffsetCommit.
     TransactionalWrite,
@@ -82,7 +85,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::Produce,
         Action::Consume,
         Action::Describe,
@@ -99,6 +102,7 @@ impl Action {
         Action::IdempotentWrite,
         Action::ClusterAdmin,
         Action::ReadAudit,
+        Action::EraseSubject,
         Action::TransactionalWrite,
         Action::DescribeTransactionalId,
         Action::ConsumeRecord,
@@ -127,6 +131,7 @@ impl Action {
             Action::IdempotentWrite => "idempotent_write",
             Action::ClusterAdmin => "cluster_admin",
             Action::ReadAudit => "read_audit",
+            Action::EraseSubject => "erase_subject",
             Action::TransactionalWrite => "transactional_write",
             Action::DescribeTransactionalId => "describe_transactional_id",
             Action::ConsumeRecord => "consume_record",
@@ -162,7 +167,8 @@ impl Action {
             Action::DescribeCluster
             | Action::IdempotentWrite
             | Action::ClusterAdmin
-            | Action::ReadAudit => ResourceKind::Cluster,
+            | Action::ReadAudit
+            | Action::EraseSubject => ResourceKind::Cluster,
             Action::TransactionalWrite | Action::DescribeTransactionalId => {
                 ResourceKind::TransactionalId
             }

@@ -129,6 +129,10 @@ pub struct KeysConfig {
     /// (created if missing).
     #[serde(default = "default_key_topic")]
     pub topic: String,
+    /// The compacted topic through which replicas share erasure workflows
+    /// (created if missing).
+    #[serde(default = "default_erasure_topic")]
+    pub erasure_topic: String,
     /// Unwrapped data keys kept in memory.
     #[serde(default = "default_key_cache")]
     pub cache_capacity: usize,
@@ -136,6 +140,10 @@ pub struct KeysConfig {
 
 fn default_key_topic() -> String {
     "_gatehouse.keys".to_string()
+}
+
+fn default_erasure_topic() -> String {
+    "_gatehouse.erasure".to_string()
 }
 
 fn default_key_cache() -> usize {

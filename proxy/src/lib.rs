@@ -51,7 +51,7 @@
 //! | folder | what | may import |
 //! |---|---|---|
 //! | [`proxy`](Proxy) (`proxy.rs`) | the composition root: builds every part and wires them | everything |
-//! | [`admin`] | the auditors' HTTP listener and page | auth, base |
+//! | [`admin`] | the auditors' HTTP listener and page, the erasure API | cluster, auth, base |
 //! | [`net`] | listeners, sessions, node routes | filter, cluster, auth, codec, base |
 //! | [`filter`] | the `Filter` trait, the chain, the built-in filters | cluster, auth, codec, base |
 //! | [`cluster`] | the proxy as a client of the cluster: dialing, its small Kafka client, the followers of internal topics (consent, keys) | codec, base |

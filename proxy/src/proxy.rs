@@ -14,6 +14,7 @@ use crate::auth::Authenticator;
 use crate::cluster::client::Upstream;
 use crate::cluster::consent::{ConsentFollower, ConsentStore};
 use crate::cluster::dial::Dialer;
+use crate::cluster::erasure::{Eraser, EraserParts, Erasures};
 use crate::cluster::follower::{self, Settings};
 use crate::cluster::keys::{KeyTopic, KeyTopicState, Keys};
 use crate::config::ProxyConfig;
@@ -29,6 +30,7 @@ use crate::tls::TlsServer;
 pub struct Proxy {
     front: Arc<Front>,
     tasks: Arc<Tasks>,
+    eraser: Option<Arc<Eraser>>,
     governance: Option<GovernanceHandles>,
     audit: Option<gatehouse_audit::AuditLog>,
     bootstrap: SocketAddr,
@@ -130,6 +132,66 @@ impl Proxy {
             }
         }
 
+        // The erasure state: followed by every replica, workflows run by the
+        // replica asked (or one that takes them over).
+        let mut eraser = None;
+        let mut erasures = None;
+        if let (Some(g), Some(kc)) = (&governance, &config.keys) {
+            if let Some(k) = &g.keys {
+                let tree =
+                    k.db.open_tree("erasure")
+                        .map_err(|e| ProxyError::Config(format!("erasure state: {e}")))?;
+                let state = Arc::new(
+                    Erasures::open(
+                        tree,
+                        k.audit_secret.clone(),
+                        kc.erasure_topic.clone(),
+                        k.record_mac.clone(),
+                    )
+                    .map_err(ProxyError::Config)?,
+                );
+                let e = Arc::new(Eraser::new(EraserParts {
+                    erasures: state.clone(),
+                    upstream: dialer.clone(),
+                    max_frame_bytes,
+                    mac: k.record_mac.clone(),
+                    keys: k.keys.clone(),
+                    provider: k.provider.clone(),
+                    catalog: g.catalog.clone(),
+                    audit: audit.clone(),
+                    replica: audit
+                        .as_ref()
+                        .map(|a| a.replica_id().to_string())
+                        .unwrap_or_else(|| "proxy".to_string()),
+                }));
+                let (mut status, task) = follower::follow(
+                    dialer.clone(),
+                    settings(),
+                    kc.erasure_topic.clone(),
+                    state.clone(),
+                );
+                let runner = e.clone();
+                let mut shutdown = tasks.stopping();
+                tasks.spawn(async move {
+                    if let Err(e) = runner.ensure_topic().await {
+                        tracing::warn!(error = %e, "erasure topic not ready yet");
+                    }
+                    let follow = tokio::spawn(task);
+                    // Once this replica has read every erasure, it resumes
+                    // the workflows left unfinished.
+                    tokio::select! {
+                        r = status.wait_for(|s| s.caught_up()) => if r.is_ok() {
+                            runner.resume();
+                        },
+                        _ = shutdown.changed() => {},
+                    }
+                    let _ = follow.await;
+                });
+                eraser = Some(e);
+                erasures = Some(state);
+            }
+        }
+
         let (new_listeners, listeners_rx) = mpsc::unbounded_channel();
         let routes = Arc::new(Routes::new(
             bind.ip(),
@@ -152,6 +214,7 @@ impl Proxy {
                     consent: g.consent.clone(),
                     keys: g.keys.as_ref().map(|k| k.keys.clone()),
                     consent_topic: consent_topic.clone(),
+                    erasures: erasures.clone(),
                 }),
                 audit: audit.clone(),
             },
@@ -213,12 +276,15 @@ impl Proxy {
                     .unwrap_or_default();
                 match crate::admin::serve(
                     l,
-                    tasks.clone(),
-                    authenticator,
-                    audit.clone(),
-                    &replica_dirs,
-                    policies,
-                    catalog,
+                    crate::admin::AdminParts {
+                        tasks: tasks.clone(),
+                        authenticator,
+                        audit: audit.clone(),
+                        replica_dirs,
+                        policies,
+                        catalog,
+                        eraser: eraser.clone(),
+                    },
                 ) {
                     Ok(addr) => Some(addr),
                     Err(e) => {
@@ -232,6 +298,7 @@ impl Proxy {
         Ok(Self {
             front,
             tasks,
+            eraser,
             governance: handles,
             audit,
             bootstrap,
@@ -281,6 +348,11 @@ impl Proxy {
     /// configured.
     pub fn keys(&self) -> Option<Arc<Keys>> {
         self.governance.as_ref().and_then(|g| g.keys.clone())
+    }
+
+    /// The erasure workflows, when `[policy]` and `[keys]` are configured.
+    pub fn eraser(&self) -> Option<Arc<Eraser>> {
+        self.eraser.clone()
     }
 
     /// Client connections currently open.
@@ -378,6 +450,9 @@ struct KeyParts {
     audit_secret: gatehouse_keys::Zeroizing<[u8; 32]>,
     /// Signs and verifies the key topic's records.
     record_mac: Arc<gatehouse_keys::StateRecordMac>,
+    /// The key-encryption-key provider (it also seals subject ids while an
+    /// erasure needs them).
+    provider: Arc<dyn gatehouse_keys::KekProvider>,
 }
 
 impl KeyParts {
@@ -411,6 +486,7 @@ impl KeyParts {
             db,
             audit_secret,
             record_mac,
+            provider,
         })
     }
 }

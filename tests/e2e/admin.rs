@@ -25,10 +25,10 @@ const AUDIENCE: &str = "gatehouse";
 
 /// An HTTP answer.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -39,21 +39,43 @@ impl Answer {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Result<Value> {
+    pub(crate) fn json(&self) -> Result<Value> {
         serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
     }
 }
 
 /// `GET path` over a fresh HTTP/1.1 connection.
-async fn get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> Result<Answer> {
+pub(crate) async fn get(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<Answer> {
+    request(addr, "GET", path, authorization, None).await
+}
+
+/// `method path` (with a JSON `body`) over a fresh HTTP/1.1 connection.
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> Result<Answer> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
     );
     if let Some(a) = authorization {
         req.push_str(&format!("Authorization: {a}\r\n"));
     }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
     req.push_str("\r\n");
+    req.push_str(body.unwrap_or_default());
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(LIMIT, s.read_to_end(&mut raw))
@@ -79,7 +101,7 @@ async fn get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> Resul
     })
 }
 
-fn basic(user: &str) -> String {
+pub(crate) fn basic(user: &str) -> String {
     let pair = format!("{user}:{user}-pw");
     format!(
         "Basic {}",

@@ -32,7 +32,7 @@ async fn demo_serves_the_tour() -> Result<()> {
     gatehouse_tests::init_logging();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0)).await?;
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0, 0)).await?;
     let b = demo.bootstrap().to_string();
 
     // Without credentials the proxy refuses everything but ApiVersions/SASL.
@@ -171,7 +171,7 @@ async fn demo_serves_the_tour() -> Result<()> {
     // Stop and start again on the same data: nothing is lost, and a
     // trust-safety consumer group (rdkafka) reads the post.
     demo.shutdown().await?;
-    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0)).await?;
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0, 0)).await?;
     let b = demo.bootstrap().to_string();
     let after = kcat_as(
         d,
@@ -197,7 +197,7 @@ async fn demo_serves_the_tour() -> Result<()> {
         let (kek, n) = store.rotate_kek()?;
         ensure!(n == 1 && kek != keys[0].kek_id, "rotation: {kek}, {n}");
     }
-    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0)).await?;
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0, 0)).await?;
     let b = demo.bootstrap().to_string();
     let after = kcat_as(
         d,

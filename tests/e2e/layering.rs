@@ -33,7 +33,7 @@ const PROXY: Layers = Layers {
                 "filter", "cluster", "auth", "codec", "config", "error", "tls", "tasks",
             ],
         ),
-        ("admin", &["auth", "config", "error", "tasks"]),
+        ("admin", &["auth", "cluster", "config", "error", "tasks"]),
     ],
     top: &["proxy", "lib"],
 };

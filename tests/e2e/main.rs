@@ -34,6 +34,7 @@ mod broker_protocol;
 mod broker_rdkafka;
 mod broker_storage;
 mod demo;
+mod erasure;
 mod fields;
 mod identity;
 mod keytopic;

@@ -34,6 +34,7 @@ const PEOPLE: &[(&str, &str, &str, &[&str])] = &[
     ("marketing-us", "marketing", "us", &["marketing"]),
     ("support", "support", "eu", &["support"]),
     ("auditor", "compliance", "eu", &["audit"]),
+    ("privacy", "privacy", "eu", &["erasure"]),
     // Not in the shipped policies: tests grant it what they need.
     ("research", "research", "eu", &["research"]),
 ];
@@ -144,6 +145,7 @@ impl World {
             key_file: dir.join("kek.toml"),
             state_dir: dir.join(format!("keys-{replica}")),
             topic: "_gatehouse.keys".into(),
+            erasure_topic: "_gatehouse.erasure".into(),
             cache_capacity: 1_000,
         });
         config.audit = Some(AuditSection {

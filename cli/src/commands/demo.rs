@@ -20,10 +20,13 @@ pub(crate) struct DemoArgs {
     /// The broker's own port, for looking behind the proxy.
     #[arg(long, default_value_t = 19092, env = "GATEHOUSE_DEMO_BROKER_PORT")]
     broker_port: u16,
+    /// The admin listener's port (the auditor page and API, erasure).
+    #[arg(long, default_value_t = 9180, env = "GATEHOUSE_DEMO_ADMIN_PORT")]
+    admin_port: u16,
 }
 
 pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
-    let addrs = gatehouse::demo::DemoAddrs::local(args.port, args.broker_port);
+    let addrs = gatehouse::demo::DemoAddrs::local(args.port, args.broker_port, args.admin_port);
     let demo = gatehouse::demo::start(&args.data, addrs)
         .await
         .context("demo failed to start")?;
@@ -42,6 +45,9 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
         "  broker            = {}   (behind it, for comparison)",
         demo.broker_addr()
     );
+    if let Some(admin) = demo.admin_addr() {
+        println!("  admin             = http://{admin}   (auditor page and API, erasure)");
+    }
     println!();
     println!(
         "Client settings for each demo principal are in {}:",
@@ -49,6 +55,14 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
     );
     println!("  ingest     (SCRAM-SHA-512)  {}", ingest.display());
     println!("  analytics  (SCRAM-SHA-512)  {}", analytics.display());
+    println!(
+        "  auditor    (HTTP Basic)     {}   (the admin page and API)",
+        clients.join("auditor.properties").display()
+    );
+    println!(
+        "  privacy    (HTTP Basic)     {}   (gatehouse erase)",
+        clients.join("privacy.properties").display()
+    );
     println!(
         "  analytics  (OAUTHBEARER)    a signed JWT in {}",
         clients.join("analytics.jwt").display()

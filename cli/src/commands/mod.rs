@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod broker;
 pub(crate) mod demo;
+pub(crate) mod erase;
 pub(crate) mod keys;
 pub(crate) mod policy;
 pub(crate) mod serve;

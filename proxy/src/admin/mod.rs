@@ -76,6 +76,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::principal::Principal;
 use crate::auth::{Authenticator, Exchange, Outcome};
+use crate::cluster::erasure::{EraseError, Eraser, Workflow};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::tasks::Tasks;
@@ -127,19 +128,38 @@ struct Admin {
     policies: Arc<PolicyStore>,
     catalog: Arc<Catalog>,
     csp: String,
+    /// Erasure workflows, when `[keys]` is configured.
+    eraser: Option<Arc<Eraser>>,
+}
+
+/// What the admin listener serves with.
+pub(crate) struct AdminParts {
+    /// Where connections run, and the shutdown signal.
+    pub tasks: Arc<Tasks>,
+    /// Who may ask.
+    pub authenticator: Option<Arc<Authenticator>>,
+    /// The audit trail (what it serves, and where requests are recorded).
+    pub audit: Option<AuditLog>,
+    /// Other replicas' audit directories, read too.
+    pub replica_dirs: Vec<PathBuf>,
+    pub policies: Arc<PolicyStore>,
+    pub catalog: Arc<Catalog>,
+    /// Erasure workflows, when `[keys]` is configured.
+    pub eraser: Option<Arc<Eraser>>,
 }
 
 /// Starts serving on `listener` (bound by [`bind`]) until the proxy shuts
 /// down; returns the address it serves.
-pub(crate) fn serve(
-    listener: TcpListener,
-    tasks: Arc<Tasks>,
-    authenticator: Option<Arc<Authenticator>>,
-    audit: Option<AuditLog>,
-    replica_dirs: &[PathBuf],
-    policies: Arc<PolicyStore>,
-    catalog: Arc<Catalog>,
-) -> Result<SocketAddr, ProxyError> {
+pub(crate) fn serve(listener: TcpListener, parts: AdminParts) -> Result<SocketAddr, ProxyError> {
+    let AdminParts {
+        tasks,
+        authenticator,
+        audit,
+        replica_dirs,
+        policies,
+        catalog,
+        eraser,
+    } = parts;
     let addr = listener
         .local_addr()
         .map_err(|e| ProxyError::Internal(format!("admin listener address: {e}")))?;
@@ -163,6 +183,7 @@ pub(crate) fn serve(
         policies,
         catalog,
         csp: content_security_policy(PAGE),
+        eraser,
     });
     tracing::info!(%addr, chains = admin.dirs.len(), "admin listener (audit API) started");
     tasks.spawn(accept_loop(admin, listener));
@@ -228,7 +249,31 @@ enum Route {
     Events,
     Subject(String),
     Verify,
+    /// `POST /api/erase`: start an erasure.
+    Erase,
+    /// `GET /api/erasures`: every workflow.
+    Erasures,
+    /// `GET /api/erasures/{id}`: one subject's workflow.
+    Erasure(String),
     NotFound,
+}
+
+impl Route {
+    /// The action a request for this route needs.
+    fn action(&self) -> Action {
+        match self {
+            Route::Erase | Route::Erasures | Route::Erasure(_) => Action::EraseSubject,
+            _ => Action::ReadAudit,
+        }
+    }
+
+    /// The method it is served for.
+    fn method(&self) -> Method {
+        match self {
+            Route::Erase => Method::POST,
+            _ => Method::GET,
+        }
+    }
 }
 
 type Body = Full<Bytes>;
@@ -294,15 +339,22 @@ impl Admin {
         let route = route(&path);
         let resource = match &route {
             Route::Subject(id) => format!("/api/subject/{}", self.log.subject_hash(id)),
+            Route::Erasure(id) => format!("/api/erasures/{}", self.log.subject_hash(id)),
             _ => path.clone(),
         };
-        let decided =
-            self.policies
-                .authorize(&info, Action::ReadAudit, Resource::Cluster, &self.catalog);
+        let action = route.action();
+        let decided = self
+            .policies
+            .authorize(&info, action, Resource::Cluster, &self.catalog);
         let event = EventKind::Decision {
             principal: info.name.clone(),
             api: API_NAME.to_string(),
-            resource_type: "audit".to_string(),
+            resource_type: if action == Action::EraseSubject {
+                "erasure"
+            } else {
+                "audit"
+            }
+            .to_string(),
             resource,
             decision: if decided.allowed {
                 Decision::Allow
@@ -321,19 +373,58 @@ impl Admin {
         }
         if !decided.allowed {
             tracing::info!(%peer, principal = %info.name, path = %path, "admin request denied");
+            let what = if action == Action::EraseSubject {
+                "erase data subjects (erase_subject)"
+            } else {
+                "read the audit trail (read_audit)"
+            };
             return error(
                 StatusCode::FORBIDDEN,
-                &format!("{} may not read the audit trail (read_audit)", info.name),
+                &format!("{} may not {what}", info.name),
             );
         }
-        if req.method() != Method::GET {
-            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
+        let method = route.method();
+        if req.method() != method {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("only {method} is served here"),
+            );
+            let allow = if method == Method::POST {
+                "POST"
+            } else {
+                "GET"
+            };
             r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
             return r;
         }
         let viewer = info.name;
         match route {
+            Route::Erase | Route::Erasures | Route::Erasure(_) => {
+                let Some(eraser) = self.eraser.clone() else {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "erasure needs [keys]: this proxy has no data keys to destroy",
+                    );
+                };
+                match route {
+                    Route::Erase => erase(&eraser, &viewer, req).await,
+                    Route::Erasure(id) => {
+                        let hash = eraser.erasures().hash(&id);
+                        match eraser.erasures().get(&hash) {
+                            Some(w) => {
+                                ok_json(json!({"viewer": viewer, "workflow": workflow_json(&w)}))
+                            }
+                            None => error(StatusCode::NOT_FOUND, "no erasure of this subject"),
+                        }
+                    }
+                    _ => {
+                        let all: Vec<Value> =
+                            eraser.erasures().list().iter().map(workflow_json).collect();
+                        ok_json(json!({"viewer": viewer, "count": all.len(), "workflows": all}))
+                    }
+                }
+            }
             Route::Page => self.page(),
             Route::NotFound => error(StatusCode::NOT_FOUND, "no such endpoint"),
             Route::Verify => {
@@ -496,17 +587,25 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, Unauthenticated> {
 }
 
 fn route(path: &str) -> Route {
+    let id = |rest: &str| match percent_decode(rest, false) {
+        Some(id) if !id.is_empty() => Some(id),
+        _ => None,
+    };
     match path {
         "/" | "/index.html" => Route::Page,
         "/api/events" => Route::Events,
         "/api/verify" => Route::Verify,
-        _ => match path.strip_prefix("/api/subject/") {
-            Some(id) => match percent_decode(id, false) {
-                Some(id) if !id.is_empty() => Route::Subject(id),
-                _ => Route::NotFound,
-            },
-            None => Route::NotFound,
-        },
+        "/api/erase" => Route::Erase,
+        "/api/erasures" => Route::Erasures,
+        _ => {
+            if let Some(rest) = path.strip_prefix("/api/subject/") {
+                id(rest).map_or(Route::NotFound, Route::Subject)
+            } else if let Some(rest) = path.strip_prefix("/api/erasures/") {
+                id(rest).map_or(Route::NotFound, Route::Erasure)
+            } else {
+                Route::NotFound
+            }
+        }
     }
 }
 
@@ -597,6 +696,72 @@ fn percent_decode(text: &str, form: bool) -> Option<String> {
 }
 
 /// The newest `limit` of `events` (in time order), newest first, as JSON.
+/// Longest erase request body.
+const MAX_ERASE_BODY: usize = 16 * 1024;
+
+/// `POST /api/erase` with `{"subject": "...", "reason": "..."}`: starts the
+/// workflow (the request is recorded before this answers) and answers
+/// `202` with the workflow as it stands.
+async fn erase(
+    eraser: &Arc<Eraser>,
+    viewer: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_ERASE_BODY);
+    let body = match limited.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body could not be read (at most {MAX_ERASE_BODY} bytes): {e}"),
+            )
+        }
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct EraseRequest {
+        subject: String,
+        reason: String,
+    }
+    let asked: EraseRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"subject\": \"...\", \"reason\": \"...\"}}: {e}"),
+            )
+        }
+    };
+    match eraser.request(&asked.subject, viewer, &asked.reason).await {
+        Ok(w) => json_response(
+            StatusCode::ACCEPTED,
+            &json!({"viewer": viewer, "workflow": workflow_json(&w)}),
+        ),
+        Err(EraseError::Invalid(e)) => error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// A workflow as the admin API shows it (never the sealed subject id).
+fn workflow_json(w: &Workflow) -> Value {
+    json!({
+        "subject_hash": w.subject,
+        "requested_by": w.requested_by,
+        "reason": w.reason,
+        "requested_at": gatehouse_audit::time::format_time(u64::try_from(w.requested_at).unwrap_or(0)),
+        "step": w.current().map(|s| s.name()),
+        "done": w.done(),
+        "owner": w.owner,
+        "steps": w.steps.iter().map(|d| json!({
+            "step": d.step.name(),
+            "at": gatehouse_audit::time::format_time(u64::try_from(d.at).unwrap_or(0)),
+            "replica": d.replica,
+            "detail": d.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn events_json(viewer: &str, events: Vec<Event>, limit: usize) -> Value {
     let matched = events.len();
     let skip = matched.saturating_sub(limit);

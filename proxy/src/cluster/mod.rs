@@ -1,13 +1,15 @@
 //! The proxy as a client of the cluster: dialing a broker (TLS and the
 //! proxy's own SASL), a small Kafka client, and the followers that keep the
 //! cluster's internal topics materialized on every replica: the consent
-//! topic ([`consent`]) and the key topic ([`keys`]).
+//! topic ([`consent`]), the key topic ([`keys`]) and the erasure topic
+//! ([`erasure`], which also runs the right-to-erasure workflow).
 //!
 //! Nothing here knows about filters, sessions or listeners.
 
 pub mod client;
 pub mod consent;
 pub mod dial;
+pub mod erasure;
 pub mod follower;
 pub mod keys;
 pub(crate) mod publish;

@@ -1,8 +1,10 @@
 //! Writing to the cluster as the proxy itself: its own compacted state
-//! topics ([`StateTopic`]: `_gatehouse.keys`; one partition,
-//! `cleanup.policy=compact`, every record signed in its `gatehouse-mac`
-//! header, acks=all).
+//! topics ([`StateTopic`]: `_gatehouse.keys`, `_gatehouse.erasure`; one
+//! partition, `cleanup.policy=compact`, every record signed in its
+//! `gatehouse-mac` header, acks=all), and tombstones for a key on every
+//! partition of a client topic ([`tombstone_everywhere`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -178,6 +180,47 @@ impl StateTopic {
         .await
         .map_err(|e| e.to_string())
     }
+}
+
+/// Produces a tombstone (`key`, null value) to every partition of `topic`
+/// (acks=all), so that compaction removes the key's records wherever a
+/// producer's partitioner put them; returns the number of partitions.
+pub(crate) async fn tombstone_everywhere(
+    upstream: &dyn Upstream,
+    max_frame_bytes: usize,
+    topic: &str,
+    key: &[u8],
+) -> Result<usize, String> {
+    let mut boot = Conn::open(upstream, None, max_frame_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let layout = metadata(&mut boot, topic)
+        .await
+        .map_err(|e| format!("{topic}: {e}"))?;
+    if let Some(p) = layout.leaderless.first() {
+        return Err(format!("{topic}: partition {p} has no leader"));
+    }
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for (partition, leader) in &layout.leaders {
+        by_leader.entry(*leader).or_default().push(*partition);
+    }
+    let batch = encode_batch(&[(key.to_vec(), None)], |_, _| Ok(Vec::new()))?;
+    let mut done = 0;
+    for (leader, partitions) in by_leader {
+        let (host, port) = layout
+            .brokers
+            .get(&leader)
+            .cloned()
+            .ok_or_else(|| format!("{topic}: leader {leader} unknown"))?;
+        let mut conn = Conn::open(upstream, Some((leader, &host, port)), max_frame_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in partitions {
+            produce(&mut conn, topic, p, batch.clone()).await?;
+            done += 1;
+        }
+    }
+    Ok(done)
 }
 
 async fn produce(conn: &mut Conn, topic: &str, partition: i32, batch: Bytes) -> Result<(), String> {

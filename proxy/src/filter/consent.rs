@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use gatehouse_policy::{Catalog, PolicyStore, SubjectLocator};
+use gatehouse_policy::{AfterErasure, Catalog, PolicyStore, SubjectLocator};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind};
 
 use crate::auth::principal::principal_info;
 use crate::cluster::consent::ConsentStore;
+use crate::cluster::erasure::Erasures;
 use crate::codec::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
 use crate::filter::subject::subject_of;
 use crate::filter::{
@@ -17,6 +18,7 @@ use crate::filter::{
 };
 
 const INVALID_RECORD: i16 = 87;
+const POLICY_VIOLATION: i16 = 44;
 
 /// Removes fetched records whose data subject did not consent to the
 /// consumer's purpose (or whose region the policies refuse), as the
@@ -34,6 +36,9 @@ pub struct Consent {
     consent_topic: Option<String>,
     /// Where refused consent records are recorded.
     audit: Option<gatehouse_audit::AuditLog>,
+    /// Erased subjects: withheld on fetch, refused on produce unless the
+    /// catalog accepts a returning subject.
+    erasures: Option<Arc<Erasures>>,
 }
 
 const CONSENT: &str = "consent";
@@ -54,7 +59,89 @@ impl Consent {
             protection: None,
             consent_topic: None,
             audit: None,
+            erasures: None,
         }
+    }
+
+    /// Withholds the records of the subjects `erasures` names, and refuses
+    /// new ones where the catalog says so.
+    pub fn with_erasures(mut self, erasures: Option<Arc<Erasures>>) -> Self {
+        self.erasures = erasures;
+        self
+    }
+
+    /// The partitions of `p`, on governed topics this filter decides, that
+    /// carry a record of an erased subject (a tombstone aside: it only
+    /// removes), taken out of the request.
+    fn take_erased(&self, p: &mut ProduceRequest) -> crate::filter::fields::RefusedParts {
+        let mut refused = crate::filter::fields::RefusedParts::new();
+        let Some(erasures) = self.erasures.as_deref() else {
+            return refused;
+        };
+        if erasures.is_empty() {
+            return refused;
+        }
+        for t in &mut p.topic_data {
+            let topic = t.name.0.to_string();
+            if self.handled_elsewhere(&topic) {
+                continue;
+            }
+            let info = self.catalog.lookup(&topic);
+            let Some(entry) = info.entry() else { continue };
+            if entry.after_erasure == AfterErasure::Accept {
+                continue;
+            }
+            let Some(locator) = entry.subject.clone() else {
+                continue;
+            };
+            let json = match &locator {
+                SubjectLocator::Json(path) => Some(crate::codec::json::Targets::new(
+                    Vec::<Vec<&str>>::new(),
+                    Some(path.steps().collect()),
+                )),
+                _ => None,
+            };
+            let name = t.name.clone();
+            t.partition_data.retain(|part| {
+                let Some(records) = &part.records else {
+                    return true;
+                };
+                let why = match crate::codec::records::decode_record_set(
+                    records,
+                    &RecordsOptions::produce(),
+                ) {
+                    Err(_) => None, // the broker answers a corrupt batch
+                    Ok(set) => set
+                        .batches
+                        .iter()
+                        .filter(|b| !b.header.is_control())
+                        .flat_map(|b| b.records.iter())
+                        .enumerate()
+                        .find_map(|(at, rec)| {
+                            rec.value.as_ref()?;
+                            let s = subject_of(
+                                &locator,
+                                json.as_ref(),
+                                rec.key.as_ref(),
+                                rec.value.as_ref(),
+                                &rec.headers,
+                            )?;
+                            erasures.is_erased(&s).then(|| {
+                                format!("record {at} of the batch: its data subject was erased")
+                            })
+                        }),
+                };
+                match why {
+                    None => true,
+                    Some(why) => {
+                        refused.push((name.clone(), part.index, POLICY_VIOLATION, why));
+                        false
+                    }
+                }
+            });
+        }
+        p.topic_data.retain(|t| !t.partition_data.is_empty());
+        refused
     }
 
     /// Checks every record produced to `topic` (the consent topic): a
@@ -135,7 +222,8 @@ impl Filter for Consent {
     }
 
     fn wants(&self, api: ApiKey, direction: Direction) -> bool {
-        let produce = api == ApiKey::Produce && self.consent_topic.is_some();
+        let produce =
+            api == ApiKey::Produce && (self.consent_topic.is_some() || self.erasures.is_some());
         (api == ApiKey::Fetch || produce) && direction == Direction::Request
     }
 
@@ -145,12 +233,13 @@ impl Filter for Consent {
         r: &'a mut Request,
     ) -> FilterFuture<'a, RequestAction> {
         if let RequestKind::Produce(p) = &mut r.body {
-            let refused = self.take_unreadable(p);
+            let mut refused = self.take_unreadable(p);
+            refused.extend(self.take_erased(p));
             if refused.is_empty() {
                 return Box::pin(async { RequestAction::Continue });
             }
             for (topic, partition, _, why) in &refused {
-                tracing::info!(peer = %s.peer, topic = %topic.0, partition, reason = %why, "produce refused: consent record");
+                tracing::info!(peer = %s.peer, topic = %topic.0, partition, reason = %why, "produce refused");
             }
             return Box::pin(async move {
                 if let Err(e) =
@@ -210,6 +299,7 @@ impl Filter for Consent {
                     store: &self.store,
                     plan: &plan,
                     residency: &residency,
+                    erased: self.erasures.as_deref(),
                 };
                 let json = match &locator {
                     SubjectLocator::Json(path) => Some(crate::codec::json::Targets::new(

@@ -39,13 +39,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_keys::{FieldBinding, CIPHERTEXT_PREFIX};
-use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, RecordFormat, SubjectLocator};
+use gatehouse_policy::{
+    AfterErasure, Catalog, FieldEffect, PolicyStore, RecordFormat, SubjectLocator,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceResponse, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::auth::principal::principal_info;
 use crate::cluster::consent::ConsentStore;
+use crate::cluster::erasure::Erasures;
 use crate::cluster::keys::Keys;
 use crate::codec::json::{scan, splice, Edit, ScanError, Targets};
 use crate::codec::records::{rewrite_records, Headers, RecordsError, RecordsOptions, Verdict};
@@ -79,6 +82,9 @@ pub struct Protection {
     catalog: Arc<Catalog>,
     keys: Option<Arc<Keys>>,
     consent: Option<Arc<ConsentStore>>,
+    /// Erased subjects: withheld on fetch, refused on produce unless the
+    /// catalog accepts a returning subject.
+    erasures: Option<Arc<Erasures>>,
     compiled: RwLock<HashMap<String, Option<Arc<TopicFields>>>>,
     /// Where refused records are recorded.
     audit: Option<gatehouse_audit::AuditLog>,
@@ -97,6 +103,7 @@ impl Protection {
             catalog,
             keys,
             consent: None,
+            erasures: None,
             compiled: RwLock::new(HashMap::new()),
             audit: None,
         }
@@ -113,6 +120,14 @@ impl Protection {
     /// filter then leaves those topics alone.
     pub fn with_consent(mut self, store: Arc<ConsentStore>) -> Self {
         self.consent = Some(store);
+        self
+    }
+
+    /// Withholds the records of the subjects `erasures` names (with the
+    /// consent decision: see [`Protection::with_consent`]) and refuses new
+    /// ones where the catalog says so.
+    pub fn with_erasures(mut self, erasures: Option<Arc<Erasures>>) -> Self {
+        self.erasures = erasures;
         self
     }
 
@@ -166,8 +181,26 @@ impl Protection {
 enum ProduceRefusal {
     #[error("{0}")]
     Record(String),
+    /// A record of an erased subject, on a topic that refuses them.
+    #[error("{0}")]
+    Erased(String),
     #[error("{0}")]
     Batch(#[from] RecordsError),
+}
+
+/// Why one record value is refused.
+#[derive(Debug)]
+enum ValueRefusal {
+    /// Not what the catalog declares, or no data subject.
+    Invalid(String),
+    /// Its data subject was erased.
+    Erased,
+}
+
+impl From<String> for ValueRefusal {
+    fn from(why: String) -> Self {
+        ValueRefusal::Invalid(why)
+    }
 }
 
 /// Encrypts the protected fields of one record value; `None` if it has
@@ -176,11 +209,12 @@ fn protect_value(
     keys: &Keys,
     topic: &str,
     tf: &TopicFields,
-    key: Option<&Bytes>,
-    headers: &Headers,
+    rec: &crate::codec::records::Record,
     value: &Bytes,
     scratch: &mut Vec<u8>,
-) -> Result<(Option<Bytes>, Option<String>), String> {
+    erased: Option<&Erasures>,
+) -> Result<(Option<Bytes>, Option<String>), ValueRefusal> {
+    let (key, headers) = (rec.key.as_ref(), &rec.headers);
     let found = scan(value, &tf.targets).map_err(|e| match e {
         ScanError::Json(e) => format!("the value is not valid JSON ({e})"),
         other => format!("the value does not have the shape the catalog declares: {other}"),
@@ -192,19 +226,27 @@ fn protect_value(
         value,
         found.subject.as_ref(),
     );
+    if let (Some(e), Some(s)) = (erased, subject.as_deref()) {
+        if e.is_erased(s) {
+            return Err(ValueRefusal::Erased);
+        }
+    }
     if found.fields.is_empty() {
         return Ok((None, subject));
     }
-    let subject = subject.ok_or_else(|| match &tf.subject {
-        Some(SubjectLocator::Key) => "no data subject: the record has no UTF-8 key".to_string(),
-        Some(SubjectLocator::Header(h)) => format!("no data subject: no header {h}"),
-        Some(SubjectLocator::Json(p)) => format!("no data subject: no string at {p}"),
-        None => "the catalog names no data subject for this topic".to_string(),
+    let subject = subject.ok_or_else(|| -> ValueRefusal {
+        match &tf.subject {
+            Some(SubjectLocator::Key) => "no data subject: the record has no UTF-8 key".to_string(),
+            Some(SubjectLocator::Header(h)) => format!("no data subject: no header {h}"),
+            Some(SubjectLocator::Json(p)) => format!("no data subject: no string at {p}"),
+            None => "the catalog names no data subject for this topic".to_string(),
+        }
+        .into()
     })?;
     let dk = keys
         .store
         .key_for_write(&subject)
-        .map_err(|e| format!("no data key: {e}"))?;
+        .map_err(|e| ValueRefusal::Invalid(format!("no data key: {e}")))?;
     scratch.clear();
     let mut ranges = Vec::with_capacity(found.fields.len());
     for span in &found.fields {
@@ -216,7 +258,7 @@ fn protect_value(
             subject: &subject,
         };
         gatehouse_keys::encrypt_field_into(&dk, &binding, &value[span.value.clone()], scratch)
-            .map_err(|e| format!("cannot encrypt {path}: {e}"))?;
+            .map_err(|e| ValueRefusal::Invalid(format!("cannot encrypt {path}: {e}")))?;
         ranges.push(start..scratch.len());
     }
     let edits: Vec<Edit<'_>> = found
@@ -497,6 +539,7 @@ fn protect_records(
     records: &Bytes,
     scratch: &mut Vec<u8>,
     produced: &mut crate::filter::audit::DeliveredPart,
+    erased: Option<&Erasures>,
 ) -> Result<crate::codec::records::Rewritten, ProduceRefusal> {
     let mut index = 0usize;
     rewrite_records(
@@ -518,15 +561,7 @@ fn protect_records(
                 }
                 return Ok(Verdict::Keep);
             };
-            match protect_value(
-                keys,
-                topic,
-                tf,
-                rec.key.as_ref(),
-                &rec.headers,
-                value,
-                scratch,
-            ) {
+            match protect_value(keys, topic, tf, rec, value, scratch, erased) {
                 Ok((v, subject)) => {
                     if let Some(v) = v {
                         rec.value = Some(v);
@@ -535,9 +570,14 @@ fn protect_records(
                         produced.subjects.insert(s);
                     }
                 }
-                Err(why) => {
+                Err(ValueRefusal::Invalid(why)) => {
                     return Err(ProduceRefusal::Record(format!(
                         "record {at} of the batch: {why}"
+                    )))
+                }
+                Err(ValueRefusal::Erased) => {
+                    return Err(ProduceRefusal::Erased(format!(
+                        "record {at} of the batch: its data subject was erased"
                     )))
                 }
             }
@@ -555,11 +595,18 @@ pub(crate) struct ConsentGate<'a> {
     pub(crate) store: &'a ConsentStore,
     pub(crate) plan: &'a gatehouse_policy::TopicPlan,
     pub(crate) residency: &'a str,
+    /// Erased subjects, whose records nobody gets.
+    pub(crate) erased: Option<&'a Erasures>,
 }
 
 impl ConsentGate<'_> {
     /// May a record of `subject` (with these headers) be delivered?
     pub(crate) fn allows(&self, subject: Option<&str>, headers: &Headers) -> bool {
+        if let (Some(erased), Some(s)) = (self.erased, subject) {
+            if erased.is_erased(s) {
+                return false;
+            }
+        }
         let consent = subject.and_then(|s| self.store.get(s));
         // A region header that is not UTF-8 is no region any policy
         // allows, not the topic's residency.
@@ -646,7 +693,7 @@ impl Protection {
         };
         let mut scratch = Vec::new();
         let mut summary = crate::filter::audit::DeliveredPart::default();
-        protect_records(keys, topic, &tf, records, &mut scratch, &mut summary)
+        protect_records(keys, topic, &tf, records, &mut scratch, &mut summary, None)
             .map(|rw| rw.records)
             .map_err(|e| e.to_string())
     }
@@ -734,6 +781,10 @@ impl Filter for Protection {
                             continue;
                         };
                         protected_any = true;
+                        let refuse_erased = match self.catalog.lookup(&topic).entry() {
+                            Some(e) if e.after_erasure == AfterErasure::Accept => None,
+                            _ => self.erasures.as_deref(),
+                        };
                         t.partition_data.retain_mut(|part| {
                             let Some(records) = &part.records else {
                                 return true;
@@ -746,6 +797,7 @@ impl Filter for Protection {
                                 records,
                                 &mut scratch,
                                 &mut summary,
+                                refuse_erased,
                             );
                             match result {
                                 Ok(rw) => {
@@ -761,12 +813,11 @@ impl Filter for Protection {
                                         reason = %e,
                                         "produce refused: field protection"
                                     );
-                                    refused.push((
-                                        t.name.clone(),
-                                        part.index,
-                                        INVALID_RECORD,
-                                        e.to_string(),
-                                    ));
+                                    let code = match e {
+                                        ProduceRefusal::Erased(_) => POLICY_VIOLATION,
+                                        _ => INVALID_RECORD,
+                                    };
+                                    refused.push((t.name.clone(), part.index, code, e.to_string()));
                                     false
                                 }
                             }
@@ -850,6 +901,7 @@ impl Filter for Protection {
                             store,
                             plan: &plan,
                             residency: &residency,
+                            erased: self.erasures.as_deref(),
                         });
                         for p in &mut t.partitions {
                             let Some(records) = p.records.clone() else {

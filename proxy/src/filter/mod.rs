@@ -239,6 +239,8 @@ pub(crate) struct Governed {
     pub keys: Option<Arc<crate::cluster::keys::Keys>>,
     /// The topic consent records are produced to.
     pub consent_topic: String,
+    /// Erased data subjects, when `[keys]` is configured.
+    pub erasures: Option<Arc<crate::cluster::erasure::Erasures>>,
 }
 
 /// The chain: the built-in filters in order, then `extra`.
@@ -271,12 +273,14 @@ pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Fi
         let protection = Arc::new(
             fields::Protection::new(g.policies.clone(), g.catalog.clone(), g.keys)
                 .with_consent(g.consent.clone())
+                .with_erasures(g.erasures.clone())
                 .with_audit(log.clone()),
         );
         chain.push(protection.clone());
         chain.push(Arc::new(
             consent::Consent::new(g.policies, g.catalog, g.consent)
                 .leaving_to(protection)
+                .with_erasures(g.erasures)
                 .validating(&g.consent_topic, log),
         ));
     }
