@@ -637,8 +637,11 @@ async fn admin_requests_are_decided_per_topic() -> Result<()> {
     let w = World::start().await?;
     let policies = w.proxy.policies().context("policies")?;
     let version = policies.version();
+    // Written aside, then renamed into place: the reloader never sees a
+    // half-written file (whose own, smaller set would already change the
+    // version this test waits for).
     std::fs::write(
-        w.policy_dir.join("scratch.cedar"),
+        w.dir.path().join("scratch.cedar.part"),
         r#"@id("platform-scratch-admin")
 permit (
   principal,
@@ -648,6 +651,10 @@ permit (
 )
 when { principal.team == "platform" && resource.name like "scratch.*" };
 "#,
+    )?;
+    std::fs::rename(
+        w.dir.path().join("scratch.cedar.part"),
+        w.policy_dir.join("scratch.cedar"),
     )?;
     let deadline = tokio::time::Instant::now() + LIMIT;
     while policies.version() == version {
