@@ -2,6 +2,7 @@
 //! end-to-end tests (so the tests exercise exactly what `gatehouse demo`
 //! runs).
 
+pub mod admin_client;
 pub mod audit;
 pub mod demo;
 pub mod keys;

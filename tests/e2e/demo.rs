@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use gatehouse::demo::DemoAddrs;
 use gatehouse_tests::clients::{kcat, run_ok, Client};
 
@@ -211,6 +211,78 @@ async fn demo_serves_the_tour() -> Result<()> {
         after.contains("jane.doe@example.com"),
         "after rotation: {after}"
     );
+    demo.shutdown().await?;
+    Ok(())
+}
+
+/// The README's "Right to erasure": on the demo, the privacy team erases a
+/// subject with what `gatehouse erase` runs; kcat consumers see nothing of
+/// it from then on, and `gatehouse erase status` shows every step done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_erases_a_subject_on_request() -> Result<()> {
+    use gatehouse::admin_client::{AdminClient, AdminError};
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0, 0)).await?;
+    let b = demo.bootstrap().to_string();
+    let posts = "u-000042:{\"id\":\"p-1\",\"author\":{\"id\":\"u-000042\",\"email\":\"jane.doe@example.com\"},\"text\":\"hello\"}\n\
+                 u-000007:{\"id\":\"p-2\",\"author\":{\"id\":\"u-000007\",\"email\":\"sam@example.com\"},\"text\":\"hi\"}\n";
+    kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "social.posts", "-P", "-K:"],
+        Some(posts.as_bytes()),
+    )
+    .await?;
+    let authors = || async {
+        let out = kcat_as(
+            d,
+            &b,
+            "trust-safety",
+            &["-t", "social.posts", "-C", "-e", "-q", "-f", "%k\n"],
+            None,
+        )
+        .await?;
+        let mut keys: Vec<String> = out.lines().map(str::to_string).collect();
+        keys.sort();
+        anyhow::Ok(keys)
+    };
+    ensure!(authors().await? == ["u-000007", "u-000042"]);
+
+    let admin = demo
+        .admin_addr()
+        .context("the demo serves the admin listener")?;
+    let url = format!("http://{admin}");
+    let auditor = AdminClient::with_properties(&url, &d.join("clients/auditor.properties"))?;
+    ensure!(
+        matches!(
+            auditor.erase("u-000042", "not mine to ask").await,
+            Err(AdminError::Refused { status: 403, .. })
+        ),
+        "the auditor started an erasure"
+    );
+    let privacy = AdminClient::with_properties(&url, &d.join("clients/privacy.properties"))?;
+    let w = privacy.erase("u-000042", "customer request 4711").await?;
+    ensure!(w["steps"][0]["step"] == "requested", "{w}");
+    ensure!(authors().await? == ["u-000007"], "u-000042 still readable");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let all = privacy.status(Some("u-000042")).await?;
+        if all.first().is_some_and(|w| w["done"] == true) {
+            let text = gatehouse::admin_client::render_workflow(&all[0]);
+            ensure!(
+                text.contains("keys_destroyed") && !text.contains("u-000042"),
+                "{text}"
+            );
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "erasure not done: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     demo.shutdown().await?;
     Ok(())
 }
