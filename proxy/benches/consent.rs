@@ -3,14 +3,20 @@
 //! batch re-encoded without the withheld records; and the steady state
 //! where every record may be delivered (the batch goes on as it came).
 //!
+//! With 10,000 erased subjects (none of them in the batch), the same
+//! filter also asks the erasure state for every record: the difference is
+//! the cost of suppression per record.
+//!
 //! `cargo bench -p gatehouse-proxy --bench consent`
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gatehouse_keys::{LocalKeyFile, StateRecordMac, Zeroizing};
 use gatehouse_proxy::auth::principal::{AttributeValue, AuthMethod, Principal};
 use gatehouse_proxy::cluster::consent::ConsentStore;
+use gatehouse_proxy::cluster::erasure::{Erasures, Workflow};
 use gatehouse_proxy::filter::consent::Consent;
 use gatehouse_proxy::filter::{Filter, Response, SessionContext, Target};
 use kafka_protocol::messages::{
@@ -59,7 +65,12 @@ fn bench(c: &mut Criterion) {
         };
         let _ = store.apply(0, s, &format!("u-{s:06}"), Some(purposes));
     }
-    let filter = Consent::new(Arc::new(policies), Arc::new(catalog), Arc::new(store));
+    let (policies, catalog, store) = (Arc::new(policies), Arc::new(catalog), Arc::new(store));
+    let filter = Consent::new(policies.clone(), catalog.clone(), store.clone());
+    let Some(erasures) = erased(dir.path(), 10_000) else {
+        return;
+    };
+    let erasing = Consent::new(policies, catalog, store).with_erasures(Some(erasures.clone()));
     let session = SessionContext {
         peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
         target: Target::Bootstrap,
@@ -89,9 +100,14 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("consent");
     g.throughput(Throughput::Elements(RECORDS as u64));
-    for (name, records) in [
-        ("filter 1000 posts, half withheld", &half),
-        ("filter 1000 posts, all delivered", &all),
+    for (name, filter, records) in [
+        ("filter 1000 posts, half withheld", &filter, &half),
+        ("filter 1000 posts, all delivered", &filter, &all),
+        (
+            "filter 1000 posts, all delivered, 10000 subjects erased",
+            &erasing,
+            &all,
+        ),
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
@@ -115,6 +131,42 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    let mut g = c.benchmark_group("erasure");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("is_erased, 10000 erased, subject seen before", |b| {
+        b.iter(|| erasures.is_erased("u-000150"))
+    });
+    g.finish();
+}
+
+/// An erasure state with `n` erased subjects (`e-000000`…).
+fn erased(dir: &std::path::Path, n: usize) -> Option<Arc<Erasures>> {
+    let provider = LocalKeyFile::open_or_create(&dir.join("kek.toml")).ok()?;
+    let mac = Arc::new(StateRecordMac::new(&provider).ok()?);
+    let db = sled::Config::new().path(dir.join("erasure")).open().ok()?;
+    let state = Erasures::open(
+        db.open_tree("erasure").ok()?,
+        Zeroizing::new([7u8; 32]),
+        "_gatehouse.erasure".into(),
+        mac,
+    )
+    .ok()?;
+    for i in 0..n {
+        let subject = state.hash(&format!("e-{i:06}"));
+        state
+            .put(Workflow {
+                subject,
+                requested_by: "privacy".into(),
+                reason: "bench".into(),
+                requested_at: 0,
+                owner: "bench".into(),
+                updated_at: 0,
+                sealed: None,
+                steps: Vec::new(),
+            })
+            .ok()?;
+    }
+    Some(Arc::new(state))
 }
 
 criterion_group!(benches, bench);

@@ -218,7 +218,7 @@ const META_TOPIC: &[u8] = b"m/topic";
 impl Erasures {
     /// Opens the copy kept in `tree`; `secret` is the audit trail's
     /// subject-hash secret, `mac` verifies the topic's records.
-    pub(crate) fn open(
+    pub fn open(
         tree: sled::Tree,
         secret: Zeroizing<[u8; 32]>,
         topic: String,
@@ -319,8 +319,9 @@ impl Erasures {
         self.changed.subscribe()
     }
 
-    /// Applies a workflow record: stored durably, then visible.
-    pub(crate) fn put(&self, w: Workflow) -> Result<(), String> {
+    /// Applies a workflow record (as the follower does with each verified
+    /// record of the topic): stored durably, then visible.
+    pub fn put(&self, w: Workflow) -> Result<(), String> {
         let bytes = serde_json::to_vec(&w).map_err(|e| e.to_string())?;
         let mut key = WORKFLOW_PREFIX.to_vec();
         key.extend_from_slice(w.subject.as_bytes());
