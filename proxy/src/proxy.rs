@@ -14,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::cluster::client::Upstream;
 use crate::cluster::consent::{ConsentFollower, ConsentStore};
 use crate::cluster::dial::Dialer;
-use crate::cluster::erasure::{Eraser, EraserParts, Erasures};
+use crate::cluster::erasure::{Eraser, EraserParts, Erasures, TAKEOVER_AFTER};
 use crate::cluster::follower::{self, Settings};
 use crate::cluster::keys::{KeyTopic, KeyTopicState, Keys};
 use crate::config::ProxyConfig;
@@ -184,6 +184,15 @@ impl Proxy {
                             runner.resume();
                         },
                         _ = shutdown.changed() => {},
+                    }
+                    // And, from then on, takes over the workflows a replica
+                    // that went away left behind.
+                    let mut tick = tokio::time::interval(TAKEOVER_AFTER / 2);
+                    while !*shutdown.borrow() {
+                        tokio::select! {
+                            _ = tick.tick() => runner.resume(),
+                            _ = shutdown.changed() => break,
+                        }
                     }
                     let _ = follow.await;
                 });

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use gatehouse_proxy::cluster::erasure::{Step, StepDone, Workflow};
 use gatehouse_proxy::config::AdminSection;
 use gatehouse_proxy::Proxy;
 use rdkafka::producer::FutureProducer;
@@ -249,5 +250,168 @@ async fn erasing_a_subject_hides_it_on_every_replica_and_shreds_its_keys() -> Re
         "erasure of one subject: replica b withholding after {suppressed_after:?}, workflow done after {finished_after:?}"
     );
     b.shutdown().await;
+    Ok(())
+}
+
+/// What a replica that died in the middle of a workflow left on the
+/// erasure topic, written as that replica would have (signed; the subject
+/// id sealed by the key-encryption key).
+fn left_half_done(w: &World, subject: &str, done: &[Step]) -> Result<(String, Vec<u8>, Vec<u8>)> {
+    use gatehouse_keys::{KekProvider, LocalKeyFile, StateRecordMac};
+    let provider = LocalKeyFile::open_or_create(&w.dir.path().join("kek.toml"))?;
+    let secret = provider.mac(gatehouse_audit::SUBJECT_SECRET_LABEL)?;
+    let hash = gatehouse_audit::hash_subject(&secret, subject);
+    let workflow = Workflow {
+        subject: hash.clone(),
+        requested_by: "privacy".into(),
+        reason: "customer request 99".into(),
+        requested_at: 1,
+        owner: "ghost".into(),
+        // Long enough ago for any replica to take it over.
+        updated_at: 1,
+        sealed: Some(provider.wrap(subject.as_bytes())?),
+        steps: done
+            .iter()
+            .map(|s| StepDone {
+                step: *s,
+                at: 1,
+                replica: "ghost".into(),
+                detail: String::new(),
+            })
+            .collect(),
+    };
+    let value = serde_json::to_vec(&workflow)?;
+    let mac = StateRecordMac::new(&provider)?.sign(
+        "_gatehouse.erasure",
+        Some(hash.as_bytes()),
+        Some(&value),
+    )?;
+    Ok((hash, value, mac.to_vec()))
+}
+
+/// A replica killed in the middle of a workflow (after the request, or
+/// after the tombstones) leaves it on the erasure topic; the live replicas
+/// (one running, one that starts later) take it over: exactly the steps
+/// left are done, one audit event each across the replicas, and both
+/// withhold the subjects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_left_half_done_is_finished_by_another_replica() -> Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let w = World::start().await?;
+    let direct = w.broker.broker_addr().to_string();
+    crate::support::create_topic(
+        &direct,
+        "social.profiles",
+        3,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    let ingest = w.producer("ingest")?;
+    for (i, s) in SUBJECTS.iter().enumerate() {
+        send(
+            &ingest,
+            "social.posts",
+            s,
+            Some(&post(&format!("p-{i}"), s)),
+            None,
+        )
+        .await?;
+    }
+    let early = left_half_done(&w, "u-000001", &[Step::Requested])?;
+    let late = left_half_done(
+        &w,
+        "u-000002",
+        &[Step::Requested, Step::KeysDestroyed, Step::Tombstoned],
+    )?;
+    // Replica a creates the erasure topic at start; it may not have yet.
+    if let Err(e) = crate::support::create_topic(
+        &direct,
+        "_gatehouse.erasure",
+        1,
+        &[("cleanup.policy", "compact")],
+    )
+    .await
+    {
+        ensure!(e.to_string().contains("TopicAlreadyExists"), "{e}");
+    }
+    let raw = crate::support::producer(&direct, &[])?;
+    for (hash, value, mac) in [&early, &late] {
+        raw.send(
+            FutureRecord::to("_gatehouse.erasure")
+                .key(hash.as_bytes())
+                .payload(value)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "gatehouse-mac",
+                    value: Some(mac),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    }
+
+    let c = w.replica("c").await?;
+    let eraser = c.eraser().context("replica c erases")?;
+    let deadline = Instant::now() + LIMIT;
+    for (hash, _, _) in [&early, &late] {
+        while !eraser.erasures().get(hash).is_some_and(|w| w.done()) {
+            ensure!(
+                Instant::now() < deadline,
+                "not taken over: {:?}",
+                eraser.erasures().get(hash)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for replica in [&w.proxy, &c] {
+        let e = replica.eraser().context("eraser")?;
+        ensure!(e.erasures().is_erased("u-000001") && e.erasures().is_erased("u-000002"));
+    }
+    let events = gatehouse_audit::query(
+        &[w.dir.path().join("audit-a"), w.dir.path().join("audit-c")],
+        &gatehouse_audit::Query::default(),
+    )?;
+    let order = |name: &str| Step::ALL.iter().position(|s| s.name() == name);
+    let steps_of = |hash: &str| -> Vec<String> {
+        let mut steps: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                gatehouse_audit::EventKind::Erasure { subject, step, .. } if subject == hash => {
+                    Some(step.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        steps.sort_by_key(|s| order(s));
+        steps
+    };
+    ensure!(
+        steps_of(&early.0) == ["keys_destroyed", "tombstoned", "suppressing"],
+        "{:?}",
+        steps_of(&early.0)
+    );
+    ensure!(
+        steps_of(&late.0) == ["suppressing"],
+        "{:?}",
+        steps_of(&late.0)
+    );
+    // The early one's keys are destroyed by the replica that took over; the
+    // late one's were "destroyed" by the dead replica (here: they were not,
+    // so they stay: the step is not done twice).
+    let keys = c.keys().context("keys")?;
+    ensure!(keys
+        .store()
+        .subject_keys("u-000001")?
+        .iter()
+        .all(|k| k.destroyed));
+    ensure!(keys
+        .store()
+        .subject_keys("u-000002")?
+        .iter()
+        .any(|k| !k.destroyed));
+    let seen = keys_seen(&c, "trust-safety", "social.posts").await?;
+    ensure!(seen == ["u-000003", "u-000004"], "{seen:?}");
+    c.shutdown().await;
     Ok(())
 }

@@ -646,6 +646,13 @@ impl Eraser {
             Step::Requested => Ok(String::new()),
             Step::KeysDestroyed => {
                 let subject = self.unseal(w)?;
+                // Every key another replica published for the subject must
+                // be known here before the destruction, or it would stay.
+                if let Some(topic) = self.keys.topic.get() {
+                    if !topic.caught_up(Duration::from_secs(10)).await {
+                        return Err("the key topic is not read to its end yet".into());
+                    }
+                }
                 let ids = self
                     .keys
                     .destroy_subject(&subject)
