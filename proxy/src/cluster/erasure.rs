@@ -197,8 +197,9 @@ pub struct Erasures {
     inner: RwLock<Inner>,
     /// How many subjects are erased: the lookup's fast path when none is.
     count: AtomicUsize,
-    /// Subject id → erased, for subjects seen since the last change.
-    memo: RwLock<HashMap<Box<str>, bool>>,
+    /// Subject id → when it was erased, for subjects seen since the last
+    /// change.
+    memo: RwLock<HashMap<Box<str>, Option<i64>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -272,24 +273,33 @@ impl Erasures {
     /// records are withheld and, unless the catalog says otherwise,
     /// refused.
     pub fn is_erased(&self, subject: &str) -> bool {
+        self.erased_at(subject).is_some()
+    }
+
+    /// When `subject`'s erasure was requested (epoch ms), if it was.
+    pub fn erased_at(&self, subject: &str) -> Option<i64> {
         if self.count.load(Ordering::Acquire) == 0 {
-            return false;
+            return None;
         }
-        if let Some(e) = self
+        if let Some(at) = self
             .memo
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(subject)
         {
-            return *e;
+            return *at;
         }
-        let erased = self.read().workflows.contains_key(&self.hash(subject));
+        let at = self
+            .read()
+            .workflows
+            .get(&self.hash(subject))
+            .map(|w| w.requested_at);
         let mut memo = self.memo.write().unwrap_or_else(|p| p.into_inner());
         if memo.len() >= MEMO_CAPACITY {
             memo.clear();
         }
-        memo.insert(subject.into(), erased);
-        erased
+        memo.insert(subject.into(), at);
+        at
     }
 
     /// The workflow of the subject with this hash.

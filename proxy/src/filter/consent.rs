@@ -300,6 +300,9 @@ impl Filter for Consent {
                     plan: &plan,
                     residency: &residency,
                     erased: self.erasures.as_deref(),
+                    returning: info
+                        .entry()
+                        .is_some_and(|e| e.after_erasure == AfterErasure::Accept),
                 };
                 let json = match &locator {
                     SubjectLocator::Json(path) => Some(crate::codec::json::Targets::new(
@@ -322,7 +325,7 @@ impl Filter for Consent {
                             rec.value.as_ref(),
                             &rec.headers,
                         );
-                        if !gate.allows(subject.as_deref(), &rec.headers) {
+                        if !gate.allows(subject.as_deref(), &rec.headers, h.timestamp_of(rec)) {
                             return Ok::<_, RecordsError>(Verdict::Drop);
                         }
                         if !recording {

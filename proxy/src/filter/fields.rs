@@ -597,14 +597,20 @@ pub(crate) struct ConsentGate<'a> {
     pub(crate) residency: &'a str,
     /// Erased subjects, whose records nobody gets.
     pub(crate) erased: Option<&'a Erasures>,
+    /// The topic takes records of a returning (erased) subject: those
+    /// written after the erasure are delivered.
+    pub(crate) returning: bool,
 }
 
 impl ConsentGate<'_> {
-    /// May a record of `subject` (with these headers) be delivered?
-    pub(crate) fn allows(&self, subject: Option<&str>, headers: &Headers) -> bool {
+    /// May a record of `subject` (with these headers, written at
+    /// `timestamp`) be delivered?
+    pub(crate) fn allows(&self, subject: Option<&str>, headers: &Headers, timestamp: i64) -> bool {
         if let (Some(erased), Some(s)) = (self.erased, subject) {
-            if erased.is_erased(s) {
-                return false;
+            if let Some(at) = erased.erased_at(s) {
+                if !(self.returning && timestamp > at) {
+                    return false;
+                }
             }
         }
         let consent = subject.and_then(|s| self.store.get(s));
@@ -650,7 +656,7 @@ fn reveal_records(
                 json_subject.as_ref(),
             );
             if let Some(gate) = gate {
-                if !gate.allows(subject.as_deref(), &rec.headers) {
+                if !gate.allows(subject.as_deref(), &rec.headers, header.timestamp_of(rec)) {
                     stats.withheld_for_consent += 1;
                     return Ok(Verdict::Drop);
                 }
@@ -902,6 +908,11 @@ impl Filter for Protection {
                             plan: &plan,
                             residency: &residency,
                             erased: self.erasures.as_deref(),
+                            returning: self
+                                .catalog
+                                .lookup(&topic)
+                                .entry()
+                                .is_some_and(|e| e.after_erasure == AfterErasure::Accept),
                         });
                         for p in &mut t.partitions {
                             let Some(records) = p.records.clone() else {
