@@ -37,6 +37,9 @@ pub enum AuditError {
         /// What is wrong.
         reason: String,
     },
+    /// A signed document does not verify.
+    #[error("signed document: {0}")]
+    Document(String),
     /// The signing key could not be loaded, created or used.
     #[error("audit signing key {path}: {reason}")]
     Key {

@@ -106,6 +106,42 @@ impl SigningKey {
     pub(crate) fn sign(&self, msg: &[u8]) -> String {
         B64.encode(self.pair.sign(msg).as_ref())
     }
+
+    /// Signs a document of kind `kind` (e.g. `erasure-report`) for an
+    /// auditor to file; [`verify_document`] checks it against the chain's
+    /// `verifying_key.pub`. The signed bytes name the kind, so a document
+    /// signature can never pass for a checkpoint's or another kind's.
+    pub fn sign_document(&self, kind: &str, body: &[u8]) -> String {
+        self.sign(&document_message(kind, body))
+    }
+}
+
+fn document_message(kind: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = format!("gatehouse-audit document v1\n{kind}\n").into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+/// Checks a signature made by [`SigningKey::sign_document`] (or
+/// [`crate::AuditLog::sign_document`]) with the public key in
+/// `verifying_key` (the base64 text of a chain's `verifying_key.pub`).
+pub fn verify_document(
+    verifying_key: &str,
+    kind: &str,
+    body: &[u8],
+    signature: &str,
+) -> Result<()> {
+    let key = PublicKey::from_base64(verifying_key).ok_or_else(|| {
+        AuditError::Document("the verifying key is not a base64 Ed25519 key".into())
+    })?;
+    if key.verify(&document_message(kind, body), signature.trim()) {
+        Ok(())
+    } else {
+        Err(AuditError::Document(
+            "the signature does not verify: the document was changed, or signed by another key"
+                .into(),
+        ))
+    }
 }
 
 /// Bytes signed by a checkpoint (`what` = `checkpoint`) or a head record (`head`).

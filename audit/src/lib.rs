@@ -133,7 +133,7 @@ pub mod time;
 
 pub use error::AuditError;
 pub use event::{hash_subject, Decision, Event, EventKind, GENESIS_HASH, SUBJECT_SECRET_LABEL};
-pub use key::{SigningKey, HEAD_FILE, VERIFYING_KEY_FILE};
+pub use key::{verify_document, SigningKey, HEAD_FILE, VERIFYING_KEY_FILE};
 pub use log::{AuditConfig, AuditLog};
 pub use query::{
     export_cloudevents, query, verify, verify_with_trusted_keys, Problem, Query, ReplicaReport,

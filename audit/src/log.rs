@@ -109,6 +109,8 @@ struct Inner {
     /// Recently hashed subjects: a delivery event names every subject of a
     /// batch, and the same subjects recur batch after batch.
     subject_hashes: std::sync::Mutex<std::collections::HashMap<Box<str>, Box<str>>>,
+    /// The chain's signing key, for documents (the writer holds its own).
+    signer: SigningKey,
 }
 
 /// Subjects whose hashes are remembered; the memo starts over when full.
@@ -162,9 +164,12 @@ impl AuditLog {
         let replica = cfg.replica_id.clone();
         let dir = cfg.dir.clone();
         let flush = cfg.flush_interval;
+        let key_path = cfg.signing_key_path.clone();
         let writer = tokio::task::spawn_blocking(move || Writer::open(cfg))
             .await
             .map_err(|e| AuditError::Unavailable(format!("open task failed: {e}")))??;
+        // The writer created the key if it had to; this is a second handle.
+        let signer = SigningKey::load_or_create(&key_path)?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         tokio::spawn(run(writer, rx, flush));
         Ok(AuditLog {
@@ -174,8 +179,20 @@ impl AuditLog {
                 dir,
                 subject_key,
                 subject_hashes: std::sync::Mutex::new(std::collections::HashMap::new()),
+                signer,
             }),
         })
+    }
+
+    /// Signs a document of kind `kind` with this chain's key (see
+    /// [`SigningKey::sign_document`]); the signature in base64.
+    pub fn sign_document(&self, kind: &str, body: &[u8]) -> String {
+        self.inner.signer.sign_document(kind, body)
+    }
+
+    /// This chain's public key, as in its `verifying_key.pub`.
+    pub fn verifying_key(&self) -> String {
+        self.inner.signer.public_base64()
     }
 
     /// Appends one event; resolves with its seq once it is durable (written and

@@ -114,6 +114,16 @@ impl AdminClient {
         }
     }
 
+    /// The signed report of `subject`'s erasure: `{"report": …, "signature": …}`.
+    pub async fn report(&self, subject: &str) -> Result<Value, AdminError> {
+        self.call(
+            "GET",
+            &format!("/api/erasures/{}/report", percent_encode(subject)),
+            None,
+        )
+        .await
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -167,6 +177,93 @@ impl AdminClient {
         }
         Ok(value)
     }
+}
+
+/// Why a signed erasure report does not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// Not a report document.
+    #[error("not an erasure report: {0}")]
+    Malformed(String),
+    /// The report names another key than the one given.
+    #[error("the report was signed by the audit key {named}, not by the one given ({given})")]
+    OtherKey {
+        /// The key the report names.
+        named: String,
+        /// The key given to check it with.
+        given: String,
+    },
+    /// The signature does not verify.
+    #[error("{0}")]
+    Signature(String),
+}
+
+/// Checks a signed erasure report against `verifying_key` (the base64
+/// text of the signing replica's `verifying_key.pub`, which the auditor
+/// holds; the key the report names is not trusted on its own).
+pub fn verify_report(doc: &Value, verifying_key: &str) -> Result<(), ReportError> {
+    let report = doc
+        .get("report")
+        .ok_or_else(|| ReportError::Malformed("no \"report\"".into()))?;
+    let signature = doc
+        .get("signature")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ReportError::Malformed("no \"signature\"".into()))?;
+    if report.get("kind").and_then(Value::as_str) != Some("erasure-report") {
+        return Err(ReportError::Malformed(
+            "its kind is not erasure-report".into(),
+        ));
+    }
+    let named = report["audit"]["verifying_key"]
+        .as_str()
+        .unwrap_or_default();
+    if named != verifying_key.trim() {
+        return Err(ReportError::OtherKey {
+            named: named.to_string(),
+            given: verifying_key.trim().to_string(),
+        });
+    }
+    let body = serde_json::to_vec(report).map_err(|e| ReportError::Malformed(e.to_string()))?;
+    gatehouse_audit::verify_document(verifying_key, "erasure-report", &body, signature)
+        .map_err(|e| ReportError::Signature(e.to_string()))
+}
+
+/// A signed report as text.
+pub fn render_report(doc: &Value) -> String {
+    let r = &doc["report"];
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let mut out = format!(
+        "Erasure report ({})\n  subject (keyed hash) {}\n  requested by {} at {}: {}\n",
+        if r["done"] == true {
+            "done"
+        } else {
+            "in progress"
+        },
+        s(&r["subject_hash"]),
+        s(&r["requested_by"]),
+        s(&r["requested_at"]),
+        s(&r["reason"]),
+    );
+    for d in r["steps"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<15} {}  {:<24} {}\n",
+            s(&d["step"]),
+            s(&d["at"]),
+            s(&d["audit_event"]),
+            s(&d["detail"])
+        ));
+    }
+    for n in r["not_yet"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  {:<15} not yet\n", s(n)));
+    }
+    out.push_str(&format!(
+        "  issued by {} at {}, signed with audit key {}\n",
+        s(&r["issued_by"]),
+        s(&r["issued_at"]),
+        s(&r["audit"]["verifying_key"])
+    ));
+    out
 }
 
 /// A workflow as `gatehouse erase` prints it.

@@ -283,6 +283,21 @@ async fn demo_erases_a_subject_on_request() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The signed report verifies against the demo's audit key, and not
+    // once changed.
+    let mut report = privacy.report("u-000042").await?;
+    let key = std::fs::read_to_string(d.join("audit").join(gatehouse_audit::VERIFYING_KEY_FILE))?;
+    gatehouse::admin_client::verify_report(&report, &key)?;
+    let text = gatehouse::admin_client::render_report(&report);
+    ensure!(
+        text.contains("(done)") && text.contains("tombstoned") && text.contains("demo:"),
+        "{text}"
+    );
+    report["report"]["reason"] = serde_json::json!("nobody asked");
+    ensure!(
+        gatehouse::admin_client::verify_report(&report, &key).is_err(),
+        "a changed report verified"
+    );
     demo.shutdown().await?;
     Ok(())
 }

@@ -317,6 +317,7 @@ fn left_half_done(w: &World, subject: &str, done: &[Step]) -> Result<(String, Ve
                 at: 1,
                 replica: "ghost".into(),
                 detail: String::new(),
+                audit_seq: None,
             })
             .collect(),
     };

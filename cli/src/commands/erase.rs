@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use gatehouse::admin_client::{render_workflow, AdminClient};
+use gatehouse::admin_client::{render_report, render_workflow, verify_report, AdminClient};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -32,6 +32,27 @@ enum EraseCommand {
         id: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// The signed report of subject ID's erasure, for an auditor to file
+    /// (JSON to --output, text on stdout).
+    Report {
+        /// The subject id.
+        id: String,
+        /// Where to write the signed JSON report.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Checks a signed report against the signing replica's audit key
+    /// (offline: no proxy needed).
+    VerifyReport {
+        /// The report (JSON, as `report --output` wrote it).
+        file: PathBuf,
+        /// The `verifying_key.pub` of the replica that signed it (in its
+        /// audit directory).
+        #[arg(long)]
+        verifying_key: PathBuf,
     },
 }
 
@@ -80,6 +101,30 @@ pub(crate) async fn run_erase(args: EraseArgs) -> Result<()> {
             for w in &all {
                 print!("{}", render_workflow(w));
             }
+        }
+        Some(EraseCommand::Report { id, output, admin }) => {
+            let doc = admin.client()?.report(&id).await?;
+            if let Some(path) = output {
+                std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("signed report written to {}", path.display());
+            }
+            print!("{}", render_report(&doc));
+        }
+        Some(EraseCommand::VerifyReport {
+            file,
+            verifying_key,
+        }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let key = std::fs::read_to_string(&verifying_key)
+                .with_context(|| format!("cannot read {}", verifying_key.display()))?;
+            verify_report(&doc, &key)
+                .with_context(|| format!("{} does not verify", file.display()))?;
+            print!("{}", render_report(&doc));
+            println!("the signature verifies: the report is as the proxy issued it");
         }
         None => {
             let subject = args

@@ -255,6 +255,8 @@ enum Route {
     Erasures,
     /// `GET /api/erasures/{id}`: one subject's workflow.
     Erasure(String),
+    /// `GET /api/erasures/{id}/report`: its signed report.
+    ErasureReport(String),
     NotFound,
 }
 
@@ -262,7 +264,9 @@ impl Route {
     /// The action a request for this route needs.
     fn action(&self) -> Action {
         match self {
-            Route::Erase | Route::Erasures | Route::Erasure(_) => Action::EraseSubject,
+            Route::Erase | Route::Erasures | Route::Erasure(_) | Route::ErasureReport(_) => {
+                Action::EraseSubject
+            }
             _ => Action::ReadAudit,
         }
     }
@@ -340,6 +344,9 @@ impl Admin {
         let resource = match &route {
             Route::Subject(id) => format!("/api/subject/{}", self.log.subject_hash(id)),
             Route::Erasure(id) => format!("/api/erasures/{}", self.log.subject_hash(id)),
+            Route::ErasureReport(id) => {
+                format!("/api/erasures/{}/report", self.log.subject_hash(id))
+            }
             _ => path.clone(),
         };
         let action = route.action();
@@ -400,7 +407,7 @@ impl Admin {
         }
         let viewer = info.name;
         match route {
-            Route::Erase | Route::Erasures | Route::Erasure(_) => {
+            Route::Erase | Route::Erasures | Route::Erasure(_) | Route::ErasureReport(_) => {
                 let Some(eraser) = self.eraser.clone() else {
                     return error(
                         StatusCode::NOT_FOUND,
@@ -409,6 +416,11 @@ impl Admin {
                 };
                 match route {
                     Route::Erase => erase(&eraser, &viewer, req).await,
+                    Route::ErasureReport(id) => match eraser.report(&id) {
+                        Ok(Some(report)) => ok_json(report),
+                        Ok(None) => error(StatusCode::NOT_FOUND, "no erasure of this subject"),
+                        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+                    },
                     Route::Erasure(id) => {
                         let hash = eraser.erasures().hash(&id);
                         match eraser.erasures().get(&hash) {
@@ -601,7 +613,10 @@ fn route(path: &str) -> Route {
             if let Some(rest) = path.strip_prefix("/api/subject/") {
                 id(rest).map_or(Route::NotFound, Route::Subject)
             } else if let Some(rest) = path.strip_prefix("/api/erasures/") {
-                id(rest).map_or(Route::NotFound, Route::Erasure)
+                match rest.strip_suffix("/report") {
+                    Some(subject) => id(subject).map_or(Route::NotFound, Route::ErasureReport),
+                    None => id(rest).map_or(Route::NotFound, Route::Erasure),
+                }
             } else {
                 Route::NotFound
             }
@@ -758,6 +773,7 @@ fn workflow_json(w: &Workflow) -> Value {
             "at": gatehouse_audit::time::format_time(u64::try_from(d.at).unwrap_or(0)),
             "replica": d.replica,
             "detail": d.detail,
+            "audit_event": d.audit_seq.map(|seq| format!("{}:{seq}", d.replica)),
         })).collect::<Vec<_>>(),
     })
 }

@@ -68,6 +68,10 @@ pub const MAX_SUBJECT_LEN: usize = 256;
 /// Longest reason accepted.
 pub const MAX_REASON_LEN: usize = 1000;
 
+/// The kind of signed document an erasure report is (see
+/// [`gatehouse_audit::verify_document`]).
+pub const REPORT_KIND: &str = "erasure-report";
+
 /// Subjects memoized per replica before the memo starts over.
 const MEMO_CAPACITY: usize = 100_000;
 
@@ -116,6 +120,9 @@ pub struct StepDone {
     pub replica: String,
     /// What it did, e.g. "2 data keys destroyed".
     pub detail: String,
+    /// The seq of its `erasure` event in `replica`'s audit chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<u64>,
 }
 
 /// An erasure workflow, as the erasure topic carries it.
@@ -525,6 +532,51 @@ impl Eraser {
         &self.erasures
     }
 
+    /// The workflow of `subject` as a report signed with this replica's
+    /// audit key: `{"report": {...}, "signature": "..."}`, the signature
+    /// over the report's JSON bytes as given. `None` if the subject was
+    /// never erased.
+    pub fn report(&self, subject: &str) -> Result<Option<serde_json::Value>, EraseError> {
+        let Some(w) = self.erasures.get(&self.erasures.hash(subject)) else {
+            return Ok(None);
+        };
+        let log = self.audit.as_ref().ok_or_else(|| {
+            EraseError::Unavailable("no audit trail: nothing to sign the report with".into())
+        })?;
+        let time = |ms: i64| gatehouse_audit::time::format_time(u64::try_from(ms).unwrap_or(0));
+        let report = serde_json::json!({
+            "kind": REPORT_KIND,
+            "version": 1,
+            "subject_hash": w.subject,
+            "requested_by": w.requested_by,
+            "reason": w.reason,
+            "requested_at": time(w.requested_at),
+            "done": w.done(),
+            "steps": w.steps.iter().map(|d| serde_json::json!({
+                "step": d.step.name(),
+                "at": time(d.at),
+                "replica": d.replica,
+                "detail": d.detail,
+                "audit_event": d.audit_seq.map(|seq| format!("{}:{seq}", d.replica)),
+            })).collect::<Vec<_>>(),
+            "not_yet": if w.done() { Vec::new() } else {
+                Step::ALL.iter().filter(|s| !w.steps.iter().any(|d| d.step == **s)).map(|s| s.name()).collect()
+            },
+            "issued_at": time(now_ms()),
+            "issued_by": self.replica,
+            "audit": {
+                "replica": log.replica_id(),
+                "verifying_key": log.verifying_key(),
+            },
+        });
+        let body = serde_json::to_vec(&report)
+            .map_err(|e| EraseError::Unavailable(format!("report: {e}")))?;
+        let signature = log.sign_document(REPORT_KIND, &body);
+        Ok(Some(
+            serde_json::json!({"report": report, "signature": signature}),
+        ))
+    }
+
     /// Creates the erasure topic if the cluster does not have it.
     pub(crate) async fn ensure_topic(&self) -> Result<(), String> {
         self.topic.ensure().await
@@ -713,21 +765,25 @@ impl Eraser {
         step: Step,
         detail: String,
     ) -> Result<Workflow, String> {
-        if let Some(log) = &self.audit {
-            log.append(EventKind::Erasure {
-                subject: w.subject.clone(),
-                step: step.name().to_string(),
-                detail: detail.clone(),
-            })
-            .await
-            .map_err(|e| format!("audit log unavailable: {e}"))?;
-        }
+        let audit_seq = match &self.audit {
+            Some(log) => Some(
+                log.append(EventKind::Erasure {
+                    subject: w.subject.clone(),
+                    step: step.name().to_string(),
+                    detail: detail.clone(),
+                })
+                .await
+                .map_err(|e| format!("audit log unavailable: {e}"))?,
+            ),
+            None => None,
+        };
         let now = now_ms();
         w.steps.push(StepDone {
             step,
             at: now,
             replica: self.replica.clone(),
             detail,
+            audit_seq,
         });
         w.owner = self.replica.clone();
         w.updated_at = now;
