@@ -142,7 +142,7 @@ impl Broker {
             &config.store_options,
         )?;
         let cluster_id = storage.cluster_id().await?;
-        let state = recover(&storage).await?;
+        let state = claim(&storage, config.node_id).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -320,6 +320,34 @@ async fn recover(storage: &Storage) -> Result<State, StorageError> {
     }
     tracing::info!(snapshot = from_snapshot, replayed, "state recovered");
     Ok(state)
+}
+
+/// Recovers the state and takes over the log with a first commit of our
+/// own. A write of a broker that died just before (still in flight when it
+/// went) can then no longer land behind our back: it would have to be for
+/// the sequence number we just took. If such a write took it first, it is
+/// recovered too and we try again. Until this commit, nothing is served and
+/// nothing deleted.
+async fn claim(storage: &Storage, node_id: i32) -> Result<State, StorageError> {
+    let mut attempts = 0;
+    loop {
+        let mut state = recover(storage).await?;
+        let seq = state.last_seq + 1;
+        let mut builder = log::CommitBuilder::default();
+        builder.push(log::Command::Started { node_id });
+        let (object, commands) = builder.finish(seq)?;
+        match storage.put_commit(seq, object).await {
+            Ok(()) => {
+                state.apply(seq, &commands);
+                return Ok(state);
+            }
+            Err(StorageError::Fenced(_)) if attempts < 5 => {
+                attempts += 1;
+                tracing::warn!(seq, "the log moved on while starting; recovering again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn take_snapshot(shared: &Shared) -> Result<(), BrokerError> {

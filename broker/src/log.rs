@@ -129,6 +129,14 @@ pub enum Command {
         /// The id.
         id: i64,
     },
+    /// A broker started on the store. Its first write: once it is
+    /// durable, no write still in flight from a broker that died before
+    /// (an S3 PUT can land after its client is gone) can land any more, as
+    /// such a write could only be for this sequence number.
+    Started {
+        /// The broker's node id.
+        node_id: i32,
+    },
     /// Compaction output `id` is about to be written (to
     /// `compacted/<id>`). Until a [`Command::Compact`] settles it, the
     /// object is abandoned work that clean-up may delete: a broker killed

@@ -319,6 +319,7 @@ impl State {
             Command::AllocateProducerId { id } => {
                 self.last_producer_id = self.last_producer_id.max(*id);
             }
+            Command::Started { .. } => {}
             Command::ReserveObject { id } => {
                 self.last_object_id = self.last_object_id.max(*id);
                 let object = compacted_object(*id);

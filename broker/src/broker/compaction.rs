@@ -29,7 +29,9 @@
 //! deleted by a later pass, as the log says it was never settled) or the
 //! new ones: nothing is lost or read twice. Objects no batch points to any
 //! more are deleted one pass after they became garbage, so fetches that
-//! planned a read just before the swap still find them.
+//! planned a read just before the swap still find them. (Deleting an
+//! unsettled output is safe because a broker's first act is a commit of its
+//! own: a swap its dead predecessor still had in flight can no longer land.)
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
