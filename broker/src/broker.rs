@@ -168,6 +168,7 @@ impl Broker {
         );
         let (shutdown, _) = watch::channel(false);
         let commits = watch::channel(state.last_seq).0;
+        let maintenance = compaction::Maintenance::new(&state);
         let state = Arc::new(RwLock::new(state));
         let (committer, commit_loop) = committer::start(CommitterDeps {
             storage: storage.clone(),
@@ -187,7 +188,7 @@ impl Broker {
             advertised: (host, i32::from(addr.port())),
             shutdown,
             sasl,
-            maintenance: tokio::sync::Mutex::new(compaction::Maintenance::default()),
+            maintenance: tokio::sync::Mutex::new(maintenance),
         });
         let (compact, compact_requests) = mpsc::channel(16);
         let tasks = vec![

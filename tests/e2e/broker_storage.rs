@@ -254,7 +254,16 @@ async fn compaction_matches_a_model_through_kills() -> Result<()> {
         ],
     )
     .await?;
-    let p = producer(&b, &[("linger.ms", "2"), ("compression.type", "lz4")])?;
+    // The broker is killed often: reconnect quickly rather than with
+    // librdkafka's backoff of up to 10 s.
+    let p = producer(
+        &b,
+        &[
+            ("linger.ms", "2"),
+            ("compression.type", "lz4"),
+            ("reconnect.backoff.max.ms", "200"),
+        ],
+    )?;
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let mut written: HashMap<i64, Seen> = HashMap::new();
     let (mut kills, mut abandoned, mut compacted) = (0, 0, 0);

@@ -26,7 +26,8 @@
 //! blocking threads, reads are plain range reads, and the committer only
 //! sees two small commands per object. A broker killed at any point leaves
 //! either the old batches (the swap never committed; the reserved object is
-//! deleted by a later pass, as the log says it was never settled) or the
+//! deleted by the next broker's passes, as the log says it was never
+//! settled) or the
 //! new ones: nothing is lost or read twice. Objects no batch points to any
 //! more are deleted one pass after they became garbage, so fetches that
 //! planned a read just before the swap still find them. (Deleting an
@@ -45,7 +46,7 @@ use crate::committer::{AdminOp, AdminOutcome, Committer};
 use crate::error::{BrokerError, StorageError};
 use crate::log::CompactedRun;
 use crate::state::{BatchLoc, State};
-use crate::storage::{compacted_object, Storage};
+use crate::storage::{compacted_object, Storage, COMPACTED};
 use crate::topic_config;
 
 /// Bytes of input read and rewritten at a time.
@@ -104,10 +105,24 @@ pub(crate) struct Deps<'a> {
     pub committer: &'a Committer,
 }
 
-/// Kept between passes: garbage seen by the previous pass.
+/// Kept between passes: garbage seen by the previous pass, and where this
+/// broker's own reservations start.
 #[derive(Debug, Default)]
 pub(crate) struct Maintenance {
     dead_seen: BTreeSet<u64>,
+    /// The first compaction output id this broker reserved (or will).
+    first_own: u64,
+}
+
+impl Maintenance {
+    /// For a broker whose recovered state (after its start-up commit) is
+    /// `state`.
+    pub(crate) fn new(state: &State) -> Self {
+        Self {
+            dead_seen: BTreeSet::new(),
+            first_own: compacted_object(state.last_object_id + 1),
+        }
+    }
 }
 
 /// One partition to compact.
@@ -469,8 +484,12 @@ impl Pass<'_> {
 
 /// Deletes compaction outputs that nothing points to and that were already
 /// garbage at the previous pass (a fetch that planned a read before the
-/// swap has long finished by then). Abandoned reservations go at once:
-/// nothing ever read them.
+/// swap has long finished by then). Reservations a broker that ran before
+/// this one left unsettled go at once: nothing ever read them, and its
+/// settling commit can no longer land (see `claim`). This broker's own
+/// unsettled reservations stay until the next start: after an ambiguous
+/// commit failure the swap may be durable without the state knowing, and
+/// deleting its output would lose data.
 async fn collect_garbage(
     deps: &Deps<'_>,
     maintenance: &mut Maintenance,
@@ -483,6 +502,9 @@ async fn collect_garbage(
     let mut gone = Vec::new();
     for object in &dead {
         let abandoned = reserved.contains(object);
+        if abandoned && *object >= maintenance.first_own {
+            continue;
+        }
         if abandoned || maintenance.dead_seen.contains(object) {
             deps.storage.delete_commit(*object).await?;
             gone.push(*object);
@@ -492,6 +514,22 @@ async fn collect_garbage(
             }
         }
     }
+    // Settle the abandoned reservations in the log too, so that replaying
+    // it after a restart does not bring them back.
+    let settled: Vec<u64> = gone
+        .iter()
+        .filter(|o| reserved.contains(o))
+        .map(|o| o - COMPACTED)
+        .collect();
+    if !settled.is_empty() {
+        deps.committer
+            .admin(AdminOp::Compact {
+                objects: settled,
+                runs: Vec::new(),
+            })
+            .await
+            .map_err(|(code, message)| BrokerError::Refused { code, message })?;
+    }
     if !gone.is_empty() {
         let mut s = deps.state.write().map_err(|_| lock_err())?;
         for object in &gone {
@@ -499,7 +537,10 @@ async fn collect_garbage(
             s.reserved.remove(object);
         }
     }
-    maintenance.dead_seen = dead.into_iter().filter(|o| !gone.contains(o)).collect();
+    maintenance.dead_seen = dead
+        .into_iter()
+        .filter(|o| !gone.contains(o) && !reserved.contains(o))
+        .collect();
     Ok(())
 }
 
