@@ -12,6 +12,8 @@
 
 use bytes::{Bytes, BytesMut};
 
+pub mod compact;
+
 /// Size of the fixed batch header.
 pub const HEADER_LEN: usize = 61;
 const LENGTH_OFFSET: usize = 8;

@@ -1,4 +1,8 @@
-//! Start-up, recovery and housekeeping.
+//! Start-up, recovery, housekeeping and compaction.
+
+mod compaction;
+
+pub use compaction::CompactionStats;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -6,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::committer::{self, AdminOp, Committer, CommitterDeps};
@@ -49,6 +53,8 @@ pub struct BrokerConfig {
     pub snapshot_every: u64,
     /// How often retention, snapshots and object clean-up run.
     pub housekeeping_interval: Duration,
+    /// How often compaction of `cleanup.policy=compact` topics runs.
+    pub compaction_interval: Duration,
     /// Delay before the first rebalance of a new group completes, so that
     /// members starting together land in one generation.
     pub initial_rebalance_delay: Duration,
@@ -74,6 +80,7 @@ impl Default for BrokerConfig {
             cache_bytes: 256 << 20,
             snapshot_every: 1000,
             housekeeping_interval: Duration::from_secs(30),
+            compaction_interval: Duration::from_secs(15),
             initial_rebalance_delay: Duration::from_millis(300),
             sasl_credentials: None,
         }
@@ -97,7 +104,13 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Users allowed in, when SASL is required.
     pub sasl: Option<gatehouse_sasl::CredentialStore>,
+    /// Held by housekeeping and compaction passes: one at a time, so
+    /// clean-up never deletes an object a pass is still writing or reading.
+    pub maintenance: tokio::sync::Mutex<compaction::Maintenance>,
 }
+
+/// A request for a compaction pass now, with where its result goes.
+type CompactRequest = oneshot::Sender<Result<CompactionStats, BrokerError>>;
 
 /// A running broker.
 #[derive(Debug)]
@@ -105,6 +118,7 @@ pub struct Broker {
     shared: Arc<Shared>,
     addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    compact: mpsc::Sender<CompactRequest>,
 }
 
 impl Broker {
@@ -128,7 +142,7 @@ impl Broker {
             &config.store_options,
         )?;
         let cluster_id = storage.cluster_id().await?;
-        let state = recover(&storage).await?;
+        let state = claim(&storage, config.node_id).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -154,6 +168,7 @@ impl Broker {
         );
         let (shutdown, _) = watch::channel(false);
         let commits = watch::channel(state.last_seq).0;
+        let maintenance = compaction::Maintenance::new(&state);
         let state = Arc::new(RwLock::new(state));
         let (committer, commit_loop) = committer::start(CommitterDeps {
             storage: storage.clone(),
@@ -173,11 +188,14 @@ impl Broker {
             advertised: (host, i32::from(addr.port())),
             shutdown,
             sasl,
+            maintenance: tokio::sync::Mutex::new(maintenance),
         });
+        let (compact, compact_requests) = mpsc::channel(16);
         let tasks = vec![
             tokio::spawn(commit_loop),
             tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
             tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(compaction_loop(shared.clone(), compact_requests)),
             tokio::spawn({
                 let shared = shared.clone();
                 async move { shared.groups.expiry_loop().await }
@@ -187,6 +205,7 @@ impl Broker {
             shared,
             addr,
             tasks,
+            compact,
         })
     }
 
@@ -224,6 +243,23 @@ impl Broker {
     /// Runs retention, snapshot and clean-up once, now.
     pub async fn housekeep(&self) -> Result<(), BrokerError> {
         housekeep_once(&self.shared).await
+    }
+
+    /// Runs a compaction pass now (in the broker's compaction task, after
+    /// any pass in progress) and returns what it did. The returned future
+    /// does not borrow the broker: a test can drop (kill) the broker while
+    /// the pass runs, and the future then fails with
+    /// [`BrokerError::Stopped`].
+    pub fn compact_now(
+        &self,
+    ) -> impl std::future::Future<Output = Result<CompactionStats, BrokerError>> + Send + 'static
+    {
+        let requests = self.compact.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            requests.send(tx).await.map_err(|_| BrokerError::Stopped)?;
+            rx.await.map_err(|_| BrokerError::Stopped)?
+        }
     }
 
     /// Stops accepting, closes connections, writes a final snapshot.
@@ -285,6 +321,34 @@ async fn recover(storage: &Storage) -> Result<State, StorageError> {
     }
     tracing::info!(snapshot = from_snapshot, replayed, "state recovered");
     Ok(state)
+}
+
+/// Recovers the state and takes over the log with a first commit of our
+/// own. A write of a broker that died just before (still in flight when it
+/// went) can then no longer land behind our back: it would have to be for
+/// the sequence number we just took. If such a write took it first, it is
+/// recovered too and we try again. Until this commit, nothing is served and
+/// nothing deleted.
+async fn claim(storage: &Storage, node_id: i32) -> Result<State, StorageError> {
+    let mut attempts = 0;
+    loop {
+        let mut state = recover(storage).await?;
+        let seq = state.last_seq + 1;
+        let mut builder = log::CommitBuilder::default();
+        builder.push(log::Command::Started { node_id });
+        let (object, commands) = builder.finish(seq)?;
+        match storage.put_commit(seq, object).await {
+            Ok(()) => {
+                state.apply(seq, &commands);
+                return Ok(state);
+            }
+            Err(StorageError::Fenced(_)) if attempts < 5 => {
+                attempts += 1;
+                tracing::warn!(seq, "the log moved on while starting; recovering again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn take_snapshot(shared: &Shared) -> Result<(), BrokerError> {
@@ -355,6 +419,7 @@ fn retention_moves(state: &State, now: i64) -> Vec<(String, i32, i64)> {
 }
 
 async fn housekeep_once(shared: &Shared) -> Result<(), BrokerError> {
+    let _pass = shared.maintenance.lock().await;
     let moves = {
         let state = shared
             .state
@@ -416,6 +481,50 @@ fn dead_objects_await_snapshot(shared: &Shared) -> bool {
         .read()
         .map(|s| !s.dead_objects(s.last_seq).is_empty())
         .unwrap_or(false)
+}
+
+/// Runs compaction every `compaction_interval`, and whenever asked.
+async fn compaction_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<CompactRequest>) {
+    let mut tick = tokio::time::interval(shared.config.compaction_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let reply = tokio::select! {
+            _ = tick.tick() => None,
+            r = requests.recv() => match r {
+                Some(r) => Some(r),
+                None => return,
+            },
+        };
+        let result = compact_once(&shared).await;
+        match (&result, reply) {
+            (_, Some(reply)) => drop(reply.send(result)),
+            (Ok(stats), None) if stats.batches > 0 || stats.objects_deleted > 0 => {
+                tracing::info!(
+                    partitions = stats.partitions,
+                    bytes_read = stats.bytes_read,
+                    bytes_written = stats.bytes_written,
+                    records_read = stats.records_read,
+                    records_kept = stats.records_kept,
+                    objects_deleted = stats.objects_deleted,
+                    elapsed_ms = stats.elapsed.as_millis() as u64,
+                    "compaction pass"
+                );
+            }
+            (Ok(_), None) => {}
+            (Err(e), None) => tracing::warn!(error = %e, "compaction failed"),
+        }
+    }
+}
+
+async fn compact_once(shared: &Shared) -> Result<CompactionStats, BrokerError> {
+    let mut maintenance = shared.maintenance.lock().await;
+    let deps = compaction::Deps {
+        storage: &shared.storage,
+        state: &shared.state,
+        committer: &shared.committer,
+    };
+    compaction::pass(&deps, &mut maintenance, now_ms(), None).await
 }
 
 async fn housekeeping(shared: Arc<Shared>) {

@@ -7,7 +7,8 @@
 //! create-only put, and only then applies it to the in-memory state and
 //! answers the handlers. Nothing is acknowledged before it is durable.
 //!
-//! Admin ops (topic changes, producer ids, log start moves) are rare and
+//! Admin ops (topic changes, producer ids, log start moves, compaction
+//! swaps) are rare and
 //! validated against the state, so each gets a commit object of its own:
 //! they never interleave with data ops validated against older state.
 //!
@@ -28,7 +29,7 @@ use uuid::Uuid;
 
 use crate::batch::{self, BatchHeader};
 use crate::error::{KafkaCode, StorageError};
-use crate::log::{Command, CommitBuilder, CommittedOffset};
+use crate::log::{Command, CommitBuilder, CommittedOffset, CompactedRun};
 use crate::state::{ProducerBatch, ProducerState, State};
 use crate::storage::Storage;
 use crate::topic_config;
@@ -122,6 +123,16 @@ pub enum AdminOp {
     },
     /// Hand out a producer id.
     AllocateProducerId,
+    /// Reserve the id of a compaction output about to be written.
+    ReserveObject,
+    /// Swap runs of batches for their compacted versions; settles the
+    /// reserved `objects` whatever happens to the runs.
+    Compact {
+        /// Reserved ids the compaction wrote (or gave up on).
+        objects: Vec<u64>,
+        /// The replacements.
+        runs: Vec<CompactedRun>,
+    },
 }
 
 /// Successful admin results.
@@ -135,6 +146,12 @@ pub enum AdminOutcome {
     LogStarts(Vec<Result<i64, KafkaCode>>),
     /// A producer id.
     ProducerId(i64),
+    /// A reserved compaction output id.
+    Reserved(u64),
+    /// For each compacted run, in order: whether it applied (a run that no
+    /// longer matches the partition, after retention or DeleteRecords moved
+    /// on, is skipped).
+    Compacted(Vec<bool>),
 }
 
 enum Reply {
@@ -681,6 +698,26 @@ fn prepare_admin(
             let id = state.last_producer_id + 1;
             builder.push(Command::AllocateProducerId { id });
             Ok(AdminOutcome::ProducerId(id))
+        }
+        AdminOp::ReserveObject => {
+            let id = state.last_object_id + 1;
+            builder.push(Command::ReserveObject { id });
+            Ok(AdminOutcome::Reserved(id))
+        }
+        AdminOp::Compact { objects, runs } => {
+            // Checked here against the state the command will apply to; the
+            // state checks again when applying (and when replaying), with
+            // the same answer.
+            let applied: Vec<bool> = runs.iter().map(|r| state.run_applies(r)).collect();
+            let runs: Vec<CompactedRun> = runs
+                .into_iter()
+                .zip(&applied)
+                .filter_map(|(r, ok)| ok.then_some(r))
+                .collect();
+            if !objects.is_empty() || !runs.is_empty() {
+                builder.push(Command::Compact { objects, runs });
+            }
+            Ok(AdminOutcome::Compacted(applied))
         }
     }
 }

@@ -139,6 +139,9 @@ pub enum BrokerError {
     /// Invalid configuration.
     #[error("invalid broker configuration: {0}")]
     Config(String),
+    /// The broker stopped before the operation finished.
+    #[error("the broker has stopped")]
+    Stopped,
     /// An operation was refused, with the Kafka error a client would get.
     #[error("refused ({code:?}): {message}")]
     Refused {

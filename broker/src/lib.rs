@@ -28,10 +28,12 @@
 //! - [`groups`]: the consumer group coordinator (membership in memory,
 //!   offsets durable through the log).
 //! - [`batch`]: record batch header parsing and validation; batches are
-//!   never decompressed on the produce path.
+//!   never decompressed on the produce path. [`batch::compact`] rewrites a
+//!   stored batch for compaction.
 //! - `server` and `handlers`: connections, pipelining, one handler per API.
-//! - `broker`: start-up, recovery, housekeeping, and the state shared by
-//!   the server and handlers.
+//! - `broker`: start-up, recovery, housekeeping, compaction passes (its
+//!   `compaction` submodule), and the state shared by the server and
+//!   handlers.
 //!
 //! The lower modules (those above, plus `topic_config` and `error`) get
 //! what they use passed in and never import `broker`, `server` or
@@ -52,6 +54,6 @@ pub mod state;
 pub mod storage;
 pub mod topic_config;
 
-pub use broker::{Broker, BrokerConfig};
+pub use broker::{Broker, BrokerConfig, CompactionStats};
 pub use error::{BrokerError, KafkaCode, StorageError};
 pub use handlers::{supported_range, supports};

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StorageError;
+use crate::state::BatchLoc;
 
 const MAGIC: &[u8; 8] = b"GHWAL01\n";
 
@@ -128,6 +129,55 @@ pub enum Command {
         /// The id.
         id: i64,
     },
+    /// A broker started on the store. Its first write: once it is
+    /// durable, no write still in flight from a broker that died before
+    /// (an S3 PUT can land after its client is gone) can land any more, as
+    /// such a write could only be for this sequence number.
+    Started {
+        /// The broker's node id.
+        node_id: i32,
+    },
+    /// Compaction output `id` is about to be written (to
+    /// `compacted/<id>`). Until a [`Command::Compact`] settles it, the
+    /// object is abandoned work that clean-up may delete: a broker killed
+    /// between writing the object and committing the swap leaves nothing
+    /// behind that the log does not know about.
+    ReserveObject {
+        /// The reserved id (not the object id; see
+        /// [`crate::storage::compacted_object`]).
+        id: u64,
+    },
+    /// Runs of batches replaced by their compacted versions.
+    Compact {
+        /// Reserved outputs this compaction settles (written or not, they
+        /// are no longer abandoned work).
+        objects: Vec<u64>,
+        /// The replacements, each applied only if its run still matches.
+        runs: Vec<CompactedRun>,
+    },
+}
+
+/// A partition's leading run of batches and the compacted batches that
+/// replace it. Offsets are kept: each replacement batch has the base and
+/// last offset of the batch it came from; batches left empty are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactedRun {
+    /// Topic id.
+    pub topic: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// Base offset of the first replaced batch.
+    pub from: i64,
+    /// Last offset of the last replaced batch.
+    pub to: i64,
+    /// How many batches are replaced.
+    pub count: u32,
+    /// The replacements, in offset order, all within `from..=to`.
+    pub batches: Vec<BatchLoc>,
+    /// Offsets below this hold at most one record per key.
+    pub clean_end: i64,
+    /// When the earliest tombstone kept in the run may be removed (ms).
+    pub tombstones_due: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

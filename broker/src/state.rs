@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::log::{Command, CommittedOffset};
+use crate::log::{Command, CommittedOffset, CompactedRun};
+use crate::storage::{compacted_object, COMPACTED};
 
 /// How many recent batches per producer are remembered to spot retries.
 pub const PRODUCER_WINDOW: usize = 5;
@@ -90,6 +91,13 @@ pub struct Partition {
     pub bytes: u64,
     /// Idempotent producers seen on this partition.
     pub producers: HashMap<i64, ProducerState>,
+    /// Offsets below this were compacted: at most one record per key.
+    #[serde(default)]
+    pub clean_end: i64,
+    /// When the earliest tombstone kept by compaction may be removed (ms
+    /// since the epoch), if any was kept.
+    #[serde(default)]
+    pub tombstones_due: Option<i64>,
 }
 
 impl Partition {
@@ -125,8 +133,14 @@ pub struct State {
     pub groups: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     /// Highest producer id handed out.
     pub last_producer_id: i64,
-    /// Commit objects not yet deleted, with how many live batches each holds.
+    /// Objects (commit objects and compaction outputs) not yet deleted,
+    /// with how many live batches each holds.
     pub objects: BTreeMap<u64, u32>,
+    /// Highest compaction output id reserved.
+    pub last_object_id: u64,
+    /// Compaction outputs reserved but not yet settled by a compaction
+    /// commit (object ids).
+    pub reserved: BTreeSet<u64>,
 }
 
 /// A snapshot on disk: the state plus a format marker.
@@ -144,6 +158,10 @@ struct SnapshotState {
     groups: BTreeMap<String, Vec<CommittedOffset>>,
     last_producer_id: i64,
     objects: Vec<(u64, u32)>,
+    #[serde(default)]
+    last_object_id: u64,
+    #[serde(default)]
+    reserved: Vec<u64>,
 }
 
 impl State {
@@ -301,6 +319,84 @@ impl State {
             Command::AllocateProducerId { id } => {
                 self.last_producer_id = self.last_producer_id.max(*id);
             }
+            Command::Started { .. } => {}
+            Command::ReserveObject { id } => {
+                self.last_object_id = self.last_object_id.max(*id);
+                let object = compacted_object(*id);
+                self.objects.entry(object).or_insert(0);
+                self.reserved.insert(object);
+            }
+            Command::Compact { objects, runs } => {
+                for id in objects {
+                    self.reserved.remove(&compacted_object(*id));
+                }
+                for run in runs {
+                    self.apply_run(run);
+                }
+            }
+        }
+    }
+
+    /// Where `run` would go: the index range of the batches it replaces,
+    /// if the partition still holds exactly those batches.
+    fn run_range(&self, run: &CompactedRun) -> Option<(Uuid, usize, std::ops::Range<usize>)> {
+        let p = self
+            .topics
+            .get(&run.topic)?
+            .partitions
+            .get(usize::try_from(run.partition).ok()?)?;
+        let count = usize::try_from(run.count).ok().filter(|c| *c > 0)?;
+        let i = p.batch_index(run.from);
+        let j = i.checked_add(count)?;
+        if j > p.batches.len() || p.batches[i].base != run.from || p.batches[j - 1].last != run.to {
+            return None;
+        }
+        // The replacements lie inside the run, in order, without overlap.
+        let mut next = run.from;
+        for b in &run.batches {
+            if b.base < next || b.last < b.base || b.last > run.to {
+                return None;
+            }
+            next = b.last + 1;
+        }
+        Some((run.topic, usize::try_from(run.partition).ok()?, i..j))
+    }
+
+    /// Whether `run` still applies: the partition holds exactly the batches
+    /// it replaces (retention, DeleteRecords or a topic deletion since the
+    /// compaction read them make it stale, and it is skipped).
+    pub fn run_applies(&self, run: &CompactedRun) -> bool {
+        self.run_range(run).is_some()
+    }
+
+    fn apply_run(&mut self, run: &CompactedRun) {
+        let Some((topic, index, range)) = self.run_range(run) else {
+            return;
+        };
+        let Some(p) = self
+            .topics
+            .get_mut(&topic)
+            .and_then(|t| t.partitions.get_mut(index))
+        else {
+            return;
+        };
+        let tail = p.batches.split_off(range.end);
+        let old: Vec<BatchLoc> = p.batches.drain(range.start..).collect();
+        p.batches.extend(run.batches.iter().copied());
+        p.batches.extend(tail);
+        for b in &old {
+            p.bytes = p.bytes.saturating_sub(b.len as u64);
+        }
+        for b in &run.batches {
+            p.bytes += b.len as u64;
+        }
+        p.clean_end = p.clean_end.max(run.clean_end);
+        p.tombstones_due = run.tombstones_due;
+        for b in &old {
+            self.release(b);
+        }
+        for b in &run.batches {
+            *self.objects.entry(b.object).or_insert(0) += 1;
         }
     }
 
@@ -320,6 +416,8 @@ impl State {
                     .collect(),
                 last_producer_id: self.last_producer_id,
                 objects: self.objects.iter().map(|(k, v)| (*k, *v)).collect(),
+                last_object_id: self.last_object_id,
+                reserved: self.reserved.iter().copied().collect(),
             },
         };
         serde_json::to_vec(&snap)
@@ -333,6 +431,8 @@ impl State {
             last_seq: s.last_seq,
             last_producer_id: s.last_producer_id,
             objects: s.objects.into_iter().collect(),
+            last_object_id: s.last_object_id,
+            reserved: s.reserved.into_iter().collect(),
             ..Default::default()
         };
         for t in s.topics {
@@ -346,6 +446,18 @@ impl State {
             }
         }
         Ok(state)
+    }
+
+    /// Compaction outputs that no live batch needs and no compaction in
+    /// progress may still reference: replaced ones, and reserved ones whose
+    /// compaction never committed (the broker died or the pass failed).
+    /// Only call this while no compaction pass is running.
+    pub fn dead_compacted(&self) -> BTreeSet<u64> {
+        self.objects
+            .range(COMPACTED..)
+            .filter(|(_, refs)| **refs == 0)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Commit objects at or before `upto` that no live batch needs.

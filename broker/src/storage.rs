@@ -6,7 +6,14 @@
 //! cluster.json                 cluster id, written once
 //! wal/00000000000000000042     commit object 42 (see [`crate::log`])
 //! snapshots/00000000000000000040.json   state as of commit 40
+//! compacted/00000000000000000007   compaction output 7 (batches only)
 //! ```
+//!
+//! Batches live in commit objects (as produced) or in compaction outputs.
+//! Both are named by a `u64` object id: commit objects by their sequence
+//! number, compaction outputs by [`COMPACTED`] plus their reserved id (see
+//! [`compacted_object`]), so the index, the reference counts and the cache
+//! need not tell them apart.
 //!
 //! Commit objects are written with `PutMode::Create`: two brokers that
 //! somehow share a store cannot both write commit `n`, so the log stays
@@ -62,6 +69,28 @@ impl ObjectCache {
 
 pub(crate) fn wal_path(seq: u64) -> Path {
     Path::from(format!("wal/{seq:020}"))
+}
+
+/// Object ids at or above this name compaction outputs, not commit objects.
+pub const COMPACTED: u64 = 1 << 62;
+
+/// The object id of compaction output `id`.
+pub fn compacted_object(id: u64) -> u64 {
+    COMPACTED | id
+}
+
+/// Whether `object` is a compaction output.
+pub fn is_compacted(object: u64) -> bool {
+    object >= COMPACTED
+}
+
+/// Where object `object` (a commit sequence or a compaction output) lives.
+pub(crate) fn object_path(object: u64) -> Path {
+    if is_compacted(object) {
+        Path::from(format!("compacted/{:020}", object - COMPACTED))
+    } else {
+        wal_path(object)
+    }
 }
 
 fn snapshot_path(seq: u64) -> Path {
@@ -182,7 +211,18 @@ impl Storage {
         Ok(data)
     }
 
-    /// Reads `len` bytes at `pos` of commit object `seq`.
+    /// Writes compaction output `object` (an id from [`compacted_object`]).
+    /// Ids are reserved through the commit log and never reused, so a plain
+    /// put is enough.
+    pub(crate) async fn put_object(&self, object: u64, data: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(&object_path(object), PutPayload::from_bytes(data))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `pos` of object `seq` (a commit object or a
+    /// compaction output).
     pub(crate) async fn read_range(
         &self,
         seq: u64,
@@ -199,7 +239,10 @@ impl Storage {
                 b.len()
             )));
         }
-        Ok(self.store.get_range(&wal_path(seq), pos..pos + len).await?)
+        Ok(self
+            .store
+            .get_range(&object_path(seq), pos..pos + len)
+            .await?)
     }
 
     /// Sequence numbers of all commit objects, ascending.
@@ -214,16 +257,31 @@ impl Storage {
         Ok(seqs)
     }
 
+    /// Deletes a commit object or compaction output; gone already is fine.
     pub(crate) async fn delete_commit(&self, seq: u64) -> Result<(), StorageError> {
         if let Ok(mut c) = self.cache.lock() {
             if let Some(d) = c.objects.remove(&seq) {
                 c.used -= d.len();
             }
         }
-        match self.store.delete(&wal_path(seq)).await {
+        match self.store.delete(&object_path(seq)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(StorageError::Store(e)),
         }
+    }
+
+    /// Ids of all compaction outputs in the store, ascending (for tests and
+    /// checks; clean-up goes by the state, never by listing).
+    pub async fn list_compacted(&self) -> Result<Vec<u64>, StorageError> {
+        let prefix = Path::from("compacted");
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut ids: Vec<u64> = metas
+            .iter()
+            .filter_map(|m| parse_seq(&m.location, "compacted/", ""))
+            .map(compacted_object)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// Sequence numbers of all snapshots, ascending.

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 enum Kind {
     /// An integer at or above the bound.
     Long(i64),
+    /// A number between 0 and 1.
+    Fraction,
     /// One of a list of words (comma-separated lists allowed when `list`).
     Choice(&'static [&'static str], bool),
 }
@@ -43,6 +45,18 @@ const KEYS: &[(&str, &str, Kind, &str)] = &[
         "86400000",
         Kind::Long(0),
         "how long tombstones are kept on compacted topics",
+    ),
+    (
+        "min.compaction.lag.ms",
+        "0",
+        Kind::Long(0),
+        "records younger than this are never compacted",
+    ),
+    (
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        Kind::Fraction,
+        "share of not yet compacted bytes that makes a partition worth compacting",
     ),
     (
         "segment.bytes",
@@ -101,6 +115,12 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
                 "'{key}' must be an integer >= {min}, not '{value}'"
             )),
         },
+        Kind::Fraction => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(format!(
+                "'{key}' must be a number between 0 and 1, not '{value}'"
+            )),
+        },
         Kind::Choice(words, list) => {
             let ok = if *list {
                 value.split(',').all(|w| words.contains(&w.trim()))
@@ -131,6 +151,25 @@ pub fn effective_i64(overrides: &BTreeMap<String, String>, key: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// The effective value of a fractional `key` for a topic with `overrides`.
+pub fn effective_f64(overrides: &BTreeMap<String, String>, key: &str) -> f64 {
+    overrides
+        .get(key)
+        .map(String::as_str)
+        .or_else(|| default_of(key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.5)
+}
+
+/// Whether the topic's `cleanup.policy` includes `policy`.
+pub fn has_policy(overrides: &BTreeMap<String, String>, policy: &str) -> bool {
+    overrides
+        .get("cleanup.policy")
+        .map(String::as_str)
+        .or_else(|| default_of("cleanup.policy"))
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == policy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +182,16 @@ mod tests {
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("no.such.key", "1").is_err());
+        assert!(validate("min.cleanable.dirty.ratio", "0.01").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("min.compaction.lag.ms", "-1").is_err());
+        let c = BTreeMap::from([("cleanup.policy".to_string(), "compact, delete".to_string())]);
+        assert!(has_policy(&c, "compact") && has_policy(&c, "delete"));
+        assert!(!has_policy(&BTreeMap::new(), "compact"));
+        assert_eq!(
+            effective_f64(&BTreeMap::new(), "min.cleanable.dirty.ratio"),
+            0.5
+        );
         let o = BTreeMap::from([("retention.bytes".to_string(), "10".to_string())]);
         assert_eq!(effective_i64(&o, "retention.bytes"), 10);
         assert_eq!(effective_i64(&o, "retention.ms"), 604_800_000);

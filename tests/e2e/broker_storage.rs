@@ -1,12 +1,16 @@
-//! Storage: restarts from snapshots and logs, retention, object clean-up.
+//! Storage: restarts from snapshots and logs, retention, object clean-up,
+//! compaction.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use gatehouse_tests::Via;
 use gatehouse_tests::{record_batch, RawClient, TestBroker};
 use kafka_protocol::records::Compression;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::broker_protocol::{create, produce_one};
 use crate::support::{consume, consumer, create_topic, end_offsets, produce, producer};
@@ -136,3 +140,439 @@ direct_and_proxied!(
     state_survives_clean_restart_and_crash,
     retention_trims_old_data_and_deletes_objects
 );
+
+/// A record as a consumer sees it: (offset, key, value or tombstone).
+type Seen = (i64, String, Option<String>);
+
+/// Reads partition 0 of `topic` from its log start up to the high
+/// watermark with a fresh rdkafka consumer (no group offsets involved);
+/// gaps left by compaction are skipped as a Kafka consumer skips them.
+async fn read_partition(bootstrap: &str, topic: &str) -> Result<Vec<Seen>> {
+    let c: StreamConsumer = consumer(bootstrap, &format!("reader-{}", now_ms()), &[])?;
+    let (lo, hi) = c.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    if hi <= lo {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    c.assign(&tpl)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = tokio::time::timeout_at(deadline, c.recv())
+            .await
+            .with_context(|| format!("read {} records, no offset {} yet", out.len(), hi - 1))??;
+        let key = String::from_utf8_lossy(m.key().context("record without key")?).into_owned();
+        let value = m.payload().map(|v| String::from_utf8_lossy(v).into_owned());
+        out.push((m.offset(), key, value));
+        if m.offset() >= hi - 1 {
+            return Ok(out);
+        }
+    }
+}
+
+/// Newest value per key, tombstones deleting.
+fn fold(records: &[Seen]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (_, k, v) in records {
+        match v {
+            Some(v) => m.insert(k.clone(), v.clone()),
+            None => m.remove(k),
+        };
+    }
+    m
+}
+
+/// Sends keyed records (a `None` value is a tombstone) and returns each
+/// one with the offset it was stored at.
+async fn send(
+    p: &FutureProducer,
+    topic: &str,
+    records: &[(String, Option<String>)],
+) -> Result<Vec<Seen>> {
+    let mut pending = Vec::with_capacity(records.len());
+    for (k, v) in records {
+        let mut r = FutureRecord::to(topic).key(k.as_str()).partition(0);
+        if let Some(v) = v {
+            r = r.payload(v.as_str());
+        }
+        pending.push(p.send_result(r).map_err(|(e, _)| e)?);
+    }
+    let mut out = Vec::with_capacity(records.len());
+    for (f, (k, v)) in pending.into_iter().zip(records) {
+        match f.await {
+            Ok(Ok(d)) => out.push((d.offset, k.clone(), v.clone())),
+            Ok(Err((e, _))) => bail!("delivery failed: {e}"),
+            Err(_) => bail!("delivery cancelled"),
+        }
+    }
+    Ok(out)
+}
+
+/// A small deterministic generator (the seed is printed, and can be set
+/// with GATEHOUSE_COMPACTION_SEED to replay a failure).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Compaction against a model: random keyed writes and tombstones, with
+/// background compaction every 20 ms, explicit passes and broker kills
+/// (timed to land inside a pass: the run prints how many passes they cut
+/// short, as abandoned outputs cleaned up after the restart) between
+/// rounds. After every round a
+/// consumer reading the partition from its start sees, folded newest-wins,
+/// exactly the model (a BTreeMap of the newest value per key), every record
+/// it sees is the one written at that offset, and offsets only grow. At the
+/// end, with the tombstones past `delete.retention.ms`, the partition holds
+/// exactly one record per live key (plus the active segment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_matches_a_model_through_kills() -> Result<()> {
+    let seed = std::env::var("GATEHOUSE_COMPACTION_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_ms() as u64 | 1);
+    println!("compaction model seed {seed}");
+    let mut rng = Rng(seed);
+    let mut broker =
+        TestBroker::start_with(|c| c.compaction_interval = Duration::from_millis(20)).await?;
+    let b = broker.bootstrap();
+    create_topic(
+        &b,
+        "model",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("delete.retention.ms", "1000"),
+        ],
+    )
+    .await?;
+    // The broker is killed often: reconnect quickly rather than with
+    // librdkafka's backoff of up to 10 s.
+    let p = producer(
+        &b,
+        &[
+            ("linger.ms", "2"),
+            ("compression.type", "lz4"),
+            ("reconnect.backoff.max.ms", "200"),
+        ],
+    )?;
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let mut written: HashMap<i64, Seen> = HashMap::new();
+    let (mut kills, mut abandoned, mut compacted) = (0, 0, 0);
+    let mut pass_us = 5_000u64;
+    for round in 0..30 {
+        let n = 10 + rng.below(50) as usize;
+        let records: Vec<(String, Option<String>)> = (0..n)
+            .map(|i| {
+                let key = format!("k{}", rng.below(40));
+                let tombstone = rng.below(5) == 0;
+                (key, (!tombstone).then(|| format!("r{round}-{i}")))
+            })
+            .collect();
+        for r in send(&p, "model", &records).await? {
+            match &r.2 {
+                Some(v) => model.insert(r.1.clone(), v.clone()),
+                None => model.remove(&r.1),
+            };
+            written.insert(r.0, r);
+        }
+        match rng.below(3) {
+            0 => {
+                // Killed in the middle of a pass: a pass asked for now (or
+                // the background one, every 20 ms) and a kill after a
+                // random part of the time the last pass took.
+                let pass = tokio::spawn(broker.broker()?.compact_now());
+                tokio::time::sleep(Duration::from_micros(rng.below(pass_us.max(500)))).await;
+                broker.crash_and_restart().await?;
+                let _ = pass.await;
+                kills += 1;
+                let s = broker.broker()?.compact_now().await?;
+                abandoned += s.abandoned_deleted;
+            }
+            1 => {
+                let s = broker.broker()?.compact_now().await?;
+                pass_us = pass_us.max(s.elapsed.as_micros() as u64);
+                compacted += s.partitions;
+            }
+            _ => {}
+        }
+        let seen = read_partition(&b, "model").await?;
+        ensure!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "round {round}: offsets not increasing"
+        );
+        for r in &seen {
+            ensure!(
+                written.get(&r.0) == Some(r),
+                "round {round}: read {r:?}, wrote {:?}",
+                written.get(&r.0)
+            );
+        }
+        ensure!(
+            fold(&seen) == model,
+            "round {round}: consumer view differs from the model"
+        );
+    }
+    println!("{kills} kills, {abandoned} abandoned outputs cleaned, {compacted} explicit swaps");
+
+    // The end state: tombstones past delete.retention.ms are gone and every
+    // key below the active segment (one marker record) appears once.
+    send(
+        &p,
+        "model",
+        &[("marker".to_string(), Some("end".to_string()))],
+    )
+    .await?;
+    broker.broker()?.compact_now().await?;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    broker.broker()?.compact_now().await?;
+    broker.crash_and_restart().await?;
+    let seen = read_partition(&b, "model").await?;
+    ensure!(
+        seen.iter().all(|r| r.2.is_some()),
+        "tombstones remain: {seen:?}"
+    );
+    let mut expected = model.clone();
+    expected.insert("marker".into(), "end".into());
+    ensure!(fold(&seen) == expected, "final view differs from the model");
+    ensure!(
+        seen.len() == expected.len(),
+        "{} records for {} keys: compaction left duplicates",
+        seen.len(),
+        expected.len()
+    );
+    Ok(())
+}
+
+/// Records younger than min.compaction.lag.ms are never compacted (nor
+/// used to drop older ones), and consumers read across the gaps that
+/// compaction leaves at the old offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_honours_min_compaction_lag() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut c = RawClient::connect(broker.addr()).await?;
+    create(
+        &mut c,
+        "lagged",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("min.compaction.lag.ms", "3600000"),
+        ],
+    )
+    .await?;
+    // Three old batches and three fresh ones, each with keys k0..k2.
+    let old = now_ms() - 2 * 3_600_000;
+    for i in 0..3 {
+        let b = record_batch(-1, -1, -1, 3, old + i, Compression::Gzip)?;
+        ensure!(produce_one(&mut c, "lagged", 0, b).await?.0 == 0);
+    }
+    for _ in 0..3 {
+        let b = record_batch(-1, -1, -1, 3, now_ms(), Compression::None)?;
+        ensure!(produce_one(&mut c, "lagged", 0, b).await?.0 == 0);
+    }
+    let stats = broker.broker()?.compact_now().await?;
+    ensure!(stats.partitions == 1, "{stats:?}");
+    ensure!(
+        (stats.records_read, stats.records_kept) == (9, 3),
+        "only the old batches are compacted: {stats:?}"
+    );
+    let seen = read_partition(&broker.bootstrap(), "lagged").await?;
+    let offsets: Vec<i64> = seen.iter().map(|r| r.0).collect();
+    ensure!(
+        offsets == (6..18).collect::<Vec<_>>(),
+        "offsets read: {offsets:?}"
+    );
+    // The log start did not move: offsets 0..6 are a gap, not trimmed.
+    let cons = consumer(&broker.bootstrap(), "lag-watermarks", &[])?;
+    ensure!(end_offsets(&cons, "lagged", 1)?[&0] == (0, 18));
+    Ok(())
+}
+
+/// Retention by size and by time deletes whole objects, commit objects and
+/// compaction outputs alike, and what is left reads back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_whole_objects_by_size_and_time() -> Result<()> {
+    let broker = TestBroker::start_with(|c| c.snapshot_every = 1).await?;
+    let mut c = RawClient::connect(broker.addr()).await?;
+    let store = std::path::PathBuf::from(broker_data(&broker));
+    let count = |dir: &str| {
+        std::fs::read_dir(store.join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // By size: ten batches of ten records, room for about three.
+    let one = record_batch(-1, -1, -1, 10, now_ms(), Compression::None)?;
+    let limit = (one.len() * 3 + 10).to_string();
+    create(&mut c, "sized", 1, &[("retention.bytes", limit.as_str())]).await?;
+    for _ in 0..10 {
+        let b = record_batch(-1, -1, -1, 10, now_ms(), Compression::None)?;
+        ensure!(produce_one(&mut c, "sized", 0, b).await?.0 == 0);
+    }
+    let before = count("wal");
+    broker.broker()?.housekeep().await?;
+    broker.broker()?.housekeep().await?;
+    let after = count("wal");
+    ensure!(after + 7 <= before, "commit objects {before} -> {after}");
+    let seen = read_partition(&broker.bootstrap(), "sized").await?;
+    let offsets: Vec<i64> = seen.iter().map(|r| r.0).collect();
+    ensure!(offsets == (70..100).collect::<Vec<_>>(), "{offsets:?}");
+
+    // By time, on a compacted topic: the compaction output of old data
+    // goes once retention passes it.
+    create(
+        &mut c,
+        "both",
+        1,
+        &[
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", "60000"),
+            ("min.cleanable.dirty.ratio", "0"),
+        ],
+    )
+    .await?;
+    let old = now_ms() - 3_600_000;
+    for i in 0..4 {
+        let b = record_batch(-1, -1, -1, 5, old + i, Compression::Zstd)?;
+        ensure!(produce_one(&mut c, "both", 0, b).await?.0 == 0);
+    }
+    let fresh = record_batch(-1, -1, -1, 2, now_ms(), Compression::None)?;
+    ensure!(produce_one(&mut c, "both", 0, fresh).await? == (0, 20));
+    let stats = broker.broker()?.compact_now().await?;
+    ensure!(
+        stats.partitions == 1 && stats.records_kept == 5,
+        "{stats:?}"
+    );
+    ensure!(count("compacted") == 1, "one compaction output");
+    broker.broker()?.housekeep().await?;
+    broker.broker()?.compact_now().await?;
+    broker.broker()?.compact_now().await?;
+    ensure!(count("compacted") == 0, "the output went with retention");
+    let seen = read_partition(&broker.bootstrap(), "both").await?;
+    let offsets: Vec<i64> = seen.iter().map(|r| r.0).collect();
+    ensure!(offsets == [20, 21], "{offsets:?}");
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Produce latency (acks=all, one 10-record batch at a time) for `limit`,
+/// or until `done` says stop.
+async fn produce_latencies(
+    c: &mut RawClient,
+    limit: Duration,
+    done: impl Fn() -> bool,
+) -> Result<Vec<Duration>> {
+    let mut out = Vec::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit && !done() {
+        let b = record_batch(-1, -1, -1, 10, now_ms(), Compression::Lz4)?;
+        let t = std::time::Instant::now();
+        let (code, _) = produce_one(c, "latency", 0, b).await?;
+        out.push(t.elapsed());
+        ensure!(code == 0, "produce failed with {code}");
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Not a test but a measurement (nothing is asserted about speed): fills a
+/// compacted partition with 400,000 records of ~250 bytes over 20,000 keys
+/// (lz4, pseudo-random hex values), then runs one compaction pass while a client produces to another
+/// topic, and prints the pass's throughput and the produce latencies with
+/// and without it. Run by hand:
+///
+/// `cargo nextest run -p gatehouse-tests --test e2e -E 'test(/compaction_throughput/)' --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn compaction_throughput_and_produce_latency() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let b = broker.bootstrap();
+    create_topic(
+        &b,
+        "bulk",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+        ],
+    )
+    .await?;
+    create_topic(&b, "latency", 1, &[]).await?;
+    let p = producer(
+        &b,
+        &[
+            ("linger.ms", "20"),
+            ("batch.size", "1000000"),
+            ("compression.type", "lz4"),
+        ],
+    )?;
+    // Values that compress about as well as typical JSON would, not to
+    // nothing: hex digits of a pseudo-random sequence.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let loaded = std::time::Instant::now();
+    for chunk in 0..20u64 {
+        let records: Vec<(String, Option<String>)> = (0..20_000)
+            .map(|i| {
+                let n: u64 = chunk * 20_000 + i;
+                let pad: String = (0..12)
+                    .map(|_| format!("{:016x}", rng.below(u64::MAX)))
+                    .collect();
+                (
+                    format!("key-{}", (n * 7919) % 20_000),
+                    Some(format!("{n}:{pad}")),
+                )
+            })
+            .collect();
+        send(&p, "bulk", &records).await?;
+    }
+    // One more write: the active segment, which compaction leaves alone.
+    send(&p, "bulk", &[("tail".to_string(), Some("t".to_string()))]).await?;
+    println!("loaded 400000 records in {:?}", loaded.elapsed());
+
+    let mut c = RawClient::connect(broker.addr()).await?;
+    let idle = produce_latencies(&mut c, Duration::from_secs(5), || false).await?;
+    let pass = tokio::spawn(broker.broker()?.compact_now());
+    let during = produce_latencies(&mut c, Duration::from_secs(600), || pass.is_finished()).await?;
+    let stats = pass.await??;
+    let secs = stats.elapsed.as_secs_f64();
+    println!(
+        "compaction: {} batches, {:.1} MB read, {:.1} MB written, {} -> {} records, {} objects, {:.2} s: {:.1} MB/s read, {:.1} MB/s written",
+        stats.batches,
+        stats.bytes_read as f64 / 1e6,
+        stats.bytes_written as f64 / 1e6,
+        stats.records_read,
+        stats.records_kept,
+        stats.objects_written,
+        secs,
+        stats.bytes_read as f64 / 1e6 / secs,
+        stats.bytes_written as f64 / 1e6 / secs,
+    );
+    for (name, l) in [("idle", &idle), ("during compaction", &during)] {
+        println!(
+            "produce latency {name}: {} requests, p50 {:?}, p99 {:?}, max {:?}",
+            l.len(),
+            percentile(l, 0.50),
+            percentile(l, 0.99),
+            l.last().copied().unwrap_or_default()
+        );
+    }
+    ensure!(stats.records_kept <= 20_000, "{stats:?}");
+    Ok(())
+}

@@ -36,6 +36,7 @@ const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_INT: i8 = 3;
+const TYPE_DOUBLE: i8 = 6;
 
 fn node(shared: &Shared) -> BrokerId {
     BrokerId(shared.config.node_id)
@@ -381,6 +382,7 @@ fn config_type(key: &str) -> i8 {
         "cleanup.policy" => TYPE_LIST,
         "compression.type" | "message.timestamp.type" => TYPE_STRING,
         "max.message.bytes" | "min.insync.replicas" | "segment.bytes" => TYPE_INT,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         _ => TYPE_LONG,
     }
 }

@@ -42,6 +42,13 @@ pub(crate) struct BrokerArgs {
     /// How long produce requests are gathered into one commit object (ms).
     #[arg(long, default_value_t = 2, env = "GATEHOUSE_BROKER_COMMIT_INTERVAL_MS")]
     commit_interval_ms: u64,
+    /// How often compaction of cleanup.policy=compact topics runs (ms).
+    #[arg(
+        long,
+        default_value_t = 15_000,
+        env = "GATEHOUSE_BROKER_COMPACTION_INTERVAL_MS"
+    )]
+    compaction_interval_ms: u64,
     /// Skip fsync of local data files (faster, loses data on power failure).
     #[arg(long, env = "GATEHOUSE_BROKER_NO_FSYNC")]
     no_fsync: bool,
@@ -66,6 +73,7 @@ impl BrokerArgs {
             data: self.data.clone(),
             fsync: !self.no_fsync,
             commit_interval: Duration::from_millis(self.commit_interval_ms),
+            compaction_interval: Duration::from_millis(self.compaction_interval_ms.max(1)),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_frame_bytes: self.max_frame_bytes,
