@@ -104,6 +104,8 @@ def parse_args(prog):
     co.add_argument("--count", type=int, required=True)
     co.add_argument("--timeout", type=float, default=60.0)
     co.add_argument("--from", dest="offset_reset", choices=["earliest", "latest"], default="earliest")
+    co.add_argument("--dump", action="store_true",
+                    help="return every record as [key, value] (UTF-8 text) instead of checking them")
 
     sub.add_parser("metadata", parents=[common])
 
@@ -170,13 +172,18 @@ def record(i, size):
 class Tally:
     """Collects consumed records and checks their keys."""
 
-    def __init__(self):
+    def __init__(self, dump=False):
         self.count = 0
         self.ids = []
         self.keys_ok = True
+        self.dump = [] if dump else None
 
     def add(self, key, value):
         self.count += 1
+        if self.dump is not None:
+            text = lambda b: None if b is None else b.decode("utf-8", "replace")
+            self.dump.append([text(key), text(value)])
+            return
         try:
             i = int(json.loads(value.decode())["i"])
         except Exception as e:  # noqa: BLE001 - any malformed record is reported
@@ -189,7 +196,10 @@ class Tally:
             self.keys_ok = False
 
     def result(self):
-        return {"consumed": self.count, "ids": sorted(self.ids), "keys_ok": self.keys_ok}
+        out = {"consumed": self.count, "ids": sorted(self.ids), "keys_ok": self.keys_ok}
+        if self.dump is not None:
+            out["records"] = self.dump
+        return out
 
 
 def run(prog, handlers, prepare=None, auth_error=None):

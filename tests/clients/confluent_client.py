@@ -152,7 +152,7 @@ def consume(args):
         "heartbeat.interval.ms": 3000,
     })
     consumer = new_client(Consumer, conf)
-    tally = Tally()
+    tally = Tally(dump=getattr(args, "dump", False))
     try:
         consumer.subscribe([args.topic])
         deadline = time.monotonic() + args.timeout

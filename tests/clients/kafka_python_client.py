@@ -250,7 +250,7 @@ def consume(args):
         "heartbeat_interval_ms": 3000,
     })
     consumer = KafkaConsumer(**conf)
-    tally = Tally()
+    tally = Tally(dump=getattr(args, "dump", False))
     try:
         consumer.subscribe([args.topic])
         deadline = time.monotonic() + args.timeout

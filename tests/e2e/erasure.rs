@@ -456,3 +456,245 @@ async fn a_workflow_left_half_done_is_finished_by_another_replica() -> Result<()
     c.shutdown().await;
     Ok(())
 }
+
+fn ticket(i: usize, subject: &str) -> String {
+    format!(
+        r#"{{"id":"t-{i}","customer":{{"id":"{subject}","email":"{subject}@example.com","phone":"+33 6 00 00 {i:04}"}},"body":"my order {i} is late","messages":[{{"from":"agent","body":"sorry {subject}"}}]}}"#
+    )
+}
+
+/// Every record of `topic` as `who` reads it through `proxy` with
+/// confluent-kafka: (key, value).
+async fn read_with_confluent(
+    proxy: &Proxy,
+    who: &str,
+    topic: &str,
+    count: usize,
+) -> Result<Vec<(String, String)>> {
+    use gatehouse_tests::clients::{run_ok, Client};
+    let mut args: Vec<String> = vec![
+        "consume".into(),
+        "--bootstrap".into(),
+        proxy.local_addr().to_string(),
+        "--topic".into(),
+        topic.into(),
+        "--group".into(),
+        format!("{who}-confluent-{}", crate::policy::rand_suffix()),
+        "--count".into(),
+        count.to_string(),
+        "--timeout".into(),
+        "30".into(),
+        "--dump".into(),
+    ];
+    for (k, v) in World::creds(who) {
+        args.push("--option".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_ok(Client::Confluent, &args, LIMIT).await?;
+    Ok(out["records"]
+        .as_array()
+        .context("records")?
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_string(),
+                r[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+/// A thousand subjects on a compacted topic (`social.profiles`) and two
+/// that are not (`social.posts`, `support.tickets`); ten are erased at
+/// once. Read from the beginning through the proxy with kcat and with
+/// confluent-kafka, nothing of the ten arrives and everything of the other
+/// 990 arrives unchanged; the broker holds only ciphertext of the ten, and
+/// after its compaction none of their profile records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Result<()> {
+    use gatehouse_tests::clients::kcat;
+    let w = World::start_with(|c| {
+        c.admin = Some(AdminSection {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            replica_dirs: Vec::new(),
+        })
+    })
+    .await?;
+    let direct = w.broker.broker_addr().to_string();
+    crate::support::create_topic(
+        &direct,
+        "social.profiles",
+        3,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    crate::support::create_topic(&direct, "support.tickets", 3, &[]).await?;
+    let ingest = w.producer("ingest")?;
+    let subjects: Vec<String> = (0..1000).map(|i| format!("u-{i:06}")).collect();
+    let mut sends = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        for (topic, value) in [
+            ("social.posts", post(&format!("p-{i}"), s)),
+            ("social.profiles", profile(s)),
+            ("support.tickets", ticket(i, s)),
+        ] {
+            let ingest = ingest.clone();
+            let s = s.clone();
+            sends.push(async move { send(&ingest, topic, &s, Some(&value), None).await });
+        }
+    }
+    for r in futures::future::join_all(sends).await {
+        r?;
+    }
+    let erased: Vec<String> = (0..10).map(|k| format!("u-{:06}", 37 + k * 97)).collect();
+    let before_posts =
+        read_records(w.proxy.local_addr(), "trust-safety", "social.posts", 3).await?;
+    ensure!(before_posts.len() == 1000, "{} posts", before_posts.len());
+
+    let admin = w.proxy.admin_addr().context("admin listener")?;
+    let asked = Instant::now();
+    let requests = erased.iter().map(|s| {
+        let body = format!(r#"{{"subject":"{s}","reason":"batch of requests"}}"#);
+        async move {
+            request(
+                admin,
+                "POST",
+                "/api/erase",
+                Some(&basic("privacy")),
+                Some(&body),
+            )
+            .await
+        }
+    });
+    for answer in futures::future::join_all(requests).await {
+        let answer = answer?;
+        ensure!(answer.status == 202, "{} {}", answer.status, answer.body);
+    }
+    let eraser = w.proxy.eraser().context("eraser")?;
+    let hashes: Vec<String> = erased.iter().map(|s| eraser.erasures().hash(s)).collect();
+    while !hashes
+        .iter()
+        .all(|h| eraser.erasures().get(h).is_some_and(|w| w.done()))
+    {
+        ensure!(asked.elapsed() < LIMIT, "the ten workflows did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("ten erasures at once: all done after {:?}", asked.elapsed());
+
+    let kept = |key: &str| !erased.iter().any(|e| e == key);
+    // kcat, as trust-safety (every field in clear): the 990 posts exactly
+    // as before, none of the ten.
+    let creds = World::creds("trust-safety");
+    let mut args = vec![
+        "-b".to_string(),
+        w.proxy.local_addr().to_string(),
+        "-C".into(),
+        "-t".into(),
+        "social.posts".into(),
+        "-e".into(),
+        "-q".into(),
+        "-f".into(),
+        "%k\t%s\n".into(),
+    ];
+    for (k, v) in &creds {
+        let k = if k == "sasl.mechanisms" {
+            "sasl.mechanism"
+        } else {
+            k.as_str()
+        };
+        args.push("-X".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = kcat(&args, None, LIMIT).await?;
+    let mut after: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut expected: Vec<(String, String)> = before_posts
+        .iter()
+        .filter(|r| kept(&r.key))
+        .map(|r| (r.key.clone(), r.value.clone()))
+        .collect();
+    after.sort();
+    expected.sort();
+    ensure!(after.len() == 990, "kcat read {} posts", after.len());
+    ensure!(after == expected, "the other subjects' posts changed");
+
+    // confluent-kafka: the 990 profiles as support sees them, none of the
+    // ten; and support's tickets likewise.
+    let profiles = read_with_confluent(&w.proxy, "support", "social.profiles", 990).await?;
+    let keys: std::collections::BTreeSet<&str> = profiles.iter().map(|(k, _)| k.as_str()).collect();
+    ensure!(
+        keys.len() == 990 && keys.iter().all(|k| kept(k)),
+        "{} profiles",
+        keys.len()
+    );
+    let tickets = read_with_confluent(&w.proxy, "support", "support.tickets", 990).await?;
+    ensure!(
+        tickets.len() == 990
+            && tickets
+                .iter()
+                .all(|(k, v)| kept(k) && v.contains("@example.com")),
+        "{} tickets",
+        tickets.len()
+    );
+
+    // Behind the proxy: the ten's posts and tickets hold only ciphertext.
+    for topic in ["social.posts", "support.tickets"] {
+        let stored = read_from(&direct, "erasure-check", &[], topic, 3).await?;
+        for r in stored.iter().filter(|r| !kept(&r.key)) {
+            ensure!(
+                !r.value.contains("@example.com") && r.value.contains("gh1."),
+                "{topic}: {}",
+                r.value
+            );
+        }
+    }
+    // After the broker's compaction, only the tombstones remain of the
+    // ten's profiles (a record written after them moves the tombstones out
+    // of each partition's active part).
+    let erased_profiles = |stored: &[crate::policy::Received]| {
+        stored
+            .iter()
+            .filter(|r| !kept(&r.key) && !r.value.is_empty())
+            .count()
+    };
+    let stored = read_from(&direct, "erasure-check", &[], "social.profiles", 3).await?;
+    ensure!(
+        erased_profiles(&stored) == 10,
+        "before compaction: {}",
+        erased_profiles(&stored)
+    );
+    let raw = crate::support::producer(&direct, &[])?;
+    for p in 0..3 {
+        raw.send(
+            rdkafka::producer::FutureRecord::to("social.profiles")
+                .partition(p)
+                .key("filler")
+                .payload("{}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    }
+    w.broker.broker()?.compact_now().await?;
+    let stored = read_from(&direct, "erasure-check", &[], "social.profiles", 3).await?;
+    ensure!(
+        erased_profiles(&stored) == 0,
+        "profile records of erased subjects after compaction: {}",
+        erased_profiles(&stored)
+    );
+    let tombstones = stored.iter().filter(|r| !kept(&r.key)).count();
+    let others = stored
+        .iter()
+        .filter(|r| kept(&r.key) && r.key != "filler")
+        .count();
+    ensure!(
+        tombstones == 30 && others == 990,
+        "{tombstones} tombstones, {others} other profiles"
+    );
+    Ok(())
+}
