@@ -258,7 +258,7 @@ async fn routes_follow_a_node_that_moves() -> Result<()> {
 
     // Node 0 "moves": the first broker goes away, the second (also node 0)
     // answers the bootstrap instead.
-    drop(first);
+    first.stop().await?;
     let mut c = RawClient::connect(proxy.local_addr()).await?;
     let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &all_topics()).await?;
     ensure!(topics(&m) == ["moved"]);

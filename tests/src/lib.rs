@@ -167,6 +167,16 @@ impl TestBroker {
         }
     }
 
+    /// Stops the broker cleanly; once this returns it no longer listens
+    /// (dropping a broker aborts its tasks, and its listener may accept a
+    /// moment longer).
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await?;
+        }
+        Ok(())
+    }
+
     /// Drops the broker without a clean shutdown (no final snapshot), as a
     /// crash would, then starts a new one on the same data and port.
     pub async fn crash_and_restart(&mut self) -> Result<()> {
