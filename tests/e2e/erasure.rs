@@ -680,7 +680,45 @@ async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Resul
         .await
         .map_err(|(e, _)| e)?;
     }
+    // The ten's data keys on the key topic: each published wrapped, then
+    // destroyed. A new subject's key moves those records out of the
+    // topic's active part, then the broker compacts.
+    let store = w.proxy.keys().context("keys")?;
+    let ids: Vec<String> = erased
+        .iter()
+        .map(|s| store.store().subject_keys(s))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .map(|k| k.id.to_string())
+        .collect();
+    ensure!(ids.len() >= 10, "{} keys of the ten", ids.len());
+    let published = read_from(&direct, "keys-check", &[], "_gatehouse.keys", 1).await?;
+    for id in &ids {
+        let n = published.iter().filter(|r| &r.key == id).count();
+        ensure!(n >= 2, "key {id}: {n} records before compaction");
+    }
+    send(
+        &ingest,
+        "social.posts",
+        "u-filler",
+        Some(&post("p-filler", "u-filler")),
+        None,
+    )
+    .await?;
     w.broker.broker()?.compact_now().await?;
+    let keys_left = read_from(&direct, "keys-check", &[], "_gatehouse.keys", 1).await?;
+    for id in &ids {
+        let records: Vec<&str> = keys_left
+            .iter()
+            .filter(|r| &r.key == id)
+            .map(|r| r.value.as_str())
+            .collect();
+        ensure!(
+            records.len() == 1 && records[0].contains("\"destroyed\":true"),
+            "key {id} on the key topic after compaction: {records:?}"
+        );
+    }
     let stored = read_from(&direct, "erasure-check", &[], "social.profiles", 3).await?;
     ensure!(
         erased_profiles(&stored) == 0,
