@@ -136,8 +136,8 @@ pub use event::{hash_subject, Decision, Event, EventKind, GENESIS_HASH, SUBJECT_
 pub use key::{verify_document, SigningKey, HEAD_FILE, VERIFYING_KEY_FILE};
 pub use log::{AuditConfig, AuditLog};
 pub use query::{
-    export_cloudevents, query, verify, verify_with_trusted_keys, Problem, Query, ReplicaReport,
-    VerifyReport,
+    export_cloudevents, query, scan, verify, verify_with_trusted_keys, Problem, Query,
+    ReplicaReport, VerifyReport,
 };
 pub use segment::segment_file_name;
 

@@ -297,6 +297,17 @@ async fn erasing_a_subject_hides_it_on_every_replica_and_shreds_its_keys() -> Re
 /// erasure topic, written as that replica would have (signed; the subject
 /// id sealed by the key-encryption key).
 fn left_half_done(w: &World, subject: &str, done: &[Step]) -> Result<(String, Vec<u8>, Vec<u8>)> {
+    left_by(w, subject, done, "ghost", 1)
+}
+
+/// Like [`left_half_done`], by replica `owner`, last changed at `updated_at`.
+fn left_by(
+    w: &World,
+    subject: &str,
+    done: &[Step],
+    owner: &str,
+    updated_at: i64,
+) -> Result<(String, Vec<u8>, Vec<u8>)> {
     use gatehouse_keys::{KekProvider, LocalKeyFile, StateRecordMac};
     let provider = LocalKeyFile::open_or_create(&w.dir.path().join("kek.toml"))?;
     let secret = provider.mac(gatehouse_audit::SUBJECT_SECRET_LABEL)?;
@@ -306,16 +317,15 @@ fn left_half_done(w: &World, subject: &str, done: &[Step]) -> Result<(String, Ve
         requested_by: "privacy".into(),
         reason: "customer request 99".into(),
         requested_at: 1,
-        owner: "ghost".into(),
-        // Long enough ago for any replica to take it over.
-        updated_at: 1,
+        owner: owner.into(),
+        updated_at,
         sealed: Some(provider.wrap(subject.as_bytes())?),
         steps: done
             .iter()
             .map(|s| StepDone {
                 step: *s,
                 at: 1,
-                replica: "ghost".into(),
+                replica: owner.into(),
                 detail: String::new(),
                 audit_seq: None,
             })
@@ -734,5 +744,131 @@ async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Resul
         tombstones == 30 && others == 990,
         "{tombstones} tombstones, {others} other profiles"
     );
+    Ok(())
+}
+
+/// A replica that recorded a step in its audit chain and stopped before
+/// publishing it does the step again when it restarts, but does not record
+/// it a second time: the workflow names the event already in the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_recorded_before_a_crash_is_not_recorded_twice() -> Result<()> {
+    use gatehouse_keys::{KekProvider, LocalKeyFile};
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let w = World::start().await?;
+    let direct = w.broker.broker_addr().to_string();
+    crate::support::create_topic(
+        &direct,
+        "social.profiles",
+        3,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    let ingest = w.producer("ingest")?;
+    send(
+        &ingest,
+        "social.posts",
+        "u-000001",
+        Some(&post("p-1", "u-000001")),
+        None,
+    )
+    .await?;
+    // Replica d's chain as it was when d stopped: the request and the key
+    // destruction recorded, only the request published.
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let (hash, value, mac) = left_by(&w, "u-000001", &[Step::Requested], "d", now)?;
+    let provider = LocalKeyFile::open_or_create(&w.dir.path().join("kek.toml"))?;
+    let secret =
+        gatehouse_keys::Zeroizing::new(provider.mac(gatehouse_audit::SUBJECT_SECRET_LABEL)?);
+    let log = gatehouse_audit::AuditLog::open(gatehouse_audit::AuditConfig::new(
+        w.dir.path().join("audit-d"),
+        "d",
+        w.dir.path().join("audit-signing.p8"),
+        secret,
+    ))
+    .await?;
+    let recorded = log
+        .append(gatehouse_audit::EventKind::Erasure {
+            subject: hash.clone(),
+            step: "keys_destroyed".into(),
+            detail: "0 data keys destroyed".into(),
+        })
+        .await?;
+    log.close().await?;
+    drop(log);
+    if let Err(e) = crate::support::create_topic(
+        &direct,
+        "_gatehouse.erasure",
+        1,
+        &[("cleanup.policy", "compact")],
+    )
+    .await
+    {
+        ensure!(e.to_string().contains("TopicAlreadyExists"), "{e}");
+    }
+    crate::support::producer(&direct, &[])?
+        .send(
+            FutureRecord::to("_gatehouse.erasure")
+                .key(hash.as_bytes())
+                .payload(&value)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "gatehouse-mac",
+                    value: Some(&mac),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+
+    // d restarts and finishes its workflow (a, running, leaves it to d: it
+    // changed just now).
+    let d = w.replica("d").await?;
+    let eraser = d.eraser().context("replica d erases")?;
+    let deadline = Instant::now() + LIMIT;
+    while !eraser.erasures().get(&hash).is_some_and(|w| w.done()) {
+        ensure!(
+            Instant::now() < deadline,
+            "not finished: {:?}",
+            eraser.erasures().get(&hash)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = eraser.erasures().get(&hash).context("workflow")?;
+    let keys_step = done
+        .steps
+        .iter()
+        .find(|s| s.step == Step::KeysDestroyed)
+        .context("keys step")?;
+    ensure!(
+        keys_step.replica == "d" && keys_step.audit_seq == Some(recorded),
+        "{keys_step:?} (recorded as seq {recorded})"
+    );
+    let events = gatehouse_audit::query(
+        &[w.dir.path().join("audit-d")],
+        &gatehouse_audit::Query::default(),
+    )?;
+    let keys_events = events
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, gatehouse_audit::EventKind::Erasure { subject, step, .. }
+                if *subject == hash && step == "keys_destroyed")
+        })
+        .count();
+    ensure!(
+        keys_events == 1,
+        "{keys_events} keys_destroyed events in d's chain"
+    );
+    // The key really was destroyed on the second run.
+    let keys = d.keys().context("keys")?;
+    ensure!(keys
+        .store()
+        .subject_keys("u-000001")?
+        .iter()
+        .all(|k| k.destroyed));
+    d.shutdown().await;
     Ok(())
 }

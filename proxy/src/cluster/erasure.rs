@@ -40,7 +40,9 @@
 //! read the erasure topic again; another replica takes over a workflow
 //! whose record has not moved for [`TAKEOVER_AFTER`]. Each step is
 //! idempotent. A replica killed between a step's audit event and its
-//! publication records that step a second time when it resumes.
+//! publication finds that event in its own chain when it resumes and does
+//! not record the step again; a replica that takes the workflow over
+//! cannot see that chain, and records it a second time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -482,6 +484,9 @@ pub struct Eraser {
     replica: String,
     /// Subjects (hashes) whose workflow runs on this replica now.
     running: Mutex<HashSet<String>>,
+    /// When this eraser was made (epoch ms): workflows it owned from before
+    /// are a previous run's.
+    started_at: i64,
 }
 
 impl std::fmt::Debug for Eraser {
@@ -524,6 +529,7 @@ impl Eraser {
             audit: p.audit,
             replica: p.replica,
             running: Mutex::new(HashSet::new()),
+            started_at: now_ms(),
         }
     }
 
@@ -757,6 +763,34 @@ impl Eraser {
         }
     }
 
+    /// The seq of this replica's `erasure` event for `step` of `hash`, if
+    /// its chain already holds one (a step recorded, then not published,
+    /// before a crash). A chain that cannot be read counts as none.
+    async fn recorded(
+        &self,
+        log: &gatehouse_audit::AuditLog,
+        hash: &str,
+        step: Step,
+    ) -> Option<u64> {
+        let dirs = vec![log.dir().to_path_buf()];
+        let query = gatehouse_audit::Query {
+            subject_hash: Some(hash.to_string()),
+            ..Default::default()
+        };
+        // Every segment, not the index: just after a restart the writer
+        // may not have indexed what the previous run wrote.
+        let events = tokio::task::spawn_blocking(move || gatehouse_audit::scan(&dirs, &query))
+            .await
+            .ok()?
+            .ok()?;
+        events.iter().find_map(|e| match &e.kind {
+            EventKind::Erasure {
+                subject, step: s, ..
+            } if subject == hash && s == step.name() => Some(e.seq),
+            _ => None,
+        })
+    }
+
     /// Records `step` (audit event), then publishes the workflow with it
     /// (acks=all) and applies it here.
     async fn complete(
@@ -765,17 +799,31 @@ impl Eraser {
         step: Step,
         detail: String,
     ) -> Result<Workflow, String> {
+        // A step this replica recorded before it stopped, without
+        // publishing it, is not recorded twice (looked for only in that
+        // case: the workflow was this replica's before it started).
+        let resumed = w.owner == self.replica && w.updated_at < self.started_at;
         let audit_seq = match &self.audit {
-            Some(log) => Some(
-                log.append(EventKind::Erasure {
-                    subject: w.subject.clone(),
-                    step: step.name().to_string(),
-                    detail: detail.clone(),
-                })
-                .await
-                .map_err(|e| format!("audit log unavailable: {e}"))?,
-            ),
             None => None,
+            Some(log) => {
+                let already = if resumed {
+                    self.recorded(log, &w.subject, step).await
+                } else {
+                    None
+                };
+                match already {
+                    Some(seq) => Some(seq),
+                    None => Some(
+                        log.append(EventKind::Erasure {
+                            subject: w.subject.clone(),
+                            step: step.name().to_string(),
+                            detail: detail.clone(),
+                        })
+                        .await
+                        .map_err(|e| format!("audit log unavailable: {e}"))?,
+                    ),
+                }
+            }
         };
         let now = now_ms();
         w.steps.push(StepDone {
