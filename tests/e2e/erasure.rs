@@ -340,6 +340,39 @@ fn left_by(
     Ok((hash, value, mac.to_vec()))
 }
 
+/// Writes records `left_by` made straight to the broker's erasure topic
+/// (creating it if no replica has yet), as a dead replica had.
+async fn write_left(direct: &str, records: &[&(String, Vec<u8>, Vec<u8>)]) -> Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    if let Err(e) = crate::support::create_topic(
+        direct,
+        "_gatehouse.erasure",
+        1,
+        &[("cleanup.policy", "compact")],
+    )
+    .await
+    {
+        ensure!(e.to_string().contains("TopicAlreadyExists"), "{e}");
+    }
+    let raw = crate::support::producer(direct, &[])?;
+    for (hash, value, mac) in records {
+        raw.send(
+            FutureRecord::to("_gatehouse.erasure")
+                .key(hash.as_bytes())
+                .payload(value)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "gatehouse-mac",
+                    value: Some(mac),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
 /// A replica killed in the middle of a workflow (after the request, or
 /// after the tombstones) leaves it on the erasure topic; the live replicas
 /// (one running, one that starts later) take it over: exactly the steps
@@ -347,8 +380,6 @@ fn left_by(
 /// withhold the subjects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_left_half_done_is_finished_by_another_replica() -> Result<()> {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::FutureRecord;
     let w = World::start().await?;
     let direct = w.broker.broker_addr().to_string();
     crate::support::create_topic(
@@ -375,32 +406,7 @@ async fn a_workflow_left_half_done_is_finished_by_another_replica() -> Result<()
         "u-000002",
         &[Step::Requested, Step::KeysDestroyed, Step::Tombstoned],
     )?;
-    // Replica a creates the erasure topic at start; it may not have yet.
-    if let Err(e) = crate::support::create_topic(
-        &direct,
-        "_gatehouse.erasure",
-        1,
-        &[("cleanup.policy", "compact")],
-    )
-    .await
-    {
-        ensure!(e.to_string().contains("TopicAlreadyExists"), "{e}");
-    }
-    let raw = crate::support::producer(&direct, &[])?;
-    for (hash, value, mac) in [&early, &late] {
-        raw.send(
-            FutureRecord::to("_gatehouse.erasure")
-                .key(hash.as_bytes())
-                .payload(value)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "gatehouse-mac",
-                    value: Some(mac),
-                })),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)?;
-    }
+    write_left(&direct, &[&early, &late]).await?;
 
     let c = w.replica("c").await?;
     let eraser = c.eraser().context("replica c erases")?;
@@ -753,8 +759,6 @@ async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_recorded_before_a_crash_is_not_recorded_twice() -> Result<()> {
     use gatehouse_keys::{KekProvider, LocalKeyFile};
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::FutureRecord;
     let w = World::start().await?;
     let direct = w.broker.broker_addr().to_string();
     crate::support::create_topic(
@@ -800,29 +804,8 @@ async fn a_step_recorded_before_a_crash_is_not_recorded_twice() -> Result<()> {
         .await?;
     log.close().await?;
     drop(log);
-    if let Err(e) = crate::support::create_topic(
-        &direct,
-        "_gatehouse.erasure",
-        1,
-        &[("cleanup.policy", "compact")],
-    )
-    .await
-    {
-        ensure!(e.to_string().contains("TopicAlreadyExists"), "{e}");
-    }
-    crate::support::producer(&direct, &[])?
-        .send(
-            FutureRecord::to("_gatehouse.erasure")
-                .key(hash.as_bytes())
-                .payload(&value)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "gatehouse-mac",
-                    value: Some(&mac),
-                })),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)?;
+    let left = (hash.clone(), value, mac);
+    write_left(&direct, &[&left]).await?;
 
     // d restarts and finishes its workflow (a, running, leaves it to d: it
     // changed just now).

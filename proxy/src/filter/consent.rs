@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use gatehouse_policy::{AfterErasure, Catalog, PolicyStore, SubjectLocator};
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind};
 
 use crate::auth::principal::principal_info;
@@ -101,43 +102,18 @@ impl Consent {
                 )),
                 _ => None,
             };
-            let name = t.name.clone();
-            t.partition_data.retain(|part| {
-                let Some(records) = &part.records else {
-                    return true;
-                };
-                let why = match crate::codec::records::decode_record_set(
-                    records,
-                    &RecordsOptions::produce(),
-                ) {
-                    Err(_) => None, // the broker answers a corrupt batch
-                    Ok(set) => set
-                        .batches
-                        .iter()
-                        .filter(|b| !b.header.is_control())
-                        .flat_map(|b| b.records.iter())
-                        .enumerate()
-                        .find_map(|(at, rec)| {
-                            rec.value.as_ref()?;
-                            let s = subject_of(
-                                &locator,
-                                json.as_ref(),
-                                rec.key.as_ref(),
-                                rec.value.as_ref(),
-                                &rec.headers,
-                            )?;
-                            erasures.is_erased(&s).then(|| {
-                                format!("record {at} of the batch: its data subject was erased")
-                            })
-                        }),
-                };
-                match why {
-                    None => true,
-                    Some(why) => {
-                        refused.push((name.clone(), part.index, POLICY_VIOLATION, why));
-                        false
-                    }
-                }
+            take_partitions(t, POLICY_VIOLATION, false, &mut refused, |at, rec| {
+                rec.value.as_ref()?;
+                let s = subject_of(
+                    &locator,
+                    json.as_ref(),
+                    rec.key.as_ref(),
+                    rec.value.as_ref(),
+                    &rec.headers,
+                )?;
+                erasures
+                    .is_erased(&s)
+                    .then(|| format!("record {at} of the batch: its data subject was erased"))
             });
         }
         p.topic_data.retain(|t| !t.partition_data.is_empty());
@@ -165,40 +141,10 @@ impl Consent {
             .iter_mut()
             .filter(|t| t.name.0.as_str() == topic)
         {
-            let name = t.name.clone();
-            t.partition_data.retain(|part| {
-                let Some(records) = &part.records else {
-                    return true;
-                };
-                let why = match crate::codec::records::decode_record_set(
-                    records,
-                    &RecordsOptions::produce(),
-                ) {
-                    Err(e) => Some(format!("the record batch cannot be read: {e}")),
-                    Ok(set) => set
-                        .batches
-                        .iter()
-                        .filter(|b| !b.header.is_control())
-                        .flat_map(|b| b.records.iter())
-                        .enumerate()
-                        .find_map(|(at, rec)| {
-                            crate::cluster::consent::validate_record(
-                                rec.key.as_deref(),
-                                rec.value.as_deref(),
-                            )
-                            .err()
-                            .map(|why| {
-                                format!("record {at} of the batch is not a consent record: {why}")
-                            })
-                        }),
-                };
-                match why {
-                    None => true,
-                    Some(why) => {
-                        refused.push((name.clone(), part.index, INVALID_RECORD, why));
-                        false
-                    }
-                }
+            take_partitions(t, INVALID_RECORD, true, &mut refused, |at, rec| {
+                crate::cluster::consent::validate_record(rec.key.as_deref(), rec.value.as_deref())
+                    .err()
+                    .map(|why| format!("record {at} of the batch is not a consent record: {why}"))
             });
         }
         p.topic_data.retain(|t| !t.partition_data.is_empty());
@@ -214,6 +160,45 @@ impl Consent {
     fn handled_elsewhere(&self, topic: &str) -> bool {
         self.protection.as_ref().is_some_and(|p| p.handles(topic))
     }
+}
+
+/// Takes out of `t` the partitions in which `judge` refuses a record (it
+/// gives the first record's reason), and lists them in `refused` with
+/// `code`; a batch that cannot be decoded is refused too when
+/// `refuse_unreadable`, else left to the broker to answer.
+fn take_partitions(
+    t: &mut TopicProduceData,
+    code: i16,
+    refuse_unreadable: bool,
+    refused: &mut crate::filter::fields::RefusedParts,
+    judge: impl Fn(usize, &crate::codec::records::Record) -> Option<String>,
+) {
+    let name = t.name.clone();
+    t.partition_data.retain(|part| {
+        let Some(records) = &part.records else {
+            return true;
+        };
+        let why =
+            match crate::codec::records::decode_record_set(records, &RecordsOptions::produce()) {
+                Err(e) => {
+                    refuse_unreadable.then(|| format!("the record batch cannot be read: {e}"))
+                }
+                Ok(set) => set
+                    .batches
+                    .iter()
+                    .filter(|b| !b.header.is_control())
+                    .flat_map(|b| b.records.iter())
+                    .enumerate()
+                    .find_map(|(at, rec)| judge(at, rec)),
+            };
+        match why {
+            None => true,
+            Some(why) => {
+                refused.push((name.clone(), part.index, code, why));
+                false
+            }
+        }
+    });
 }
 
 impl Filter for Consent {
