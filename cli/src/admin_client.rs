@@ -124,7 +124,30 @@ impl AdminClient {
         .await
     }
 
+    /// One request; a busy listener's `503` is retried (up to five times,
+    /// after the `Retry-After` it asks for).
     async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AdminError> {
+        let mut attempt = 0;
+        loop {
+            match self.call_once(method, path, body.clone()).await {
+                Err(AdminError::Refused {
+                    status: 503,
+                    ref message,
+                }) if attempt < 5 && message.contains("busy") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(
         &self,
         method: &str,
         path: &str,

@@ -855,3 +855,36 @@ async fn a_step_recorded_before_a_crash_is_not_recorded_twice() -> Result<()> {
     d.shutdown().await;
     Ok(())
 }
+
+/// A flood of requests to the admin listener: beyond its 64 connections a
+/// client gets `503` with `Retry-After` (and `gatehouse erase` retries),
+/// not a connection closed without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_admin_listener_answers_503() -> Result<()> {
+    let w = World::start_with(|c| {
+        c.admin = Some(AdminSection {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            replica_dirs: Vec::new(),
+        })
+    })
+    .await?;
+    let admin = w.proxy.admin_addr().context("admin listener")?;
+    // 64 connections that say nothing hold every slot.
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(tokio::net::TcpStream::connect(admin).await?);
+    }
+    // Each is accepted in turn; wait until the listener is full.
+    let deadline = Instant::now() + LIMIT;
+    let answer = loop {
+        let a = get(admin, "/api/erasures", Some(&basic("privacy"))).await?;
+        if a.status == 503 || Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    ensure!(answer.status == 503, "{} {}", answer.status, answer.body);
+    ensure!(answer.body.contains("busy"), "{}", answer.body);
+    drop(idle);
+    Ok(())
+}

@@ -193,6 +193,7 @@ pub(crate) fn serve(listener: TcpListener, parts: AdminParts) -> Result<SocketAd
 async fn accept_loop(admin: Arc<Admin>, listener: TcpListener) {
     let mut shutdown = admin.tasks.stopping();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         if *shutdown.borrow() {
             return;
@@ -201,7 +202,16 @@ async fn accept_loop(admin: Arc<Admin>, listener: TcpListener) {
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "admin listener busy; closing new connection");
+                        tracing::warn!(%peer, "admin listener busy; answering 503");
+                        // A short answer a client can act on (Retry-After),
+                        // from a bounded number of tasks; beyond those, the
+                        // connection is just closed.
+                        if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                            admin.tasks.spawn(async move {
+                                busy(sock).await;
+                                drop(refusal);
+                            });
+                        }
                         continue;
                     };
                     let a = admin.clone();
@@ -218,6 +228,23 @@ async fn accept_loop(admin: Arc<Admin>, listener: TcpListener) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Answers a connection the listener has no room for: `503` with
+/// `Retry-After: 1`, then closes it (within a second whatever the client
+/// does).
+async fn busy(mut sock: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":"the admin listener is busy; retry in a second"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = sock.write_all(answer.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
 }
 
 /// Why a request is not authenticated.
