@@ -114,14 +114,14 @@ impl AdminClient {
         }
     }
 
-    /// The signed report of `subject`'s erasure: `{"report": …, "signature": …}`.
-    pub async fn report(&self, subject: &str) -> Result<Value, AdminError> {
-        self.call(
-            "GET",
-            &format!("/api/erasures/{}/report", percent_encode(subject)),
-            None,
-        )
-        .await
+    /// The signed report of `subject`'s erasure, as the proxy sent it: the
+    /// JSON text `{"report":{...},"signature":"..."}` (keep it byte for
+    /// byte: the signature covers the report's text as it stands).
+    pub async fn report(&self, subject: &str) -> Result<String, AdminError> {
+        let path = format!("/api/erasures/{}/report", percent_encode(subject));
+        let bytes = self.call_raw("GET", &path, None).await?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| AdminError::Transport("the report is not UTF-8".into()))
     }
 
     /// One request; a busy listener's `503` is retried (up to five times,
@@ -153,6 +153,18 @@ impl AdminClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, AdminError> {
+        let bytes = self.call_raw(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AdminError::Transport(format!("the admin API's answer is not JSON: {e}")))
+    }
+
+    /// One request; the body of a successful answer.
+    async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Bytes, AdminError> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| {
@@ -185,10 +197,10 @@ impl AdminClient {
             .await
             .map_err(|e| AdminError::Transport(format!("reading the admin API's answer: {e}")))?
             .to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
-            |_| serde_json::json!({"error": String::from_utf8_lossy(&bytes).into_owned()}),
-        );
         if !status.is_success() {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| serde_json::json!({"error": String::from_utf8_lossy(&bytes).into_owned()}),
+            );
             return Err(AdminError::Refused {
                 status: status.as_u16(),
                 message: value
@@ -198,7 +210,7 @@ impl AdminClient {
                     .to_string(),
             });
         }
-        Ok(value)
+        Ok(bytes)
     }
 }
 
@@ -222,17 +234,25 @@ pub enum ReportError {
     Signature(String),
 }
 
-/// Checks a signed erasure report against `verifying_key` (the base64
-/// text of the signing replica's `verifying_key.pub`, which the auditor
-/// holds; the key the report names is not trusted on its own).
-pub fn verify_report(doc: &Value, verifying_key: &str) -> Result<(), ReportError> {
-    let report = doc
+/// Checks a signed erasure report (its JSON text, as the proxy sent it)
+/// against `verifying_key` (the base64 text of the signing replica's
+/// `verifying_key.pub`, which the auditor holds; the key the report names
+/// is not trusted on its own). The signature covers the report's text
+/// exactly as it stands in the document, so no re-encoding is involved.
+pub fn verify_report(text: &str, verifying_key: &str) -> Result<(), ReportError> {
+    let fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(text).map_err(|e| ReportError::Malformed(e.to_string()))?;
+    let raw_report = fields
         .get("report")
         .ok_or_else(|| ReportError::Malformed("no \"report\"".into()))?;
-    let signature = doc
+    let signature: String = fields
         .get("signature")
-        .and_then(Value::as_str)
+        .map(|s| serde_json::from_str(s.get()))
+        .transpose()
+        .map_err(|e| ReportError::Malformed(e.to_string()))?
         .ok_or_else(|| ReportError::Malformed("no \"signature\"".into()))?;
+    let report: Value = serde_json::from_str(raw_report.get())
+        .map_err(|e| ReportError::Malformed(e.to_string()))?;
     if report.get("kind").and_then(Value::as_str) != Some("erasure-report") {
         return Err(ReportError::Malformed(
             "its kind is not erasure-report".into(),
@@ -247,13 +267,18 @@ pub fn verify_report(doc: &Value, verifying_key: &str) -> Result<(), ReportError
             given: verifying_key.trim().to_string(),
         });
     }
-    let body = serde_json::to_vec(report).map_err(|e| ReportError::Malformed(e.to_string()))?;
-    gatehouse_audit::verify_document(verifying_key, "erasure-report", &body, signature)
-        .map_err(|e| ReportError::Signature(e.to_string()))
+    gatehouse_audit::verify_document(
+        verifying_key,
+        "erasure-report",
+        raw_report.get().as_bytes(),
+        &signature,
+    )
+    .map_err(|e| ReportError::Signature(e.to_string()))
 }
 
-/// A signed report as text.
-pub fn render_report(doc: &Value) -> String {
+/// A signed report (its JSON text) as text for people.
+pub fn render_report(text: &str) -> String {
+    let doc: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let r = &doc["report"];
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
     let mut out = format!(

@@ -26,7 +26,7 @@
 //!    backed by bytes). A filter continues, answers the client itself, or
 //!    closes the connection. Filters that look inside records use
 //!    [`codec`] (record batches, JSON spans) and the state the proxy
-//!    follows from the cluster ([`cluster`]: consent, keys).
+//!    follows from the cluster ([`cluster`]: consent, keys, erasures).
 //! 5. **upstream** ([`cluster::dial`]): one connection to the cluster per
 //!    client connection, to the broker the client meant, with the proxy's
 //!    own TLS and SASL.

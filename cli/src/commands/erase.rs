@@ -105,7 +105,8 @@ pub(crate) async fn run_erase(args: EraseArgs) -> Result<()> {
         Some(EraseCommand::Report { id, output, admin }) => {
             let doc = admin.client()?.report(&id).await?;
             if let Some(path) = output {
-                std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)
+                // Byte for byte: the signature covers the text as sent.
+                std::fs::write(&path, &doc)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("signed report written to {}", path.display());
             }
@@ -117,13 +118,11 @@ pub(crate) async fn run_erase(args: EraseArgs) -> Result<()> {
         }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let doc: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", file.display()))?;
             let key = std::fs::read_to_string(&verifying_key)
                 .with_context(|| format!("cannot read {}", verifying_key.display()))?;
-            verify_report(&doc, &key)
+            verify_report(&text, &key)
                 .with_context(|| format!("{} does not verify", file.display()))?;
-            print!("{}", render_report(&doc));
+            print!("{}", render_report(&text));
             println!("the signature verifies: the report is as the proxy issued it");
         }
         None => {

@@ -444,7 +444,16 @@ impl Admin {
                 match route {
                     Route::Erase => erase(&eraser, &viewer, req).await,
                     Route::ErasureReport(id) => match eraser.report(&id) {
-                        Ok(Some(report)) => ok_json(report),
+                        // Sent as signed, byte for byte.
+                        Ok(Some(report)) => {
+                            let mut r = Response::new(Full::new(Bytes::from(report)));
+                            common_headers(r.headers_mut());
+                            r.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("application/json"),
+                            );
+                            r
+                        }
                         Ok(None) => error(StatusCode::NOT_FOUND, "no erasure of this subject"),
                         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
                     },

@@ -539,10 +539,10 @@ impl Eraser {
     }
 
     /// The workflow of `subject` as a report signed with this replica's
-    /// audit key: `{"report": {...}, "signature": "..."}`, the signature
-    /// over the report's JSON bytes as given. `None` if the subject was
-    /// never erased.
-    pub fn report(&self, subject: &str) -> Result<Option<serde_json::Value>, EraseError> {
+    /// audit key: the JSON text `{"report":{...},"signature":"..."}`, the
+    /// signature over the report's text exactly as it stands there. `None`
+    /// if the subject was never erased.
+    pub fn report(&self, subject: &str) -> Result<Option<String>, EraseError> {
         let Some(w) = self.erasures.get(&self.erasures.hash(subject)) else {
             return Ok(None);
         };
@@ -575,12 +575,13 @@ impl Eraser {
                 "verifying_key": log.verifying_key(),
             },
         });
-        let body = serde_json::to_vec(&report)
+        let body = serde_json::to_string(&report)
             .map_err(|e| EraseError::Unavailable(format!("report: {e}")))?;
-        let signature = log.sign_document(REPORT_KIND, &body);
-        Ok(Some(
-            serde_json::json!({"report": report, "signature": signature}),
-        ))
+        let signature = log.sign_document(REPORT_KIND, body.as_bytes());
+        Ok(Some(format!(
+            "{{\"report\":{body},\"signature\":{}}}",
+            serde_json::Value::String(signature)
+        )))
     }
 
     /// Creates the erasure topic if the cluster does not have it.
