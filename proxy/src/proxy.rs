@@ -77,127 +77,21 @@ impl Proxy {
         let audit = open_audit(&config, governance.as_ref()).await?;
         let tasks = Arc::new(Tasks::new());
         let max_frame_bytes = config.limits.max_frame_bytes;
-        let settings = || Settings {
-            max_frame_bytes,
-            shutdown: tasks.stopping(),
-        };
 
-        // The key topic: every replica publishes the keys it creates and
-        // follows the others'.
-        if let (Some(g), Some(kc)) = (&governance, &config.keys) {
-            if let Some(k) = &g.keys {
-                let key_topic = Arc::new(KeyTopic::new(
-                    dialer.clone() as Arc<dyn Upstream>,
-                    max_frame_bytes,
-                    audit.clone(),
-                    kc.topic.clone(),
-                    k.keys.store().clone(),
-                    k.record_mac.clone(),
-                ));
-                let state = KeyTopicState::new(
-                    k.keys.store().clone(),
-                    &k.db,
-                    kc.topic.clone(),
-                    k.record_mac.clone(),
-                    audit.clone(),
-                )
-                .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
-                let (status, task) = follower::follow(
-                    dialer.clone(),
-                    settings(),
-                    kc.topic.clone(),
-                    Arc::new(state),
-                );
-                key_topic.set_status(status);
-                let _ = k.keys.topic.set(key_topic.clone());
-                let mut shutdown = tasks.stopping();
-                tasks.spawn(async move {
-                    // Create the topic first (the follower would otherwise
-                    // retry until a produce creates it), then follow it.
-                    tokio::select! {
-                        r = key_topic.ensure_topic() => if let Err(e) = r {
-                            tracing::warn!(error = %e, "key topic not ready; produce to protected topics waits for it");
-                        },
-                        _ = shutdown.changed() => return,
-                    }
-                    // Keys changed while the proxy was down (a KEK rotation)
-                    // go out before anything else.
-                    match key_topic.publish_pending().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(keys = n, "pending data keys published"),
-                        Err(e) => tracing::warn!(error = %e, "pending data keys not published yet"),
-                    }
-                    task.await;
-                });
-            }
-        }
-
-        // The erasure state: followed by every replica, workflows run by the
-        // replica asked (or one that takes them over).
+        // The key topic and the erasure state, followed by every replica.
         let mut eraser = None;
-        let mut erasures = None;
         if let (Some(g), Some(kc)) = (&governance, &config.keys) {
             if let Some(k) = &g.keys {
-                let tree =
-                    k.db.open_tree("erasure")
-                        .map_err(|e| ProxyError::Config(format!("erasure state: {e}")))?;
-                let state = Arc::new(
-                    Erasures::open(
-                        tree,
-                        k.audit_secret.clone(),
-                        kc.erasure_topic.clone(),
-                        k.record_mac.clone(),
-                    )
-                    .map_err(ProxyError::Config)?,
-                );
-                let e = Arc::new(Eraser::new(EraserParts {
-                    erasures: state.clone(),
-                    upstream: dialer.clone(),
+                start_key_topic(k, kc, &dialer, &audit, &tasks, max_frame_bytes)?;
+                eraser = Some(start_erasure(
+                    g,
+                    k,
+                    kc,
+                    &dialer,
+                    &audit,
+                    &tasks,
                     max_frame_bytes,
-                    mac: k.record_mac.clone(),
-                    keys: k.keys.clone(),
-                    provider: k.provider.clone(),
-                    catalog: g.catalog.clone(),
-                    audit: audit.clone(),
-                    replica: audit
-                        .as_ref()
-                        .map(|a| a.replica_id().to_string())
-                        .unwrap_or_else(|| "proxy".to_string()),
-                }));
-                let (mut status, task) = follower::follow(
-                    dialer.clone(),
-                    settings(),
-                    kc.erasure_topic.clone(),
-                    state.clone(),
-                );
-                let runner = e.clone();
-                let mut shutdown = tasks.stopping();
-                tasks.spawn(async move {
-                    if let Err(e) = runner.ensure_topic().await {
-                        tracing::warn!(error = %e, "erasure topic not ready yet");
-                    }
-                    let follow = tokio::spawn(task);
-                    // Once this replica has read every erasure, it resumes
-                    // the workflows left unfinished.
-                    tokio::select! {
-                        r = status.wait_for(|s| s.caught_up()) => if r.is_ok() {
-                            runner.resume();
-                        },
-                        _ = shutdown.changed() => {},
-                    }
-                    // And, from then on, takes over the workflows a replica
-                    // that went away left behind.
-                    let mut tick = tokio::time::interval(TAKEOVER_AFTER / 2);
-                    while !*shutdown.borrow() {
-                        tokio::select! {
-                            _ = tick.tick() => runner.resume(),
-                            _ = shutdown.changed() => break,
-                        }
-                    }
-                    let _ = follow.await;
-                });
-                eraser = Some(e);
-                erasures = Some(state);
+                )?);
             }
         }
 
@@ -223,7 +117,7 @@ impl Proxy {
                     consent: g.consent.clone(),
                     keys: g.keys.as_ref().map(|k| k.keys.clone()),
                     consent_topic: consent_topic.clone(),
-                    erasures: erasures.clone(),
+                    erasures: eraser.as_ref().map(|e| e.erasures().clone()),
                 }),
                 audit: audit.clone(),
             },
@@ -254,8 +148,15 @@ impl Proxy {
         let mut handles = None;
         let mut admin_parts = None;
         if let Some(g) = governance {
-            let (follower, task) =
-                ConsentFollower::new(dialer.clone(), settings(), consent_topic, g.consent.clone());
+            let (follower, task) = ConsentFollower::new(
+                dialer.clone(),
+                Settings {
+                    max_frame_bytes,
+                    shutdown: tasks.stopping(),
+                },
+                consent_topic,
+                g.consent.clone(),
+            );
             tasks.spawn(task);
             let interval = config
                 .policy
@@ -406,6 +307,134 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.tasks.stop();
     }
+}
+
+/// Starts following the key topic: every replica publishes the keys it
+/// creates (first those changed while it was down) and follows the others'.
+fn start_key_topic(
+    k: &KeyParts,
+    kc: &crate::config::KeysConfig,
+    dialer: &Arc<Dialer>,
+    audit: &Option<gatehouse_audit::AuditLog>,
+    tasks: &Arc<Tasks>,
+    max_frame_bytes: usize,
+) -> Result<(), ProxyError> {
+    let key_topic = Arc::new(KeyTopic::new(
+        dialer.clone() as Arc<dyn Upstream>,
+        max_frame_bytes,
+        audit.clone(),
+        kc.topic.clone(),
+        k.keys.store().clone(),
+        k.record_mac.clone(),
+    ));
+    let state = KeyTopicState::new(
+        k.keys.store().clone(),
+        &k.db,
+        kc.topic.clone(),
+        k.record_mac.clone(),
+        audit.clone(),
+    )
+    .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
+    let settings = Settings {
+        max_frame_bytes,
+        shutdown: tasks.stopping(),
+    };
+    let (status, task) =
+        follower::follow(dialer.clone(), settings, kc.topic.clone(), Arc::new(state));
+    key_topic.set_status(status);
+    let _ = k.keys.topic.set(key_topic.clone());
+    let mut shutdown = tasks.stopping();
+    tasks.spawn(async move {
+        // Create the topic first (the follower would otherwise retry until
+        // a produce creates it), then follow it.
+        tokio::select! {
+            r = key_topic.ensure_topic() => if let Err(e) = r {
+                tracing::warn!(error = %e, "key topic not ready; produce to protected topics waits for it");
+            },
+            _ = shutdown.changed() => return,
+        }
+        // Keys changed while the proxy was down (a KEK rotation) go out
+        // before anything else.
+        match key_topic.publish_pending().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "pending data keys published"),
+            Err(e) => tracing::warn!(error = %e, "pending data keys not published yet"),
+        }
+        task.await;
+    });
+    Ok(())
+}
+
+/// Starts following the erasure topic, and the eraser that runs the
+/// workflows this replica is asked for (or takes over).
+fn start_erasure(
+    g: &Governance,
+    k: &KeyParts,
+    kc: &crate::config::KeysConfig,
+    dialer: &Arc<Dialer>,
+    audit: &Option<gatehouse_audit::AuditLog>,
+    tasks: &Arc<Tasks>,
+    max_frame_bytes: usize,
+) -> Result<Arc<Eraser>, ProxyError> {
+    let tree =
+        k.db.open_tree("erasure")
+            .map_err(|e| ProxyError::Config(format!("erasure state: {e}")))?;
+    let state = Arc::new(
+        Erasures::open(
+            tree,
+            k.audit_secret.clone(),
+            kc.erasure_topic.clone(),
+            k.record_mac.clone(),
+        )
+        .map_err(ProxyError::Config)?,
+    );
+    let eraser = Arc::new(Eraser::new(EraserParts {
+        erasures: state.clone(),
+        upstream: dialer.clone(),
+        max_frame_bytes,
+        mac: k.record_mac.clone(),
+        keys: k.keys.clone(),
+        provider: k.provider.clone(),
+        catalog: g.catalog.clone(),
+        audit: audit.clone(),
+        replica: audit
+            .as_ref()
+            .map(|a| a.replica_id().to_string())
+            .unwrap_or_else(|| "proxy".to_string()),
+    }));
+    let settings = Settings {
+        max_frame_bytes,
+        shutdown: tasks.stopping(),
+    };
+    let (mut status, task) =
+        follower::follow(dialer.clone(), settings, kc.erasure_topic.clone(), state);
+    let runner = eraser.clone();
+    let mut shutdown = tasks.stopping();
+    tasks.spawn(async move {
+        if let Err(e) = runner.ensure_topic().await {
+            tracing::warn!(error = %e, "erasure topic not ready yet");
+        }
+        let follow = tokio::spawn(task);
+        // Once this replica has read every erasure, it resumes the
+        // workflows left unfinished...
+        tokio::select! {
+            r = status.wait_for(|s| s.caught_up()) => if r.is_ok() {
+                runner.resume();
+            },
+            _ = shutdown.changed() => {},
+        }
+        // ...and from then on takes over those a replica that went away
+        // left behind.
+        let mut tick = tokio::time::interval(TAKEOVER_AFTER / 2);
+        while !*shutdown.borrow() {
+            tokio::select! {
+                _ = tick.tick() => runner.resume(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        let _ = follow.await;
+    });
+    Ok(eraser)
 }
 
 /// Opens the audit trail of `[audit]`, if configured: it needs the key

@@ -26,6 +26,14 @@ fn profile(subject: &str) -> String {
     )
 }
 
+/// The world's proxy with its admin listener on a free loopback port.
+fn with_admin(c: &mut gatehouse_proxy::ProxyConfig) {
+    c.admin = Some(AdminSection {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        replica_dirs: Vec::new(),
+    });
+}
+
 fn producer_at(proxy: &Proxy, who: &str) -> Result<FutureProducer> {
     let c = World::creds(who);
     let c: Vec<(&str, &str)> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -49,10 +57,7 @@ async fn erasing_a_subject_hides_it_on_every_replica_and_shreds_its_keys() -> Re
     // social.posts takes a returning customer's new posts; the other
     // topics keep refusing an erased subject (the shipped default).
     let w = World::start_with(|c| {
-        c.admin = Some(AdminSection {
-            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            replica_dirs: Vec::new(),
-        });
+        with_admin(c);
         if let Some(p) = c.policy.as_mut() {
             let shipped = gatehouse_tests::repo_root().join("policies/default/catalog.toml");
             let text = std::fs::read_to_string(shipped)
@@ -530,13 +535,7 @@ async fn read_with_confluent(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Result<()> {
     use gatehouse_tests::clients::kcat;
-    let w = World::start_with(|c| {
-        c.admin = Some(AdminSection {
-            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            replica_dirs: Vec::new(),
-        })
-    })
-    .await?;
+    let w = World::start_with(with_admin).await?;
     let direct = w.broker.broker_addr().to_string();
     crate::support::create_topic(
         &direct,
@@ -861,13 +860,7 @@ async fn a_step_recorded_before_a_crash_is_not_recorded_twice() -> Result<()> {
 /// not a connection closed without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_admin_listener_answers_503() -> Result<()> {
-    let w = World::start_with(|c| {
-        c.admin = Some(AdminSection {
-            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            replica_dirs: Vec::new(),
-        })
-    })
-    .await?;
+    let w = World::start_with(with_admin).await?;
     let admin = w.proxy.admin_addr().context("admin listener")?;
     // 64 connections that say nothing hold every slot.
     let mut idle = Vec::new();

@@ -53,7 +53,6 @@ use gatehouse_audit::EventKind;
 use gatehouse_keys::{KekProvider, StateRecordMac, WrappedKey, Zeroizing, MAC_HEADER};
 use gatehouse_policy::{Catalog, Erasure as TopicErasure};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::cluster::client::Upstream;
 use crate::cluster::follower::Materialized;
@@ -209,7 +208,6 @@ pub struct Erasures {
     /// Subject id → when it was erased, for subjects seen since the last
     /// change.
     memo: RwLock<HashMap<Box<str>, Option<i64>>>,
-    changed: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Erasures {
@@ -260,7 +258,6 @@ impl Erasures {
             }),
             count: AtomicUsize::new(count),
             memo: RwLock::new(HashMap::new()),
-            changed: watch::channel(0).0,
         })
     }
 
@@ -333,11 +330,6 @@ impl Erasures {
         self.len() == 0
     }
 
-    /// Watches changes (a counter that moves on every applied workflow).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-
     /// Applies a workflow record (as the follower does with each verified
     /// record of the topic): stored durably, then visible.
     pub fn put(&self, w: Workflow) -> Result<(), String> {
@@ -354,8 +346,6 @@ impl Erasures {
             // A subject memoized as not erased may be this one.
             self.memo.write().unwrap_or_else(|p| p.into_inner()).clear();
         }
-        drop(inner);
-        self.changed.send_modify(|v| *v += 1);
         Ok(())
     }
 }
