@@ -1,6 +1,8 @@
 //! The `consent` filter: records of subjects who did not consent to the
-//! consumer's purpose (or whose region the policies refuse) are removed from
-//! fetched batches; records produced to the consent topic are checked.
+//! consumer's purpose (or whose region the policies refuse, or who were
+//! erased: [`crate::cluster::erasure`]) are removed from fetched batches;
+//! records produced to the consent topic are checked, and records of erased
+//! subjects refused where the catalog says so.
 
 use std::sync::Arc;
 

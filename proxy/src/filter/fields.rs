@@ -30,6 +30,10 @@
 //! only consumers allowed every field in clear; for the others it is
 //! withheld (its offset stays valid, as for consent).
 //!
+//! The records of an erased subject ([`crate::cluster::erasure`]) are
+//! withheld on fetch with the consent decision, and refused on produce
+//! (`POLICY_VIOLATION`) unless the catalog accepts a returning subject.
+//!
 //! Documents are never rebuilt: [`crate::codec::json::scan`] finds the fields'
 //! byte spans and the new bytes are spliced in.
 

@@ -15,8 +15,8 @@
 //! | `broker_address` | [`broker_address`] | rewrites broker addresses to the proxy's listeners |
 //! | `audit` | [`audit`] | records decisions, produces and deliveries before the client sees them |
 //! | `authz` | [`authz`] | Cedar decisions for every resource of every request |
-//! | `fields` | [`fields`] | protected topics: encrypts fields on produce; consent and field views on fetch |
-//! | `consent` | [`consent`] | the other governed topics: consent and residency per record; checks consent records |
+//! | `fields` | [`fields`] | protected topics: encrypts fields on produce; consent, erasure and field views on fetch |
+//! | `consent` | [`consent`] | the other governed topics: consent, residency and erasure per record; checks consent records |
 //!
 //! The governance filters (`audit` to `consent`) join when `[policy]` is
 //! configured, `audit` when `[audit]` is too. A filter reaches the rest of
