@@ -1,31 +1,33 @@
-//! Following a compacted topic into a materialized state: the consent store
-//! ([`crate::cluster::consent`]) and the key store ([`crate::cluster::keys`]).
+//! Following a compacted topic into a materialized state ([`Materialized`]):
+//! the consent store ([`crate::cluster::consent`]), the key store
+//! ([`crate::cluster::keys`]) and the erasure state
+//! ([`crate::cluster::erasure`]).
 //!
-//! [`ConsentFollower`] runs one background task, in rounds:
+//! [`follow`] makes one background task, which runs in rounds:
 //!
-//! 1. Connect to the cluster's bootstrap servers the way sessions do (TLS
-//!    and the proxy's SASL credentials if configured), ask `ApiVersions`,
-//!    then `Metadata` for the consent topic (never creating it). A missing
-//!    topic is retried with backoff.
-//! 2. Tell the store which topic (and topic id) it follows
-//!    ([`ConsentStore::bind_source`]).
+//! 1. Connect to the cluster's bootstrap servers through the proxy's
+//!    [`crate::cluster::dial::Dialer`] (TLS and the proxy's SASL credentials
+//!    if configured), ask `ApiVersions`, then `Metadata` for the topic
+//!    (never creating it). A missing topic is retried with backoff.
+//! 2. Tell the state which topic (and topic id) it follows
+//!    ([`Materialized::bind_to`]).
 //! 3. Group the partitions by leader and run one fetch loop per leader, all
 //!    concurrently. The bootstrap connection is reused for the leader it
-//!    leads to; other leaders are reached at the address from the Metadata
-//!    response (registered in the proxy's node routes, as a client's
-//!    Metadata would).
+//!    leads to; other leaders are dialled at the address from the Metadata
+//!    response.
 //! 4. Each fetch loop long-polls `Fetch` (`max_wait` 500 ms,
-//!    `READ_COMMITTED`) from the store's next offset of each partition. Record
-//!    batches are decoded with [`crate::codec::records::decode_record_set`] (wire
-//!    guard and CRC first); control batches are skipped, as are batches of
-//!    transactions the response lists as aborted; records below the fetch
-//!    position (a batch may start earlier) are skipped. Each record is
-//!    applied, then the partition's offset moves past the batch (past
-//!    compaction gaps too). A partition that only returns a partial batch
-//!    gets a larger `partition_max_bytes` on the next fetch.
-//! 5. `OFFSET_OUT_OF_RANGE` (the log start moved past the store, or the log
-//!    is shorter than the store thinks): the partition's subjects are
-//!    dropped from the store and it is replayed from the log start
+//!    `READ_COMMITTED`) from the state's next offset of each partition.
+//!    Record batches are decoded with
+//!    [`crate::codec::records::decode_record_set`] (wire guard and CRC
+//!    first); control batches are skipped, as are batches of transactions
+//!    the response lists as aborted; records below the fetch position (a
+//!    batch may start earlier) are skipped. Each record is applied, then the
+//!    partition's offset moves past the batch (past compaction gaps too). A
+//!    partition that only returns a partial batch gets a larger
+//!    `partition_max_bytes` on the next fetch.
+//! 5. `OFFSET_OUT_OF_RANGE` (the log start moved past the state, or the log
+//!    is shorter than the state thinks): the partition is reset
+//!    ([`Materialized::reset_to`]) and replayed from the log start
 //!    (`ListOffsets` earliest), since records in between (tombstones
 //!    included) may be gone.
 //! 6. Leadership errors end the round at once for a fresh Metadata;
@@ -34,12 +36,11 @@
 //!    while some partition has no leader) to pick up new partitions and
 //!    leaders.
 //!
-//! The task stops when the proxy shuts down (it flushes the store first).
-//! Progress is observable: [`ConsentStore::subscribe`] /
-//! [`ConsentStore::wait_until`] for applied offsets per partition, and
-//! [`ConsentFollower::status`] / [`ConsentFollower::wait_caught_up`] for the
-//! follower's view (connected, last error, each partition's next offset
-//! and end offset — the last stable offset).
+//! The task stops when the proxy shuts down (it persists the state first).
+//! Progress is observable through the [`FollowerStatus`] the task
+//! publishes (connected, last error, each partition's next offset and end
+//! offset — the last stable offset); the consent store also offers
+//! `subscribe` / `wait_until` for applied offsets per partition.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
