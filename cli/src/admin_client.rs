@@ -342,6 +342,34 @@ pub fn render_workflow(w: &Value) -> String {
             g("detail")
         ));
     }
+    if let Some(topics) = w
+        .pointer("/verification/topics")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+    {
+        out.push_str("  read back:\n");
+        for t in topics {
+            let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let mut line = format!(
+                "    {:<22} {:>7} scanned  {:>4} of the subject held  {} readable  {:>7} others readable",
+                t.get("topic").and_then(Value::as_str).unwrap_or("-"),
+                n("scanned"),
+                n("held"),
+                n("readable"),
+                n("others_readable"),
+            );
+            if t.get("tombstone").and_then(Value::as_bool) == Some(true) && n("held") > 0 {
+                line.push_str("  (tombstoned: compaction removes them)");
+            }
+            if let Some(why) = t.get("refused").and_then(Value::as_str) {
+                line.push_str(&format!("  (not readable to the verifier: {why})"));
+            } else if t.get("complete").and_then(Value::as_bool) == Some(false) {
+                line.push_str("  (not read to its end)");
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
     out
 }
 

@@ -72,6 +72,11 @@ pub const DEMO_PRINCIPALS: &[(&str, &str, &str, &[&str])] = &[
     ("privacy", "privacy", "eu", &["erasure"]),
 ];
 
+/// The principal the erasure workflow verifies as (policies/default/
+/// erasure.cedar): in the credentials file without a password, so that no
+/// client can log in as it.
+pub const ERASURE_VERIFIER: &str = "erasure-verifier";
+
 /// Issuer and audience of the demo's JWTs.
 pub const DEMO_ISSUER: &str = "https://gatehouse.demo";
 /// Audience of the demo's JWTs.
@@ -148,6 +153,29 @@ pub fn ensure_identities(data: &Path) -> Result<(), DemoError> {
                 settings.as_bytes(),
             )?;
         }
+        let text = store.to_toml().map_err(|e| id_err("users.toml", e))?;
+        write_private(&users, text.as_bytes())?;
+    }
+    // The erasure verifier, added to demo data made before it existed too.
+    let mut store =
+        gatehouse_sasl::CredentialStore::load(&users).map_err(|e| id_err("users.toml", e))?;
+    if store.user(ERASURE_VERIFIER).is_none() {
+        let attributes = BTreeMap::from([
+            ("team".to_string(), "privacy".into()),
+            ("region".to_string(), "eu".into()),
+            (
+                "purposes".to_string(),
+                vec!["erasure_verification".to_string()].into(),
+            ),
+        ]);
+        store
+            .insert(gatehouse_sasl::User {
+                name: ERASURE_VERIFIER.to_string(),
+                attributes,
+                scram_sha_256: None,
+                scram_sha_512: None,
+            })
+            .map_err(|e| id_err(ERASURE_VERIFIER, e))?;
         let text = store.to_toml().map_err(|e| id_err("users.toml", e))?;
         write_private(&users, text.as_bytes())?;
     }
@@ -287,6 +315,7 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         state_dir: data.join("proxy").join("keys"),
         topic: "_gatehouse.keys".to_string(),
         erasure_topic: "_gatehouse.erasure".to_string(),
+        erasure_verify_as: Some(ERASURE_VERIFIER.to_string()),
         cache_capacity: 100_000,
     });
     proxy_config.audit = Some(gatehouse_proxy::config::AuditSection {

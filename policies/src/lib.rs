@@ -144,5 +144,6 @@ pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
         "groups-cluster.cedar",
         include_str!("../default/groups-cluster.cedar"),
     ),
+    ("erasure.cedar", include_str!("../default/erasure.cedar")),
     ("catalog.toml", include_str!("../default/catalog.toml")),
 ];

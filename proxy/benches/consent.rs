@@ -163,6 +163,7 @@ fn erased(dir: &std::path::Path, n: usize) -> Option<Arc<Erasures>> {
                 updated_at: 0,
                 sealed: None,
                 steps: Vec::new(),
+                verification: None,
             })
             .ok()?;
     }

@@ -133,6 +133,12 @@ pub struct KeysConfig {
     /// (created if missing).
     #[serde(default = "default_erasure_topic")]
     pub erasure_topic: String,
+    /// The principal (a user of the credentials file) as which an erasure
+    /// workflow reads the governed topics back through the filter chain to
+    /// verify that nothing of the subject is readable; without one the
+    /// verification step is recorded as skipped.
+    #[serde(default)]
+    pub erasure_verify_as: Option<String>,
     /// Unwrapped data keys kept in memory.
     #[serde(default = "default_key_cache")]
     pub cache_capacity: usize,

@@ -123,6 +123,26 @@ impl Proxy {
             },
             extra,
         );
+        if let (Some(eraser), Some(name)) = (
+            &eraser,
+            config
+                .keys
+                .as_ref()
+                .and_then(|k| k.erasure_verify_as.as_ref()),
+        ) {
+            let principal = authenticator
+                .as_ref()
+                .and_then(|a| a.internal_principal(name))
+                .ok_or_else(|| {
+                    ProxyError::Config(format!(
+                        "keys.erasure_verify_as: {name} is not a user of the credentials file ([auth] credentials)"
+                    ))
+                })?;
+            eraser.set_read_back(Arc::new(crate::net::loopback::Loopback::new(
+                chain.clone(),
+                principal,
+            )));
+        }
         tracing::info!(
             %bootstrap,
             upstream = ?config.upstream.bootstrap_servers,

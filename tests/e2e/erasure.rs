@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use gatehouse_proxy::cluster::erasure::{Step, StepDone, Workflow};
+use gatehouse_proxy::cluster::erasure::{Outcome, Step, StepDone, Workflow};
 use gatehouse_proxy::config::AdminSection;
 use gatehouse_proxy::Proxy;
 use rdkafka::producer::FutureProducer;
@@ -203,8 +203,52 @@ async fn erasing_a_subject_hides_it_on_every_replica_and_shreds_its_keys() -> Re
         })
         .collect();
     ensure!(
-        steps == ["requested", "keys_destroyed", "tombstoned", "suppressing"],
+        steps
+            == [
+                "requested",
+                "keys_destroyed",
+                "tombstoned",
+                "suppressing",
+                "verified"
+            ],
         "audited steps: {steps:?}"
+    );
+    // The verification read every governed topic back through the chain
+    // as the verifier: the cluster still holds the subject's records,
+    // none was delivered, the others were.
+    let v = done.verification.as_ref().context("verification")?;
+    ensure!(v.outcome == Outcome::Passed, "{v:?}");
+    ensure!(v.principal.as_deref() == Some("erasure-verifier"), "{v:?}");
+    let topic = |name: &str| v.topics.iter().find(|t| t.topic == name);
+    let posts = topic("social.posts").context("social.posts read back")?;
+    ensure!(
+        posts.held == 1 && posts.readable == 0 && posts.others_readable == 3 && posts.complete,
+        "{posts:?}"
+    );
+    let profiles = topic("social.profiles").context("social.profiles read back")?;
+    ensure!(
+        profiles.held == 1 && profiles.readable == 0 && profiles.tombstone == Some(true),
+        "{profiles:?}"
+    );
+    ensure!(
+        topic("enrich.sentiment").is_none(),
+        "an ungoverned topic was read back: {v:?}"
+    );
+    // The same read-back for a subject that is not erased finds its
+    // records delivered: the check can fail.
+    let kept = eraser
+        .verify(SUBJECTS[1])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    ensure!(kept.outcome == Outcome::Failed, "{kept:?}");
+    let kept_posts = kept
+        .topics
+        .iter()
+        .find(|t| t.topic == "social.posts")
+        .context("social.posts")?;
+    ensure!(
+        kept_posts.held == 1 && kept_posts.readable == 1,
+        "{kept_posts:?}"
     );
     let status = get(
         admin,
@@ -335,6 +379,7 @@ fn left_by(
                 audit_seq: None,
             })
             .collect(),
+        verification: None,
     };
     let value = serde_json::to_vec(&workflow)?;
     let mac = StateRecordMac::new(&provider)?.sign(
@@ -449,12 +494,12 @@ async fn a_workflow_left_half_done_is_finished_by_another_replica() -> Result<()
         steps
     };
     ensure!(
-        steps_of(&early.0) == ["keys_destroyed", "tombstoned", "suppressing"],
+        steps_of(&early.0) == ["keys_destroyed", "tombstoned", "suppressing", "verified"],
         "{:?}",
         steps_of(&early.0)
     );
     ensure!(
-        steps_of(&late.0) == ["suppressing"],
+        steps_of(&late.0) == ["suppressing", "verified"],
         "{:?}",
         steps_of(&late.0)
     );
@@ -596,6 +641,34 @@ async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("ten erasures at once: all done after {:?}", asked.elapsed());
+    // Each workflow's verification read the three topics back: one record
+    // of its subject held on each (its profile awaiting compaction after
+    // the tombstone), none delivered, and the other subjects' records
+    // delivered (a workflow that finished early read fewer of the other
+    // nine as withheld).
+    for h in &hashes {
+        let v = eraser
+            .erasures()
+            .get(h)
+            .and_then(|w| w.verification)
+            .context("verification")?;
+        ensure!(v.outcome == Outcome::Passed, "{v:?}");
+        for topic in ["social.posts", "social.profiles", "support.tickets"] {
+            let t = v
+                .topics
+                .iter()
+                .find(|t| t.topic == topic)
+                .with_context(|| format!("{topic} not read back: {v:?}"))?;
+            ensure!(
+                t.held == 1 && t.readable == 0 && (990..=999).contains(&t.others_readable),
+                "{t:?}"
+            );
+            ensure!(
+                t.tombstone == (topic == "social.profiles").then_some(true),
+                "{t:?}"
+            );
+        }
+    }
 
     let kept = |key: &str| !erased.iter().any(|e| e == key);
     // kcat, as trust-safety (every field in clear): the 990 posts exactly
@@ -879,5 +952,196 @@ async fn a_busy_admin_listener_answers_503() -> Result<()> {
     ensure!(answer.status == 503, "{} {}", answer.status, answer.body);
     ensure!(answer.body.contains("busy"), "{}", answer.body);
     drop(idle);
+    Ok(())
+}
+
+/// The configuration of replica `name` of `w` as a TOML file, for a proxy
+/// in a process of its own (`gatehouse-serve`).
+fn process_config(w: &World, name: &str) -> Result<std::path::PathBuf> {
+    let d = w.dir.path();
+    let p = |rel: &str| toml::Value::String(d.join(rel).to_string_lossy().into_owned());
+    let text = format!(
+        r#"[listener]
+bind = "127.0.0.1:0"
+
+[upstream]
+bootstrap_servers = ["{direct}"]
+
+[auth]
+mechanisms = ["PLAIN"]
+credentials_file = {users}
+max_failure_delay_ms = 1000
+
+[policy]
+dir = {policies}
+reload_interval_secs = 1
+consent_topic = "consent.events"
+state_dir = {state}
+
+[keys]
+key_file = {kek}
+state_dir = {keys}
+erasure_verify_as = "erasure-verifier"
+
+[audit]
+dir = {audit}
+replica_id = "{name}"
+checkpoint_every = 100
+index_block_events = 16
+
+[admin]
+bind = "127.0.0.1:0"
+"#,
+        direct = w.broker.broker_addr(),
+        users = p("users.toml"),
+        policies = toml::Value::String(w.policy_dir.to_string_lossy().into_owned()),
+        state = p(&format!("state-{name}")),
+        kek = p("kek.toml"),
+        keys = p(&format!("keys-{name}")),
+        audit = p(&format!("audit-{name}")),
+    );
+    let file = d.join(format!("proxy-{name}.toml"));
+    std::fs::write(&file, text)?;
+    Ok(file)
+}
+
+/// Starts `gatehouse-serve` with `config`, crashing at `fault` if given;
+/// returns the child and its admin address.
+async fn serve_process(
+    config: &std::path::Path,
+    fault: Option<&str>,
+) -> Result<(tokio::process::Child, std::net::SocketAddr)> {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-serve"));
+    cmd.arg(config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    match fault {
+        Some(f) => cmd.env("GATEHOUSE_FAULT", f),
+        None => cmd.env_remove("GATEHOUSE_FAULT"),
+    };
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .context("the proxy process did not start")??
+        .context("the proxy process ended before it listened")?;
+    let admin = line
+        .split_whitespace()
+        .nth(3)
+        .context("no admin address")?
+        .parse()?;
+    Ok((child, admin))
+}
+
+/// A proxy process crashed at every step of a workflow in turn (after the
+/// request was published; after each later step was recorded in the audit
+/// chain but before it was published) and started again each time: the
+/// workflow completes, with exactly one audit event per step, and the
+/// chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_crashed_at_every_step_finishes_with_one_audit_event_per_step() -> Result<()> {
+    let w = World::start().await?;
+    let direct = w.broker.broker_addr().to_string();
+    crate::support::create_topic(
+        &direct,
+        "social.profiles",
+        3,
+        &[("cleanup.policy", "compact")],
+    )
+    .await?;
+    let ingest = w.producer("ingest")?;
+    for (i, s) in SUBJECTS.iter().enumerate() {
+        send(
+            &ingest,
+            "social.posts",
+            s,
+            Some(&post(&format!("p-{i}"), s)),
+            None,
+        )
+        .await?;
+        send(&ingest, "social.profiles", s, Some(&profile(s)), None).await?;
+    }
+    let config = process_config(&w, "k")?;
+    let body = format!(r#"{{"subject":"{ERASED}","reason":"customer request 5150"}}"#);
+    let faults = [
+        "erasure:requested:published",
+        "erasure:keys_destroyed:recorded",
+        "erasure:tombstoned:recorded",
+        "erasure:suppressing:recorded",
+        "erasure:verified:recorded",
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        let (mut child, admin) = serve_process(&config, Some(fault)).await?;
+        if i == 0 {
+            // The process dies before it answers.
+            let _ = request(
+                admin,
+                "POST",
+                "/api/erase",
+                Some(&basic("privacy")),
+                Some(&body),
+            )
+            .await;
+        }
+        let status = tokio::time::timeout(LIMIT, child.wait())
+            .await
+            .with_context(|| format!("the proxy did not stop at {fault}"))??;
+        ensure!(!status.success(), "{fault}: exited with {status}");
+    }
+    // Started once more without a fault, it finishes the workflow.
+    let (mut child, admin) = serve_process(&config, None).await?;
+    let deadline = Instant::now() + LIMIT;
+    let workflow = loop {
+        let r = get(
+            admin,
+            &format!("/api/erasures/{ERASED}"),
+            Some(&basic("privacy")),
+        )
+        .await?;
+        if r.status == 200 && r.json()?["workflow"]["done"] == true {
+            break r.json()?["workflow"].clone();
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "not finished: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.start_kill()?;
+    child.wait().await?;
+    ensure!(
+        workflow["verification"]["outcome"] == "passed",
+        "{workflow}"
+    );
+    let hash = workflow["subject_hash"].as_str().context("hash")?;
+    let chain = vec![w.dir.path().join("audit-k")];
+    let mut steps: Vec<String> =
+        gatehouse_audit::query(&chain, &gatehouse_audit::Query::default())?
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                gatehouse_audit::EventKind::Erasure { subject, step, .. } if subject == hash => {
+                    Some(step)
+                }
+                _ => None,
+            })
+            .collect();
+    steps.sort_by_key(|s| Step::ALL.iter().position(|x| x.name() == s));
+    ensure!(
+        steps
+            == [
+                "requested",
+                "keys_destroyed",
+                "tombstoned",
+                "suppressing",
+                "verified"
+            ],
+        "audited steps: {steps:?}"
+    );
+    let verified = gatehouse_audit::verify(&chain)?;
+    ensure!(verified.is_clean(), "{verified:?}");
     Ok(())
 }

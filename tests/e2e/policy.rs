@@ -96,6 +96,20 @@ impl World {
                 attrs,
             )?)?;
         }
+        // The erasure verifier, as the demo has it: no password.
+        users.insert(User {
+            name: "erasure-verifier".into(),
+            attributes: BTreeMap::from([
+                ("team".to_string(), AttributeValue::from("privacy")),
+                ("region".to_string(), AttributeValue::from("eu")),
+                (
+                    "purposes".to_string(),
+                    AttributeValue::List(vec!["erasure_verification".into()]),
+                ),
+            ]),
+            scram_sha_256: None,
+            scram_sha_512: None,
+        })?;
         std::fs::write(dir.path().join("users.toml"), users.to_toml()?)?;
         let policy_dir = dir.path().join("policies");
         copy_dir(
@@ -146,6 +160,7 @@ impl World {
             state_dir: dir.join(format!("keys-{replica}")),
             topic: "_gatehouse.keys".into(),
             erasure_topic: "_gatehouse.erasure".into(),
+            erasure_verify_as: Some("erasure-verifier".into()),
             cache_capacity: 1_000,
         });
         config.audit = Some(AuditSection {

@@ -12,6 +12,7 @@ fn shipped_policies_validate_without_warnings() {
         report.files,
         [
             "consent.cedar",
+            "erasure.cedar",
             "fields.cedar",
             "groups-cluster.cedar",
             "residency.cedar",

@@ -811,6 +811,7 @@ fn workflow_json(w: &Workflow) -> Value {
             "detail": d.detail,
             "audit_event": d.audit_seq.map(|seq| format!("{}:{seq}", d.replica)),
         })).collect::<Vec<_>>(),
+        "verification": w.verification,
     })
 }
 

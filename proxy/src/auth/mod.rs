@@ -199,6 +199,13 @@ impl Authenticator {
         })
     }
 
+    /// The user `name` of the credentials file as a principal the proxy
+    /// itself acts as ([`AuthMethod::Internal`]), if there is such a user.
+    pub fn internal_principal(&self, name: &str) -> Option<Principal> {
+        let user = self.store.as_ref()?.user(name)?;
+        Some(user_principal(user, AuthMethod::Internal))
+    }
+
     /// Names of the enabled mechanisms, as SaslHandshake lists them.
     pub fn mechanism_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.mechanisms.iter().map(|m| m.to_string()).collect();

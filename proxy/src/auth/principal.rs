@@ -27,12 +27,15 @@ pub enum AuthMethod {
     OAuthBearer,
     /// A client certificate (mutual TLS).
     Certificate,
+    /// The proxy itself, reading as a user of the credentials file (the
+    /// erasure workflow's read-back); no client connection.
+    Internal,
 }
 
 impl AuthMethod {
     /// The name the audit trail records: the SASL mechanism as Kafka
     /// spells it (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`),
-    /// or `mtls` for a client certificate.
+    /// `mtls` for a client certificate, `internal` for the proxy's own reads.
     pub fn mechanism(self) -> &'static str {
         match self {
             AuthMethod::Plain => "PLAIN",
@@ -40,6 +43,7 @@ impl AuthMethod {
             AuthMethod::ScramSha512 => "SCRAM-SHA-512",
             AuthMethod::OAuthBearer => "OAUTHBEARER",
             AuthMethod::Certificate => "mtls",
+            AuthMethod::Internal => "internal",
         }
     }
 }

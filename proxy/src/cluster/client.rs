@@ -271,6 +271,22 @@ pub(crate) async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, Rou
     Ok(layout)
 }
 
+/// The names of every topic the cluster has.
+pub(crate) async fn topic_names(conn: &mut Conn) -> Result<Vec<String>, String> {
+    let v = conn.metadata;
+    let mut req = MetadataRequest::default().with_topics(None);
+    if v >= 4 {
+        req.allow_auto_topic_creation = false;
+    }
+    let resp: MetadataResponse = conn.call(ApiKey::Metadata, v, &req).await?;
+    Ok(resp
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect())
+}
+
 pub(crate) async fn earliest_offset(
     conn: &mut Conn,
     topic: &str,

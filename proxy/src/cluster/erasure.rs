@@ -54,11 +54,15 @@ use gatehouse_keys::{KekProvider, StateRecordMac, WrappedKey, Zeroizing, MAC_HEA
 use gatehouse_policy::{Catalog, Erasure as TopicErasure};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::client::Upstream;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::cluster::client::{earliest_offset, error_name, metadata, topic_names, Conn, Upstream};
 use crate::cluster::follower::Materialized;
 use crate::cluster::keys::Keys;
 use crate::cluster::publish::{tombstone_everywhere, StateTopic};
-use crate::codec::records::Headers;
+use crate::codec::records::{decode_record_set, Headers, RecordsOptions};
+use crate::codec::subject::SubjectFinder;
 
 /// A replica takes over another's workflow whose record has not changed
 /// for this long.
@@ -88,15 +92,19 @@ pub enum Step {
     Tombstoned,
     /// The subject's records stay withheld until retention removes them.
     Suppressing,
+    /// The governed topics were read back through the filter chain and
+    /// nothing of the subject was readable.
+    Verified,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 4] = [
+    pub const ALL: [Step; 5] = [
         Step::Requested,
         Step::KeysDestroyed,
         Step::Tombstoned,
         Step::Suppressing,
+        Step::Verified,
     ];
 
     /// The step's name, as in the audit trail.
@@ -106,6 +114,7 @@ impl Step {
             Step::KeysDestroyed => "keys_destroyed",
             Step::Tombstoned => "tombstoned",
             Step::Suppressing => "suppressing",
+            Step::Verified => "verified",
         }
     }
 }
@@ -147,6 +156,9 @@ pub struct Workflow {
     pub sealed: Option<WrappedKey>,
     /// The steps done so far, in order.
     pub steps: Vec<StepDone>,
+    /// What the verification step found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 impl Workflow {
@@ -165,6 +177,137 @@ impl Workflow {
     /// The last step done.
     pub fn current(&self) -> Option<Step> {
         self.steps.last().map(|d| d.step)
+    }
+}
+
+/// What the verification step concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every governed topic was read to its end and nothing of the subject
+    /// was delivered.
+    Passed,
+    /// Nothing of the subject was delivered, but some topic could not be
+    /// read to its end (refused to the verifying principal, or beyond the
+    /// read-back's budget).
+    Partial,
+    /// Records of the subject were delivered: suppression does not hold.
+    Failed,
+    /// No verifying principal is configured (`[keys] erasure_verify_as`).
+    Skipped,
+}
+
+/// What the read-back found on one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCheck {
+    /// The topic.
+    pub topic: String,
+    /// Records read back (every partition, from its start).
+    pub scanned: u64,
+    /// Records of the subject the cluster still holds (tombstones not
+    /// counted).
+    pub held: u64,
+    /// Of those, how many the filter chain delivered: 0 when erasure holds.
+    pub readable: u64,
+    /// Records of other subjects delivered (shows that the read-back reads).
+    pub others_readable: u64,
+    /// On topics that take tombstones: whether the subject's tombstone is
+    /// there, after which compaction removes the `held` records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstone: Option<bool>,
+    /// Whether every partition was read to its end.
+    pub complete: bool,
+    /// Why the verifying principal could not read the topic, if it could
+    /// not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// The verification step's findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The conclusion.
+    pub outcome: Outcome,
+    /// The principal the topics were read as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Per governed topic.
+    pub topics: Vec<TopicCheck>,
+}
+
+impl Verification {
+    fn summary(&self) -> String {
+        let held: u64 = self.topics.iter().map(|t| t.held).sum();
+        let readable: u64 = self.topics.iter().map(|t| t.readable).sum();
+        let awaiting: u64 = self
+            .topics
+            .iter()
+            .filter(|t| t.tombstone == Some(true))
+            .map(|t| t.held)
+            .sum();
+        match self.outcome {
+            Outcome::Skipped => {
+                "skipped: no verifying principal ([keys] erasure_verify_as)".to_string()
+            }
+            outcome => format!(
+                "{}: {} topics read back as {}; {held} records of the subject held, {readable} readable, {awaiting} awaiting compaction after their tombstone",
+                match outcome {
+                    Outcome::Passed => "passed",
+                    Outcome::Partial => "partial",
+                    _ => "FAILED",
+                },
+                self.topics.len(),
+                self.principal.as_deref().unwrap_or("?"),
+            ),
+        }
+    }
+}
+
+/// One fetch of a read-back: what the cluster holds and what the filter
+/// chain delivers of it.
+#[derive(Debug, Default)]
+pub(crate) struct ReadPage {
+    /// The record set as the cluster answered.
+    pub held: bytes::Bytes,
+    /// The record set as the chain delivered it.
+    pub delivered: bytes::Bytes,
+    /// The partition error the chain answered with (0: none).
+    pub error: i16,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+}
+
+/// Reading a governed topic back through the filter chain, as a consumer
+/// of the proxy would (implemented where the chain is: `net::loopback`).
+pub(crate) trait ReadBack: Send + Sync {
+    /// The principal the chain reads as.
+    fn principal(&self) -> &str;
+
+    /// One fetch of `topic`/`partition` from `offset` on `conn`, a
+    /// connection to the partition's leader.
+    fn fetch<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+    ) -> Pin<Box<dyn Future<Output = Result<ReadPage, String>> + Send + 'a>>;
+}
+
+/// Bytes read back per topic before the verification stops reading it
+/// (and reports it incomplete).
+const VERIFY_MAX_BYTES_PER_TOPIC: usize = 256 << 20;
+
+/// The process stops dead at the fault point named by `GATEHOUSE_FAULT`
+/// (e.g. `erasure:tombstoned:recorded`), as a crash would: the hook the
+/// crash tests use. Unset, this is one comparison.
+fn fault_point(name: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let set = FAULT.get_or_init(|| std::env::var("GATEHOUSE_FAULT").ok());
+    if set.as_deref() == Some(name) {
+        eprintln!("gatehouse: stopping at fault point {name} (GATEHOUSE_FAULT)");
+        std::process::abort();
     }
 }
 
@@ -477,6 +620,9 @@ pub struct Eraser {
     /// When this eraser was made (epoch ms): workflows it owned from before
     /// are a previous run's.
     started_at: i64,
+    /// How the verification step reads the topics back, once the chain
+    /// exists.
+    read_back: std::sync::OnceLock<Arc<dyn ReadBack>>,
 }
 
 impl std::fmt::Debug for Eraser {
@@ -520,7 +666,14 @@ impl Eraser {
             replica: p.replica,
             running: Mutex::new(HashSet::new()),
             started_at: now_ms(),
+            read_back: std::sync::OnceLock::new(),
         }
+    }
+
+    /// How the verification step reads topics back (set once, when the
+    /// filter chain is built).
+    pub(crate) fn set_read_back(&self, read_back: Arc<dyn ReadBack>) {
+        let _ = self.read_back.set(read_back);
     }
 
     /// The erased subjects and their workflows.
@@ -555,6 +708,7 @@ impl Eraser {
                 "detail": d.detail,
                 "audit_event": d.audit_seq.map(|seq| format!("{}:{seq}", d.replica)),
             })).collect::<Vec<_>>(),
+            "verification": w.verification,
             "not_yet": if w.done() { Vec::new() } else {
                 Step::ALL.iter().filter(|s| !w.steps.iter().any(|d| d.step == **s)).map(|s| s.name()).collect()
             },
@@ -620,11 +774,12 @@ impl Eraser {
             updated_at: now,
             sealed: Some(sealed),
             steps: Vec::new(),
+            verification: None,
         };
         let detail =
             serde_json::json!({"requested_by": requested_by, "reason": reason}).to_string();
         let w = self
-            .complete(w, Step::Requested, detail)
+            .complete(w, Step::Requested, detail, None)
             .await
             .map_err(EraseError::Unavailable)?;
         self.spawn_advance(hash);
@@ -683,8 +838,8 @@ impl Eraser {
             let Some(step) = w.next_step() else {
                 return Ok(());
             };
-            let detail = self.perform(step, &w).await?;
-            self.complete(w, step, detail).await?;
+            let (detail, verification) = self.perform(step, &w).await?;
+            self.complete(w, step, detail, verification).await?;
         }
     }
 
@@ -700,9 +855,21 @@ impl Eraser {
         String::from_utf8(id.to_vec()).map_err(|_| "the sealed subject id is not UTF-8".to_string())
     }
 
-    async fn perform(&self, step: Step, w: &Workflow) -> Result<String, String> {
-        match step {
-            Step::Requested => Ok(String::new()),
+    async fn perform(
+        &self,
+        step: Step,
+        w: &Workflow,
+    ) -> Result<(String, Option<Verification>), String> {
+        if step == Step::Verified {
+            let subject = self.unseal(w)?;
+            let v = self.verify(&subject).await?;
+            if v.outcome == Outcome::Failed {
+                tracing::error!(subject = %w.subject, "erasure verification failed: records of the subject are readable");
+            }
+            return Ok((v.summary(), Some(v)));
+        }
+        let detail = match step {
+            Step::Requested | Step::Verified => Ok(String::new()),
             Step::KeysDestroyed => {
                 let subject = self.unseal(w)?;
                 // Every key another replica published for the subject must
@@ -751,7 +918,160 @@ impl Eraser {
                     .collect();
                 Ok(format!("withheld on {}", topics.join(", ")))
             }
+        };
+        detail.map(|d| (d, None))
+    }
+
+    /// Reads every governed topic of the cluster back through the filter
+    /// chain, from each partition's start, and counts what of `subject`
+    /// the cluster holds and what the chain delivers (the verification
+    /// step; callable on its own, e.g. to check again after compaction).
+    pub async fn verify(&self, subject: &str) -> Result<Verification, String> {
+        let Some(rb) = self.read_back.get() else {
+            return Ok(Verification {
+                outcome: Outcome::Skipped,
+                principal: None,
+                topics: Vec::new(),
+            });
+        };
+        let mut boot = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = topic_names(&mut boot).await?;
+        names.sort();
+        let mut topics = Vec::new();
+        for name in names {
+            let info = self.catalog.lookup(&name);
+            let (Some(entry), Some(locator)) = (info.entry(), info.subject()) else {
+                continue;
+            };
+            let finder = SubjectFinder::new(locator.clone());
+            let tombstones = entry.erasure == TopicErasure::Tombstone;
+            topics.push(
+                self.verify_topic(rb.as_ref(), &mut boot, &name, &finder, tombstones, subject)
+                    .await?,
+            );
         }
+        let readable = topics.iter().any(|t| t.readable > 0);
+        let whole = topics.iter().all(|t| t.complete && t.refused.is_none());
+        Ok(Verification {
+            outcome: if readable {
+                Outcome::Failed
+            } else if whole {
+                Outcome::Passed
+            } else {
+                Outcome::Partial
+            },
+            principal: Some(rb.principal().to_string()),
+            topics,
+        })
+    }
+
+    async fn verify_topic(
+        &self,
+        rb: &dyn ReadBack,
+        boot: &mut Conn,
+        topic: &str,
+        finder: &SubjectFinder,
+        tombstones: bool,
+        subject: &str,
+    ) -> Result<TopicCheck, String> {
+        let mut check = TopicCheck {
+            topic: topic.to_string(),
+            complete: true,
+            tombstone: tombstones.then_some(false),
+            ..TopicCheck::default()
+        };
+        let layout = metadata(boot, topic)
+            .await
+            .map_err(|e| format!("{topic}: {e}"))?;
+        if let Some(p) = layout.leaderless.first() {
+            return Err(format!("{topic}: partition {p} has no leader"));
+        }
+        let page_max = i32::try_from(self.max_frame_bytes / 2)
+            .unwrap_or(i32::MAX)
+            .clamp(1024, 4 << 20);
+        let mut budget = VERIFY_MAX_BYTES_PER_TOPIC;
+        for (&partition, leader) in &layout.leaders {
+            let (host, port) = layout
+                .brokers
+                .get(leader)
+                .cloned()
+                .ok_or_else(|| format!("{topic}: leader {leader} unknown"))?;
+            let mut conn = Conn::open(
+                self.upstream.as_ref(),
+                Some((*leader, &host, port)),
+                self.max_frame_bytes,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut offset = earliest_offset(&mut conn, topic, partition)
+                .await
+                .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            let mut max = page_max;
+            loop {
+                let page = rb.fetch(&mut conn, topic, partition, offset, max).await?;
+                if page.error != 0 {
+                    check.refused = Some(error_name(page.error));
+                    check.complete = false;
+                    return Ok(check);
+                }
+                let held = decode_record_set(&page.held, &RecordsOptions::fetch())
+                    .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+                let Some(next) = held.batches.last().map(|b| b.header.next_offset()) else {
+                    if offset >= page.high_watermark {
+                        break;
+                    }
+                    if held.partial_tail.is_empty() || max >= page_max.saturating_mul(16) {
+                        return Err(format!(
+                            "{topic}/{partition}: nothing readable at offset {offset} below the high watermark {}",
+                            page.high_watermark
+                        ));
+                    }
+                    max = max.saturating_mul(2);
+                    continue;
+                };
+                for b in held.batches.iter().filter(|b| !b.header.is_control()) {
+                    for r in &b.records {
+                        check.scanned += 1;
+                        let theirs = finder.find(r.key.as_ref(), r.value.as_ref(), &r.headers);
+                        if theirs.as_deref() != Some(subject) {
+                            continue;
+                        }
+                        if r.value.is_none() {
+                            if tombstones {
+                                check.tombstone = Some(true);
+                            }
+                        } else {
+                            check.held += 1;
+                        }
+                    }
+                }
+                let delivered = decode_record_set(&page.delivered, &RecordsOptions::fetch())
+                    .map_err(|e| format!("{topic}/{partition}: delivered: {e}"))?;
+                for b in delivered.batches.iter().filter(|b| !b.header.is_control()) {
+                    for r in b.records.iter().filter(|r| r.value.is_some()) {
+                        let theirs = finder.find(r.key.as_ref(), r.value.as_ref(), &r.headers);
+                        if theirs.as_deref() == Some(subject) {
+                            check.readable += 1;
+                        } else {
+                            check.others_readable += 1;
+                        }
+                    }
+                }
+                budget = budget.saturating_sub(page.held.len());
+                offset = next;
+                max = page_max;
+                if offset >= page.high_watermark {
+                    break;
+                }
+                if budget == 0 {
+                    check.complete = false;
+                    return Ok(check);
+                }
+            }
+        }
+        Ok(check)
     }
 
     /// The seq of this replica's `erasure` event for `step` of `hash`, if
@@ -789,6 +1109,7 @@ impl Eraser {
         mut w: Workflow,
         step: Step,
         detail: String,
+        verification: Option<Verification>,
     ) -> Result<Workflow, String> {
         // A step this replica recorded before it stopped, without
         // publishing it, is not recorded twice (looked for only in that
@@ -816,6 +1137,7 @@ impl Eraser {
                 }
             }
         };
+        fault_point(&format!("erasure:{}:recorded", step.name()));
         let now = now_ms();
         w.steps.push(StepDone {
             step,
@@ -826,6 +1148,9 @@ impl Eraser {
         });
         w.owner = self.replica.clone();
         w.updated_at = now;
+        if verification.is_some() {
+            w.verification = verification;
+        }
         if w.done() {
             w.sealed = None;
         }
@@ -834,6 +1159,7 @@ impl Eraser {
         self.topic
             .publish_with(|| Ok((vec![(key, Some(value))], ())))
             .await?;
+        fault_point(&format!("erasure:{}:published", step.name()));
         self.erasures.put(w.clone())?;
         tracing::info!(subject = %w.subject, step = step.name(), "erasure step done");
         Ok(w)

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gatehouse_audit::{AuditLog, Decision, EventKind};
-use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, PrincipalInfo, SubjectLocator};
+use gatehouse_policy::{Catalog, FieldEffect, PolicyStore, PrincipalInfo};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::auth::principal::principal_info;
@@ -260,22 +260,10 @@ impl Audit {
         let Ok(set) = decode_record_set(records, &origin) else {
             return part;
         };
-        let targets = match &locator {
-            SubjectLocator::Json(p) => Some(crate::codec::json::Targets::new(
-                Vec::<Vec<&str>>::new(),
-                Some(p.steps().collect()),
-            )),
-            _ => None,
-        };
+        let finder = crate::codec::subject::SubjectFinder::new(locator);
         for b in set.batches.iter().filter(|b| !b.header.is_control()) {
             for r in &b.records {
-                let subject = crate::filter::subject::subject_of(
-                    &locator,
-                    targets.as_ref(),
-                    r.key.as_ref(),
-                    r.value.as_ref(),
-                    &r.headers,
-                );
+                let subject = finder.find(r.key.as_ref(), r.value.as_ref(), &r.headers);
                 part.add(b.header.offset_of(r), subject);
             }
         }

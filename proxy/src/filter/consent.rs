@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_policy::{AfterErasure, Catalog, PolicyStore, SubjectLocator};
+use gatehouse_policy::{AfterErasure, Catalog, PolicyStore};
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind};
 
@@ -14,7 +14,7 @@ use crate::auth::principal::principal_info;
 use crate::cluster::consent::ConsentStore;
 use crate::cluster::erasure::Erasures;
 use crate::codec::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
-use crate::filter::subject::subject_of;
+use crate::codec::subject::SubjectFinder;
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
@@ -97,22 +97,10 @@ impl Consent {
             let Some(locator) = entry.subject.clone() else {
                 continue;
             };
-            let json = match &locator {
-                SubjectLocator::Json(path) => Some(crate::codec::json::Targets::new(
-                    Vec::<Vec<&str>>::new(),
-                    Some(path.steps().collect()),
-                )),
-                _ => None,
-            };
+            let finder = SubjectFinder::new(locator);
             take_partitions(t, POLICY_VIOLATION, false, &mut refused, |at, rec| {
                 rec.value.as_ref()?;
-                let s = subject_of(
-                    &locator,
-                    json.as_ref(),
-                    rec.key.as_ref(),
-                    rec.value.as_ref(),
-                    &rec.headers,
-                )?;
+                let s = finder.find(rec.key.as_ref(), rec.value.as_ref(), &rec.headers)?;
                 erasures
                     .is_erased(&s)
                     .then(|| format!("record {at} of the batch: its data subject was erased"))
@@ -291,13 +279,7 @@ impl Filter for Consent {
                         .entry()
                         .is_some_and(|e| e.after_erasure == AfterErasure::Accept),
                 };
-                let json = match &locator {
-                    SubjectLocator::Json(path) => Some(crate::codec::json::Targets::new(
-                        Vec::<Vec<&str>>::new(),
-                        Some(path.steps().collect()),
-                    )),
-                    _ => None,
-                };
+                let finder = SubjectFinder::new(locator);
                 for p in &mut t.partitions {
                     let Some(records) = &p.records else { continue };
                     if records.is_empty() {
@@ -305,13 +287,8 @@ impl Filter for Consent {
                     }
                     let mut part = crate::filter::audit::DeliveredPart::default();
                     let result = rewrite_records(records, &RecordsOptions::fetch(), |h, rec| {
-                        let subject = subject_of(
-                            &locator,
-                            json.as_ref(),
-                            rec.key.as_ref(),
-                            rec.value.as_ref(),
-                            &rec.headers,
-                        );
+                        let subject =
+                            finder.find(rec.key.as_ref(), rec.value.as_ref(), &rec.headers);
                         if !gate.allows(subject.as_deref(), &rec.headers, h.timestamp_of(rec)) {
                             return Ok::<_, RecordsError>(Verdict::Drop);
                         }

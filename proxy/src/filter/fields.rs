@@ -56,7 +56,7 @@ use crate::cluster::erasure::Erasures;
 use crate::cluster::keys::Keys;
 use crate::codec::json::{scan, splice, Edit, ScanError, Targets};
 use crate::codec::records::{rewrite_records, Headers, RecordsError, RecordsOptions, Verdict};
-use crate::filter::subject::subject_id;
+use crate::codec::subject::subject_id;
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,

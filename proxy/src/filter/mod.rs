@@ -33,7 +33,6 @@ pub mod authz;
 pub mod broker_address;
 pub mod consent;
 pub mod fields;
-pub(crate) mod subject;
 
 // The worked example of docs/adding-a-filter.md, compiled and tested here
 // so that the guide stays true; it is not part of the chain.

@@ -1,8 +1,10 @@
 //! The client side: listeners (the bootstrap listener and one per broker
 //! node), the connection limit, TLS termination, and one session per client
-//! connection, which runs the filter chain and forwards to the cluster.
+//! connection, which runs the filter chain and forwards to the cluster;
+//! and the proxy's own in-process reads through the chain ([`loopback`]).
 
 pub(crate) mod listener;
+pub(crate) mod loopback;
 pub mod routes;
 pub(crate) mod session;
 

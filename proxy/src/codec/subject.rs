@@ -1,5 +1,6 @@
 //! Finding a record's data subject, as the catalog locates it (record key,
-//! a header, or a JSON path), for the consent and field protection filters.
+//! a header, or a JSON path), for the governance filters and the erasure
+//! workflow's read-back.
 
 use bytes::Bytes;
 use gatehouse_policy::SubjectLocator;
@@ -32,7 +33,7 @@ pub(crate) fn subject_id(
 
 /// Finds the subject id of a record; `json` is the compiled subject path
 /// for [`SubjectLocator::Json`].
-pub(crate) fn subject_of(
+fn subject_of(
     locator: &SubjectLocator,
     json: Option<&Targets>,
     key: Option<&Bytes>,
@@ -51,4 +52,34 @@ pub(crate) fn subject_of(
         doc,
         found.as_ref().and_then(|f| f.subject.as_ref()),
     )
+}
+
+/// A catalog subject locator, compiled once for many records.
+#[derive(Debug)]
+pub(crate) struct SubjectFinder {
+    locator: SubjectLocator,
+    json: Option<Targets>,
+}
+
+impl SubjectFinder {
+    pub(crate) fn new(locator: SubjectLocator) -> Self {
+        let json = match &locator {
+            SubjectLocator::Json(path) => Some(Targets::new(
+                Vec::<Vec<&str>>::new(),
+                Some(path.steps().collect()),
+            )),
+            _ => None,
+        };
+        Self { locator, json }
+    }
+
+    /// The subject id of a record, if it names one.
+    pub(crate) fn find(
+        &self,
+        key: Option<&Bytes>,
+        value: Option<&Bytes>,
+        headers: &Headers,
+    ) -> Option<String> {
+        subject_of(&self.locator, self.json.as_ref(), key, value, headers)
+    }
 }
