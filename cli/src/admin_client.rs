@@ -124,6 +124,14 @@ impl AdminClient {
             .map_err(|_| AdminError::Transport("the report is not UTF-8".into()))
     }
 
+    /// Reads the governed topics back again now, as the workflow's
+    /// verification step did: the verification as found.
+    pub async fn verify(&self, subject: &str) -> Result<Value, AdminError> {
+        let path = format!("/api/erasures/{}/verify", percent_encode(subject));
+        let answer = self.call("POST", &path, None).await?;
+        Ok(answer.get("verification").cloned().unwrap_or(Value::Null))
+    }
+
     /// One request; a busy listener's `503` is retried (up to five times,
     /// after the `Retry-After` it asks for).
     async fn call(
@@ -305,6 +313,7 @@ pub fn render_report(text: &str) -> String {
     for n in r["not_yet"].as_array().into_iter().flatten() {
         out.push_str(&format!("  {:<15} not yet\n", s(n)));
     }
+    out.push_str(&render_verification(&r["verification"]));
     out.push_str(&format!(
         "  issued by {} at {}, signed with audit key {}\n",
         s(&r["issued_by"]),
@@ -342,34 +351,7 @@ pub fn render_workflow(w: &Value) -> String {
             g("detail")
         ));
     }
-    if let Some(topics) = w
-        .pointer("/verification/topics")
-        .and_then(Value::as_array)
-        .filter(|t| !t.is_empty())
-    {
-        out.push_str("  read back:\n");
-        for t in topics {
-            let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
-            let mut line = format!(
-                "    {:<22} {:>7} scanned  {:>4} of the subject held  {} readable  {:>7} others readable",
-                t.get("topic").and_then(Value::as_str).unwrap_or("-"),
-                n("scanned"),
-                n("held"),
-                n("readable"),
-                n("others_readable"),
-            );
-            if t.get("tombstone").and_then(Value::as_bool) == Some(true) && n("held") > 0 {
-                line.push_str("  (tombstoned: compaction removes them)");
-            }
-            if let Some(why) = t.get("refused").and_then(Value::as_str) {
-                line.push_str(&format!("  (not readable to the verifier: {why})"));
-            } else if t.get("complete").and_then(Value::as_bool) == Some(false) {
-                line.push_str("  (not read to its end)");
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-    }
+    out.push_str(&render_verification(&w["verification"]));
     out
 }
 
@@ -383,4 +365,39 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A verification (the workflow's step 5, or `erase verify`) as text: one
+/// line per topic read back. Empty when there is none.
+pub fn render_verification(v: &Value) -> String {
+    let Some(topics) = v["topics"].as_array().filter(|t| !t.is_empty()) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "  read back as {}: {}\n",
+        v["principal"].as_str().unwrap_or("-"),
+        v["outcome"].as_str().unwrap_or("-")
+    );
+    for t in topics {
+        let n = |k: &str| t[k].as_u64().unwrap_or(0);
+        let mut line = format!(
+            "    {:<20} {:>8} records  {:>3} of the subject held  {} readable  {:>8} of others readable",
+            t["topic"].as_str().unwrap_or("-"),
+            n("scanned"),
+            n("held"),
+            n("readable"),
+            n("others_readable"),
+        );
+        if t["tombstone"] == true && n("held") > 0 {
+            line.push_str("  (after the tombstone: compaction removes them)");
+        }
+        if let Some(why) = t["refused"].as_str() {
+            line.push_str(&format!("  (refused to the verifier: {why})"));
+        } else if t["complete"] == false {
+            line.push_str("  (not read to its end)");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }

@@ -822,6 +822,31 @@ async fn ten_of_a_thousand_subjects_erased_read_back_with_two_clients() -> Resul
         tombstones == 30 && others == 990,
         "{tombstones} tombstones, {others} other profiles"
     );
+    // Read back again now (`gatehouse erase verify`): compaction has
+    // removed the profile; the post and the ticket are still held, and
+    // withheld, until retention removes them.
+    let client = gatehouse::admin_client::AdminClient::at(admin, "privacy", "privacy-pw")?;
+    let again = client.verify(&erased[0]).await?;
+    ensure!(again["outcome"] == "passed", "{again}");
+    let held = |topic: &str| {
+        again["topics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["topic"] == topic)
+            .map(|t| (t["held"].as_u64(), t["readable"].as_u64()))
+    };
+    ensure!(
+        held("social.profiles") == Some((Some(0), Some(0)))
+            && held("social.posts") == Some((Some(1), Some(0)))
+            && held("support.tickets") == Some((Some(1), Some(0))),
+        "{again}"
+    );
+    let text = gatehouse::admin_client::render_verification(&again);
+    ensure!(
+        text.contains("read back as erasure-verifier: passed") && text.contains("social.profiles"),
+        "{text}"
+    );
     Ok(())
 }
 

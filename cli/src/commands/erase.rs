@@ -1,5 +1,6 @@
 //! `gatehouse erase`: the right to erasure, asked of a running proxy's
-//! admin API (`POST /api/erase`, `GET /api/erasures[/ID]`), authenticated
+//! admin API (`POST /api/erase`, `GET /api/erasures[/ID]`,
+//! `POST /api/erasures/ID/verify`), authenticated
 //! like the auditor API (HTTP Basic with a user of the proxy's credentials
 //! file).
 
@@ -7,7 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use gatehouse::admin_client::{render_report, render_workflow, verify_report, AdminClient};
+use gatehouse::admin_client::{
+    render_report, render_verification, render_workflow, verify_report, AdminClient,
+};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -41,6 +44,15 @@ enum EraseCommand {
         /// Where to write the signed JSON report.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reads the governed topics back again now, as the workflow's
+    /// verification step did (e.g. to see what compaction has removed
+    /// since).
+    Verify {
+        /// The subject id.
+        id: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -111,6 +123,13 @@ pub(crate) async fn run_erase(args: EraseArgs) -> Result<()> {
                 println!("signed report written to {}", path.display());
             }
             print!("{}", render_report(&doc));
+        }
+        Some(EraseCommand::Verify { id, admin }) => {
+            let v = admin.client()?.verify(&id).await?;
+            print!("{}", render_verification(&v));
+            if v["outcome"] == "failed" {
+                bail!("records of the subject are readable");
+            }
         }
         Some(EraseCommand::VerifyReport {
             file,

@@ -284,6 +284,8 @@ enum Route {
     Erasure(String),
     /// `GET /api/erasures/{id}/report`: its signed report.
     ErasureReport(String),
+    /// `POST /api/erasures/{id}/verify`: read the topics back again now.
+    ErasureVerify(String),
     NotFound,
 }
 
@@ -291,9 +293,11 @@ impl Route {
     /// The action a request for this route needs.
     fn action(&self) -> Action {
         match self {
-            Route::Erase | Route::Erasures | Route::Erasure(_) | Route::ErasureReport(_) => {
-                Action::EraseSubject
-            }
+            Route::Erase
+            | Route::Erasures
+            | Route::Erasure(_)
+            | Route::ErasureReport(_)
+            | Route::ErasureVerify(_) => Action::EraseSubject,
             _ => Action::ReadAudit,
         }
     }
@@ -301,7 +305,7 @@ impl Route {
     /// The method it is served for.
     fn method(&self) -> Method {
         match self {
-            Route::Erase => Method::POST,
+            Route::Erase | Route::ErasureVerify(_) => Method::POST,
             _ => Method::GET,
         }
     }
@@ -374,6 +378,9 @@ impl Admin {
             Route::ErasureReport(id) => {
                 format!("/api/erasures/{}/report", self.log.subject_hash(id))
             }
+            Route::ErasureVerify(id) => {
+                format!("/api/erasures/{}/verify", self.log.subject_hash(id))
+            }
             _ => path.clone(),
         };
         let action = route.action();
@@ -434,7 +441,11 @@ impl Admin {
         }
         let viewer = info.name;
         match route {
-            Route::Erase | Route::Erasures | Route::Erasure(_) | Route::ErasureReport(_) => {
+            Route::Erase
+            | Route::Erasures
+            | Route::Erasure(_)
+            | Route::ErasureReport(_)
+            | Route::ErasureVerify(_) => {
                 let Some(eraser) = self.eraser.clone() else {
                     return error(
                         StatusCode::NOT_FOUND,
@@ -457,6 +468,19 @@ impl Admin {
                         Ok(None) => error(StatusCode::NOT_FOUND, "no erasure of this subject"),
                         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
                     },
+                    Route::ErasureVerify(id) => {
+                        if !eraser.erasures().is_erased(&id) {
+                            return error(StatusCode::NOT_FOUND, "no erasure of this subject");
+                        }
+                        match eraser.verify(&id).await {
+                            Ok(v) => ok_json(json!({
+                                "viewer": viewer,
+                                "subject_hash": eraser.erasures().hash(&id),
+                                "verification": v,
+                            })),
+                            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+                        }
+                    }
                     Route::Erasure(id) => {
                         let hash = eraser.erasures().hash(&id);
                         match eraser.erasures().get(&hash) {
@@ -649,9 +673,12 @@ fn route(path: &str) -> Route {
             if let Some(rest) = path.strip_prefix("/api/subject/") {
                 id(rest).map_or(Route::NotFound, Route::Subject)
             } else if let Some(rest) = path.strip_prefix("/api/erasures/") {
-                match rest.strip_suffix("/report") {
-                    Some(subject) => id(subject).map_or(Route::NotFound, Route::ErasureReport),
-                    None => id(rest).map_or(Route::NotFound, Route::Erasure),
+                if let Some(subject) = rest.strip_suffix("/report") {
+                    id(subject).map_or(Route::NotFound, Route::ErasureReport)
+                } else if let Some(subject) = rest.strip_suffix("/verify") {
+                    id(subject).map_or(Route::NotFound, Route::ErasureVerify)
+                } else {
+                    id(rest).map_or(Route::NotFound, Route::Erasure)
                 }
             } else {
                 Route::NotFound

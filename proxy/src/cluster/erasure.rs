@@ -34,7 +34,14 @@
 //!    every partition of every topic the catalog marks
 //!    `erasure = "tombstone"`, so that compaction removes the records;
 //! 4. `suppressing`: the subject's records on the other governed topics
-//!    stay withheld until retention removes them.
+//!    stay withheld until retention removes them;
+//! 5. `verified`: every governed topic is read back through the filter
+//!    chain as the verifying principal ([`verify`]); the workflow records
+//!    what the cluster still holds of the subject and that none of it was
+//!    delivered.
+//!
+//! The signed report is made on request from the workflow as it stands
+//! ([`Eraser::report`]).
 //!
 //! A replica that stops in the middle resumes its workflows once it has
 //! read the erasure topic again; another replica takes over a workflow
@@ -43,6 +50,10 @@
 //! publication finds that event in its own chain when it resumes and does
 //! not record the step again; a replica that takes the workflow over
 //! cannot see that chain, and records it a second time.
+//!
+//! `GATEHOUSE_FAULT=erasure:STEP:recorded` (or `:published`) stops the
+//! process dead right after that step's audit event (or its publication):
+//! the hook the crash tests use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,15 +65,16 @@ use gatehouse_keys::{KekProvider, StateRecordMac, WrappedKey, Zeroizing, MAC_HEA
 use gatehouse_policy::{Catalog, Erasure as TopicErasure};
 use serde::{Deserialize, Serialize};
 
-use std::future::Future;
-use std::pin::Pin;
-
-use crate::cluster::client::{earliest_offset, error_name, metadata, topic_names, Conn, Upstream};
+use crate::cluster::client::Upstream;
 use crate::cluster::follower::Materialized;
 use crate::cluster::keys::Keys;
 use crate::cluster::publish::{tombstone_everywhere, StateTopic};
-use crate::codec::records::{decode_record_set, Headers, RecordsOptions};
-use crate::codec::subject::SubjectFinder;
+use crate::codec::records::Headers;
+
+mod verify;
+use verify::Verifier;
+pub use verify::{Outcome, TopicCheck, Verification};
+pub(crate) use verify::{ReadBack, ReadPage};
 
 /// A replica takes over another's workflow whose record has not changed
 /// for this long.
@@ -179,125 +191,6 @@ impl Workflow {
         self.steps.last().map(|d| d.step)
     }
 }
-
-/// What the verification step concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Every governed topic was read to its end and nothing of the subject
-    /// was delivered.
-    Passed,
-    /// Nothing of the subject was delivered, but some topic could not be
-    /// read to its end (refused to the verifying principal, or beyond the
-    /// read-back's budget).
-    Partial,
-    /// Records of the subject were delivered: suppression does not hold.
-    Failed,
-    /// No verifying principal is configured (`[keys] erasure_verify_as`).
-    Skipped,
-}
-
-/// What the read-back found on one topic.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicCheck {
-    /// The topic.
-    pub topic: String,
-    /// Records read back (every partition, from its start).
-    pub scanned: u64,
-    /// Records of the subject the cluster still holds (tombstones not
-    /// counted).
-    pub held: u64,
-    /// Of those, how many the filter chain delivered: 0 when erasure holds.
-    pub readable: u64,
-    /// Records of other subjects delivered (shows that the read-back reads).
-    pub others_readable: u64,
-    /// On topics that take tombstones: whether the subject's tombstone is
-    /// there, after which compaction removes the `held` records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tombstone: Option<bool>,
-    /// Whether every partition was read to its end.
-    pub complete: bool,
-    /// Why the verifying principal could not read the topic, if it could
-    /// not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused: Option<String>,
-}
-
-/// The verification step's findings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
-    /// The conclusion.
-    pub outcome: Outcome,
-    /// The principal the topics were read as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
-    /// Per governed topic.
-    pub topics: Vec<TopicCheck>,
-}
-
-impl Verification {
-    fn summary(&self) -> String {
-        let held: u64 = self.topics.iter().map(|t| t.held).sum();
-        let readable: u64 = self.topics.iter().map(|t| t.readable).sum();
-        let awaiting: u64 = self
-            .topics
-            .iter()
-            .filter(|t| t.tombstone == Some(true))
-            .map(|t| t.held)
-            .sum();
-        match self.outcome {
-            Outcome::Skipped => {
-                "skipped: no verifying principal ([keys] erasure_verify_as)".to_string()
-            }
-            outcome => format!(
-                "{}: {} topics read back as {}; {held} records of the subject held, {readable} readable, {awaiting} awaiting compaction after their tombstone",
-                match outcome {
-                    Outcome::Passed => "passed",
-                    Outcome::Partial => "partial",
-                    _ => "FAILED",
-                },
-                self.topics.len(),
-                self.principal.as_deref().unwrap_or("?"),
-            ),
-        }
-    }
-}
-
-/// One fetch of a read-back: what the cluster holds and what the filter
-/// chain delivers of it.
-#[derive(Debug, Default)]
-pub(crate) struct ReadPage {
-    /// The record set as the cluster answered.
-    pub held: bytes::Bytes,
-    /// The record set as the chain delivered it.
-    pub delivered: bytes::Bytes,
-    /// The partition error the chain answered with (0: none).
-    pub error: i16,
-    /// The partition's high watermark.
-    pub high_watermark: i64,
-}
-
-/// Reading a governed topic back through the filter chain, as a consumer
-/// of the proxy would (implemented where the chain is: `net::loopback`).
-pub(crate) trait ReadBack: Send + Sync {
-    /// The principal the chain reads as.
-    fn principal(&self) -> &str;
-
-    /// One fetch of `topic`/`partition` from `offset` on `conn`, a
-    /// connection to the partition's leader.
-    fn fetch<'a>(
-        &'a self,
-        conn: &'a mut Conn,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-        max_bytes: i32,
-    ) -> Pin<Box<dyn Future<Output = Result<ReadPage, String>> + Send + 'a>>;
-}
-
-/// Bytes read back per topic before the verification stops reading it
-/// (and reports it incomplete).
-const VERIFY_MAX_BYTES_PER_TOPIC: usize = 256 << 20;
 
 /// The process stops dead at the fault point named by `GATEHOUSE_FAULT`
 /// (e.g. `erasure:tombstoned:recorded`), as a crash would: the hook the
@@ -620,9 +513,8 @@ pub struct Eraser {
     /// When this eraser was made (epoch ms): workflows it owned from before
     /// are a previous run's.
     started_at: i64,
-    /// How the verification step reads the topics back, once the chain
-    /// exists.
-    read_back: std::sync::OnceLock<Arc<dyn ReadBack>>,
+    /// The verification step's read-backs.
+    verifier: Arc<Verifier>,
 }
 
 impl std::fmt::Debug for Eraser {
@@ -649,6 +541,11 @@ pub(crate) struct EraserParts {
 
 impl Eraser {
     pub(crate) fn new(p: EraserParts) -> Self {
+        let verifier = Arc::new(Verifier::new(
+            p.upstream.clone(),
+            p.max_frame_bytes,
+            p.catalog.clone(),
+        ));
         Self {
             topic: StateTopic::new(
                 p.upstream.clone(),
@@ -666,14 +563,22 @@ impl Eraser {
             replica: p.replica,
             running: Mutex::new(HashSet::new()),
             started_at: now_ms(),
-            read_back: std::sync::OnceLock::new(),
+            verifier,
         }
     }
 
     /// How the verification step reads topics back (set once, when the
     /// filter chain is built).
     pub(crate) fn set_read_back(&self, read_back: Arc<dyn ReadBack>) {
-        let _ = self.read_back.set(read_back);
+        self.verifier.set_read_back(read_back);
+    }
+
+    /// Reads every governed topic back through the filter chain and counts
+    /// what of `subject` the cluster holds and what the chain delivers:
+    /// the verification step, callable on its own (e.g. to see what
+    /// compaction has removed since).
+    pub async fn verify(&self, subject: &str) -> Result<Verification, String> {
+        self.verifier.verify(subject).await
     }
 
     /// The erased subjects and their workflows.
@@ -862,7 +767,7 @@ impl Eraser {
     ) -> Result<(String, Option<Verification>), String> {
         if step == Step::Verified {
             let subject = self.unseal(w)?;
-            let v = self.verify(&subject).await?;
+            let v = self.verifier.verify(&subject).await?;
             if v.outcome == Outcome::Failed {
                 tracing::error!(subject = %w.subject, "erasure verification failed: records of the subject are readable");
             }
@@ -920,158 +825,6 @@ impl Eraser {
             }
         };
         detail.map(|d| (d, None))
-    }
-
-    /// Reads every governed topic of the cluster back through the filter
-    /// chain, from each partition's start, and counts what of `subject`
-    /// the cluster holds and what the chain delivers (the verification
-    /// step; callable on its own, e.g. to check again after compaction).
-    pub async fn verify(&self, subject: &str) -> Result<Verification, String> {
-        let Some(rb) = self.read_back.get() else {
-            return Ok(Verification {
-                outcome: Outcome::Skipped,
-                principal: None,
-                topics: Vec::new(),
-            });
-        };
-        let mut boot = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut names = topic_names(&mut boot).await?;
-        names.sort();
-        let mut topics = Vec::new();
-        for name in names {
-            let info = self.catalog.lookup(&name);
-            let (Some(entry), Some(locator)) = (info.entry(), info.subject()) else {
-                continue;
-            };
-            let finder = SubjectFinder::new(locator.clone());
-            let tombstones = entry.erasure == TopicErasure::Tombstone;
-            topics.push(
-                self.verify_topic(rb.as_ref(), &mut boot, &name, &finder, tombstones, subject)
-                    .await?,
-            );
-        }
-        let readable = topics.iter().any(|t| t.readable > 0);
-        let whole = topics.iter().all(|t| t.complete && t.refused.is_none());
-        Ok(Verification {
-            outcome: if readable {
-                Outcome::Failed
-            } else if whole {
-                Outcome::Passed
-            } else {
-                Outcome::Partial
-            },
-            principal: Some(rb.principal().to_string()),
-            topics,
-        })
-    }
-
-    async fn verify_topic(
-        &self,
-        rb: &dyn ReadBack,
-        boot: &mut Conn,
-        topic: &str,
-        finder: &SubjectFinder,
-        tombstones: bool,
-        subject: &str,
-    ) -> Result<TopicCheck, String> {
-        let mut check = TopicCheck {
-            topic: topic.to_string(),
-            complete: true,
-            tombstone: tombstones.then_some(false),
-            ..TopicCheck::default()
-        };
-        let layout = metadata(boot, topic)
-            .await
-            .map_err(|e| format!("{topic}: {e}"))?;
-        if let Some(p) = layout.leaderless.first() {
-            return Err(format!("{topic}: partition {p} has no leader"));
-        }
-        let page_max = i32::try_from(self.max_frame_bytes / 2)
-            .unwrap_or(i32::MAX)
-            .clamp(1024, 4 << 20);
-        let mut budget = VERIFY_MAX_BYTES_PER_TOPIC;
-        for (&partition, leader) in &layout.leaders {
-            let (host, port) = layout
-                .brokers
-                .get(leader)
-                .cloned()
-                .ok_or_else(|| format!("{topic}: leader {leader} unknown"))?;
-            let mut conn = Conn::open(
-                self.upstream.as_ref(),
-                Some((*leader, &host, port)),
-                self.max_frame_bytes,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let mut offset = earliest_offset(&mut conn, topic, partition)
-                .await
-                .map_err(|e| format!("{topic}/{partition}: {e}"))?;
-            let mut max = page_max;
-            loop {
-                let page = rb.fetch(&mut conn, topic, partition, offset, max).await?;
-                if page.error != 0 {
-                    check.refused = Some(error_name(page.error));
-                    check.complete = false;
-                    return Ok(check);
-                }
-                let held = decode_record_set(&page.held, &RecordsOptions::fetch())
-                    .map_err(|e| format!("{topic}/{partition}: {e}"))?;
-                let Some(next) = held.batches.last().map(|b| b.header.next_offset()) else {
-                    if offset >= page.high_watermark {
-                        break;
-                    }
-                    if held.partial_tail.is_empty() || max >= page_max.saturating_mul(16) {
-                        return Err(format!(
-                            "{topic}/{partition}: nothing readable at offset {offset} below the high watermark {}",
-                            page.high_watermark
-                        ));
-                    }
-                    max = max.saturating_mul(2);
-                    continue;
-                };
-                for b in held.batches.iter().filter(|b| !b.header.is_control()) {
-                    for r in &b.records {
-                        check.scanned += 1;
-                        let theirs = finder.find(r.key.as_ref(), r.value.as_ref(), &r.headers);
-                        if theirs.as_deref() != Some(subject) {
-                            continue;
-                        }
-                        if r.value.is_none() {
-                            if tombstones {
-                                check.tombstone = Some(true);
-                            }
-                        } else {
-                            check.held += 1;
-                        }
-                    }
-                }
-                let delivered = decode_record_set(&page.delivered, &RecordsOptions::fetch())
-                    .map_err(|e| format!("{topic}/{partition}: delivered: {e}"))?;
-                for b in delivered.batches.iter().filter(|b| !b.header.is_control()) {
-                    for r in b.records.iter().filter(|r| r.value.is_some()) {
-                        let theirs = finder.find(r.key.as_ref(), r.value.as_ref(), &r.headers);
-                        if theirs.as_deref() == Some(subject) {
-                            check.readable += 1;
-                        } else {
-                            check.others_readable += 1;
-                        }
-                    }
-                }
-                budget = budget.saturating_sub(page.held.len());
-                offset = next;
-                max = page_max;
-                if offset >= page.high_watermark {
-                    break;
-                }
-                if budget == 0 {
-                    check.complete = false;
-                    return Ok(check);
-                }
-            }
-        }
-        Ok(check)
     }
 
     /// The seq of this replica's `erasure` event for `step` of `hash`, if

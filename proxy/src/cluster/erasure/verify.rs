@@ -1,0 +1,421 @@
+//! Step 5 of the workflow: every governed topic of the cluster is read back
+//! from each partition's start through the filter chain, as a consumer of
+//! the proxy would read it, and for each erased subject the read-back
+//! counts what the cluster still holds of it and what the chain delivered
+//! (nothing, when erasure holds).
+//!
+//! Workflows that reach the step while a read-back runs are verified
+//! together by the next one: a thousand erasures at once cost a few scans
+//! of the topics, not a thousand.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use gatehouse_policy::{Catalog, Erasure as TopicErasure};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::cluster::client::{earliest_offset, error_name, metadata, topic_names, Conn, Upstream};
+use crate::codec::records::{decode_record_set, RecordsOptions};
+use crate::codec::subject::SubjectFinder;
+
+/// Bytes read back per topic before the verification stops reading it
+/// (and reports it incomplete).
+const MAX_BYTES_PER_TOPIC: usize = 256 << 20;
+
+/// What the verification step concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every governed topic was read to its end and nothing of the subject
+    /// was delivered.
+    Passed,
+    /// Nothing of the subject was delivered, but some topic could not be
+    /// read to its end (refused to the verifying principal, or beyond the
+    /// read-back's budget).
+    Partial,
+    /// Records of the subject were delivered: suppression does not hold.
+    Failed,
+    /// No verifying principal is configured (`[keys] erasure_verify_as`).
+    Skipped,
+}
+
+/// What the read-back found on one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCheck {
+    /// The topic.
+    pub topic: String,
+    /// Records read back (every partition, from its start).
+    pub scanned: u64,
+    /// Records of the subject the cluster still holds (tombstones not
+    /// counted).
+    pub held: u64,
+    /// Of those, how many the filter chain delivered: 0 when erasure holds.
+    pub readable: u64,
+    /// Records of other subjects delivered (shows that the read-back reads).
+    pub others_readable: u64,
+    /// On topics that take tombstones: whether the subject's tombstone is
+    /// there, after which compaction removes the `held` records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstone: Option<bool>,
+    /// Whether every partition was read to its end.
+    pub complete: bool,
+    /// Why the verifying principal could not read the topic, if it could
+    /// not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// The verification step's findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The conclusion.
+    pub outcome: Outcome,
+    /// The principal the topics were read as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Per governed topic.
+    pub topics: Vec<TopicCheck>,
+}
+
+impl Verification {
+    fn skipped() -> Self {
+        Self {
+            outcome: Outcome::Skipped,
+            principal: None,
+            topics: Vec::new(),
+        }
+    }
+
+    /// One line for the workflow's step and the audit event.
+    pub fn summary(&self) -> String {
+        let held: u64 = self.topics.iter().map(|t| t.held).sum();
+        let readable: u64 = self.topics.iter().map(|t| t.readable).sum();
+        let awaiting: u64 = self
+            .topics
+            .iter()
+            .filter(|t| t.tombstone == Some(true))
+            .map(|t| t.held)
+            .sum();
+        let outcome = match self.outcome {
+            Outcome::Skipped => {
+                return "skipped: no verifying principal ([keys] erasure_verify_as)".to_string()
+            }
+            Outcome::Passed => "passed",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "FAILED",
+        };
+        format!(
+            "{outcome}: {} topics read back as {}; {held} records of the subject held, {readable} readable, {awaiting} awaiting compaction after their tombstone",
+            self.topics.len(),
+            self.principal.as_deref().unwrap_or("?"),
+        )
+    }
+}
+
+/// One fetch of a read-back: what the cluster holds and what the filter
+/// chain delivers of it.
+#[derive(Debug, Default)]
+pub(crate) struct ReadPage {
+    /// The record set as the cluster answered.
+    pub held: bytes::Bytes,
+    /// The record set as the chain delivered it.
+    pub delivered: bytes::Bytes,
+    /// The partition error the chain answered with (0: none).
+    pub error: i16,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+}
+
+/// Reading a governed topic back through the filter chain, as a consumer
+/// of the proxy would (implemented where the chain is: `net::loopback`).
+pub(crate) trait ReadBack: Send + Sync {
+    /// The principal the chain reads as.
+    fn principal(&self) -> &str;
+
+    /// One fetch of `topic`/`partition` from `offset` on `conn`, a
+    /// connection to the partition's leader.
+    fn fetch<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+    ) -> Pin<Box<dyn Future<Output = Result<ReadPage, String>> + Send + 'a>>;
+}
+
+type Waiting = (String, oneshot::Sender<Result<Verification, String>>);
+
+/// Runs read-backs, several subjects at a time.
+pub(crate) struct Verifier {
+    read_back: OnceLock<Arc<dyn ReadBack>>,
+    upstream: Arc<dyn Upstream>,
+    max_frame_bytes: usize,
+    catalog: Arc<Catalog>,
+    /// Subjects waiting for the next read-back, and whether one runs.
+    queue: Mutex<(Vec<Waiting>, bool)>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("principal", &self.read_back.get().map(|r| r.principal()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub(crate) fn new(
+        upstream: Arc<dyn Upstream>,
+        max_frame_bytes: usize,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        Self {
+            read_back: OnceLock::new(),
+            upstream,
+            max_frame_bytes,
+            catalog,
+            queue: Mutex::new((Vec::new(), false)),
+        }
+    }
+
+    /// How topics are read back (set once, when the chain exists).
+    pub(crate) fn set_read_back(&self, read_back: Arc<dyn ReadBack>) {
+        let _ = self.read_back.set(read_back);
+    }
+
+    /// Verifies `subject` with the next read-back.
+    pub(crate) async fn verify(self: &Arc<Self>, subject: &str) -> Result<Verification, String> {
+        if self.read_back.get().is_none() {
+            return Ok(Verification::skipped());
+        }
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.0.push((subject.to_string(), tx));
+            !std::mem::replace(&mut q.1, true)
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.run().await });
+        }
+        rx.await
+            .map_err(|_| "the read-back stopped before it finished".to_string())?
+    }
+
+    /// Read-backs until nobody waits.
+    async fn run(&self) {
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if q.0.is_empty() {
+                    q.1 = false;
+                    return;
+                }
+                std::mem::take(&mut q.0)
+            };
+            let subjects: Vec<String> = batch.iter().map(|(s, _)| s.clone()).collect();
+            match self.read_back_all(&subjects).await {
+                Ok(found) => {
+                    for ((_, tx), v) in batch.into_iter().zip(found) {
+                        let _ = tx.send(Ok(v));
+                    }
+                }
+                Err(e) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One read-back of every governed topic for `subjects`.
+    async fn read_back_all(&self, subjects: &[String]) -> Result<Vec<Verification>, String> {
+        let Some(rb) = self.read_back.get() else {
+            return Ok(subjects.iter().map(|_| Verification::skipped()).collect());
+        };
+        let index: HashMap<&str, usize> = subjects
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        let mut boot = Conn::open(self.upstream.as_ref(), None, self.max_frame_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = topic_names(&mut boot).await?;
+        names.sort();
+        let mut per_subject: Vec<Vec<TopicCheck>> = vec![Vec::new(); subjects.len()];
+        for name in names {
+            let info = self.catalog.lookup(&name);
+            let (Some(entry), Some(locator)) = (info.entry(), info.subject()) else {
+                continue;
+            };
+            let scan = Scan {
+                topic: &name,
+                finder: SubjectFinder::new(locator.clone()),
+                tombstones: entry.erasure == TopicErasure::Tombstone,
+                index: &index,
+            };
+            let checks = self.scan_topic(rb.as_ref(), &mut boot, &scan).await?;
+            for (all, check) in per_subject.iter_mut().zip(checks) {
+                all.push(check);
+            }
+        }
+        let principal = rb.principal().to_string();
+        Ok(per_subject
+            .into_iter()
+            .map(|topics| {
+                let readable = topics.iter().any(|t| t.readable > 0);
+                let whole = topics.iter().all(|t| t.complete && t.refused.is_none());
+                Verification {
+                    outcome: if readable {
+                        Outcome::Failed
+                    } else if whole {
+                        Outcome::Passed
+                    } else {
+                        Outcome::Partial
+                    },
+                    principal: Some(principal.clone()),
+                    topics,
+                }
+            })
+            .collect())
+    }
+
+    /// Reads one topic back; one check per subject of `scan.index`.
+    async fn scan_topic(
+        &self,
+        rb: &dyn ReadBack,
+        boot: &mut Conn,
+        scan: &Scan<'_>,
+    ) -> Result<Vec<TopicCheck>, String> {
+        let topic = scan.topic;
+        let n = scan.index.len();
+        let mut held = vec![0u64; n];
+        let mut readable = vec![0u64; n];
+        let mut tombstoned = vec![false; n];
+        let mut delivered_total = 0u64;
+        let mut scanned = 0u64;
+        let mut complete = true;
+        let mut refused = None;
+        let layout = metadata(boot, topic)
+            .await
+            .map_err(|e| format!("{topic}: {e}"))?;
+        if let Some(p) = layout.leaderless.first() {
+            return Err(format!("{topic}: partition {p} has no leader"));
+        }
+        let page_max = i32::try_from(self.max_frame_bytes / 2)
+            .unwrap_or(i32::MAX)
+            .clamp(1024, 4 << 20);
+        let mut budget = MAX_BYTES_PER_TOPIC;
+        'partitions: for (&partition, leader) in &layout.leaders {
+            let (host, port) = layout
+                .brokers
+                .get(leader)
+                .cloned()
+                .ok_or_else(|| format!("{topic}: leader {leader} unknown"))?;
+            let mut conn = Conn::open(
+                self.upstream.as_ref(),
+                Some((*leader, &host, port)),
+                self.max_frame_bytes,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut offset = earliest_offset(&mut conn, topic, partition)
+                .await
+                .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            let mut max = page_max;
+            loop {
+                let page = rb.fetch(&mut conn, topic, partition, offset, max).await?;
+                if page.error != 0 {
+                    refused = Some(error_name(page.error));
+                    complete = false;
+                    break 'partitions;
+                }
+                let set = decode_record_set(&page.held, &RecordsOptions::fetch())
+                    .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+                let Some(next) = set.batches.last().map(|b| b.header.next_offset()) else {
+                    if offset >= page.high_watermark {
+                        break;
+                    }
+                    if set.partial_tail.is_empty() || max >= page_max.saturating_mul(16) {
+                        return Err(format!(
+                            "{topic}/{partition}: nothing readable at offset {offset} below the high watermark {}",
+                            page.high_watermark
+                        ));
+                    }
+                    // Only part of a batch fit: ask for more.
+                    max = max.saturating_mul(2);
+                    continue;
+                };
+                for b in set.batches.iter().filter(|b| !b.header.is_control()) {
+                    for r in &b.records {
+                        scanned += 1;
+                        let Some(i) = scan.subject_index(r) else {
+                            continue;
+                        };
+                        if r.value.is_some() {
+                            held[i] += 1;
+                        } else if scan.tombstones {
+                            tombstoned[i] = true;
+                        }
+                    }
+                }
+                let out = decode_record_set(&page.delivered, &RecordsOptions::fetch())
+                    .map_err(|e| format!("{topic}/{partition}: delivered: {e}"))?;
+                for b in out.batches.iter().filter(|b| !b.header.is_control()) {
+                    for r in b.records.iter().filter(|r| r.value.is_some()) {
+                        delivered_total += 1;
+                        if let Some(i) = scan.subject_index(r) {
+                            readable[i] += 1;
+                        }
+                    }
+                }
+                budget = budget.saturating_sub(page.held.len());
+                offset = next;
+                max = page_max;
+                if offset >= page.high_watermark {
+                    break;
+                }
+                if budget == 0 {
+                    complete = false;
+                    break 'partitions;
+                }
+            }
+        }
+        Ok((0..n)
+            .map(|i| TopicCheck {
+                topic: topic.to_string(),
+                scanned,
+                held: held[i],
+                readable: readable[i],
+                others_readable: delivered_total - readable[i],
+                tombstone: scan.tombstones.then_some(tombstoned[i]),
+                complete,
+                refused: refused.clone(),
+            })
+            .collect())
+    }
+}
+
+/// One topic's read-back: where its records name their subject, and the
+/// subjects looked for.
+struct Scan<'a> {
+    topic: &'a str,
+    finder: SubjectFinder,
+    tombstones: bool,
+    index: &'a HashMap<&'a str, usize>,
+}
+
+impl Scan<'_> {
+    fn subject_index(&self, r: &crate::codec::records::Record) -> Option<usize> {
+        let s = self
+            .finder
+            .find(r.key.as_ref(), r.value.as_ref(), &r.headers)?;
+        self.index.get(s.as_str()).copied()
+    }
+}
