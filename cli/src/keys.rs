@@ -30,6 +30,18 @@ pub fn demo_key_paths(data: &Path) -> (PathBuf, PathBuf) {
 
 /// Opens the key store at `state_dir` with the KEK file `key_file`.
 pub fn open_key_store(key_file: &Path, state_dir: &Path) -> Result<KeyStore, KeysCommandError> {
+    let (provider, db) = open_store(key_file, state_dir)?;
+    let tree = db
+        .open_tree("keys")
+        .map_err(|e| KeysCommandError::Setup(format!("key store: {e}")))?;
+    Ok(KeyStore::open(tree, Arc::new(provider), 64)?)
+}
+
+/// The KEK file and the sled database of a stopped proxy's key state.
+fn open_store(
+    key_file: &Path,
+    state_dir: &Path,
+) -> Result<(LocalKeyFile, sled::Db), KeysCommandError> {
     if !state_dir.exists() {
         return Err(KeysCommandError::Setup(format!(
             "no key store at {} (has the proxy run with field protection?)",
@@ -43,10 +55,32 @@ pub fn open_key_store(key_file: &Path, state_dir: &Path) -> Result<KeyStore, Key
             state_dir.display()
         ))
     })?;
+    Ok((provider, db))
+}
+
+/// The erasure workflows a stopped proxy holds (its copy of the erasure
+/// topic, in the same store as its keys): what `gatehouse erase status`
+/// shows without a running proxy. With `subject`, only that subject's.
+pub fn offline_erasures(
+    key_file: &Path,
+    state_dir: &Path,
+    topic: &str,
+    subject: Option<&str>,
+) -> Result<Vec<gatehouse_proxy::cluster::erasure::Workflow>, KeysCommandError> {
+    use gatehouse_keys::{KekProvider, StateRecordMac, Zeroizing};
+    let (provider, db) = open_store(key_file, state_dir)?;
     let tree = db
-        .open_tree("keys")
-        .map_err(|e| KeysCommandError::Setup(format!("key store: {e}")))?;
-    Ok(KeyStore::open(tree, Arc::new(provider), 64)?)
+        .open_tree("erasure")
+        .map_err(|e| KeysCommandError::Setup(format!("erasure state: {e}")))?;
+    let secret = Zeroizing::new(provider.mac(gatehouse_audit::SUBJECT_SECRET_LABEL)?);
+    let mac = Arc::new(StateRecordMac::new(&provider)?);
+    let erasures =
+        gatehouse_proxy::cluster::erasure::Erasures::open(tree, secret, topic.to_string(), mac)
+            .map_err(KeysCommandError::Setup)?;
+    Ok(match subject {
+        Some(id) => erasures.get(&erasures.hash(id)).into_iter().collect(),
+        None => erasures.list(),
+    })
 }
 
 /// A table of keys, one per line, for the terminal.

@@ -421,6 +421,7 @@ fn start_erasure(
             .as_ref()
             .map(|a| a.replica_id().to_string())
             .unwrap_or_else(|| "proxy".to_string()),
+        stopping: tasks.stopping(),
     }));
     let settings = Settings {
         max_frame_bytes,

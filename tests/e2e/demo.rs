@@ -275,6 +275,12 @@ async fn demo_erases_a_subject_on_request() -> Result<()> {
                 text.contains("keys_destroyed") && !text.contains("u-000042"),
                 "{text}"
             );
+            // Step 5 read the demo's governed topics back as the
+            // password-less verifier: the post is held, not readable.
+            ensure!(
+                text.contains("verified") && text.contains("read back as erasure-verifier: passed"),
+                "{text}"
+            );
             break;
         }
         ensure!(
@@ -299,6 +305,33 @@ async fn demo_erases_a_subject_on_request() -> Result<()> {
         gatehouse::admin_client::verify_report(&changed, &key).is_err(),
         "a changed report verified"
     );
+    // Nobody can log in as the verifier: it has no password.
+    let guess = d.join("clients/verifier-guess.properties");
+    std::fs::write(
+        &guess,
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-512\n\
+         sasl.username=erasure-verifier\nsasl.password=guess\n",
+    )?;
+    let settings = guess.to_string_lossy().into_owned();
+    let refused = kcat(&["-b", &b, "-F", &settings, "-L", "-m", "3"], None, LIMIT).await;
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("uthentication")),
+        "the verifier: {refused:?}"
+    );
     demo.shutdown().await?;
+    // With the demo stopped, its state still answers `erase status`.
+    let (key_file, state_dir) = gatehouse::keys::demo_key_paths(d);
+    let offline = gatehouse::keys::offline_erasures(
+        &key_file,
+        &state_dir,
+        "_gatehouse.erasure",
+        Some("u-000042"),
+    )?;
+    ensure!(
+        offline.len() == 1 && offline[0].done(),
+        "offline: {offline:?}"
+    );
     Ok(())
 }

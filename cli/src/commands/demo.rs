@@ -78,6 +78,17 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
         "  kcat -b {addr} -F {} -t social.posts -C -e",
         analytics.display()
     );
+    if let Some(admin) = demo.admin_addr() {
+        let privacy = clients.join("privacy.properties");
+        println!(
+            "  gatehouse erase --url http://{admin} --properties {} --subject u-000042 --reason 'customer request'",
+            privacy.display()
+        );
+        println!(
+            "  gatehouse erase status u-000042 --url http://{admin} --properties {}   (steps, and what the read-back found)",
+            privacy.display()
+        );
+    }
     println!();
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await?;

@@ -33,6 +33,12 @@ enum EraseCommand {
     Status {
         /// A subject id (hashed by the proxy; shown only as its hash).
         id: Option<String>,
+        /// Offline: read a stopped proxy's state (its `[keys]` section).
+        #[arg(long, conflicts_with = "data")]
+        config: Option<PathBuf>,
+        /// Offline: read the stopped demo's state (`gatehouse demo --data`).
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -105,8 +111,16 @@ impl AdminArgs {
 
 pub(crate) async fn run_erase(args: EraseArgs) -> Result<()> {
     match args.command {
-        Some(EraseCommand::Status { id, admin }) => {
-            let all = admin.client()?.status(id.as_deref()).await?;
+        Some(EraseCommand::Status {
+            id,
+            config,
+            data,
+            admin,
+        }) => {
+            let all = match (config, data) {
+                (None, None) => admin.client()?.status(id.as_deref()).await?,
+                (config, data) => offline_status(config, data, id.as_deref())?,
+            };
             if all.is_empty() {
                 println!("no erasure so far");
             }
@@ -158,4 +172,28 @@ pub(crate) async fn run_erase(args: EraseArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The workflows of a stopped proxy (or demo), read from its state.
+fn offline_status(
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    id: Option<&str>,
+) -> Result<Vec<serde_json::Value>> {
+    let (key_file, state_dir, topic) = match (config, data) {
+        (Some(config), _) => {
+            let config = gatehouse_proxy::ProxyConfig::load(&config)?;
+            let keys = config
+                .keys
+                .context("the configuration has no [keys] section: no erasure state")?;
+            (keys.key_file, keys.state_dir, keys.erasure_topic)
+        }
+        (None, Some(data)) => {
+            let (k, s) = gatehouse::keys::demo_key_paths(&data);
+            (k, s, "_gatehouse.erasure".to_string())
+        }
+        (None, None) => bail!("say whose state: --config FILE or --data DIR"),
+    };
+    let workflows = gatehouse::keys::offline_erasures(&key_file, &state_dir, &topic, id)?;
+    Ok(workflows.iter().map(|w| w.to_json()).collect())
 }

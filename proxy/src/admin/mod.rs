@@ -484,15 +484,17 @@ impl Admin {
                     Route::Erasure(id) => {
                         let hash = eraser.erasures().hash(&id);
                         match eraser.erasures().get(&hash) {
-                            Some(w) => {
-                                ok_json(json!({"viewer": viewer, "workflow": workflow_json(&w)}))
-                            }
+                            Some(w) => ok_json(json!({"viewer": viewer, "workflow": w.to_json()})),
                             None => error(StatusCode::NOT_FOUND, "no erasure of this subject"),
                         }
                     }
                     _ => {
-                        let all: Vec<Value> =
-                            eraser.erasures().list().iter().map(workflow_json).collect();
+                        let all: Vec<Value> = eraser
+                            .erasures()
+                            .list()
+                            .iter()
+                            .map(Workflow::to_json)
+                            .collect();
                         ok_json(json!({"viewer": viewer, "count": all.len(), "workflows": all}))
                     }
                 }
@@ -814,32 +816,11 @@ async fn erase(
     match eraser.request(&asked.subject, viewer, &asked.reason).await {
         Ok(w) => json_response(
             StatusCode::ACCEPTED,
-            &json!({"viewer": viewer, "workflow": workflow_json(&w)}),
+            &json!({"viewer": viewer, "workflow": w.to_json()}),
         ),
         Err(EraseError::Invalid(e)) => error(StatusCode::BAD_REQUEST, &e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
-}
-
-/// A workflow as the admin API shows it (never the sealed subject id).
-fn workflow_json(w: &Workflow) -> Value {
-    json!({
-        "subject_hash": w.subject,
-        "requested_by": w.requested_by,
-        "reason": w.reason,
-        "requested_at": gatehouse_audit::time::format_time(u64::try_from(w.requested_at).unwrap_or(0)),
-        "step": w.current().map(|s| s.name()),
-        "done": w.done(),
-        "owner": w.owner,
-        "steps": w.steps.iter().map(|d| json!({
-            "step": d.step.name(),
-            "at": gatehouse_audit::time::format_time(u64::try_from(d.at).unwrap_or(0)),
-            "replica": d.replica,
-            "detail": d.detail,
-            "audit_event": d.audit_seq.map(|seq| format!("{}:{seq}", d.replica)),
-        })).collect::<Vec<_>>(),
-        "verification": w.verification,
-    })
 }
 
 fn events_json(viewer: &str, events: Vec<Event>, limit: usize) -> Value {

@@ -190,6 +190,29 @@ impl Workflow {
     pub fn current(&self) -> Option<Step> {
         self.steps.last().map(|d| d.step)
     }
+
+    /// The workflow as the admin API and `gatehouse erase status` show it
+    /// (never the sealed subject id).
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = |ms: i64| gatehouse_audit::time::format_time(u64::try_from(ms).unwrap_or(0));
+        serde_json::json!({
+            "subject_hash": self.subject,
+            "requested_by": self.requested_by,
+            "reason": self.reason,
+            "requested_at": time(self.requested_at),
+            "step": self.current().map(|s| s.name()),
+            "done": self.done(),
+            "owner": self.owner,
+            "steps": self.steps.iter().map(|d| serde_json::json!({
+                "step": d.step.name(),
+                "at": time(d.at),
+                "replica": d.replica,
+                "detail": d.detail,
+                "audit_event": d.audit_seq.map(|seq| format!("{}:{seq}", d.replica)),
+            })).collect::<Vec<_>>(),
+            "verification": self.verification,
+        })
+    }
 }
 
 /// The process stops dead at the fault point named by `GATEHOUSE_FAULT`
@@ -500,7 +523,7 @@ impl Materialized for Erasures {
 /// Runs erasure workflows on this replica.
 pub struct Eraser {
     erasures: Arc<Erasures>,
-    topic: StateTopic,
+    topic: Arc<StateTopic>,
     keys: Arc<Keys>,
     provider: Arc<dyn KekProvider>,
     upstream: Arc<dyn Upstream>,
@@ -515,6 +538,7 @@ pub struct Eraser {
     started_at: i64,
     /// The verification step's read-backs.
     verifier: Arc<Verifier>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Eraser {
@@ -537,6 +561,9 @@ pub(crate) struct EraserParts {
     pub catalog: Arc<Catalog>,
     pub audit: Option<gatehouse_audit::AuditLog>,
     pub replica: String,
+    /// The proxy's shutdown signal: running workflows stop at it (every
+    /// step is safe to repeat when the replica starts again).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Eraser {
@@ -547,12 +574,12 @@ impl Eraser {
             p.catalog.clone(),
         ));
         Self {
-            topic: StateTopic::new(
+            topic: Arc::new(StateTopic::new(
                 p.upstream.clone(),
                 p.erasures.topic.clone(),
                 p.max_frame_bytes,
                 p.mac,
-            ),
+            )),
             erasures: p.erasures,
             keys: p.keys,
             provider: p.provider,
@@ -564,6 +591,7 @@ impl Eraser {
             running: Mutex::new(HashSet::new()),
             started_at: now_ms(),
             verifier,
+            stopping: p.stopping,
         }
     }
 
@@ -715,17 +743,24 @@ impl Eraser {
             }
         }
         let me = self.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
-            loop {
-                match me.advance(&hash).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(subject = %hash, error = %e, "erasure step failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+            let work = async {
+                loop {
+                    match me.advance(&hash).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(subject = %hash, error = %e, "erasure step failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
                     }
                 }
+            };
+            tokio::select! {
+                () = work => {}
+                _ = stopping.wait_for(|s| *s) => {}
             }
             me.running
                 .lock()
@@ -909,9 +944,7 @@ impl Eraser {
         }
         let value = serde_json::to_vec(&w).map_err(|e| e.to_string())?;
         let key = w.subject.as_bytes().to_vec();
-        self.topic
-            .publish_with(|| Ok((vec![(key, Some(value))], ())))
-            .await?;
+        self.topic.publish((key, Some(value))).await?;
         fault_point(&format!("erasure:{}:published", step.name()));
         self.erasures.put(w.clone())?;
         tracing::info!(subject = %w.subject, step = step.name(), "erasure step done");

@@ -19,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex};
 
 use crate::cluster::client::{error_name, metadata, Conn, Upstream};
 
@@ -41,7 +41,12 @@ pub(crate) struct StateTopic {
     /// The connection to the partition's leader, reused between
     /// publications; one publication at a time.
     conn: Mutex<Option<Conn>>,
+    /// Records waiting for the next batch of [`StateTopic::publish`], and
+    /// whether a batch is being published.
+    queue: std::sync::Mutex<(Vec<Queued>, bool)>,
 }
+
+type Queued = (StateRecord, oneshot::Sender<Result<(), String>>);
 
 impl std::fmt::Debug for StateTopic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,6 +69,45 @@ impl StateTopic {
             max_frame_bytes,
             mac,
             conn: Mutex::new(None),
+            queue: std::sync::Mutex::new((Vec::new(), false)),
+        }
+    }
+
+    /// Publishes one record (acks=all) and waits for it. Records that
+    /// callers publish while a batch is on its way go out together in the
+    /// next one: many concurrent publications cost a few round trips, not
+    /// one each.
+    pub(crate) async fn publish(self: &Arc<Self>, record: StateRecord) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.0.push((record, tx));
+            !std::mem::replace(&mut q.1, true)
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.publish_queued().await });
+        }
+        rx.await
+            .map_err(|_| format!("{}: the publication stopped", self.topic))?
+    }
+
+    /// Publishes queued records, a batch at a time, until none is left.
+    async fn publish_queued(&self) {
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if q.0.is_empty() {
+                    q.1 = false;
+                    return;
+                }
+                std::mem::take(&mut q.0)
+            };
+            let (records, waiting): (Vec<StateRecord>, Vec<_>) = batch.into_iter().unzip();
+            let result = self.publish_with(|| Ok((records, ()))).await.map(|_| ());
+            for tx in waiting {
+                let _ = tx.send(result.clone());
+            }
         }
     }
 
