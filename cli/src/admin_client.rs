@@ -367,21 +367,26 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// A verification (the workflow's step 5, or `erase verify`) as text: one
-/// line per topic read back. Empty when there is none.
+/// A verification (the workflow's step 5, or `erase verify`) as text: a
+/// table with one line per topic read back. Empty when there is none.
 pub fn render_verification(v: &Value) -> String {
     let Some(topics) = v["topics"].as_array().filter(|t| !t.is_empty()) else {
         return String::new();
     };
     let mut out = format!(
-        "  read back as {}: {}\n",
+        "  read back as {}: {}\n    {:<20} {:>8} {:>13} {:>9} {:>16}\n",
         v["principal"].as_str().unwrap_or("-"),
-        v["outcome"].as_str().unwrap_or("-")
+        v["outcome"].as_str().unwrap_or("-"),
+        "topic",
+        "records",
+        "subject held",
+        "readable",
+        "others readable"
     );
     for t in topics {
         let n = |k: &str| t[k].as_u64().unwrap_or(0);
         let mut line = format!(
-            "    {:<20} {:>8} records  {:>3} of the subject held  {} readable  {:>8} of others readable",
+            "    {:<20} {:>8} {:>13} {:>9} {:>16}",
             t["topic"].as_str().unwrap_or("-"),
             n("scanned"),
             n("held"),
@@ -389,12 +394,12 @@ pub fn render_verification(v: &Value) -> String {
             n("others_readable"),
         );
         if t["tombstone"] == true && n("held") > 0 {
-            line.push_str("  (after the tombstone: compaction removes them)");
+            line.push_str("  tombstoned: compaction removes what is held");
         }
         if let Some(why) = t["refused"].as_str() {
-            line.push_str(&format!("  (refused to the verifier: {why})"));
+            line.push_str(&format!("  refused to the verifier: {why}"));
         } else if t["complete"] == false {
-            line.push_str("  (not read to its end)");
+            line.push_str("  not read to its end");
         }
         out.push_str(&line);
         out.push('\n');

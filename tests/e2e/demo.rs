@@ -299,6 +299,37 @@ async fn demo_erases_a_subject_on_request() -> Result<()> {
         text.contains("(done)") && text.contains("tombstoned") && text.contains("demo:"),
         "{text}"
     );
+    // The README's sample report is this report's shape: its read-back
+    // table header and every step, in order.
+    let readme = std::fs::read_to_string(gatehouse_tests::repo_root().join("README.md"))?;
+    let sample = readme
+        .split("Erasure report (done)")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .context("the README's sample report")?;
+    let header = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("topic "))
+        .context("the read-back table")?;
+    ensure!(sample.contains(header), "README sample vs {header:?}");
+    let steps: Vec<&str> = sample
+        .lines()
+        .filter(|l| !l.contains("requested by"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| {
+            gatehouse_proxy::cluster::erasure::Step::ALL
+                .iter()
+                .any(|s| s.name() == *w)
+        })
+        .collect();
+    ensure!(
+        steps
+            == gatehouse_proxy::cluster::erasure::Step::ALL
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>(),
+        "README sample steps {steps:?}"
+    );
     let changed = report.replacen("customer request 4711", "nobody asked", 1);
     ensure!(changed != report, "the reason is in the report");
     ensure!(

@@ -108,7 +108,7 @@ impl Verification {
             Outcome::Failed => "FAILED",
         };
         format!(
-            "{outcome}: {} topics read back as {}; {held} records of the subject held, {readable} readable, {awaiting} awaiting compaction after their tombstone",
+            "{outcome}: {} topics read back as {}; of the subject: {held} held, {readable} readable, {awaiting} awaiting compaction after its tombstone",
             self.topics.len(),
             self.principal.as_deref().unwrap_or("?"),
         )
