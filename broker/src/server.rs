@@ -48,7 +48,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = stopped(&mut shutdown) => return,
         }
     }
 }
@@ -131,7 +131,7 @@ async fn connection(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
                     break;
                 }
             }
-            _ = shutdown.changed() => break,
+            _ = stopped(&mut shutdown) => break,
         }
     }
     tracing::debug!(%peer, "connection closed");
@@ -358,4 +358,11 @@ fn sasl_authenticate(
 fn fail_log(peer: SocketAddr, reason: &str, fail: impl FnOnce(&'static str) -> Next) -> Next {
     tracing::warn!(%peer, reason, "authentication failed");
     fail("Authentication failed: invalid credentials")
+}
+
+/// Resolves once `shutdown` says `true`, including when it already did
+/// before this receiver was made (a connection accepted just as the broker
+/// stops would otherwise serve on, with its committer gone).
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }

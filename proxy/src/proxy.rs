@@ -371,7 +371,7 @@ fn start_key_topic(
             r = key_topic.ensure_topic() => if let Err(e) = r {
                 tracing::warn!(error = %e, "key topic not ready; produce to protected topics waits for it");
             },
-            _ = shutdown.changed() => return,
+            _ = crate::tasks::stopped(&mut shutdown) => return,
         }
         // Keys changed while the proxy was down (a KEK rotation) go out
         // before anything else.
@@ -442,7 +442,7 @@ fn start_erasure(
             r = status.wait_for(|s| s.caught_up()) => if r.is_ok() {
                 runner.resume();
             },
-            _ = shutdown.changed() => {},
+            _ = crate::tasks::stopped(&mut shutdown) => {},
         }
         // ...and from then on takes over those a replica that went away
         // left behind.
@@ -450,7 +450,7 @@ fn start_erasure(
         while !*shutdown.borrow() {
             tokio::select! {
                 _ = tick.tick() => runner.resume(),
-                _ = shutdown.changed() => break,
+                _ = crate::tasks::stopped(&mut shutdown) => break,
             }
         }
         let _ = follow.await;
@@ -663,7 +663,7 @@ async fn watch_policies(
                     }
                 }
             }
-            _ = shutdown.changed() => return,
+            _ = crate::tasks::stopped(&mut shutdown) => return,
         }
     }
 }

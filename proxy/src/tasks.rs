@@ -49,3 +49,10 @@ impl Tasks {
         std::mem::take(&mut *self.set.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
+
+/// Resolves once `shutdown` says `true`, including when it already did
+/// before this receiver was made (a task spawned just as the proxy stops
+/// would otherwise wait for a change that already happened).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -225,7 +225,7 @@ async fn accept_loop(admin: Arc<Admin>, listener: TcpListener) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = crate::tasks::stopped(&mut shutdown) => return,
         }
     }
 }
@@ -335,7 +335,7 @@ impl Admin {
             r = conn.as_mut() => if let Err(e) = r {
                 tracing::debug!(%peer, error = %e, "admin connection ended");
             },
-            _ = shutdown.changed() => {
+            _ = crate::tasks::stopped(&mut shutdown) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
             }

@@ -35,7 +35,7 @@ pub(crate) async fn serve_new_listeners(
                 Some((listener, target)) => spawn(&front, listener, target),
                 None => return,
             },
-            _ = shutdown.changed() => return,
+            _ = crate::tasks::stopped(&mut shutdown) => return,
         }
     }
 }
@@ -68,7 +68,7 @@ async fn accept_loop(front: Arc<Front>, listener: TcpListener, target: Target) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = crate::tasks::stopped(&mut shutdown) => return,
         }
     }
 }
@@ -125,7 +125,7 @@ pub(crate) async fn watch_certificates(
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "new TLS certificate refused; keeping the old one"),
             },
-            _ = shutdown.changed() => return,
+            _ = crate::tasks::stopped(&mut shutdown) => return,
         }
     }
 }

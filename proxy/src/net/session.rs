@@ -269,7 +269,7 @@ async fn serve(
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
                 return Ok(());
             }
-            _ = shutdown.changed(), if !draining => draining = true,
+            _ = crate::tasks::stopped(&mut shutdown), if !draining => draining = true,
         }
     }
 }
