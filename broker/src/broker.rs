@@ -141,6 +141,7 @@ impl Broker {
             config.cache_bytes,
             &config.store_options,
         )?;
+        storage.check_create_only().await?;
         let cluster_id = storage.cluster_id().await?;
         let state = claim(&storage, config.node_id).await?;
         let listener =
@@ -336,8 +337,8 @@ async fn claim(storage: &Storage, node_id: i32) -> Result<State, StorageError> {
         let seq = state.last_seq + 1;
         let mut builder = log::CommitBuilder::default();
         builder.push(log::Command::Started { node_id });
-        let (object, commands) = builder.finish(seq)?;
-        match storage.put_commit(seq, object).await {
+        let (object, commands) = builder.finish(seq, storage.writer())?;
+        match storage.create_commit(seq, object).await {
             Ok(()) => {
                 state.apply(seq, &commands);
                 return Ok(state);

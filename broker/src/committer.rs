@@ -399,22 +399,12 @@ fn fail_op(op: Op, code: KafkaCode) {
     }
 }
 
-/// Writes the object, then applies it. After an ambiguous failure the
-/// store is asked whether the object landed, so state never diverges from
+/// Writes the object, then applies it. An ambiguous outcome is settled by
+/// [`crate::storage::Storage::create_commit`], so state never diverges from
 /// what the log holds.
 async fn write(deps: &CommitterDeps, seq: u64, builder: CommitBuilder) -> Result<(), StorageError> {
-    let (object, commands) = builder.finish(seq)?;
-    let result = match deps.storage.put_commit(seq, object).await {
-        Err(StorageError::Store(e)) => match deps.storage.commit_exists(seq).await {
-            Ok(true) => {
-                tracing::warn!(seq, error = %e, "commit reported failure but is durable");
-                Ok(())
-            }
-            _ => Err(StorageError::Store(e)),
-        },
-        other => other,
-    };
-    result?;
+    let (object, commands) = builder.finish(seq, deps.storage.writer())?;
+    deps.storage.create_commit(seq, object).await?;
     if let Ok(mut state) = deps.state.write() {
         state.apply(seq, &commands);
     }

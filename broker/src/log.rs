@@ -183,6 +183,11 @@ pub struct CompactedRun {
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
     seq: u64,
+    /// Who wrote the object: a random id per opened store. It makes every
+    /// writer's object differ from every other's, so a writer that reads
+    /// back an object it may have created can tell whether it did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    writer: String,
     commands: Vec<Command>,
 }
 
@@ -217,13 +222,16 @@ impl CommitBuilder {
         self.data.len()
     }
 
-    /// Serialises the object. `Batch` positions become absolute.
-    pub fn finish(mut self, seq: u64) -> Result<(Bytes, Vec<Command>), StorageError> {
+    /// Serialises the object, signed off by `writer` (see
+    /// [`crate::storage::Storage::writer`]). `Batch` positions become
+    /// absolute.
+    pub fn finish(mut self, seq: u64, writer: &str) -> Result<(Bytes, Vec<Command>), StorageError> {
         // Positions are only known once the header's length is; the header's
         // length depends on the positions' digits. Absolute positions are
         // therefore stored as relative + `data_start`, fixed up on read.
         let header = Header {
             seq,
+            writer: writer.to_string(),
             commands: std::mem::take(&mut self.commands),
         };
         let json = serde_json::to_vec(&header)
@@ -301,7 +309,7 @@ mod tests {
             producer_epoch: -1,
             first_seq: -1,
         });
-        let (obj, cmds) = b.finish(9).expect("finish");
+        let (obj, cmds) = b.finish(9, "w").expect("finish");
         let parsed = parse(9, &obj).expect("parse");
         assert_eq!(parsed, cmds);
         let Command::Batch { pos, len, .. } = &parsed[1] else {

@@ -36,6 +36,8 @@ use crate::error::StorageError;
 #[derive(Debug, Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// See [`Storage::writer`].
+    writer: String,
     cache: Arc<Mutex<ObjectCache>>,
     description: String,
 }
@@ -131,11 +133,17 @@ impl Storage {
                     .map(|(k, v)| (k.to_ascii_lowercase(), v))
                     .collect();
                 opts.extend(options.iter().cloned());
-                let (store, prefix) =
+                let (store, prefix) = if url.scheme() == "s3" {
+                    s3(&url, opts).map_err(|e| StorageError::Config {
+                        location: location.to_string(),
+                        reason: e.to_string(),
+                    })?
+                } else {
                     object_store::parse_url_opts(&url, opts).map_err(|e| StorageError::Config {
                         location: location.to_string(),
                         reason: e.to_string(),
-                    })?;
+                    })?
+                };
                 let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
                     Arc::from(store)
                 } else {
@@ -145,14 +153,24 @@ impl Storage {
             } else {
                 (local(location, fsync)?, format!("file://{location}"))
             };
-        Ok(Self {
+        Ok(Self::with_store(store, cache_bytes, description))
+    }
+
+    /// A storage on `store` as it is (no retries or options added).
+    pub(crate) fn with_store(
+        store: Arc<dyn ObjectStore>,
+        cache_bytes: usize,
+        description: String,
+    ) -> Self {
+        Self {
             store,
+            writer: uuid::Uuid::new_v4().simple().to_string(),
             cache: Arc::new(Mutex::new(ObjectCache {
                 budget: cache_bytes,
                 ..Default::default()
             })),
             description,
-        })
+        }
     }
 
     /// Where the data lives, for logs.
@@ -160,36 +178,84 @@ impl Storage {
         &self.description
     }
 
-    /// Writes commit object `seq`; fails with [`StorageError::Fenced`] if it
-    /// exists already.
-    pub(crate) async fn put_commit(&self, seq: u64, data: Bytes) -> Result<(), StorageError> {
+    /// Checks that the store enforces create-only writes (S3's
+    /// `If-None-Match: *`; a hard link on a local directory): the log's
+    /// numbering and the fencing of a second writer rest on it. A store
+    /// that lets a second create of one key overwrite the first is refused.
+    pub async fn check_create_only(&self) -> Result<(), StorageError> {
+        let path = Path::from(format!("probe/{}", self.writer));
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&path, PutPayload::from_static(b"first"), create())
+            .await?;
+        let second = self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"second"), create())
+            .await;
+        let _ = self.store.delete(&path).await;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(StorageError::Store(e)),
+            Ok(_) => Err(StorageError::Config {
+                location: self.description.clone(),
+                reason: "the store does not enforce create-only writes (a second create of one object overwrote the first): brokers cannot number their commits safely on it".into(),
+            }),
+        }
+    }
+
+    /// A random id of this opened store, written into every commit object
+    /// it creates (so that no two writers' objects are ever the same bytes).
+    pub(crate) fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    /// Creates commit object `seq` (create-only). Fails with
+    /// [`StorageError::Fenced`] if another writer created it.
+    ///
+    /// An outcome the store leaves unclear is settled by reading the object
+    /// back: an error after the request was sent (the write may have
+    /// landed), or "already exists", which is also what the object store
+    /// client's own retry of a create that did land (answered with a 5xx)
+    /// reports. The object holding our bytes means it is durable; another
+    /// writer's bytes mean this broker is fenced; no object means the
+    /// write did not happen and the error stands.
+    pub(crate) async fn create_commit(&self, seq: u64, data: Bytes) -> Result<(), StorageError> {
         let path = wal_path(seq);
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
+        let unclear = self
             .store
             .put_opts(&path, PutPayload::from_bytes(data.clone()), opts)
             .await
-        {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(StorageError::Fenced(seq))
+            .err();
+        if let Some(e) = unclear {
+            let exists = matches!(e, object_store::Error::AlreadyExists { .. });
+            match self.store.get(&path).await {
+                Ok(found) => {
+                    let found = found.bytes().await.map_err(StorageError::Store)?;
+                    if found != data {
+                        return Err(StorageError::Fenced(seq));
+                    }
+                    if !exists {
+                        tracing::warn!(seq, error = %e, "commit reported failure but is durable");
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) if !exists => {
+                    return Err(StorageError::Store(e))
+                }
+                Err(read) => {
+                    tracing::warn!(seq, error = %read, "cannot read back a commit whose outcome is unclear");
+                    return Err(StorageError::Store(e));
+                }
             }
-            Err(e) => return Err(StorageError::Store(e)),
         }
         self.cache_insert(seq, data);
         Ok(())
-    }
-
-    /// Whether commit object `seq` exists (used after an ambiguous failure).
-    pub(crate) async fn commit_exists(&self, seq: u64) -> Result<bool, StorageError> {
-        match self.store.head(&wal_path(seq)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(StorageError::Store(e)),
-        }
     }
 
     fn cache_insert(&self, seq: u64, data: Bytes) {
@@ -352,6 +418,44 @@ impl Storage {
     }
 }
 
+/// How long the S3 client keeps retrying a request (5xx, 429, connection
+/// errors) before the error reaches the broker: well inside the 30 s a
+/// producer waits for its commit, so that a produce fails over to the
+/// client's own retry rather than hanging.
+const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// An S3 (or S3-compatible) store: `options` (`aws_endpoint`,
+/// `aws_region`, …) as `object_store` names them, and retries with
+/// exponential backoff (100 ms doubling to 2 s, at most 5, within
+/// [`S3_RETRY_TIMEOUT`]); the object key prefix is the URL's path.
+fn s3(
+    url: &url::Url,
+    options: Vec<(String, String)>,
+) -> object_store::Result<(Box<dyn ObjectStore>, Path)> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    let mut builder = AmazonS3Builder::new().with_url(url.as_str());
+    // Keys it does not know (other `AWS_*` variables) are ignored, as
+    // `object_store::parse_url_opts` does.
+    for (key, value) in options {
+        if let Ok(key) = key.parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    let store = builder
+        .with_retry(object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: std::time::Duration::from_millis(100),
+                max_backoff: std::time::Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: 5,
+            retry_timeout: S3_RETRY_TIMEOUT,
+        })
+        .build()?;
+    let prefix = Path::from_url_path(url.path())?;
+    Ok((Box::new(store), prefix))
+}
+
 fn local(path: &str, fsync: bool) -> Result<Arc<dyn ObjectStore>, StorageError> {
     std::fs::create_dir_all(path).map_err(|e| StorageError::Config {
         location: path.to_string(),
@@ -364,4 +468,140 @@ fn local(path: &str, fsync: bool) -> Result<Arc<dyn ObjectStore>, StorageError> 
         })?
         .with_fsync(fsync);
     Ok(Arc::new(fs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutResult,
+    };
+
+    /// A store that ignores create-only: every put overwrites (as an
+    /// S3-compatible server without conditional writes would).
+    #[derive(Debug, Default)]
+    struct Overwriting(InMemory);
+
+    impl std::fmt::Display for Overwriting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Overwriting")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Overwriting {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            _opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.0.put(location, payload).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A store without create-only writes is refused at start; one with
+    /// them (in memory, a local directory) passes.
+    #[tokio::test]
+    async fn a_store_without_create_only_writes_is_refused() -> Result<(), StorageError> {
+        let bad = Storage::with_store(Arc::new(Overwriting::default()), 0, "overwriting".into());
+        let err = bad.check_create_only().await.err();
+        assert!(
+            matches!(&err, Some(StorageError::Config { reason, .. }) if reason.contains("create-only")),
+            "{err:?}"
+        );
+        Storage::with_store(Arc::new(InMemory::new()), 0, "memory".into())
+            .check_create_only()
+            .await?;
+        let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let local = Storage::open(&dir.path().to_string_lossy(), false, 0, &[])?;
+        local.check_create_only().await?;
+        // The probe leaves nothing behind.
+        assert!(futures::StreamExt::next(&mut local.store.list(None))
+            .await
+            .is_none());
+        Ok(())
+    }
+
+    /// A create whose outcome was unclear is settled by reading the object
+    /// back: the client's retry of a create that did land is told "already
+    /// exists" and must not fence its own writer; another writer's object
+    /// at the sequence number must.
+    #[tokio::test]
+    async fn an_unclear_create_is_settled_by_reading_back() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let path = dir.path().to_string_lossy().into_owned();
+        let a = Storage::open(&path, false, 0, &[])?;
+        let b = Storage::open(&path, false, 0, &[])?;
+        assert_ne!(a.writer(), b.writer());
+
+        // a's first attempt landed; its retry finds the object there.
+        let ours = Bytes::from_static(b"a's commit");
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        a.store
+            .put_opts(&wal_path(1), PutPayload::from_bytes(ours.clone()), create)
+            .await?;
+        a.create_commit(1, ours.clone()).await?;
+
+        // b, a writer that did not create it, is fenced.
+        let theirs = Bytes::from_static(b"b's commit");
+        assert!(matches!(
+            b.create_commit(1, theirs).await,
+            Err(StorageError::Fenced(1))
+        ));
+        // The object is a's, unchanged.
+        assert_eq!(a.read_commit(1).await?, ours);
+        // A plain create still works.
+        b.create_commit(2, Bytes::from_static(b"b's next")).await?;
+        assert!(matches!(
+            a.create_commit(2, Bytes::from_static(b"a's next")).await,
+            Err(StorageError::Fenced(2))
+        ));
+        Ok(())
+    }
 }

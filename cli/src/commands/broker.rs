@@ -62,6 +62,18 @@ pub(crate) struct BrokerArgs {
     /// credentials file (see `gatehouse users`).
     #[arg(long, env = "GATEHOUSE_BROKER_SASL_CREDENTIALS")]
     sasl_credentials: Option<PathBuf>,
+    /// An object store setting, `KEY=VALUE` as `object_store` names it
+    /// (`aws_endpoint=http://127.0.0.1:9000`, `aws_allow_http=true`, …);
+    /// repeatable, and ahead of the `AWS_*` environment variables.
+    #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = key_value)]
+    store_options: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 impl BrokerArgs {
@@ -79,6 +91,7 @@ impl BrokerArgs {
             max_frame_bytes: self.max_frame_bytes,
             cache_bytes: self.cache_mb << 20,
             sasl_credentials: self.sasl_credentials.clone(),
+            store_options: self.store_options.clone(),
             ..BrokerConfig::default()
         }
     }
