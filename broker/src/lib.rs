@@ -25,6 +25,11 @@
 //! - [`committer`]: the single writer: group commit, offset assignment,
 //!   idempotent producer checks. Everything else reaches it through its
 //!   handle's methods (produce, commit offsets, admin ops).
+//! - [`meta`] and [`meta_log`]: the cluster's shared control state
+//!   (topics, leaders and epochs, producer id blocks) and the log of it
+//!   that any broker appends to with create-only writes; the first steps
+//!   of the cluster (`docs/design/broker-cluster.md`), not yet used by
+//!   the data path.
 //! - [`groups`]: the consumer group coordinator (membership in memory,
 //!   offsets durable through the log).
 //! - [`batch`]: record batch header parsing and validation; batches are
@@ -49,6 +54,8 @@ pub mod error;
 pub mod groups;
 mod handlers;
 pub mod log;
+pub mod meta;
+pub mod meta_log;
 mod server;
 pub mod state;
 pub mod storage;

@@ -69,6 +69,18 @@ impl ObjectCache {
     }
 }
 
+/// Who created an object, once that is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    Ours,
+    Theirs,
+}
+
+/// Where entry `seq` of the metadata log lives.
+pub(crate) fn meta_path(seq: u64) -> Path {
+    Path::from(format!("meta/{seq:020}"))
+}
+
 pub(crate) fn wal_path(seq: u64) -> Path {
     Path::from(format!("wal/{seq:020}"))
 }
@@ -214,48 +226,72 @@ impl Storage {
 
     /// Creates commit object `seq` (create-only). Fails with
     /// [`StorageError::Fenced`] if another writer created it.
+    pub(crate) async fn create_commit(&self, seq: u64, data: Bytes) -> Result<(), StorageError> {
+        match self.create(&wal_path(seq), data.clone()).await? {
+            Created::Ours => {
+                self.cache_insert(seq, data);
+                Ok(())
+            }
+            Created::Theirs => Err(StorageError::Fenced(seq)),
+        }
+    }
+
+    /// Creates entry `seq` of the metadata log (create-only): whether this
+    /// writer's bytes are the ones stored.
+    pub(crate) async fn create_meta(&self, seq: u64, data: Bytes) -> Result<bool, StorageError> {
+        Ok(self.create(&meta_path(seq), data).await? == Created::Ours)
+    }
+
+    /// Entry `seq` of the metadata log, if it exists.
+    pub(crate) async fn read_meta(&self, seq: u64) -> Result<Option<Bytes>, StorageError> {
+        match self.store.get(&meta_path(seq)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::Store(e)),
+        }
+    }
+
+    /// Creates `path` with `data`, create-only.
     ///
     /// An outcome the store leaves unclear is settled by reading the object
     /// back: an error after the request was sent (the write may have
     /// landed), or "already exists", which is also what the object store
     /// client's own retry of a create that did land (answered with a 5xx)
-    /// reports. The object holding our bytes means it is durable; another
-    /// writer's bytes mean this broker is fenced; no object means the
+    /// reports. The object holding our bytes means ours is durable
+    /// (every writer's objects differ: they carry [`Storage::writer`]);
+    /// other bytes mean another writer created it; no object means the
     /// write did not happen and the error stands.
-    pub(crate) async fn create_commit(&self, seq: u64, data: Bytes) -> Result<(), StorageError> {
-        let path = wal_path(seq);
+    async fn create(&self, path: &Path, data: Bytes) -> Result<Created, StorageError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        let unclear = self
+        let Some(e) = self
             .store
-            .put_opts(&path, PutPayload::from_bytes(data.clone()), opts)
+            .put_opts(path, PutPayload::from_bytes(data.clone()), opts)
             .await
-            .err();
-        if let Some(e) = unclear {
-            let exists = matches!(e, object_store::Error::AlreadyExists { .. });
-            match self.store.get(&path).await {
-                Ok(found) => {
-                    let found = found.bytes().await.map_err(StorageError::Store)?;
-                    if found != data {
-                        return Err(StorageError::Fenced(seq));
-                    }
-                    if !exists {
-                        tracing::warn!(seq, error = %e, "commit reported failure but is durable");
-                    }
+            .err()
+        else {
+            return Ok(Created::Ours);
+        };
+        let exists = matches!(e, object_store::Error::AlreadyExists { .. });
+        match self.store.get(path).await {
+            Ok(found) => {
+                let found = found.bytes().await.map_err(StorageError::Store)?;
+                if found != data {
+                    return Ok(Created::Theirs);
                 }
-                Err(object_store::Error::NotFound { .. }) if !exists => {
-                    return Err(StorageError::Store(e))
+                if !exists {
+                    tracing::warn!(%path, error = %e, "create reported failure but is durable");
                 }
-                Err(read) => {
-                    tracing::warn!(seq, error = %read, "cannot read back a commit whose outcome is unclear");
-                    return Err(StorageError::Store(e));
-                }
+                Ok(Created::Ours)
+            }
+            Err(object_store::Error::NotFound { .. }) if !exists => Err(StorageError::Store(e)),
+            Err(read) => {
+                tracing::warn!(%path, error = %read, "cannot read back an object whose creation is unclear");
+                Err(StorageError::Store(e))
             }
         }
-        self.cache_insert(seq, data);
-        Ok(())
     }
 
     fn cache_insert(&self, seq: u64, data: Bytes) {

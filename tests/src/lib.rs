@@ -406,15 +406,12 @@ impl S3Server {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             l.local_addr()?.port()
         };
+        // moto, with its create-only writes made atomic as S3's are (see
+        // tests/s3/serial_moto.py).
+        let serial = repo_root().join("tests/s3/serial_moto.py");
         let child = tokio::process::Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .arg(serial)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
