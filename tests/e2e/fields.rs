@@ -278,6 +278,57 @@ async fn bad_records_are_refused_not_stored() -> Result<()> {
     Ok(())
 }
 
+/// A gzip batch that inflates past the limit (4 posts of 20 MB of `a`,
+/// under 100 KB on the wire; the limit is 64 MiB per batch) is refused
+/// with `MESSAGE_TOO_LARGE` and a message naming the limit, which the
+/// producer takes as final: it fails at once instead of resending until
+/// its message timeout. Nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_is_refused_at_once_and_not_retried() -> Result<()> {
+    use rdkafka::producer::FutureRecord;
+    let w = World::start().await?;
+    let creds = World::creds("ingest");
+    let mut settings: Vec<(&str, &str)> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    settings.extend([
+        ("compression.type", "gzip"),
+        ("linger.ms", "500"),
+        ("batch.size", "2000000000"),
+        ("message.max.bytes", "1000000000"),
+        ("message.timeout.ms", "120000"),
+    ]);
+    let p = crate::support::producer(&w.proxy.local_addr().to_string(), &settings)?;
+    let text = "a".repeat(20_000_000);
+    let value = format!(r#"{{"author":{{"id":"u-1"}},"text":"{text}"}}"#);
+    let started = std::time::Instant::now();
+    let sends = (0..4).map(|_| {
+        p.send(
+            FutureRecord::to("social.posts").key("u-1").payload(&value),
+            Duration::from_secs(5),
+        )
+    });
+    let results = futures::future::join_all(sends).await;
+    let elapsed = started.elapsed();
+    for r in &results {
+        let Err((e, _)) = r else {
+            anyhow::bail!("a record of the bomb was stored");
+        };
+        ensure!(
+            e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge),
+            "{e}"
+        );
+    }
+    ensure!(
+        elapsed < Duration::from_secs(60),
+        "the producer retried for {elapsed:?}"
+    );
+    ensure!(read_direct(&w, "social.posts", 3).await?.is_empty());
+    println!("gzip bomb refused after {elapsed:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_keys() -> Result<()> {
     let w = World::start().await?;

@@ -906,3 +906,60 @@ async fn region_refusals_are_audited_and_garbled_regions_refused() -> Result<()>
     drop(w.broker);
     Ok(())
 }
+
+/// Refused group requests are answered per resource, in a shape the
+/// client's version reads, and the connection stays open:
+/// - analytics committing offsets to a group it may not use gets
+///   `GROUP_AUTHORIZATION_FAILED` for its partitions, twice on one
+///   connection;
+/// - marketing-us asking for the committed offsets of a trust-safety group
+///   (OffsetFetch v8, errors per group) gets `GROUP_AUTHORIZATION_FAILED`,
+///   not a reply it cannot parse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_refusals_are_answered_per_resource() -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::types::RDKafkaErrorCode;
+    use rdkafka::{Offset, TopicPartitionList};
+    let w = World::start().await?;
+    let bootstrap = w.proxy.local_addr().to_string();
+    let client = |who: &str, group: &str| -> Result<BaseConsumer> {
+        let creds = World::creds(who);
+        let mut c = crate::support::config(
+            &bootstrap,
+            &creds
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        Ok(c.create()?)
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("social.posts", 0, Offset::Offset(1))?;
+
+    let analytics = client("analytics", "not-analytics-reports")?;
+    analytics.assign(&tpl)?;
+    for attempt in 0..2 {
+        let refused = tokio::task::block_in_place(|| analytics.commit(&tpl, CommitMode::Sync));
+        let code = refused.as_ref().err().and_then(|e| e.rdkafka_error_code());
+        ensure!(
+            code == Some(RDKafkaErrorCode::GroupAuthorizationFailed),
+            "commit {attempt}: {refused:?}"
+        );
+    }
+    // Its own group commits on the same terms.
+    let own = client("analytics", "analytics-reports")?;
+    own.assign(&tpl)?;
+    tokio::task::block_in_place(|| own.commit(&tpl, CommitMode::Sync))?;
+
+    let marketing = client("marketing-us", "trust-safety-moderation")?;
+    let asked = tokio::task::block_in_place(|| {
+        marketing.committed_offsets(tpl.clone(), Duration::from_secs(10))
+    });
+    let code = asked.as_ref().err().and_then(|e| e.rdkafka_error_code());
+    ensure!(
+        code == Some(RDKafkaErrorCode::GroupAuthorizationFailed),
+        "OffsetFetch: {asked:?}"
+    );
+    Ok(())
+}

@@ -159,6 +159,24 @@ const MIN_HEADER_LEN: usize = 2;
 /// The error a compression codec reports.
 pub type CodecError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// `MESSAGE_TOO_LARGE`: a batch over a size limit. Clients do not retry it.
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+/// `INVALID_RECORD`: a batch or record that cannot be right. Clients do
+/// not retry it (unlike `CORRUPT_MESSAGE`, which librdkafka resends until
+/// its message timeout).
+pub const INVALID_RECORD: i16 = 87;
+
+impl RecordsError {
+    /// The Kafka error a produce refused for this reason is answered with:
+    /// one that makes the client fail at once, not retry.
+    pub fn produce_error_code(&self) -> i16 {
+        match self {
+            RecordsError::DecompressedTooLarge { .. } => MESSAGE_TOO_LARGE,
+            _ => INVALID_RECORD,
+        }
+    }
+}
+
 /// Why a record set could not be decoded, rewritten or encoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -33,6 +33,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::auth::principal::principal_info;
 use crate::codec::records::RecordsOptions;
+
+mod groups;
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
@@ -48,7 +50,6 @@ const TRANSACTIONAL_ID: &str = "transactional_id";
 
 /// Why a transactional producer the policies allow is refused.
 const TRANSACTIONS_UNSUPPORTED: &str = "transactions are not supported through the proxy";
-const CORRUPT_MESSAGE: i16 = 2;
 const POLICY_VIOLATION: i16 = 44;
 
 /// Which topics of a request were refused, by API.
@@ -58,6 +59,17 @@ struct Refused {
     topics: Vec<(TopicName, Vec<i32>, i16)>,
     /// Config resources (type, name) refused with `code`.
     resources: Vec<(i8, StrBytes, i16)>,
+    /// Why a produce partition was refused, where the answer says it.
+    messages: Vec<((TopicName, i32), String)>,
+}
+
+impl Refused {
+    fn message(&self, topic: &TopicName, partition: i32) -> Option<StrBytes> {
+        self.messages
+            .iter()
+            .find(|((t, p), _)| t == topic && *p == partition)
+            .map(|(_, m)| StrBytes::from_string(m.clone()))
+    }
 }
 
 /// The message sent with a refusal where the API carries one.
@@ -223,6 +235,9 @@ impl Filter for Authz {
         r: &'a mut Response,
     ) -> FilterFuture<'a, ResponseAction> {
         let who = principal_info(s.principal.as_ref());
+        if let Some((_, taken)) = r.notes.take::<(groups::Kind, groups::Taken)>(NAME) {
+            groups::merge(&mut r.body, taken);
+        }
         let refused: Option<Refused> = r.notes.take(NAME);
         match &mut r.body {
             ResponseKind::Metadata(m) => {
@@ -239,20 +254,22 @@ impl Filter for Authz {
                 });
             }
             ResponseKind::Produce(p) => {
-                for (name, parts, code) in refused.map(|r| r.topics).unwrap_or_default() {
-                    let errors = parts.into_iter().map(|i| {
+                let refused = refused.unwrap_or_default();
+                for (name, parts, code) in &refused.topics {
+                    let errors = parts.iter().map(|i| {
                         PartitionProduceResponse::default()
-                            .with_index(i)
-                            .with_error_code(code)
+                            .with_index(*i)
+                            .with_error_code(*code)
                             .with_base_offset(-1)
+                            .with_error_message(refused.message(name, *i))
                     });
                     // Refused partitions of a topic whose others went through
                     // join that topic's entry.
-                    match p.responses.iter_mut().find(|t| t.name == name) {
+                    match p.responses.iter_mut().find(|t| t.name == *name) {
                         Some(t) => t.partition_responses.extend(errors),
                         None => p.responses.push(
                             TopicProduceResponse::default()
-                                .with_name(name)
+                                .with_name(name.clone())
                                 .with_partition_responses(errors.collect()),
                         ),
                     }
@@ -394,23 +411,29 @@ impl Authz {
                                         part.index
                                     ),
                                 );
-                                bad.push((part.index, POLICY_VIOLATION));
+                                bad.push((
+                                    part.index,
+                                    POLICY_VIOLATION,
+                                    format!("record {at} of the batch: region {region:?} refused by policy"),
+                                ));
                                 false
                             }
                             Err(e) => {
+                                let why = format!("the record batch cannot be read: {e}");
                                 crate::filter::audit::note_refusal(
                                     "topic",
                                     &name,
                                     &[],
-                                    &format!("partition {}: the record batch cannot be read: {e}", part.index),
+                                    &format!("partition {}: {why}", part.index),
                                 );
-                                bad.push((part.index, CORRUPT_MESSAGE));
+                                bad.push((part.index, e.produce_error_code(), why));
                                 false
                             }
                         }
                     });
-                    for (index, code) in bad {
+                    for (index, code, why) in bad {
                         refused.topics.push((t.name.clone(), vec![index], code));
+                        refused.messages.push(((t.name.clone(), index), why));
                     }
                 }
                 p.topic_data.retain(|t| !t.partition_data.is_empty());
@@ -422,18 +445,19 @@ impl Authz {
                         return RequestAction::Drop;
                     }
                     let mut resp = ProduceResponse::default();
-                    for (name, parts, code) in refused.topics {
+                    for (name, parts, code) in &refused.topics {
                         resp.responses.push(
                             TopicProduceResponse::default()
-                                .with_name(name)
+                                .with_name(name.clone())
                                 .with_partition_responses(
                                     parts
-                                        .into_iter()
+                                        .iter()
                                         .map(|i| {
                                             PartitionProduceResponse::default()
-                                                .with_index(i)
-                                                .with_error_code(code)
+                                                .with_index(*i)
+                                                .with_error_code(*code)
                                                 .with_base_offset(-1)
+                                                .with_error_message(refused.message(name, *i))
                                         })
                                         .collect(),
                                 ),
@@ -532,54 +556,99 @@ impl Authz {
                 self.group(s, who, api, Action::JoinGroup, g.group_id.0.as_str())
             }
             RequestKind::OffsetFetch(o) => {
-                let groups: Vec<String> = if o.groups.is_empty() {
-                    vec![o.group_id.0.to_string()]
-                } else {
-                    o.groups.iter().map(|g| g.group_id.0.to_string()).collect()
-                };
-                for g in groups {
-                    if let a @ RequestAction::Respond(_) =
-                        self.group(s, who, api, Action::DescribeGroup, &g)
-                    {
-                        return a;
-                    }
+                if r.version >= 8 {
+                    // Several groups, each answered on its own.
+                    let mut taken = Vec::new();
+                    o.groups.retain(|g| {
+                        let ok =
+                            self.group_allowed(who, Action::DescribeGroup, g.group_id.0.as_str());
+                        if !ok {
+                            deny_log(s, api, g.group_id.0.as_str());
+                            taken.push((g.group_id.clone(), GROUP_AUTHORIZATION_FAILED));
+                        }
+                        ok
+                    });
+                    let all = o.groups.is_empty() && !taken.is_empty();
+                    return groups::finish(
+                        groups::Kind::FetchGroups,
+                        groups::Taken::Groups(taken),
+                        all,
+                        &mut r.notes,
+                    );
                 }
-                RequestAction::Continue
+                if self.group_allowed(who, Action::DescribeGroup, o.group_id.0.as_str()) {
+                    return RequestAction::Continue;
+                }
+                deny_log(s, api, o.group_id.0.as_str());
+                RequestAction::Respond(Box::new(groups::fetch_one_refused(
+                    o,
+                    GROUP_AUTHORIZATION_FAILED,
+                )))
             }
             RequestKind::OffsetCommit(o) => {
-                let group = o.group_id.0.to_string();
-                let topics_ok = o
-                    .topics
-                    .iter()
-                    .all(|t| self.topic_allowed(who, Action::Consume, t.name.0.as_str()));
-                if !self.group_allowed(who, Action::CommitOffset, &group) || !topics_ok {
-                    deny_log(s, api, &group);
-                    return self.respond_error(api, r.version, GROUP_AUTHORIZATION_FAILED);
+                // The group refused: every partition is; the group allowed:
+                // the partitions of topics the principal may not consume.
+                let group_ok = self.group_allowed(who, Action::CommitOffset, o.group_id.0.as_str());
+                let mut taken = Vec::new();
+                o.topics.retain(|t| {
+                    let code = if !group_ok {
+                        GROUP_AUTHORIZATION_FAILED
+                    } else if !self.topic_allowed(who, Action::Consume, t.name.0.as_str()) {
+                        TOPIC_AUTHORIZATION_FAILED
+                    } else {
+                        return true;
+                    };
+                    let parts = t.partitions.iter().map(|p| p.partition_index).collect();
+                    taken.push((t.name.clone(), parts, code));
+                    false
+                });
+                if !taken.is_empty() || !group_ok {
+                    deny_log(s, api, o.group_id.0.as_str());
                 }
-                RequestAction::Continue
+                let all = !group_ok || (o.topics.is_empty() && !taken.is_empty());
+                groups::finish(
+                    groups::Kind::Commit,
+                    groups::Taken::Commit(taken),
+                    all,
+                    &mut r.notes,
+                )
             }
             RequestKind::DescribeGroups(d) => {
-                if d.groups
-                    .iter()
-                    .all(|g| self.group_allowed(who, Action::DescribeGroup, g.0.as_str()))
-                {
-                    RequestAction::Continue
-                } else {
-                    deny_log(s, api, "groups");
-                    self.respond_error(api, r.version, GROUP_AUTHORIZATION_FAILED)
-                }
+                let mut taken = Vec::new();
+                d.groups.retain(|g| {
+                    let ok = self.group_allowed(who, Action::DescribeGroup, g.0.as_str());
+                    if !ok {
+                        deny_log(s, api, g.0.as_str());
+                        taken.push((g.clone(), GROUP_AUTHORIZATION_FAILED));
+                    }
+                    ok
+                });
+                let all = d.groups.is_empty() && !taken.is_empty();
+                groups::finish(
+                    groups::Kind::Describe,
+                    groups::Taken::Groups(taken),
+                    all,
+                    &mut r.notes,
+                )
             }
             RequestKind::ListGroups(_) => RequestAction::Continue,
             RequestKind::DeleteGroups(d) => {
-                if d.groups_names
-                    .iter()
-                    .all(|g| self.group_allowed(who, Action::DeleteGroup, g.0.as_str()))
-                {
-                    RequestAction::Continue
-                } else {
-                    deny_log(s, api, "groups");
-                    self.respond_error(api, r.version, GROUP_AUTHORIZATION_FAILED)
-                }
+                let mut taken = Vec::new();
+                d.groups_names.retain(|g| {
+                    let ok = self.group_allowed(who, Action::DeleteGroup, g.0.as_str());
+                    if !ok {
+                        deny_log(s, api, g.0.as_str());
+                        taken.push((g.clone(), GROUP_AUTHORIZATION_FAILED));
+                    }
+                    ok
+                });
+                let all = d.groups_names.is_empty() && !taken.is_empty();
+                groups::finish(
+                    groups::Kind::Delete,
+                    groups::Taken::Groups(taken),
+                    all,
+                    &mut r.notes,
+                )
             }
             RequestKind::CreateTopics(c) => {
                 let refused = self.take_refused(
@@ -1005,9 +1074,6 @@ fn error_response(api: ApiKey, code: i16) -> RequestAction {
         }
         ApiKey::LeaveGroup => {
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
-        }
-        ApiKey::OffsetFetch => {
-            ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_error_code(code))
         }
         ApiKey::InitProducerId => ResponseKind::InitProducerId(
             InitProducerIdResponse::default()

@@ -170,20 +170,24 @@ fn take_partitions(
         };
         let why =
             match crate::codec::records::decode_record_set(records, &RecordsOptions::produce()) {
-                Err(e) => {
-                    refuse_unreadable.then(|| format!("the record batch cannot be read: {e}"))
-                }
+                Err(e) => refuse_unreadable.then(|| {
+                    (
+                        e.produce_error_code(),
+                        format!("the record batch cannot be read: {e}"),
+                    )
+                }),
                 Ok(set) => set
                     .batches
                     .iter()
                     .filter(|b| !b.header.is_control())
                     .flat_map(|b| b.records.iter())
                     .enumerate()
-                    .find_map(|(at, rec)| judge(at, rec)),
+                    .find_map(|(at, rec)| judge(at, rec))
+                    .map(|why| (code, why)),
             };
         match why {
             None => true,
-            Some(why) => {
+            Some((code, why)) => {
                 refused.push((name.clone(), part.index, code, why));
                 false
             }

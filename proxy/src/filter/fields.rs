@@ -823,9 +823,10 @@ impl Filter for Protection {
                                         reason = %e,
                                         "produce refused: field protection"
                                     );
-                                    let code = match e {
+                                    let code = match &e {
                                         ProduceRefusal::Erased(_) => POLICY_VIOLATION,
-                                        _ => INVALID_RECORD,
+                                        ProduceRefusal::Batch(b) => b.produce_error_code(),
+                                        ProduceRefusal::Record(_) => INVALID_RECORD,
                                     };
                                     refused.push((t.name.clone(), part.index, code, e.to_string()));
                                     false

@@ -58,9 +58,23 @@ pub(super) fn decompress(
             return Err(too_large(bound));
         }
     }
+    if codec == Codec::Gzip {
+        // Gzip's framing gives no size to check first: inflate as a stream
+        // and stop one byte past the limit, so that a bomb costs the limit,
+        // not what it inflates to.
+        let mut out = Vec::new();
+        let mut inflater =
+            std::io::Read::take(flate2::read::GzDecoder::new(&payload[..]), limit + 1);
+        std::io::Read::read_to_end(&mut inflater, &mut out).map_err(|e| failed(e.into()))?;
+        let size = out.len() as u64;
+        if size > limit {
+            return Err(too_large(size));
+        }
+        budget.remaining -= size;
+        return Ok(Bytes::from(out));
+    }
     let decompressed = match codec {
-        Codec::None => Ok(payload),
-        Codec::Gzip => <codecs::Gzip as Decompressor<Bytes>>::decompress(&mut payload, take_all),
+        Codec::None | Codec::Gzip => Ok(payload),
         Codec::Snappy => {
             <codecs::Snappy as Decompressor<Bytes>>::decompress(&mut payload, take_all)
         }

@@ -890,3 +890,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_gzip_bomb_is_inflated_only_to_the_limit() {
+    use std::io::Write;
+    // 64 MiB of zeros in about 64 KiB of gzip: inflation stops one byte
+    // past the 1 MiB limit instead of producing all 64 MiB first.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).expect("compress");
+    }
+    let payload = gz.finish().expect("compress");
+    assert!(payload.len() < 1 << 17, "{} bytes", payload.len());
+    let bad = raw_batch(1, 1, &payload);
+    let opts = RecordsOptions {
+        max_batch_decompressed_bytes: 1 << 20,
+        ..RecordsOptions::produce()
+    };
+    let err = decode_record_set(&bad, &opts).expect_err("bomb");
+    assert!(
+        matches!(
+            err,
+            RecordsError::DecompressedTooLarge {
+                codec: Codec::Gzip,
+                size: 1_048_577,
+                limit: 1_048_576,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.produce_error_code(), MESSAGE_TOO_LARGE);
+    assert!(
+        err.to_string().contains("over the limit of 1048576"),
+        "{err}"
+    );
+}
