@@ -43,4 +43,5 @@ mod load;
 mod policy;
 mod proxy;
 mod readme;
+mod security;
 mod support;
