@@ -163,6 +163,34 @@ impl Authz {
 
 const NAME: &str = "authz";
 
+/// The APIs this filter decides on; any other is not advertised, and
+/// refused by closing the connection if a client sends it anyway.
+const DECIDED: &[ApiKey] = &[
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::SyncGroup,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DeleteRecords,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeCluster,
+];
+
 fn deny_log(s: &SessionContext, api: ApiKey, what: &str) {
     tracing::info!(
         peer = %s.peer,
@@ -195,6 +223,17 @@ impl Filter for Authz {
             ApiKey::Fetch => Some(12),
             ApiKey::Produce => Some(9),
             ApiKey::OffsetCommit | ApiKey::OffsetFetch => Some(8),
+            // An API this filter has no decision for would be refused by
+            // closing the connection: it is not advertised at all, so that
+            // clients do not use it (e.g. OffsetDelete, ACLs, quorum APIs).
+            _ if !DECIDED.contains(&api)
+                && !matches!(
+                    api,
+                    ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+                ) =>
+            {
+                Some(-1)
+            }
             _ => None,
         }
     }
@@ -1090,4 +1129,79 @@ fn error_response(api: ApiKey, code: i16) -> RequestAction {
         _ => return RequestAction::Close(format!("{api:?} refused by policy")),
     };
     RequestAction::Respond(Box::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::api_versions::ApiVersions;
+    use crate::filter::{Notes, Response, SessionContext, Target};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::ApiVersionsResponse;
+
+    /// In front of a cluster that offers more than the filter decides on
+    /// (Apache Kafka's OffsetDelete, ACLs), those APIs are not advertised;
+    /// the others are, capped where topics are named by id.
+    #[tokio::test]
+    async fn only_apis_with_a_decision_are_advertised() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/default");
+        let policies = Arc::new(PolicyStore::load(dir).expect("shipped policies"));
+        let catalog = Arc::new(Catalog::demo().expect("demo catalog"));
+        let chain: Vec<Arc<dyn crate::filter::Filter>> =
+            vec![Arc::new(Authz::new(policies, catalog))];
+        let versions = ApiVersions::new(Vec::new(), true).with_caps(&chain);
+        let offered = [
+            (ApiKey::Produce, 0, 11),
+            (ApiKey::OffsetFetch, 0, 9),
+            (ApiKey::OffsetDelete, 0, 0),
+            (ApiKey::DescribeAcls, 0, 3),
+            (ApiKey::ApiVersions, 0, 4),
+        ];
+        let mut response = Response {
+            api: ApiKey::ApiVersions,
+            version: 3,
+            correlation_id: 1,
+            body: ResponseKind::ApiVersions(
+                ApiVersionsResponse::default().with_api_keys(
+                    offered
+                        .iter()
+                        .map(|(api, min, max)| {
+                            ApiVersion::default()
+                                .with_api_key(*api as i16)
+                                .with_min_version(*min)
+                                .with_max_version(*max)
+                        })
+                        .collect(),
+                ),
+            ),
+            notes: Notes::default(),
+        };
+        let session = SessionContext {
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            target: Target::Bootstrap,
+            client_id: None,
+            principal: None,
+        };
+        versions.on_response(&session, &mut response).await;
+        let ResponseKind::ApiVersions(v) = &response.body else {
+            panic!("not ApiVersions");
+        };
+        let listed: Vec<(i16, i16)> = v
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.max_version))
+            .collect();
+        assert!(listed.contains(&(ApiKey::Produce as i16, 9)), "{listed:?}");
+        assert!(
+            listed.contains(&(ApiKey::OffsetFetch as i16, 8)),
+            "{listed:?}"
+        );
+        assert!(listed.iter().any(|(k, _)| *k == ApiKey::ApiVersions as i16));
+        for gone in [ApiKey::OffsetDelete, ApiKey::DescribeAcls] {
+            assert!(
+                !listed.iter().any(|(k, _)| *k == gone as i16),
+                "{gone:?} advertised: {listed:?}"
+            );
+        }
+    }
 }

@@ -191,7 +191,9 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
 
     /// The highest version of `api` this filter can handle, when it is
     /// lower than what the codec knows (e.g. versions that name topics by
-    /// id only). ApiVersions advertises the lowest cap of the chain.
+    /// id only); `Some(-1)` for an API it cannot carry at all. ApiVersions
+    /// advertises the lowest cap of the chain (and not the API at all
+    /// below its lowest version).
     fn max_version(&self, _api: ApiKey) -> Option<i16> {
         None
     }
