@@ -296,6 +296,9 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut next_seq = deps.state.read().map(|s| s.last_seq + 1).unwrap_or(1);
     let mut held: Option<Op> = None;
     let mut fenced = false;
+    // A commit whose write ended unclear: it is written again, the same
+    // bytes at the same seq, before anything else is.
+    let mut unsettled: Option<Unsettled> = None;
     loop {
         let first = match held.take() {
             Some(op) => op,
@@ -307,6 +310,29 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
         if fenced {
             fail_op(first, KafkaCode::NotLeaderOrFollower);
             continue;
+        }
+        if let Some(u) = unsettled.take() {
+            match store(&deps, u.seq, u.object.clone(), &u.commands).await {
+                Ok(()) => {
+                    tracing::info!(seq = u.seq, "an unclear commit is settled: it is durable");
+                    next_seq += 1;
+                }
+                Err(StorageError::Fenced(_)) => {
+                    tracing::error!(
+                        seq = u.seq,
+                        "another broker wrote to this store: refusing further writes"
+                    );
+                    fenced = true;
+                    fail_op(first, KafkaCode::NotLeaderOrFollower);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(seq = u.seq, error = %e, "an unclear commit is still unsettled");
+                    unsettled = Some(u);
+                    fail_op(first, KafkaCode::KafkaStorageError);
+                    continue;
+                }
+            }
         }
         let mut builder = CommitBuilder::default();
         let mut replies = Vec::new();
@@ -366,7 +392,17 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
             continue;
         }
         let seq = next_seq;
-        match write(&deps, seq, builder).await {
+        let (object, commands) = match builder.finish(seq, deps.storage.writer()) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "commit could not be built");
+                replies
+                    .into_iter()
+                    .for_each(|r| r.fail(KafkaCode::KafkaStorageError));
+                continue;
+            }
+        };
+        match store(&deps, seq, object.clone(), &commands).await {
             Ok(()) => {
                 next_seq += 1;
                 replies.into_iter().for_each(Reply::send);
@@ -383,12 +419,31 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
             }
             Err(e) => {
                 tracing::warn!(seq, error = %e, "commit failed; producers will retry");
+                // The write may still land (a request the store answered
+                // late): the seq is kept for these bytes only.
+                unsettled = Some(Unsettled {
+                    seq,
+                    object,
+                    commands,
+                });
                 replies
                     .into_iter()
                     .for_each(|r| r.fail(KafkaCode::KafkaStorageError));
             }
         }
     }
+}
+
+/// A commit whose write failed without the store saying whether it
+/// landed (a timeout, or an error with no object found when read back).
+/// Writing other bytes at its seq could find it there later, taken for
+/// another writer's: so it is written again, unchanged, and applied once
+/// it is durable. Its ops were answered `KAFKA_STORAGE_ERROR`; producers
+/// retry, and idempotent ones find their batch already stored.
+struct Unsettled {
+    seq: u64,
+    object: Bytes,
+    commands: Vec<Command>,
 }
 
 fn fail_op(op: Op, code: KafkaCode) {
@@ -402,11 +457,15 @@ fn fail_op(op: Op, code: KafkaCode) {
 /// Writes the object, then applies it. An ambiguous outcome is settled by
 /// [`crate::storage::Storage::create_commit`], so state never diverges from
 /// what the log holds.
-async fn write(deps: &CommitterDeps, seq: u64, builder: CommitBuilder) -> Result<(), StorageError> {
-    let (object, commands) = builder.finish(seq, deps.storage.writer())?;
+async fn store(
+    deps: &CommitterDeps,
+    seq: u64,
+    object: Bytes,
+    commands: &[Command],
+) -> Result<(), StorageError> {
     deps.storage.create_commit(seq, object).await?;
     if let Ok(mut state) = deps.state.write() {
-        state.apply(seq, &commands);
+        state.apply(seq, commands);
     }
     deps.commits.send_replace(seq);
     Ok(())

@@ -141,6 +141,8 @@ pub enum MetaCommand {
         key: Key,
         /// The current epoch.
         epoch: i32,
+        /// The leader handing it off (the only broker that may).
+        from: i32,
         /// The release's seq in the leader's log.
         end_seq: u64,
         /// Who takes over.
@@ -308,7 +310,13 @@ impl Meta {
                 }
                 Ok(())
             }
-            MetaCommand::Handoff { key, epoch, .. } => {
+            MetaCommand::Handoff {
+                key,
+                epoch,
+                from,
+                to,
+                ..
+            } => {
                 let l = self.leadership(*key).ok_or(Refused::UnknownKey(*key))?;
                 if *epoch != l.epoch {
                     return Err(Refused::StaleEpoch {
@@ -316,6 +324,16 @@ impl Meta {
                         current: l.epoch,
                         expected: *epoch,
                     });
+                }
+                if *from != l.node {
+                    return Err(Refused::NotLeader {
+                        key: *key,
+                        leader: l.node,
+                        node: *from,
+                    });
+                }
+                if *to < 0 || *to == *from {
+                    return Err(Refused::Invalid(format!("no handoff from {from} to {to}")));
                 }
                 Ok(())
             }
@@ -326,8 +344,10 @@ impl Meta {
                         first: *first,
                     });
                 }
-                if *count <= 0 {
-                    return Err(Refused::Invalid("an empty block of producer ids".into()));
+                if *count <= 0 || first.checked_add(*count).is_none() {
+                    return Err(Refused::Invalid(format!(
+                        "no block of {count} producer ids from {first}"
+                    )));
                 }
                 Ok(())
             }
@@ -410,7 +430,7 @@ impl Meta {
                 }
             }
             MetaCommand::AllocateProducerIds { first, count, .. } => {
-                self.last_producer_id = first + count - 1;
+                self.last_producer_id = first.saturating_add(*count) - 1;
             }
         }
     }
@@ -477,15 +497,28 @@ mod tests {
             .check(&MetaCommand::Handoff {
                 key,
                 epoch: 0,
+                from: 2,
                 end_seq: 9,
                 to: 0
             })
             .is_err());
+        // Only its leader hands a key off.
+        assert!(matches!(
+            m.check(&MetaCommand::Handoff {
+                key,
+                epoch: 1,
+                from: 0,
+                end_seq: 9,
+                to: 1
+            }),
+            Err(Refused::NotLeader { leader: 2, .. })
+        ));
         m.apply(
             5,
             &[MetaCommand::Handoff {
                 key,
                 epoch: 1,
+                from: 2,
                 end_seq: 9,
                 to: 0,
             }],

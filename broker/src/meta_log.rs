@@ -121,9 +121,10 @@ impl MetaLog {
             }
             round += 1;
             if round > EAGER_ROUNDS {
-                // Contended: step back a little, differently per writer.
-                let jitter = u64::from(round % 7) * 10 + 10;
-                tokio::time::sleep(Duration::from_millis(jitter.min(200))).await;
+                // Contended: step back a random 10-200 ms, so writers in
+                // lockstep fall out of it.
+                let random = (uuid::Uuid::new_v4().as_u128() % 191) as u64;
+                tokio::time::sleep(Duration::from_millis(10 + random)).await;
             }
         }
     }

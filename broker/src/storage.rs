@@ -515,58 +515,88 @@ mod tests {
         PutMultipartOptions, PutResult,
     };
 
-    /// A store that ignores create-only: every put overwrites (as an
-    /// S3-compatible server without conditional writes would).
+    /// An in-memory store with the faults of real ones.
     #[derive(Debug, Default)]
-    struct Overwriting(InMemory);
+    struct Faulty {
+        inner: InMemory,
+        /// Ignores create-only: every put overwrites (as an S3-compatible
+        /// server without conditional writes would).
+        overwrite: bool,
+        /// The next create fails without landing; it lands later, just
+        /// before the put after it (a request the store answered late).
+        fail_next_create: std::sync::atomic::AtomicBool,
+        late: std::sync::Mutex<Option<(Path, PutPayload)>>,
+    }
 
-    impl std::fmt::Display for Overwriting {
+    impl std::fmt::Display for Faulty {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "Overwriting")
+            write!(f, "Faulty")
         }
     }
 
     #[async_trait::async_trait]
-    impl ObjectStore for Overwriting {
+    impl ObjectStore for Faulty {
         async fn put_opts(
             &self,
             location: &Path,
             payload: PutPayload,
-            _opts: PutOptions,
+            opts: PutOptions,
         ) -> object_store::Result<PutResult> {
-            self.0.put(location, payload).await
+            let late = self.late.lock().map(|mut l| l.take()).unwrap_or(None);
+            if let Some((path, late)) = late {
+                self.inner.put(&path, late).await?;
+            }
+            let create = matches!(opts.mode, PutMode::Create);
+            if create
+                && self
+                    .fail_next_create
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                if let Ok(mut l) = self.late.lock() {
+                    *l = Some((location.clone(), payload));
+                }
+                return Err(object_store::Error::Generic {
+                    store: "Faulty",
+                    source: "the request timed out".into(),
+                });
+            }
+            if self.overwrite {
+                self.inner.put(location, payload).await
+            } else {
+                self.inner.put_opts(location, payload, opts).await
+            }
         }
         async fn put_multipart_opts(
             &self,
             location: &Path,
             opts: PutMultipartOptions,
         ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.0.put_multipart_opts(location, opts).await
+            self.inner.put_multipart_opts(location, opts).await
         }
         async fn get_opts(
             &self,
             location: &Path,
             options: GetOptions,
         ) -> object_store::Result<GetResult> {
-            self.0.get_opts(location, options).await
+            self.inner.get_opts(location, options).await
         }
         fn delete_stream(
             &self,
             locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
         ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
-            self.0.delete_stream(locations)
+            self.inner.delete_stream(locations)
         }
         fn list(
             &self,
             prefix: Option<&Path>,
         ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.0.list(prefix)
+            self.inner.list(prefix)
         }
         async fn list_with_delimiter(
             &self,
             prefix: Option<&Path>,
         ) -> object_store::Result<ListResult> {
-            self.0.list_with_delimiter(prefix).await
+            self.inner.list_with_delimiter(prefix).await
         }
         async fn copy_opts(
             &self,
@@ -574,7 +604,7 @@ mod tests {
             to: &Path,
             options: CopyOptions,
         ) -> object_store::Result<()> {
-            self.0.copy_opts(from, to, options).await
+            self.inner.copy_opts(from, to, options).await
         }
     }
 
@@ -582,7 +612,11 @@ mod tests {
     /// them (in memory, a local directory) passes.
     #[tokio::test]
     async fn a_store_without_create_only_writes_is_refused() -> Result<(), StorageError> {
-        let bad = Storage::with_store(Arc::new(Overwriting::default()), 0, "overwriting".into());
+        let overwriting = Faulty {
+            overwrite: true,
+            ..Faulty::default()
+        };
+        let bad = Storage::with_store(Arc::new(overwriting), 0, "overwriting".into());
         let err = bad.check_create_only().await.err();
         assert!(
             matches!(&err, Some(StorageError::Config { reason, .. }) if reason.contains("create-only")),
@@ -638,6 +672,92 @@ mod tests {
             a.create_commit(2, Bytes::from_static(b"a's next")).await,
             Err(StorageError::Fenced(2))
         ));
+        Ok(())
+    }
+
+    /// A commit whose write failed unclear, then landed late, is written
+    /// again unchanged and applied: the writer neither takes it for
+    /// another writer's (and fences itself) nor loses it.
+    #[tokio::test]
+    async fn a_commit_that_lands_late_is_settled_not_fenced(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use crate::committer::{self, AdminOp, CommitterDeps};
+        use crate::error::KafkaCode;
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+
+        fn batch(value: &'static [u8]) -> Bytes {
+            let record = Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 0,
+                sequence: -1,
+                timestamp: 0,
+                key: None,
+                value: Some(Bytes::from_static(value)),
+                headers: Default::default(),
+            };
+            let mut buf = bytes::BytesMut::new();
+            let options = RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            };
+            if RecordBatchEncoder::encode(&mut buf, [&record], &options).is_err() {
+                return Bytes::new();
+            }
+            buf.freeze()
+        }
+
+        let store = Arc::new(Faulty::default());
+        let storage = Storage::with_store(store.clone(), 0, "faulty".into());
+        let state = Arc::new(std::sync::RwLock::new(crate::state::State::default()));
+        let (committer, run) = committer::start(CommitterDeps {
+            storage,
+            state: state.clone(),
+            commits: tokio::sync::watch::channel(0).0,
+            commit_interval: std::time::Duration::from_millis(1),
+            commit_max_bytes: 1 << 20,
+        });
+        let task = tokio::spawn(run);
+        committer
+            .admin(AdminOp::CreateTopic {
+                name: "t".into(),
+                partitions: 1,
+                configs: Default::default(),
+                validate_only: false,
+            })
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+
+        store
+            .fail_next_create
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let a = batch(b"a");
+        let first = committer
+            .produce("t", 0, crate::batch::validate_single(&a)?, a)?
+            .await?;
+        assert_eq!(first, Err(KafkaCode::KafkaStorageError));
+
+        // The write lands late; the next commit settles it first.
+        let b = batch(b"b");
+        let second = committer
+            .produce("t", 0, crate::batch::validate_single(&b)?, b)?
+            .await?;
+        assert_eq!(second, Ok(1), "a is at offset 0, b after it");
+        let next = state
+            .read()
+            .map_err(|_| "state poisoned")?
+            .partition("t", 0)
+            .map(|p| p.next_offset);
+        assert_eq!(next, Some(2));
+        drop(committer);
+        task.await?;
         Ok(())
     }
 }

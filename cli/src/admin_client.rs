@@ -371,7 +371,13 @@ fn percent_encode(s: &str) -> String {
 /// table with one line per topic read back. Empty when there is none.
 pub fn render_verification(v: &Value) -> String {
     let Some(topics) = v["topics"].as_array().filter(|t| !t.is_empty()) else {
-        return String::new();
+        return match v["outcome"].as_str() {
+            Some("skipped") => {
+                "  skipped: no verifying principal ([keys] erasure_verify_as)\n".to_string()
+            }
+            Some(outcome) => format!("  {outcome}: no governed topic to read back\n"),
+            None => String::new(),
+        };
     };
     let mut out = format!(
         "  read back as {}: {}\n    {:<20} {:>8} {:>13} {:>9} {:>16}\n",
@@ -398,6 +404,8 @@ pub fn render_verification(v: &Value) -> String {
         }
         if let Some(why) = t["refused"].as_str() {
             line.push_str(&format!("  refused to the verifier: {why}"));
+        } else if let Some(why) = t["error"].as_str() {
+            line.push_str(&format!("  not read to its end: {why}"));
         } else if t["complete"] == false {
             line.push_str("  not read to its end");
         }

@@ -31,7 +31,7 @@ pub fn demo_audit_paths(data: &Path) -> (PathBuf, PathBuf) {
 
 /// The keyed hash under which the proxies record `subject`.
 pub fn subject_hash(key_file: &Path, subject: &str) -> Result<String, AuditCommandError> {
-    let provider = LocalKeyFile::open_or_create(key_file)?;
+    let provider = LocalKeyFile::open(key_file)?;
     let secret =
         gatehouse_keys::Zeroizing::new(provider.mac(gatehouse_audit::SUBJECT_SECRET_LABEL)?);
     Ok(gatehouse_audit::hash_subject(&secret, subject))

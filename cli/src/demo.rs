@@ -74,7 +74,8 @@ pub const DEMO_PRINCIPALS: &[(&str, &str, &str, &[&str])] = &[
 
 /// The principal the erasure workflow verifies as (policies/default/
 /// erasure.cedar): in the credentials file without a password, so that no
-/// client can log in as it.
+/// PLAIN or SCRAM login as it succeeds; its permits also require the
+/// `auth` tag "internal", which only the proxy's own reads carry.
 pub const ERASURE_VERIFIER: &str = "erasure-verifier";
 
 /// Issuer and audience of the demo's JWTs.

@@ -48,7 +48,7 @@ fn open_store(
             state_dir.display()
         )));
     }
-    let provider = LocalKeyFile::open_or_create(key_file)?;
+    let provider = LocalKeyFile::open(key_file)?;
     let db = sled::open(state_dir).map_err(|e| {
         KeysCommandError::Setup(format!(
             "cannot open the key store at {}: {e} (a running proxy holds it; stop it first)",

@@ -87,6 +87,20 @@ impl LocalKeyFile {
         })
     }
 
+    /// Opens an existing file; fails if there is none (a reader of a
+    /// stopped proxy's state must not make up a new KEK).
+    pub fn open(path: &Path) -> Result<Self, KeyError> {
+        let repr = read_file(path)?.ok_or_else(|| KeyError::KeyFile {
+            path: path.display().to_string(),
+            reason: "no such file (is this the proxy's [keys] key_file?)".to_owned(),
+        })?;
+        let state = State::from_repr(path, &repr)?;
+        Ok(LocalKeyFile {
+            path: path.to_owned(),
+            state: RwLock::new(state),
+        })
+    }
+
     /// The file this provider reads.
     pub fn path(&self) -> &Path {
         &self.path

@@ -102,6 +102,22 @@ fn local_key_file_created_private_and_refuses_0644() -> TestResult {
     Ok(())
 }
 
+/// A reader of a stopped proxy's state opens the key file it names, and
+/// never makes up a new one when the path is wrong.
+#[test]
+fn opening_a_missing_key_file_fails_and_creates_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("kek.json");
+    let err = LocalKeyFile::open(&path)
+        .err()
+        .ok_or("a missing file opened")?;
+    assert!(err.to_string().contains("no such file"), "{err}");
+    assert!(!path.exists());
+    LocalKeyFile::open_or_create(&path)?;
+    assert_eq!(LocalKeyFile::open(&path)?.current_kek_id(), "kek-1");
+    Ok(())
+}
+
 #[test]
 fn local_key_file_rotation_and_reopen() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -422,6 +422,7 @@ fn start_erasure(
             .map(|a| a.replica_id().to_string())
             .unwrap_or_else(|| "proxy".to_string()),
         stopping: tasks.stopping(),
+        verify: kc.erasure_verify_as.is_some(),
     }));
     let settings = Settings {
         max_frame_bytes,

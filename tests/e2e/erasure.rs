@@ -235,12 +235,19 @@ async fn erasing_a_subject_hides_it_on_every_replica_and_shreds_its_keys() -> Re
         "an ungoverned topic was read back: {v:?}"
     );
     // The same read-back for a subject that is not erased finds its
-    // records delivered: the check can fail.
-    let kept = eraser
-        .verify(SUBJECTS[1])
-        .await
-        .map_err(anyhow::Error::msg)?;
+    // records delivered: the check can fail. Asked for three times at
+    // once (one subject twice), the read-backs are shared and each caller
+    // gets its own subject's findings.
+    let (kept, again, erased_again) = tokio::join!(
+        eraser.verify(SUBJECTS[1]),
+        eraser.verify(SUBJECTS[1]),
+        eraser.verify(ERASED),
+    );
+    let kept = kept.map_err(anyhow::Error::msg)?;
     ensure!(kept.outcome == Outcome::Failed, "{kept:?}");
+    ensure!(again.map_err(anyhow::Error::msg)? == kept);
+    let erased_again = erased_again.map_err(anyhow::Error::msg)?;
+    ensure!(erased_again.outcome == Outcome::Passed, "{erased_again:?}");
     let kept_posts = kept
         .topics
         .iter()

@@ -325,6 +325,22 @@ async fn a_gzip_bomb_is_refused_at_once_and_not_retried() -> Result<()> {
         "the producer retried for {elapsed:?}"
     );
     ensure!(read_direct(&w, "social.posts", 3).await?.is_empty());
+    // The refusal is on the record like any other.
+    let reason = audited(&w, "the gzip bomb refused", |k| match k {
+        gatehouse_audit::EventKind::Decision {
+            principal,
+            api,
+            resource,
+            decision: gatehouse_audit::Decision::Deny,
+            reason: Some(reason),
+            ..
+        } if principal == "ingest" && api == "Produce" && resource == "social.posts" => {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await?;
+    ensure!(reason.contains("decompress"), "{reason}");
     println!("gzip bomb refused after {elapsed:?}");
     Ok(())
 }

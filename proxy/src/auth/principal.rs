@@ -101,5 +101,38 @@ pub fn principal_info(p: Option<&Principal>) -> PrincipalInfo {
         };
         info.attributes.insert(k.clone(), values);
     }
+    // How it authenticated, as the proxy knows it: policies may require
+    // `principal.getTag("auth").contains("internal")` for what only the
+    // proxy's own reads may do. Never taken from the identity's attributes
+    // (a token's claims, a credentials file entry).
+    info.attributes
+        .insert(AUTH_TAG.to_string(), vec![p.method.mechanism().to_string()]);
     info
+}
+
+/// The principal tag that says how it authenticated ([`AuthMethod::mechanism`]).
+pub const AUTH_TAG: &str = "auth";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `auth` tag says how the principal authenticated, whatever the
+    /// identity claims: a token cannot pass for the proxy's own reads.
+    #[test]
+    fn the_auth_tag_comes_from_the_method_not_the_identity() {
+        let claims = |method| Principal {
+            name: "erasure-verifier".into(),
+            method,
+            attributes: BTreeMap::from([
+                ("team".into(), AttributeValue::String("privacy".into())),
+                (AUTH_TAG.into(), AttributeValue::String("internal".into())),
+            ]),
+        };
+        let token = principal_info(Some(&claims(AuthMethod::OAuthBearer)));
+        assert_eq!(token.attributes[AUTH_TAG], vec!["OAUTHBEARER".to_string()]);
+        assert_eq!(token.team, "privacy");
+        let own = principal_info(Some(&claims(AuthMethod::Internal)));
+        assert_eq!(own.attributes[AUTH_TAG], vec!["internal".to_string()]);
+    }
 }

@@ -272,7 +272,9 @@ pub(crate) async fn metadata(conn: &mut Conn, topic: &str) -> Result<Layout, Rou
 }
 
 /// The names of every topic the cluster has.
-pub(crate) async fn topic_names(conn: &mut Conn) -> Result<Vec<String>, String> {
+/// Every topic the cluster lists, with the error code it lists it with
+/// (0: none; e.g. `LEADER_NOT_AVAILABLE` during an election).
+pub(crate) async fn topic_listing(conn: &mut Conn) -> Result<Vec<(String, i16)>, String> {
     let v = conn.metadata;
     let mut req = MetadataRequest::default().with_topics(None);
     if v >= 4 {
@@ -282,8 +284,7 @@ pub(crate) async fn topic_names(conn: &mut Conn) -> Result<Vec<String>, String> 
     Ok(resp
         .topics
         .iter()
-        .filter(|t| t.error_code == 0)
-        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .filter_map(|t| t.name.as_ref().map(|n| (n.0.to_string(), t.error_code)))
         .collect())
 }
 

@@ -37,8 +37,9 @@
 //!    stay withheld until retention removes them;
 //! 5. `verified`: every governed topic is read back through the filter
 //!    chain as the verifying principal ([`verify`]); the workflow records
-//!    what the cluster still holds of the subject and that none of it was
-//!    delivered.
+//!    what the cluster still holds of the subject and how much of it was
+//!    delivered; the step completes only when none was (a failed check is
+//!    recorded and tried again).
 //!
 //! The signed report is made on request from the workflow as it stands
 //! ([`Eraser::report`]).
@@ -105,7 +106,8 @@ pub enum Step {
     /// The subject's records stay withheld until retention removes them.
     Suppressing,
     /// The governed topics were read back through the filter chain and
-    /// nothing of the subject was readable.
+    /// nothing of the subject was readable (`passed`, or `partial` when
+    /// some topic could not be read to its end, or `skipped`).
     Verified,
 }
 
@@ -178,7 +180,18 @@ impl Workflow {
     pub fn next_step(&self) -> Option<Step> {
         Step::ALL
             .into_iter()
+            .filter(|s| *s != Step::Verified || !self.finished_unverified())
             .find(|s| !self.steps.iter().any(|d| d.step == *s))
+    }
+
+    /// A workflow finished before verification was a step (a version
+    /// with four steps, which drops the sealed subject id at the end):
+    /// done, and never verified, since nothing can say whose records to
+    /// look for.
+    pub fn finished_unverified(&self) -> bool {
+        self.sealed.is_none()
+            && self.steps.iter().any(|d| d.step == Step::Suppressing)
+            && !self.steps.iter().any(|d| d.step == Step::Verified)
     }
 
     /// Whether every step is done.
@@ -217,7 +230,8 @@ impl Workflow {
 
 /// The process stops dead at the fault point named by `GATEHOUSE_FAULT`
 /// (e.g. `erasure:tombstoned:recorded`), as a crash would: the hook the
-/// crash tests use. Unset, this is one comparison.
+/// crash tests use. Unset, this is one comparison (after the caller
+/// formats the name: a workflow step's cost, not a record's).
 fn fault_point(name: &str) {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let set = FAULT.get_or_init(|| std::env::var("GATEHOUSE_FAULT").ok());
@@ -232,6 +246,43 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// How long a workflow whose verification failed waits before it reads
+/// the governed topics back again.
+const VERIFY_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
+/// Why a step did not complete this time.
+#[derive(Debug)]
+struct StepError {
+    message: String,
+    /// Tried again only after [`VERIFY_AGAIN_AFTER`] (a verification that
+    /// found records of the subject readable), not with a short backoff.
+    slow: bool,
+}
+
+impl StepError {
+    fn slow(message: String) -> Self {
+        Self {
+            message,
+            slow: true,
+        }
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_string())
+    }
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            slow: false,
+        }
+    }
 }
 
 /// Why an erasure could not be started or advanced.
@@ -564,6 +615,9 @@ pub(crate) struct EraserParts {
     /// The proxy's shutdown signal: running workflows stop at it (every
     /// step is safe to repeat when the replica starts again).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Whether a verifying principal is configured (`[keys]
+    /// erasure_verify_as`): step 5 then waits for the filter chain.
+    pub verify: bool,
 }
 
 impl Eraser {
@@ -572,6 +626,8 @@ impl Eraser {
             p.upstream.clone(),
             p.max_frame_bytes,
             p.catalog.clone(),
+            p.verify,
+            p.stopping.clone(),
         ));
         Self {
             topic: Arc::new(StateTopic::new(
@@ -606,7 +662,9 @@ impl Eraser {
     /// the verification step, callable on its own (e.g. to see what
     /// compaction has removed since).
     pub async fn verify(&self, subject: &str) -> Result<Verification, String> {
-        self.verifier.verify(subject).await
+        self.verifier
+            .verify(subject, self.erasures.erased_at(subject))
+            .await
     }
 
     /// The erased subjects and their workflows.
@@ -750,8 +808,12 @@ impl Eraser {
                 loop {
                     match me.advance(&hash).await {
                         Ok(()) => break,
+                        Err(e) if e.slow => {
+                            tracing::warn!(subject = %hash, error = %e.message, retry_in = ?VERIFY_AGAIN_AFTER, "erasure step failed");
+                            tokio::time::sleep(VERIFY_AGAIN_AFTER).await;
+                        }
                         Err(e) => {
-                            tracing::warn!(subject = %hash, error = %e, "erasure step failed; retrying");
+                            tracing::warn!(subject = %hash, error = %e.message, "erasure step failed; retrying");
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(10));
                         }
@@ -770,7 +832,7 @@ impl Eraser {
     }
 
     /// Does the remaining steps of `hash`'s workflow.
-    async fn advance(&self, hash: &str) -> Result<(), String> {
+    async fn advance(&self, hash: &str) -> Result<(), StepError> {
         loop {
             let Some(w) = self.erasures.get(hash) else {
                 return Ok(());
@@ -799,16 +861,30 @@ impl Eraser {
         &self,
         step: Step,
         w: &Workflow,
-    ) -> Result<(String, Option<Verification>), String> {
+    ) -> Result<(String, Option<Verification>), StepError> {
         if step == Step::Verified {
             let subject = self.unseal(w)?;
-            let v = self.verifier.verify(&subject).await?;
+            let v = self
+                .verifier
+                .verify(&subject, self.erasures.erased_at(&subject))
+                .await?;
             if v.outcome == Outcome::Failed {
-                tracing::error!(subject = %w.subject, "erasure verification failed: records of the subject are readable");
+                // Not done: the failure is recorded on the workflow (its
+                // status and report show it), the subject id stays sealed
+                // in it, and the step is tried again later.
+                tracing::error!(subject = %w.subject, summary = %v.summary(), "erasure verification failed: records of the subject are readable");
+                let mut w = w.clone();
+                w.verification = Some(v.clone());
+                w.updated_at = now_ms();
+                self.publish(&w).await?;
+                return Err(StepError::slow(format!(
+                    "verification failed: {}",
+                    v.summary()
+                )));
             }
             return Ok((v.summary(), Some(v)));
         }
-        let detail = match step {
+        let detail: Result<String, String> = match step {
             Step::Requested | Step::Verified => Ok(String::new()),
             Step::KeysDestroyed => {
                 let subject = self.unseal(w)?;
@@ -859,7 +935,7 @@ impl Eraser {
                 Ok(format!("withheld on {}", topics.join(", ")))
             }
         };
-        detail.map(|d| (d, None))
+        Ok((detail?, None))
     }
 
     /// The seq of this replica's `erasure` event for `step` of `hash`, if
@@ -888,6 +964,14 @@ impl Eraser {
             } if subject == hash && s == step.name() => Some(e.seq),
             _ => None,
         })
+    }
+
+    /// Publishes `w` on the erasure topic (acks=all) and applies it here.
+    async fn publish(&self, w: &Workflow) -> Result<(), String> {
+        let value = serde_json::to_vec(w).map_err(|e| e.to_string())?;
+        let key = w.subject.as_bytes().to_vec();
+        self.topic.publish((key, Some(value))).await?;
+        self.erasures.put(w.clone())
     }
 
     /// Records `step` (audit event), then publishes the workflow with it
@@ -942,12 +1026,59 @@ impl Eraser {
         if w.done() {
             w.sealed = None;
         }
-        let value = serde_json::to_vec(&w).map_err(|e| e.to_string())?;
-        let key = w.subject.as_bytes().to_vec();
-        self.topic.publish((key, Some(value))).await?;
+        self.publish(&w).await?;
         fault_point(&format!("erasure:{}:published", step.name()));
-        self.erasures.put(w.clone())?;
         tracing::info!(subject = %w.subject, step = step.name(), "erasure step done");
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workflow(steps: &[Step], sealed: bool) -> Workflow {
+        Workflow {
+            subject: "hash".into(),
+            requested_by: "privacy".into(),
+            reason: "request".into(),
+            requested_at: 1,
+            owner: "a".into(),
+            updated_at: 1,
+            sealed: sealed.then(|| WrappedKey {
+                kek_id: "kek-1".into(),
+                bytes: vec![0; 40],
+            }),
+            steps: steps
+                .iter()
+                .map(|&step| StepDone {
+                    step,
+                    at: 1,
+                    replica: "a".into(),
+                    detail: String::new(),
+                    audit_seq: None,
+                })
+                .collect(),
+            verification: None,
+        }
+    }
+
+    /// A workflow a four-step version finished (its sealed id dropped) is
+    /// done, not waiting for a verification that could never run; one
+    /// still sealed at step 4 goes on to verify.
+    #[test]
+    fn workflows_finished_before_verification_existed_stay_done() {
+        let four = &Step::ALL[..4];
+        let old = workflow(four, false);
+        assert!(old.finished_unverified());
+        assert!(old.done());
+        assert_eq!(old.next_step(), None);
+        let running = workflow(four, true);
+        assert!(!running.done());
+        assert_eq!(running.next_step(), Some(Step::Verified));
+        let early = workflow(&Step::ALL[..2], true);
+        assert_eq!(early.next_step(), Some(Step::Tombstoned));
+        let all = workflow(&Step::ALL, false);
+        assert!(all.done() && !all.finished_unverified());
     }
 }

@@ -43,16 +43,44 @@ pub(crate) struct StateTopic {
     conn: Mutex<Option<Conn>>,
     /// Records waiting for the next batch of [`StateTopic::publish`], and
     /// whether a batch is being published.
-    queue: std::sync::Mutex<(Vec<Queued>, bool)>,
+    queue: PublishQueue,
 }
 
 type Queued = (StateRecord, oneshot::Sender<Result<(), String>>);
+
+/// Records waiting for the next batch, and whether a publisher runs.
+type PublishQueue = std::sync::Mutex<(Vec<Queued>, bool)>;
 
 impl std::fmt::Debug for StateTopic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateTopic")
             .field("topic", &self.topic)
             .finish_non_exhaustive()
+    }
+}
+
+/// The most record bytes one published batch carries (Apache Kafka's
+/// default `max.message.bytes` is 1 MiB).
+const BATCH_BYTES: usize = 512 << 10;
+
+/// A record's framing within a batch, at most (varints, headers).
+const RECORD_OVERHEAD: usize = 64;
+
+/// Marks the publisher stopped if its task ends without saying so (a
+/// panic): the next publication starts a new one, and those queued
+/// meanwhile get an error and retry.
+struct Running<'a> {
+    queue: &'a PublishQueue,
+    armed: bool,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.0.clear();
+            q.1 = false;
+        }
     }
 }
 
@@ -93,15 +121,32 @@ impl StateTopic {
     }
 
     /// Publishes queued records, a batch at a time, until none is left.
+    /// A batch holds at most [`BATCH_BYTES`] of records (and at least
+    /// one), well under the cluster's default `max.message.bytes`; each
+    /// batch's result goes to its own callers.
     async fn publish_queued(&self) {
+        let mut running = Running {
+            queue: &self.queue,
+            armed: true,
+        };
         loop {
             let batch = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 if q.0.is_empty() {
                     q.1 = false;
+                    running.armed = false;
                     return;
                 }
-                std::mem::take(&mut q.0)
+                let mut size = 0usize;
+                let take =
+                    q.0.iter()
+                        .take_while(|((k, v), _)| {
+                            size += k.len() + v.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+                            size <= BATCH_BYTES
+                        })
+                        .count()
+                        .max(1);
+                q.0.drain(..take).collect::<Vec<_>>()
             };
             let (records, waiting): (Vec<StateRecord>, Vec<_>) = batch.into_iter().unzip();
             let result = self.publish_with(|| Ok((records, ()))).await.map(|_| ());

@@ -1008,7 +1008,9 @@ pub(crate) async fn record_refusals(
     let who = principal_info(s.principal.as_ref());
     let events: Vec<_> = refused
         .iter()
-        .filter(|(_, _, code, _)| matches!(*code, INVALID_RECORD | POLICY_VIOLATION))
+        // Every refusal of what the client sent; not the proxy's own
+        // trouble (keys not ready), which the client retries.
+        .filter(|(_, _, code, _)| *code != NOT_ENOUGH_REPLICAS)
         .map(|(topic, partition, _, why)| {
             crate::filter::audit::refusal_event(
                 &who,

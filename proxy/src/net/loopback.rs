@@ -31,8 +31,13 @@ pub(crate) struct Loopback {
     session: SessionContext,
 }
 
-/// `isolation_level` of a consumer that reads committed records only.
-const READ_COMMITTED: i8 = 1;
+/// `isolation_level` of a consumer that reads every record, those of open
+/// and aborted transactions included: what any client of the proxy may
+/// read, and all the way to the high watermark.
+const READ_UNCOMMITTED: i8 = 0;
+
+/// The newest Fetch version that names topics (v13 names them by id).
+const FETCH_BY_NAME: i16 = 12;
 
 impl Loopback {
     pub(crate) fn new(chain: Vec<Arc<dyn Filter>>, principal: Principal) -> Self {
@@ -60,13 +65,15 @@ impl Loopback {
             .iter()
             .filter_map(|f| f.max_version(ApiKey::Fetch))
             .min();
-        let version = cap.map_or(conn.fetch, |c| c.min(conn.fetch));
+        let version = cap
+            .map_or(conn.fetch, |c| c.min(conn.fetch))
+            .min(FETCH_BY_NAME);
         let body = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(0)
             .with_min_bytes(1)
             .with_max_bytes(max_bytes)
-            .with_isolation_level(READ_COMMITTED)
+            .with_isolation_level(READ_UNCOMMITTED)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partitions(vec![FetchPartition::default()
@@ -121,10 +128,11 @@ impl Loopback {
                 let p = partition_of(&resp, partition)
                     .ok_or_else(|| format!("{topic}/{partition}: Fetch did not answer"))?;
                 if p.error_code != 0 {
-                    return Err(format!(
-                        "{topic}/{partition}: Fetch: {}",
-                        crate::cluster::client::error_name(p.error_code)
-                    ));
+                    return Ok(ReadPage {
+                        cluster_error: p.error_code,
+                        high_watermark: p.high_watermark,
+                        ..ReadPage::default()
+                    });
                 }
                 let held = p.records.clone().unwrap_or_default();
                 let hw = p.high_watermark;
@@ -164,6 +172,7 @@ impl Loopback {
                 .and_then(|p| p.records.clone())
                 .unwrap_or_default(),
             error,
+            cluster_error: 0,
             high_watermark,
         })
     }

@@ -64,7 +64,7 @@ pub(super) fn decompress(
         // not what it inflates to.
         let mut out = Vec::new();
         let mut inflater =
-            std::io::Read::take(flate2::read::GzDecoder::new(&payload[..]), limit + 1);
+            std::io::Read::take(flate2::read::MultiGzDecoder::new(&payload[..]), limit + 1);
         std::io::Read::read_to_end(&mut inflater, &mut out).map_err(|e| failed(e.into()))?;
         let size = out.len() as u64;
         if size > limit {
