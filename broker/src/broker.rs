@@ -17,6 +17,7 @@ use crate::committer::{self, AdminOp, Committer, CommitterDeps};
 use crate::error::{BrokerError, StorageError};
 use crate::groups::Coordinator;
 use crate::log;
+use crate::meta_log::MetaLog;
 use crate::state::State;
 use crate::storage::Storage;
 use crate::topic_config;
@@ -98,6 +99,8 @@ pub(crate) struct Shared {
     pub commits: watch::Sender<u64>,
     /// Where produce, offset commits and admin ops go.
     pub committer: Committer,
+    /// The shared metadata log (the catalog and producer-id blocks).
+    pub meta: Arc<MetaLog>,
     pub groups: Coordinator,
     pub cluster_id: String,
     pub advertised: (String, i32),
@@ -144,6 +147,7 @@ impl Broker {
         storage.check_create_only().await?;
         let cluster_id = storage.cluster_id().await?;
         let state = claim(&storage, config.node_id).await?;
+        let meta = Arc::new(open_meta(&storage, &state, config.node_id).await?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -177,6 +181,8 @@ impl Broker {
             commits: commits.clone(),
             commit_interval: config.commit_interval,
             commit_max_bytes: config.commit_max_bytes,
+            meta: meta.clone(),
+            node_id: config.node_id,
         });
         let shared = Arc::new(Shared {
             groups: Coordinator::new(config.initial_rebalance_delay),
@@ -185,6 +191,7 @@ impl Broker {
             commits,
             state,
             committer,
+            meta,
             cluster_id,
             advertised: (host, i32::from(addr.port())),
             shutdown,
@@ -192,10 +199,20 @@ impl Broker {
             maintenance: tokio::sync::Mutex::new(maintenance),
         });
         let (compact, compact_requests) = mpsc::channel(16);
+        let commit_task = tokio::spawn(commit_loop);
+        // Whatever of the catalog this log has not mirrored yet (a stop
+        // between the metadata log's append and this log's commit) is
+        // mirrored before anything is served.
+        shared
+            .committer
+            .admin(AdminOp::Mirror)
+            .await
+            .map_err(|(code, message)| BrokerError::Refused { code, message })?;
         let tasks = vec![
-            tokio::spawn(commit_loop),
+            commit_task,
             tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
             tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(follow_meta(shared.clone())),
             tokio::spawn(compaction_loop(shared.clone(), compact_requests)),
             tokio::spawn({
                 let shared = shared.clone();
@@ -291,6 +308,26 @@ impl Drop for Broker {
         }
     }
 }
+
+/// The metadata log, read to its end. The first broker on a store writes
+/// its first entry: on a store whose broker kept its catalog in its own
+/// log, that entry adopts the catalog and producer ids it has.
+async fn open_meta(storage: &Storage, state: &State, node_id: i32) -> Result<MetaLog, BrokerError> {
+    let log = MetaLog::new(storage.clone());
+    log.append_with(|meta| {
+        Ok(if meta.slots.is_empty() {
+            crate::catalog::adopt(state, node_id, COORDINATOR_SLOTS)
+        } else {
+            Vec::new()
+        })
+    })
+    .await
+    .map_err(|e| BrokerError::Config(format!("the metadata log: {e}")))?;
+    Ok(log)
+}
+
+/// Group coordinator slots of a new cluster (fixed for its life).
+const COORDINATOR_SLOTS: u32 = 16;
 
 async fn recover(storage: &Storage) -> Result<State, StorageError> {
     let mut state = State::default();
@@ -526,6 +563,38 @@ async fn compact_once(shared: &Shared) -> Result<CompactionStats, BrokerError> {
         committer: &shared.committer,
     };
     compaction::pass(&deps, &mut maintenance, now_ms(), None).await
+}
+
+/// How often a broker reads the metadata log for entries other brokers
+/// appended (one GET of the next entry when nothing changed).
+const META_POLL: Duration = Duration::from_millis(500);
+
+/// Follows the metadata log: when another writer changed the catalog, it
+/// is mirrored into this broker's log (outside the commit path: only a
+/// change costs a commit).
+async fn follow_meta(shared: Arc<Shared>) {
+    let mut mirrored = shared.meta.meta().await.last_seq;
+    let mut tick = tokio::time::interval(META_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let seq = match shared.meta.catch_up().await {
+            Ok(seq) => seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the metadata log");
+                continue;
+            }
+        };
+        if seq <= mirrored {
+            continue;
+        }
+        match shared.committer.admin(AdminOp::Mirror).await {
+            Ok(_) => mirrored = seq,
+            Err((code, message)) => {
+                tracing::warn!(?code, %message, "cannot mirror the metadata log");
+            }
+        }
+    }
 }
 
 async fn housekeeping(shared: Arc<Shared>) {

@@ -7,10 +7,12 @@
 //! create-only put, and only then applies it to the in-memory state and
 //! answers the handlers. Nothing is acknowledged before it is durable.
 //!
-//! Admin ops (topic changes, producer ids, log start moves, compaction
-//! swaps) are rare and
-//! validated against the state, so each gets a commit object of its own:
-//! they never interleave with data ops validated against older state.
+//! Admin ops (topic changes, log start moves, compaction swaps) are rare
+//! and validated against the state, so each gets a commit object of its
+//! own: they never interleave with data ops validated against older state.
+//! Topic changes are decided in the shared metadata log first and then
+//! mirrored into this log ([`crate::catalog`]); producer ids come from
+//! blocks the metadata log hands this broker.
 //!
 //! The committer sees only what [`CommitterDeps`] hands it (the store, the
 //! state it keeps in step with the log, the commit counter and two
@@ -28,8 +30,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::batch::{self, BatchHeader};
+use crate::catalog::{self, CatalogOp};
 use crate::error::{KafkaCode, StorageError};
 use crate::log::{Command, CommitBuilder, CommittedOffset, CompactedRun};
+use crate::meta::{MetaCommand, Refused};
+use crate::meta_log::{AppendError, MetaLog};
 use crate::state::{ProducerBatch, ProducerState, State};
 use crate::storage::Storage;
 use crate::topic_config;
@@ -123,6 +128,8 @@ pub enum AdminOp {
     },
     /// Hand out a producer id.
     AllocateProducerId,
+    /// Bring this log's topic catalog up to the metadata log's.
+    Mirror,
     /// Reserve the id of a compaction output about to be written.
     ReserveObject,
     /// Swap runs of batches for their compacted versions; settles the
@@ -203,6 +210,21 @@ pub(crate) struct CommitterDeps {
     pub commit_interval: Duration,
     /// Flush a commit object early once it holds this many bytes.
     pub commit_max_bytes: usize,
+    /// The shared metadata log: the catalog and producer-id blocks.
+    pub meta: Arc<MetaLog>,
+    /// This broker's id.
+    pub node_id: i32,
+}
+
+/// Producer ids handed out per block the metadata log gives a broker.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The rest of this broker's current block of producer ids: the next one,
+/// and one past the last.
+#[derive(Debug, Default)]
+struct ProducerIds {
+    next: i64,
+    end: i64,
 }
 
 /// Why an op got no answer from the committer.
@@ -299,6 +321,7 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
     // A commit whose write ended unclear: it is written again, the same
     // bytes at the same seq, before anything else is.
     let mut unsettled: Option<Unsettled> = None;
+    let mut producer_ids = ProducerIds::default();
     loop {
         let first = match held.take() {
             Some(op) => op,
@@ -338,7 +361,16 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
         let mut replies = Vec::new();
         let mut pending = Vec::new();
         if let Op::Admin { op, reply } = first {
-            match prepare_admin(&deps, op, &mut builder) {
+            let prepared = match op {
+                AdminOp::CreateTopic { .. }
+                | AdminOp::DeleteTopic { .. }
+                | AdminOp::AddPartitions { .. }
+                | AdminOp::SetConfigs { .. }
+                | AdminOp::Mirror => prepare_catalog(&deps, op, &mut builder).await,
+                AdminOp::AllocateProducerId => producer_id(&deps, &mut producer_ids).await,
+                op => prepare_admin(&deps, op, &mut builder),
+            };
+            match prepared {
                 Ok(outcome) if builder.is_empty() => {
                     // validate_only, or nothing to change.
                     drop(reply.send(Ok(outcome)));
@@ -632,84 +664,7 @@ fn prepare_admin(
             "state lock poisoned".to_string(),
         )
     })?;
-    let unknown = |name: &str| {
-        (
-            KafkaCode::UnknownTopicOrPartition,
-            format!("topic '{name}' does not exist"),
-        )
-    };
     match op {
-        AdminOp::CreateTopic {
-            name,
-            partitions,
-            configs,
-            validate_only,
-        } => {
-            if !valid_topic_name(&name) {
-                return Err((
-                    KafkaCode::InvalidTopicException,
-                    format!("'{name}' is not a valid topic name"),
-                ));
-            }
-            if state.names.contains_key(&name) {
-                return Err((
-                    KafkaCode::TopicAlreadyExists,
-                    format!("topic '{name}' already exists"),
-                ));
-            }
-            if !(1..=10_000).contains(&partitions) {
-                return Err((
-                    KafkaCode::InvalidPartitions,
-                    format!("{partitions} partitions: must be between 1 and 10000"),
-                ));
-            }
-            topic_config::validate_all(&configs).map_err(|m| (KafkaCode::InvalidConfig, m))?;
-            let id = Uuid::new_v4();
-            if !validate_only {
-                builder.push(Command::CreateTopic {
-                    name,
-                    id,
-                    partitions,
-                    configs,
-                });
-            }
-            Ok(AdminOutcome::Created(id))
-        }
-        AdminOp::DeleteTopic { name } => {
-            let id = *state.names.get(&name).ok_or_else(|| unknown(&name))?;
-            builder.push(Command::DeleteTopic { id });
-            Ok(AdminOutcome::Done)
-        }
-        AdminOp::AddPartitions {
-            name,
-            count,
-            validate_only,
-        } => {
-            let t = state.topic(&name).ok_or_else(|| unknown(&name))?;
-            let have = t.partitions.len() as i32;
-            if count <= have || count > 10_000 {
-                return Err((
-                    KafkaCode::InvalidPartitions,
-                    format!("topic '{name}' has {have} partitions; cannot change to {count}"),
-                ));
-            }
-            if !validate_only {
-                builder.push(Command::AddPartitions { id: t.id, count });
-            }
-            Ok(AdminOutcome::Done)
-        }
-        AdminOp::SetConfigs {
-            name,
-            configs,
-            validate_only,
-        } => {
-            let t = state.topic(&name).ok_or_else(|| unknown(&name))?;
-            topic_config::validate_all(&configs).map_err(|m| (KafkaCode::InvalidConfig, m))?;
-            if !validate_only && configs != t.configs {
-                builder.push(Command::SetConfigs { id: t.id, configs });
-            }
-            Ok(AdminOutcome::Done)
-        }
         AdminOp::SetLogStart { entries } => {
             let mut results = Vec::with_capacity(entries.len());
             for (name, partition, offset) in entries {
@@ -743,11 +698,15 @@ fn prepare_admin(
             }
             Ok(AdminOutcome::Done)
         }
-        AdminOp::AllocateProducerId => {
-            let id = state.last_producer_id + 1;
-            builder.push(Command::AllocateProducerId { id });
-            Ok(AdminOutcome::ProducerId(id))
-        }
+        AdminOp::CreateTopic { .. }
+        | AdminOp::DeleteTopic { .. }
+        | AdminOp::AddPartitions { .. }
+        | AdminOp::SetConfigs { .. }
+        | AdminOp::Mirror
+        | AdminOp::AllocateProducerId => Err((
+            KafkaCode::UnknownServerError,
+            "a metadata change reached the commit log directly".into(),
+        )),
         AdminOp::ReserveObject => {
             let id = state.last_object_id + 1;
             builder.push(Command::ReserveObject { id });
@@ -769,6 +728,130 @@ fn prepare_admin(
             Ok(AdminOutcome::Compacted(applied))
         }
     }
+}
+
+/// A topic change: decided in the metadata log (validated against it and
+/// appended, unless only validating), then mirrored into `builder`, with
+/// whatever else of the catalog this log had not mirrored yet.
+async fn prepare_catalog(
+    deps: &CommitterDeps,
+    op: AdminOp,
+    builder: &mut CommitBuilder,
+) -> Result<AdminOutcome, AdminError> {
+    let stored = |e: StorageError| (KafkaCode::KafkaStorageError, e.to_string());
+    let (op, validate_only) = match op {
+        AdminOp::CreateTopic {
+            name,
+            partitions,
+            configs,
+            validate_only,
+        } => (
+            Some(CatalogOp::Create {
+                name,
+                partitions,
+                configs,
+            }),
+            validate_only,
+        ),
+        AdminOp::DeleteTopic { name } => (Some(CatalogOp::Delete { name }), false),
+        AdminOp::AddPartitions {
+            name,
+            count,
+            validate_only,
+        } => (
+            Some(CatalogOp::AddPartitions { name, count }),
+            validate_only,
+        ),
+        AdminOp::SetConfigs {
+            name,
+            configs,
+            validate_only,
+        } => (Some(CatalogOp::SetConfigs { name, configs }), validate_only),
+        _ => (None, false),
+    };
+    let (meta, outcome) = match op {
+        None => {
+            deps.meta.catch_up().await.map_err(stored)?;
+            (deps.meta.meta().await, AdminOutcome::Done)
+        }
+        Some(op) if validate_only => {
+            deps.meta.catch_up().await.map_err(stored)?;
+            let meta = deps.meta.meta().await;
+            let (_, outcome) = catalog::changes(&meta, &op, deps.node_id)?;
+            return Ok(outcome);
+        }
+        Some(op) => {
+            let mut decided: Option<Result<AdminOutcome, AdminError>> = None;
+            let appended = deps
+                .meta
+                .append_with(|meta| match catalog::changes(meta, &op, deps.node_id) {
+                    Ok((commands, outcome)) => {
+                        decided = Some(Ok(outcome));
+                        Ok(commands)
+                    }
+                    Err(e) => {
+                        let why = e.1.clone();
+                        decided = Some(Err(e));
+                        Err(Refused::Invalid(why))
+                    }
+                })
+                .await;
+            match (appended, decided) {
+                (Ok((_, meta)), Some(Ok(outcome))) => (meta, outcome),
+                (Err(AppendError::Refused(_)), Some(Err(e))) => return Err(e),
+                (Err(AppendError::Refused(r)), _) => {
+                    return Err((KafkaCode::InvalidRequest, r.to_string()))
+                }
+                (Err(AppendError::Storage(e)), _) => return Err(stored(e)),
+                (Ok(_), _) => {
+                    return Err((
+                        KafkaCode::UnknownServerError,
+                        "the metadata log decided nothing".into(),
+                    ))
+                }
+            }
+        }
+    };
+    let state = deps.state.read().map_err(|_| {
+        (
+            KafkaCode::UnknownServerError,
+            "state lock poisoned".to_string(),
+        )
+    })?;
+    for command in catalog::mirror(&meta, &state) {
+        builder.push(command);
+    }
+    Ok(outcome)
+}
+
+/// The next producer id of this broker's block, after asking the metadata
+/// log for a new block when it is used up. Nothing goes to this broker's
+/// log: ids are unique across brokers and restarts because each block is
+/// handed out once (a restarted broker starts a new block).
+async fn producer_id(
+    deps: &CommitterDeps,
+    ids: &mut ProducerIds,
+) -> Result<AdminOutcome, AdminError> {
+    if ids.next >= ids.end {
+        let node = deps.node_id;
+        let (_, meta) = deps
+            .meta
+            .append_with(|meta| {
+                Ok(vec![MetaCommand::AllocateProducerIds {
+                    node,
+                    first: meta.last_producer_id + 1,
+                    count: PRODUCER_ID_BLOCK,
+                }])
+            })
+            .await
+            .map_err(|e| (KafkaCode::KafkaStorageError, e.to_string()))?;
+        // This append's block is the last one handed out.
+        ids.end = meta.last_producer_id + 1;
+        ids.next = ids.end - PRODUCER_ID_BLOCK;
+    }
+    let id = ids.next;
+    ids.next += 1;
+    Ok(AdminOutcome::ProducerId(id))
 }
 
 /// How long handlers wait for the committer before answering with a

@@ -27,9 +27,11 @@
 //!   handle's methods (produce, commit offsets, admin ops).
 //! - [`meta`] and [`meta_log`]: the cluster's shared control state
 //!   (topics, leaders and epochs, producer id blocks) and the log of it
-//!   that any broker appends to with create-only writes; the first steps
-//!   of the cluster (`docs/design/broker-cluster.md`), not yet used by
-//!   the data path.
+//!   that any broker appends to with create-only writes
+//!   (`docs/design/broker-cluster.md`). Topic changes and producer-id
+//!   blocks are decided there; leadership is not used yet.
+//! - [`catalog`]: validating topic changes against the metadata log and
+//!   mirroring its catalog into the broker's own log.
 //! - [`groups`]: the consumer group coordinator (membership in memory,
 //!   offsets durable through the log).
 //! - [`batch`]: record batch header parsing and validation; batches are
@@ -49,6 +51,7 @@
 
 pub mod batch;
 mod broker;
+pub mod catalog;
 pub mod committer;
 pub mod error;
 pub mod groups;

@@ -717,12 +717,17 @@ mod tests {
         let store = Arc::new(Faulty::default());
         let storage = Storage::with_store(store.clone(), 0, "faulty".into());
         let state = Arc::new(std::sync::RwLock::new(crate::state::State::default()));
+        let meta = Arc::new(crate::meta_log::MetaLog::new(storage.clone()));
+        meta.append(crate::catalog::adopt(&crate::state::State::default(), 0, 1))
+            .await?;
         let (committer, run) = committer::start(CommitterDeps {
             storage,
             state: state.clone(),
             commits: tokio::sync::watch::channel(0).0,
             commit_interval: std::time::Duration::from_millis(1),
             commit_max_bytes: 1 << 20,
+            meta,
+            node_id: 0,
         });
         let task = tokio::spawn(run);
         committer

@@ -161,6 +161,80 @@ async fn create_only_writes_have_exactly_one_winner() -> Result<()> {
 /// The metadata log over the S3 server: three writers (three opened
 /// stores, as three brokers) append 50 entries each at once; every entry
 /// is in the log once, none is lost, and all three read the same state.
+/// The topic catalog and the producer-id blocks are decided in the shared
+/// metadata log: a topic another writer of the store adds there is served
+/// within a poll, a topic created through the broker is there too, and
+/// producer ids are never handed out twice across a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_and_producer_ids_come_from_the_metadata_log() -> Result<()> {
+    use gatehouse_broker::catalog::{changes, CatalogOp};
+    use gatehouse_broker::meta::Refused;
+    use gatehouse_broker::meta_log::MetaLog;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        ApiKey, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id((-1).into())
+        .with_producer_epoch(-1);
+    let mut broker = TestBroker::start().await?;
+    let mut c = RawClient::connect(broker.addr()).await?;
+    let first: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &init).await?;
+    let next: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &init).await?;
+    ensure!(first.error_code == 0 && next.producer_id.0 == first.producer_id.0 + 1);
+    broker.crash_and_restart().await?;
+    let mut c = RawClient::connect(broker.addr()).await?;
+    let after: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &init).await?;
+    ensure!(
+        after.error_code == 0 && after.producer_id.0 > next.producer_id.0,
+        "{} after {}",
+        after.producer_id.0,
+        next.producer_id.0
+    );
+
+    // Another writer of the store adds a topic to the metadata log.
+    let store = gatehouse_broker::storage::Storage::open(&broker.data_dir(), false, 0, &[])?;
+    let log = MetaLog::new(store);
+    let op = CatalogOp::Create {
+        name: "from-meta".into(),
+        partitions: 3,
+        configs: BTreeMap::new(),
+    };
+    log.append_with(|m| {
+        changes(m, &op, 0)
+            .map(|(commands, _)| commands)
+            .map_err(|(_, why)| Refused::Invalid(why))
+    })
+    .await?;
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_static_str("from-meta"))))]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await?;
+        if m.topics[0].error_code == 0 {
+            ensure!(m.topics[0].partitions.len() == 3, "{:?}", m.topics[0]);
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the topic never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And a topic created through the broker is in the metadata log.
+    create(&mut c, "via-broker", 2, &[]).await?;
+    log.catch_up().await?;
+    let meta = log.meta().await;
+    let id = meta.names.get("via-broker").context("via-broker in Meta")?;
+    ensure!(meta.topics.get(id).map(|t| t.partitions.len()) == Some(2));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_writers_share_the_metadata_log_on_s3() -> Result<()> {
     use gatehouse_broker::meta::MetaCommand;

@@ -44,6 +44,7 @@ const PROXY: Layers = Layers {
 /// connection loop (`server`) or the request handlers (`handlers`).
 const BROKER_LOWER: &[&str] = &[
     "batch",
+    "catalog",
     "committer",
     "error",
     "groups",
@@ -57,6 +58,7 @@ const BROKER_LOWER: &[&str] = &[
 const BROKER: Layers = Layers {
     allowed: &[
         ("batch", BROKER_LOWER),
+        ("catalog", BROKER_LOWER),
         ("committer", BROKER_LOWER),
         ("error", BROKER_LOWER),
         ("groups", BROKER_LOWER),
