@@ -143,7 +143,16 @@ impl Broker {
             config.fsync,
             config.cache_bytes,
             &config.store_options,
-        )?;
+        )?
+        .for_node(config.node_id)
+        .await?;
+        let others = storage.other_nodes(config.node_id).await?;
+        if !others.is_empty() {
+            return Err(BrokerError::Config(format!(
+                "the store {} holds the logs of brokers {others:?}: several brokers on one store need partition leadership, which is not built yet (docs/design/broker-cluster.md)",
+                storage.describe()
+            )));
+        }
         storage.check_create_only().await?;
         let cluster_id = storage.cluster_id().await?;
         let state = claim(&storage, config.node_id).await?;

@@ -4,10 +4,15 @@
 //!
 //! ```text
 //! cluster.json                 cluster id, written once
-//! wal/00000000000000000042     commit object 42 (see [`crate::log`])
-//! snapshots/00000000000000000040.json   state as of commit 40
-//! compacted/00000000000000000007   compaction output 7 (batches only)
+//! meta/00000000000000000003    entry 3 of the metadata log every broker shares
+//! nodes/1/wal/00000000000000000042     broker 1's commit object 42 (see [`crate::log`])
+//! nodes/1/snapshots/00000000000000000040.json   its state as of commit 40
+//! nodes/1/compacted/00000000000000000007   its compaction output 7 (batches only)
 //! ```
+//!
+//! A store written by a single broker before brokers had a folder each
+//! keeps its log at the root (`wal/`, `snapshots/`, `compacted/`): node 0
+//! goes on using it there.
 //!
 //! Batches live in commit objects (as produced) or in compaction outputs.
 //! Both are named by a `u64` object id: commit objects by their sequence
@@ -36,6 +41,9 @@ use crate::error::StorageError;
 #[derive(Debug, Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// Where this broker's own log lives: `nodes/<id>/`, or the root for
+    /// node 0 of a store from before (see [`Storage::for_node`]).
+    root: String,
     /// See [`Storage::writer`].
     writer: String,
     cache: Arc<Mutex<ObjectCache>>,
@@ -81,10 +89,6 @@ pub(crate) fn meta_path(seq: u64) -> Path {
     Path::from(format!("meta/{seq:020}"))
 }
 
-pub(crate) fn wal_path(seq: u64) -> Path {
-    Path::from(format!("wal/{seq:020}"))
-}
-
 /// Object ids at or above this name compaction outputs, not commit objects.
 pub const COMPACTED: u64 = 1 << 62;
 
@@ -96,19 +100,6 @@ pub fn compacted_object(id: u64) -> u64 {
 /// Whether `object` is a compaction output.
 pub fn is_compacted(object: u64) -> bool {
     object >= COMPACTED
-}
-
-/// Where object `object` (a commit sequence or a compaction output) lives.
-pub(crate) fn object_path(object: u64) -> Path {
-    if is_compacted(object) {
-        Path::from(format!("compacted/{:020}", object - COMPACTED))
-    } else {
-        wal_path(object)
-    }
-}
-
-fn snapshot_path(seq: u64) -> Path {
-    Path::from(format!("snapshots/{seq:020}.json"))
 }
 
 fn parse_seq(path: &Path, prefix: &str, suffix: &str) -> Option<u64> {
@@ -176,6 +167,7 @@ impl Storage {
     ) -> Self {
         Self {
             store,
+            root: String::new(),
             writer: uuid::Uuid::new_v4().simple().to_string(),
             cache: Arc::new(Mutex::new(ObjectCache {
                 budget: cache_bytes,
@@ -188,6 +180,80 @@ impl Storage {
     /// Where the data lives, for logs.
     pub fn describe(&self) -> &str {
         &self.description
+    }
+
+    /// This storage as broker `node` uses it: its own log under
+    /// `nodes/<node>/`; for node 0 of a store a single broker wrote before
+    /// brokers had a folder each (a log at the root, none under `nodes/0/`),
+    /// that log where it is.
+    pub async fn for_node(mut self, node: i32) -> Result<Self, StorageError> {
+        let own = format!("nodes/{node}/");
+        let has = |prefix: String| {
+            let store = self.store.clone();
+            async move {
+                let prefix = Path::from(prefix);
+                let mut list = store.list(Some(&prefix));
+                futures::StreamExt::next(&mut list).await.transpose()
+            }
+        };
+        let legacy = node == 0
+            && has(format!("{own}wal")).await?.is_none()
+            && (has("wal".into()).await?.is_some() || has("snapshots".into()).await?.is_some());
+        self.root = if legacy { String::new() } else { own };
+        Ok(self)
+    }
+
+    /// The brokers (other than `node`) whose logs this store holds.
+    pub async fn other_nodes(&self, node: i32) -> Result<Vec<i32>, StorageError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&Path::from("nodes")))
+            .await?;
+        let mut nodes: Vec<i32> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.parts().next_back()?.as_ref().parse().ok())
+            .filter(|n| *n != node)
+            .collect();
+        if node != 0 && !self.root.is_empty() {
+            // Node 0 of a store from before keeps its log at the root.
+            let mut root = self.store.list(Some(&Path::from("wal")));
+            if futures::StreamExt::next(&mut root).await.is_some() {
+                nodes.push(0);
+            }
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        Ok(nodes)
+    }
+
+    fn wal_path(&self, seq: u64) -> Path {
+        Path::from(format!("{}wal/{seq:020}", self.root))
+    }
+
+    /// Where object `object` (a commit sequence or a compaction output)
+    /// lives.
+    fn object_path(&self, object: u64) -> Path {
+        if is_compacted(object) {
+            Path::from(format!("{}compacted/{:020}", self.root, object - COMPACTED))
+        } else {
+            self.wal_path(object)
+        }
+    }
+
+    fn snapshot_path(&self, seq: u64) -> Path {
+        Path::from(format!("{}snapshots/{seq:020}.json", self.root))
+    }
+
+    /// Everything under folder `name` of this broker's log, with its
+    /// prefix (to parse names against).
+    async fn list_own(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<object_store::ObjectMeta>, String), StorageError> {
+        let prefix = Path::from(format!("{}{name}", self.root));
+        let metas = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok((metas, format!("{}{name}/", self.root)))
     }
 
     /// Checks that the store enforces create-only writes (S3's
@@ -227,7 +293,7 @@ impl Storage {
     /// Creates commit object `seq` (create-only). Fails with
     /// [`StorageError::Fenced`] if another writer created it.
     pub(crate) async fn create_commit(&self, seq: u64, data: Bytes) -> Result<(), StorageError> {
-        match self.create(&wal_path(seq), data.clone()).await? {
+        match self.create(&self.wal_path(seq), data.clone()).await? {
             Created::Ours => {
                 self.cache_insert(seq, data);
                 Ok(())
@@ -309,7 +375,7 @@ impl Storage {
         if let Some(b) = self.cached(seq) {
             return Ok(b);
         }
-        let data = self.store.get(&wal_path(seq)).await?.bytes().await?;
+        let data = self.store.get(&self.wal_path(seq)).await?.bytes().await?;
         Ok(data)
     }
 
@@ -318,7 +384,7 @@ impl Storage {
     /// put is enough.
     pub(crate) async fn put_object(&self, object: u64, data: Bytes) -> Result<(), StorageError> {
         self.store
-            .put(&object_path(object), PutPayload::from_bytes(data))
+            .put(&self.object_path(object), PutPayload::from_bytes(data))
             .await?;
         Ok(())
     }
@@ -343,17 +409,16 @@ impl Storage {
         }
         Ok(self
             .store
-            .get_range(&object_path(seq), pos..pos + len)
+            .get_range(&self.object_path(seq), pos..pos + len)
             .await?)
     }
 
     /// Sequence numbers of all commit objects, ascending.
     pub(crate) async fn list_commits(&self) -> Result<Vec<u64>, StorageError> {
-        let prefix = Path::from("wal");
-        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let (metas, prefix) = self.list_own("wal").await?;
         let mut seqs: Vec<u64> = metas
             .iter()
-            .filter_map(|m| parse_seq(&m.location, "wal/", ""))
+            .filter_map(|m| parse_seq(&m.location, &prefix, ""))
             .collect();
         seqs.sort_unstable();
         Ok(seqs)
@@ -366,7 +431,7 @@ impl Storage {
                 c.used -= d.len();
             }
         }
-        match self.store.delete(&object_path(seq)).await {
+        match self.store.delete(&self.object_path(seq)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(StorageError::Store(e)),
         }
@@ -375,11 +440,10 @@ impl Storage {
     /// Ids of all compaction outputs in the store, ascending (for tests and
     /// checks; clean-up goes by the state, never by listing).
     pub async fn list_compacted(&self) -> Result<Vec<u64>, StorageError> {
-        let prefix = Path::from("compacted");
-        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let (metas, prefix) = self.list_own("compacted").await?;
         let mut ids: Vec<u64> = metas
             .iter()
-            .filter_map(|m| parse_seq(&m.location, "compacted/", ""))
+            .filter_map(|m| parse_seq(&m.location, &prefix, ""))
             .map(compacted_object)
             .collect();
         ids.sort_unstable();
@@ -388,11 +452,10 @@ impl Storage {
 
     /// Sequence numbers of all snapshots, ascending.
     pub(crate) async fn list_snapshots(&self) -> Result<Vec<u64>, StorageError> {
-        let prefix = Path::from("snapshots");
-        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let (metas, prefix) = self.list_own("snapshots").await?;
         let mut seqs: Vec<u64> = metas
             .iter()
-            .filter_map(|m| parse_seq(&m.location, "snapshots/", ".json"))
+            .filter_map(|m| parse_seq(&m.location, &prefix, ".json"))
             .collect();
         seqs.sort_unstable();
         Ok(seqs)
@@ -400,17 +463,22 @@ impl Storage {
 
     pub(crate) async fn put_snapshot(&self, seq: u64, data: Bytes) -> Result<(), StorageError> {
         self.store
-            .put(&snapshot_path(seq), PutPayload::from_bytes(data))
+            .put(&self.snapshot_path(seq), PutPayload::from_bytes(data))
             .await?;
         Ok(())
     }
 
     pub(crate) async fn read_snapshot(&self, seq: u64) -> Result<Bytes, StorageError> {
-        Ok(self.store.get(&snapshot_path(seq)).await?.bytes().await?)
+        Ok(self
+            .store
+            .get(&self.snapshot_path(seq))
+            .await?
+            .bytes()
+            .await?)
     }
 
     pub(crate) async fn delete_snapshot(&self, seq: u64) -> Result<(), StorageError> {
-        match self.store.delete(&snapshot_path(seq)).await {
+        match self.store.delete(&self.snapshot_path(seq)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(StorageError::Store(e)),
         }
@@ -654,7 +722,7 @@ mod tests {
             ..Default::default()
         };
         a.store
-            .put_opts(&wal_path(1), PutPayload::from_bytes(ours.clone()), create)
+            .put_opts(&a.wal_path(1), PutPayload::from_bytes(ours.clone()), create)
             .await?;
         a.create_commit(1, ours.clone()).await?;
 
@@ -763,6 +831,37 @@ mod tests {
         assert_eq!(next, Some(2));
         drop(committer);
         task.await?;
+        Ok(())
+    }
+
+    /// Each broker's log lives in its own folder; node 0 of a store a
+    /// single broker wrote before keeps its log at the root.
+    #[tokio::test]
+    async fn each_broker_has_a_folder_and_old_stores_keep_theirs() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let path = dir.path().to_string_lossy().into_owned();
+        let open = || Storage::open(&path, false, 0, &[]);
+        let one = open()?.for_node(1).await?;
+        one.create_commit(1, Bytes::from_static(b"one")).await?;
+        assert!(dir
+            .path()
+            .join("nodes/1/wal")
+            .join(format!("{:020}", 1))
+            .exists());
+        assert_eq!(one.other_nodes(1).await?, Vec::<i32>::new());
+        let zero = open()?.for_node(0).await?;
+        assert_eq!(zero.other_nodes(0).await?, vec![1]);
+        assert_eq!(zero.root, "nodes/0/");
+
+        let old = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let old_path = old.path().to_string_lossy().into_owned();
+        let before = Storage::open(&old_path, false, 0, &[])?;
+        before.create_commit(1, Bytes::from_static(b"old")).await?;
+        let zero = Storage::open(&old_path, false, 0, &[])?.for_node(0).await?;
+        assert_eq!(zero.root, "");
+        assert_eq!(zero.list_commits().await?, vec![1]);
+        let two = Storage::open(&old_path, false, 0, &[])?.for_node(2).await?;
+        assert_eq!(two.other_nodes(2).await?, vec![0]);
         Ok(())
     }
 }

@@ -64,7 +64,7 @@ async fn retention_trims_old_data_and_deletes_objects(via: Via) -> Result<()> {
 
     let store = std::path::PathBuf::from(broker_data(&broker));
     let count = || {
-        std::fs::read_dir(store.join("wal"))
+        std::fs::read_dir(store.join("nodes/0/wal"))
             .map(|d| d.count())
             .unwrap_or(0)
     };
@@ -608,7 +608,7 @@ async fn retention_deletes_whole_objects_by_size_and_time() -> Result<()> {
     let mut c = RawClient::connect(broker.addr()).await?;
     let store = std::path::PathBuf::from(broker_data(&broker));
     let count = |dir: &str| {
-        std::fs::read_dir(store.join(dir))
+        std::fs::read_dir(store.join("nodes/0").join(dir))
             .map(|d| d.count())
             .unwrap_or(0)
     };
