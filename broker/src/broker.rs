@@ -4,6 +4,7 @@ mod compaction;
 
 pub use compaction::CompactionStats;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,9 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::committer::{self, AdminOp, Committer, CommitterDeps};
-use crate::error::{BrokerError, StorageError};
+use crate::error::{BrokerError, KafkaCode, StorageError};
 use crate::groups::Coordinator;
 use crate::log;
+use crate::members::{Member, Membership};
 use crate::meta_log::MetaLog;
 use crate::state::State;
 use crate::storage::Storage;
@@ -62,6 +64,9 @@ pub struct BrokerConfig {
     /// Require SASL (PLAIN, SCRAM-SHA-256/512) with the users of this
     /// credentials file; none by default.
     pub sasl_credentials: Option<std::path::PathBuf>,
+    /// How long a broker's lease in the store lasts without renewal before
+    /// the others count it gone (renewed every third of it).
+    pub lease: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -83,6 +88,7 @@ impl Default for BrokerConfig {
             housekeeping_interval: Duration::from_secs(30),
             compaction_interval: Duration::from_secs(15),
             initial_rebalance_delay: Duration::from_millis(300),
+            lease: Duration::from_secs(10),
             sasl_credentials: None,
         }
     }
@@ -99,17 +105,62 @@ pub(crate) struct Shared {
     pub commits: watch::Sender<u64>,
     /// Where produce, offset commits and admin ops go.
     pub committer: Committer,
-    /// The shared metadata log (the catalog and producer-id blocks).
+    /// The shared metadata log (the catalog, leaders, producer-id blocks).
     pub meta: Arc<MetaLog>,
+    /// The live brokers, by id (this one always among them).
+    pub members: watch::Receiver<BTreeMap<i32, Member>>,
     pub groups: Coordinator,
     pub cluster_id: String,
-    pub advertised: (String, i32),
     pub shutdown: watch::Sender<bool>,
     /// Users allowed in, when SASL is required.
     pub sasl: Option<gatehouse_sasl::CredentialStore>,
     /// Held by housekeeping and compaction passes: one at a time, so
     /// clean-up never deletes an object a pass is still writing or reading.
     pub maintenance: tokio::sync::Mutex<compaction::Maintenance>,
+}
+
+impl Shared {
+    /// This broker's id.
+    pub fn node(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The live brokers, by id.
+    pub fn live(&self) -> BTreeMap<i32, Member> {
+        self.members.borrow().clone()
+    }
+
+    /// The leader of a partition and its epoch, as the metadata log says.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        self.meta
+            .current()
+            .partition_leader(topic, partition)
+            .map(|l| (l.node, l.epoch))
+    }
+
+    /// Whether this broker leads the partition; if not, the error that
+    /// sends the client to the leader (after a metadata refresh).
+    pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), KafkaCode> {
+        match self.leader(topic, partition) {
+            Some((node, _)) if node == self.node() => Ok(()),
+            Some(_) => Err(KafkaCode::NotLeaderOrFollower),
+            None => Err(KafkaCode::UnknownTopicOrPartition),
+        }
+    }
+
+    /// The broker coordinating `group` (the leader of its slot).
+    pub fn coordinator(&self, group: &str) -> Option<i32> {
+        self.meta.current().coordinator_of(group).map(|l| l.node)
+    }
+
+    /// Whether this broker coordinates `group`; if not, `NOT_COORDINATOR`,
+    /// which sends the client to FindCoordinator again.
+    pub fn check_coordinator(&self, group: &str) -> Result<(), KafkaCode> {
+        match self.coordinator(group) {
+            Some(node) if node == self.node() => Ok(()),
+            _ => Err(KafkaCode::NotCoordinator),
+        }
+    }
 }
 
 /// A request for a compaction pass now, with where its result goes.
@@ -146,13 +197,6 @@ impl Broker {
         )?
         .for_node(config.node_id)
         .await?;
-        let others = storage.other_nodes(config.node_id).await?;
-        if !others.is_empty() {
-            return Err(BrokerError::Config(format!(
-                "the store {} holds the logs of brokers {others:?}: several brokers on one store need partition leadership, which is not built yet (docs/design/broker-cluster.md)",
-                storage.describe()
-            )));
-        }
         storage.check_create_only().await?;
         let cluster_id = storage.cluster_id().await?;
         let state = claim(&storage, config.node_id).await?;
@@ -180,6 +224,20 @@ impl Broker {
             last_commit = state.last_seq,
             "broker started"
         );
+        let port = i32::from(addr.port());
+        let mut membership = Membership::new(
+            storage.clone(),
+            Member {
+                node: config.node_id,
+                host: host.clone(),
+                port,
+                incarnation: storage.writer().to_string(),
+                counter: 0,
+            },
+            config.lease,
+        );
+        membership.join().await?;
+        let members = membership.subscribe();
         let (shutdown, _) = watch::channel(false);
         let commits = watch::channel(state.last_seq).0;
         let maintenance = compaction::Maintenance::new(&state);
@@ -192,6 +250,7 @@ impl Broker {
             commit_max_bytes: config.commit_max_bytes,
             meta: meta.clone(),
             node_id: config.node_id,
+            live: members.clone(),
         });
         let shared = Arc::new(Shared {
             groups: Coordinator::new(config.initial_rebalance_delay),
@@ -201,8 +260,9 @@ impl Broker {
             state,
             committer,
             meta,
+            members,
             cluster_id,
-            advertised: (host, i32::from(addr.port())),
+
             shutdown,
             sasl,
             maintenance: tokio::sync::Mutex::new(maintenance),
@@ -222,6 +282,7 @@ impl Broker {
             tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
             tokio::spawn(housekeeping(shared.clone())),
             tokio::spawn(follow_meta(shared.clone())),
+            tokio::spawn(membership.run(shared.shutdown.subscribe())),
             tokio::spawn(compaction_loop(shared.clone(), compact_requests)),
             tokio::spawn({
                 let shared = shared.clone();
@@ -299,6 +360,15 @@ impl Broker {
         for t in std::mem::take(&mut self.tasks) {
             t.abort();
             let _ = t.await;
+        }
+        // Gone at once for the others, not after a lease.
+        if let Err(e) = self
+            .shared
+            .storage
+            .delete_lease(self.shared.config.node_id)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot delete this broker's lease");
         }
         snap?;
         tracing::info!("broker stopped");

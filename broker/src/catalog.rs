@@ -60,14 +60,23 @@ pub enum CatalogOp {
     },
 }
 
-/// The metadata commands that make `op` on `meta`, led by `node` (every
-/// new partition starts with it as its leader), and the outcome to answer
-/// with; or the Kafka error that refuses it. No commands: nothing changes.
+/// The metadata commands that make `op` on `meta`, and the outcome to
+/// answer with; or the Kafka error that refuses it. No commands: nothing
+/// changes. New partitions are spread over the `live` brokers.
 pub fn changes(
     meta: &Meta,
     op: &CatalogOp,
-    node: i32,
+    live: &[i32],
 ) -> Result<(Vec<MetaCommand>, AdminOutcome), AdminError> {
+    let leaders = |id: Uuid, range: std::ops::Range<i32>| -> Vec<i32> {
+        range
+            .map(|p| {
+                let mut key = id.as_bytes().to_vec();
+                key.extend_from_slice(&p.to_be_bytes());
+                crate::members::rendezvous(live, &key).unwrap_or(0)
+            })
+            .collect()
+    };
     let unknown = |name: &str| {
         (
             KafkaCode::UnknownTopicOrPartition,
@@ -106,13 +115,12 @@ pub fn changes(
             }
             topic_config::validate_all(configs).map_err(|m| (KafkaCode::InvalidConfig, m))?;
             let id = Uuid::new_v4();
-            let leaders = vec![node; usize::try_from(*partitions).unwrap_or(1)];
             Ok((
                 vec![MetaCommand::CreateTopic {
                     name: name.clone(),
                     id,
                     configs: configs.clone(),
-                    leaders,
+                    leaders: leaders(id, 0..*partitions),
                 }],
                 AdminOutcome::Created(id),
             ))
@@ -133,11 +141,10 @@ pub fn changes(
                     format!("topic '{name}' has {have} partitions; cannot change to {count}"),
                 ));
             }
-            let new = usize::try_from(count - have).unwrap_or(0);
             Ok((
                 vec![MetaCommand::AddPartitions {
                     id: t.id,
-                    leaders: vec![node; new],
+                    leaders: leaders(t.id, have..*count),
                 }],
                 AdminOutcome::Done,
             ))
@@ -254,21 +261,21 @@ mod tests {
             partitions,
             configs: BTreeMap::new(),
         };
-        let (cmds, _) = changes(&m, &create("t", 3), 0).expect("created");
+        let (cmds, _) = changes(&m, &create("t", 3), &[0]).expect("created");
         for r in m.apply(m.last_seq + 1, &cmds) {
             assert!(r.is_ok());
         }
         let code = |r: Result<(Vec<MetaCommand>, AdminOutcome), AdminError>| r.err().map(|e| e.0);
         assert_eq!(
-            code(changes(&m, &create("t", 1), 0)),
+            code(changes(&m, &create("t", 1), &[0])),
             Some(KafkaCode::TopicAlreadyExists)
         );
         assert_eq!(
-            code(changes(&m, &create("bad name", 1), 0)),
+            code(changes(&m, &create("bad name", 1), &[0])),
             Some(KafkaCode::InvalidTopicException)
         );
         assert_eq!(
-            code(changes(&m, &create("u", 0), 0)),
+            code(changes(&m, &create("u", 0), &[0])),
             Some(KafkaCode::InvalidPartitions)
         );
         let grow = |count| CatalogOp::AddPartitions {
@@ -276,22 +283,22 @@ mod tests {
             count,
         };
         assert_eq!(
-            code(changes(&m, &grow(3), 0)),
+            code(changes(&m, &grow(3), &[0])),
             Some(KafkaCode::InvalidPartitions)
         );
-        let (cmds, _) = changes(&m, &grow(5), 0).expect("grown");
+        let (cmds, _) = changes(&m, &grow(5), &[0]).expect("grown");
         assert!(
             matches!(&cmds[..], [MetaCommand::AddPartitions { leaders, .. }] if leaders.len() == 2)
         );
         assert_eq!(
-            code(changes(&m, &CatalogOp::Delete { name: "x".into() }, 0)),
+            code(changes(&m, &CatalogOp::Delete { name: "x".into() }, &[0])),
             Some(KafkaCode::UnknownTopicOrPartition)
         );
         let same = CatalogOp::SetConfigs {
             name: "t".into(),
             configs: BTreeMap::new(),
         };
-        assert!(changes(&m, &same, 0).expect("valid").0.is_empty());
+        assert!(changes(&m, &same, &[0]).expect("valid").0.is_empty());
     }
 
     /// Mirroring makes the state's catalog Meta's, whatever changed in

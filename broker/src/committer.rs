@@ -214,6 +214,8 @@ pub(crate) struct CommitterDeps {
     pub meta: Arc<MetaLog>,
     /// This broker's id.
     pub node_id: i32,
+    /// The live brokers, over which new partitions are spread.
+    pub live: watch::Receiver<BTreeMap<i32, crate::members::Member>>,
 }
 
 /// Producer ids handed out per block the metadata log gives a broker.
@@ -769,6 +771,7 @@ async fn prepare_catalog(
         } => (Some(CatalogOp::SetConfigs { name, configs }), validate_only),
         _ => (None, false),
     };
+    let live: Vec<i32> = deps.live.borrow().keys().copied().collect();
     let (meta, outcome) = match op {
         None => {
             deps.meta.catch_up().await.map_err(stored)?;
@@ -777,14 +780,14 @@ async fn prepare_catalog(
         Some(op) if validate_only => {
             deps.meta.catch_up().await.map_err(stored)?;
             let meta = deps.meta.meta().await;
-            let (_, outcome) = catalog::changes(&meta, &op, deps.node_id)?;
+            let (_, outcome) = catalog::changes(&meta, &op, &live)?;
             return Ok(outcome);
         }
         Some(op) => {
             let mut decided: Option<Result<AdminOutcome, AdminError>> = None;
             let appended = deps
                 .meta
-                .append_with(|meta| match catalog::changes(meta, &op, deps.node_id) {
+                .append_with(|meta| match catalog::changes(meta, &op, &live) {
                     Ok((commands, outcome)) => {
                         decided = Some(Ok(outcome));
                         Ok(commands)

@@ -57,6 +57,7 @@ pub mod error;
 pub mod groups;
 mod handlers;
 pub mod log;
+pub mod members;
 pub mod meta;
 pub mod meta_log;
 mod server;

@@ -236,6 +236,24 @@ impl Meta {
         }
     }
 
+    /// The leadership of partition `partition` of the topic named `name`.
+    pub fn partition_leader(&self, name: &str, partition: i32) -> Option<&Leadership> {
+        let topic = *self.names.get(name)?;
+        self.leadership(Key::Partition { topic, partition })
+    }
+
+    /// The coordinator slot of group `group` (a hash of its id), if the
+    /// log is initialized.
+    pub fn slot_of(&self, group: &str) -> Option<u32> {
+        let slots = u32::try_from(self.slots.len()).ok().filter(|n| *n > 0)?;
+        Some(crc32c::crc32c(group.as_bytes()) % slots)
+    }
+
+    /// The leader of group `group`'s coordinator slot.
+    pub fn coordinator_of(&self, group: &str) -> Option<&Leadership> {
+        self.leadership(Key::Slot(self.slot_of(group)?))
+    }
+
     fn leadership_mut(&mut self, key: Key) -> Option<&mut Leadership> {
         match key {
             Key::Partition { topic, partition } => self

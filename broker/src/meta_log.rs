@@ -13,6 +13,7 @@
 //!
 //! Not yet used by the broker: see [`crate::meta`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -55,6 +56,8 @@ pub struct MetaLog {
     /// The state at the last entry read; held while appending, so that
     /// this broker's appends go one at a time.
     meta: Mutex<Meta>,
+    /// The same, for readers that cannot wait (request handlers).
+    view: tokio::sync::watch::Sender<Arc<Meta>>,
 }
 
 impl MetaLog {
@@ -63,7 +66,23 @@ impl MetaLog {
         Self {
             storage,
             meta: Mutex::new(Meta::default()),
+            view: tokio::sync::watch::Sender::new(Arc::new(Meta::default())),
         }
+    }
+
+    /// The state as last read, without waiting for an append in progress.
+    pub fn current(&self) -> Arc<Meta> {
+        self.view.borrow().clone()
+    }
+
+    fn publish(&self, meta: &Meta) {
+        self.view.send_if_modified(|v| {
+            if v.last_seq == meta.last_seq {
+                return false;
+            }
+            *v = Arc::new(meta.clone());
+            true
+        });
     }
 
     /// The state as last read.
@@ -75,6 +94,7 @@ impl MetaLog {
     pub async fn catch_up(&self) -> Result<u64, StorageError> {
         let mut meta = self.meta.lock().await;
         self.read_to_end(&mut meta).await?;
+        self.publish(&meta);
         Ok(meta.last_seq)
     }
 
@@ -99,6 +119,7 @@ impl MetaLog {
         let mut round = 0u32;
         loop {
             self.read_to_end(&mut meta).await?;
+            self.publish(&meta);
             let commands = make(&meta)?;
             if commands.is_empty() {
                 return Ok((meta.last_seq, meta.clone()));
@@ -117,6 +138,7 @@ impl MetaLog {
             };
             if self.storage.create_meta(seq, encode(&entry)?).await? {
                 *meta = after;
+                self.publish(&meta);
                 return Ok((seq, meta.clone()));
             }
             round += 1;

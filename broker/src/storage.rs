@@ -89,6 +89,20 @@ pub(crate) fn meta_path(seq: u64) -> Path {
     Path::from(format!("meta/{seq:020}"))
 }
 
+/// Where broker `node`'s lease lives.
+fn lease_path(node: i32) -> Path {
+    Path::from(format!("members/{node}.json"))
+}
+
+/// What tells one version of a lease object from the next, as a listing
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseStamp {
+    e_tag: Option<String>,
+    modified_ms: i64,
+    size: u64,
+}
+
 /// Object ids at or above this name compaction outputs, not commit objects.
 pub const COMPACTED: u64 = 1 << 62;
 
@@ -484,6 +498,53 @@ impl Storage {
         }
     }
 
+    /// Writes broker `node`'s lease (overwriting the last one).
+    pub(crate) async fn put_lease(&self, node: i32, data: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(&lease_path(node), PutPayload::from_bytes(data))
+            .await?;
+        Ok(())
+    }
+
+    /// Every lease in the store: the broker, and what tells one version of
+    /// its lease object from the next.
+    pub(crate) async fn list_leases(&self) -> Result<Vec<(i32, LeaseStamp)>, StorageError> {
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&Path::from("members")))
+            .try_collect()
+            .await?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let node = parse_seq(&m.location, "members/", ".json")?;
+                let stamp = LeaseStamp {
+                    e_tag: m.e_tag.clone(),
+                    modified_ms: m.last_modified.timestamp_millis(),
+                    size: m.size,
+                };
+                Some((i32::try_from(node).ok()?, stamp))
+            })
+            .collect())
+    }
+
+    /// Broker `node`'s lease, if it has one.
+    pub(crate) async fn read_lease(&self, node: i32) -> Result<Option<Bytes>, StorageError> {
+        match self.store.get(&lease_path(node)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::Store(e)),
+        }
+    }
+
+    /// Deletes broker `node`'s lease; gone already is fine.
+    pub(crate) async fn delete_lease(&self, node: i32) -> Result<(), StorageError> {
+        match self.store.delete(&lease_path(node)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StorageError::Store(e)),
+        }
+    }
+
     /// Reads the cluster id, creating it on first start.
     pub(crate) async fn cluster_id(&self) -> Result<String, StorageError> {
         let path = Path::from("cluster.json");
@@ -796,6 +857,7 @@ mod tests {
             commit_max_bytes: 1 << 20,
             meta,
             node_id: 0,
+            live: tokio::sync::watch::channel(Default::default()).1,
         });
         let task = tokio::spawn(run);
         committer

@@ -206,7 +206,7 @@ async fn the_catalog_and_producer_ids_come_from_the_metadata_log() -> Result<()>
         configs: BTreeMap::new(),
     };
     log.append_with(|m| {
-        changes(m, &op, 0)
+        changes(m, &op, &[0])
             .map(|(commands, _)| commands)
             .map_err(|(_, why)| Refused::Invalid(why))
     })

@@ -30,6 +30,7 @@ mod audit;
 mod broker_admin;
 mod broker_bad_input;
 mod broker_clients;
+mod broker_cluster;
 mod broker_protocol;
 mod broker_rdkafka;
 mod broker_storage;

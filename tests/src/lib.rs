@@ -185,6 +185,77 @@ impl TestBroker {
     }
 }
 
+/// Several in-process brokers (node ids 0, 1, …) sharing one store.
+#[derive(Debug)]
+pub struct TestCluster {
+    brokers: Vec<Option<Broker>>,
+    configs: Vec<BrokerConfig>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `n` brokers over one local directory, one after another,
+    /// with leases of `lease`.
+    pub async fn start(n: i32, lease: Duration) -> Result<Self> {
+        init_logging();
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let mut brokers = Vec::new();
+        let mut configs = Vec::new();
+        for node_id in 0..n {
+            let mut config = BrokerConfig {
+                node_id,
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                data: dir.path().join("store").to_string_lossy().into_owned(),
+                initial_rebalance_delay: Duration::from_millis(100),
+                housekeeping_interval: Duration::from_secs(3600),
+                lease,
+                ..BrokerConfig::default()
+            };
+            let broker = Broker::start(config.clone()).await?;
+            config.listen = broker.local_addr();
+            brokers.push(Some(broker));
+            configs.push(config);
+        }
+        Ok(Self {
+            brokers,
+            configs,
+            dir,
+        })
+    }
+
+    /// Every broker's address, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.configs
+            .iter()
+            .map(|c| c.listen.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Broker `node`'s address.
+    pub fn addr(&self, node: i32) -> Result<SocketAddr> {
+        self.configs
+            .get(usize::try_from(node)?)
+            .map(|c| c.listen)
+            .context("no such broker")
+    }
+
+    /// The store's local directory.
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Stops broker `node` as a crash would (no clean shutdown).
+    pub fn kill(&mut self, node: i32) -> Result<()> {
+        let slot = self
+            .brokers
+            .get_mut(usize::try_from(node)?)
+            .context("no such broker")?;
+        drop(slot.take());
+        Ok(())
+    }
+}
+
 /// A minimal Kafka client speaking raw `kafka-protocol` messages.
 #[derive(Debug)]
 pub struct RawClient {

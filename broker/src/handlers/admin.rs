@@ -24,6 +24,7 @@ use super::str;
 use crate::broker::Shared;
 use crate::committer::{AdminOp, AdminOutcome};
 use crate::error::KafkaCode;
+use crate::members::Member;
 use crate::topic_config;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -38,27 +39,55 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_INT: i8 = 3;
 const TYPE_DOUBLE: i8 = 6;
 
-fn node(shared: &Shared) -> BrokerId {
-    BrokerId(shared.config.node_id)
-}
-
-fn topic_entry(shared: &Shared, name: &str, id: Uuid, partitions: usize) -> MetadataResponseTopic {
-    let n = node(shared);
+/// A topic's partitions with their leaders as the metadata log says, and
+/// `LEADER_NOT_AVAILABLE` for a partition whose leader is not live.
+fn topic_entry(
+    shared: &Shared,
+    live: &BTreeMap<i32, Member>,
+    name: &str,
+    id: Uuid,
+    partitions: usize,
+) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str(name))))
         .with_topic_id(id)
         .with_partitions(
             (0..partitions as i32)
                 .map(|i| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(i)
-                        .with_leader_id(n)
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![n])
-                        .with_isr_nodes(vec![n])
+                    let p = MetadataResponsePartition::default().with_partition_index(i);
+                    match shared.leader(name, i) {
+                        Some((node, epoch)) if live.contains_key(&node) => p
+                            .with_leader_id(BrokerId(node))
+                            .with_leader_epoch(epoch)
+                            .with_replica_nodes(vec![BrokerId(node)])
+                            .with_isr_nodes(vec![BrokerId(node)]),
+                        found => p
+                            .with_error_code(KafkaCode::LeaderNotAvailable.code())
+                            .with_leader_id(BrokerId(-1))
+                            .with_leader_epoch(found.map_or(-1, |(_, epoch)| epoch))
+                            .with_replica_nodes(
+                                found.map(|(n, _)| BrokerId(n)).into_iter().collect(),
+                            ),
+                    }
                 })
                 .collect(),
         )
+}
+
+/// The live brokers as Metadata lists them, and the controller (the
+/// lowest live id: every broker serves admin requests).
+fn brokers(live: &BTreeMap<i32, Member>) -> (Vec<MetadataResponseBroker>, BrokerId) {
+    let list = live
+        .values()
+        .map(|m| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(m.node))
+                .with_host(str(&m.host))
+                .with_port(m.port)
+        })
+        .collect();
+    let controller = live.keys().next().copied().unwrap_or(-1);
+    (list, BrokerId(controller))
 }
 
 pub(super) async fn metadata(
@@ -74,11 +103,12 @@ pub(super) async fn metadata(
     let may_create =
         shared.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::new();
+    let live = shared.live();
     if all {
         if let Ok(state) = shared.state.read() {
             for (name, id) in &state.names {
                 if let Some(t) = state.topics.get(id) {
-                    topics.push(topic_entry(&shared, name, *id, t.partitions.len()));
+                    topics.push(topic_entry(&shared, &live, name, *id, t.partitions.len()));
                 }
             }
         }
@@ -132,7 +162,7 @@ pub(super) async fn metadata(
                     .and_then(|s| s.topic(&name).map(|t| (t.id, t.partitions.len())));
             }
             topics.push(match found {
-                Some((id, n)) => topic_entry(&shared, &name, id, n),
+                Some((id, n)) => topic_entry(&shared, &live, &name, id, n),
                 None => {
                     let code = if crate::committer::valid_topic_name(&name) {
                         KafkaCode::UnknownTopicOrPartition
@@ -146,26 +176,30 @@ pub(super) async fn metadata(
             });
         }
     }
-    let (host, port) = &shared.advertised;
+    let (list, controller) = brokers(&live);
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node(&shared))
-            .with_host(str(host))
-            .with_port(*port)])
+        .with_brokers(list)
         .with_cluster_id(Some(str(&shared.cluster_id)))
-        .with_controller_id(node(&shared))
+        .with_controller_id(controller)
         .with_topics(topics)
 }
 
 pub(super) fn describe_cluster(shared: &Shared) -> DescribeClusterResponse {
-    let (host, port) = &shared.advertised;
+    let live = shared.live();
+    let (_, controller) = brokers(&live);
     DescribeClusterResponse::default()
         .with_cluster_id(str(&shared.cluster_id))
-        .with_controller_id(node(shared))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node(shared))
-            .with_host(str(host))
-            .with_port(*port)])
+        .with_controller_id(controller)
+        .with_brokers(
+            live.values()
+                .map(|m| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(m.node))
+                        .with_host(str(&m.host))
+                        .with_port(m.port)
+                })
+                .collect(),
+        )
 }
 
 fn effective_configs(overrides: &BTreeMap<String, String>) -> Vec<(String, String, bool)> {
@@ -340,15 +374,39 @@ pub(super) async fn delete_records(
                 .map(move |p| (t.name.0.to_string(), p.partition_index, p.offset))
         })
         .collect();
-    let results = match shared
-        .committer
-        .admin(AdminOp::SetLogStart { entries })
-        .await
-    {
-        Ok(AdminOutcome::LogStarts(r)) => r,
-        Ok(_) => Vec::new(),
-        Err((code, _)) => vec![Err(code); req.topics.iter().map(|t| t.partitions.len()).sum()],
+    // Only the leader moves a partition's log start.
+    let checks: Vec<Result<(), KafkaCode>> = entries
+        .iter()
+        .map(|(t, p, _)| shared.check_leader(t, *p))
+        .collect();
+    let led: Vec<(String, i32, i64)> = entries
+        .into_iter()
+        .zip(&checks)
+        .filter(|(_, c)| c.is_ok())
+        .map(|(e, _)| e)
+        .collect();
+    let count = led.len();
+    let done = if led.is_empty() {
+        Vec::new()
+    } else {
+        match shared
+            .committer
+            .admin(AdminOp::SetLogStart { entries: led })
+            .await
+        {
+            Ok(AdminOutcome::LogStarts(r)) => r,
+            Ok(_) => Vec::new(),
+            Err((code, _)) => vec![Err(code); count],
+        }
     };
+    let mut done = done.into_iter();
+    let results: Vec<Result<i64, KafkaCode>> = checks
+        .into_iter()
+        .map(|c| match c {
+            Err(code) => Err(code),
+            Ok(()) => done.next().unwrap_or(Err(KafkaCode::UnknownServerError)),
+        })
+        .collect();
     let mut results = results.into_iter();
     let topics = req
         .topics

@@ -112,6 +112,12 @@ fn submit(
     partition: i32,
     records: Option<Bytes>,
 ) -> Result<oneshot::Receiver<ProduceResult>, (KafkaCode, String)> {
+    shared.check_leader(topic, partition).map_err(|code| {
+        (
+            code,
+            format!("this broker does not lead {topic}-{partition}"),
+        )
+    })?;
     let records = records.ok_or((KafkaCode::InvalidRecord, "no records".to_string()))?;
     let header = batch::validate_single(&records).map_err(|e| {
         let code = match e {
@@ -181,6 +187,14 @@ fn plan(shared: &Shared, req: &FetchRequest) -> Vec<Vec<PartitionPlan>> {
             t.partitions
                 .iter()
                 .map(|fp| {
+                    if let Err(error) = shared.check_leader(t.topic.0.as_str(), fp.partition) {
+                        return PartitionPlan {
+                            error,
+                            high_watermark: -1,
+                            log_start: -1,
+                            locs: Vec::new(),
+                        };
+                    }
                     let Some(p) = state.partition(t.topic.0.as_str(), fp.partition) else {
                         return PartitionPlan {
                             error: KafkaCode::UnknownTopicOrPartition,
@@ -322,7 +336,13 @@ pub(super) async fn list_offsets(
                     .with_error_code(error.code())
                     .with_offset(offset)
                     .with_timestamp(timestamp)
-                    .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                    .with_leader_epoch(if version >= 4 {
+                        shared
+                            .leader(t.name.0.as_str(), p.partition_index)
+                            .map_or(-1, |(_, epoch)| epoch)
+                    } else {
+                        -1
+                    }),
             );
         }
         topics.push(
@@ -340,6 +360,7 @@ async fn lookup_offset(
     partition: i32,
     ts: i64,
 ) -> Result<(i64, i64), KafkaCode> {
+    shared.check_leader(topic, partition)?;
     let candidate = {
         let state = shared
             .state

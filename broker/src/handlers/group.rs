@@ -38,36 +38,50 @@ pub(super) fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &shared.advertised;
-    let node = BrokerId(shared.config.node_id);
-    let code = if req.key_type == KEY_TYPE_GROUP {
-        KafkaCode::None
-    } else {
-        // Transactions are not offered, so there is no transaction coordinator.
-        KafkaCode::CoordinatorNotAvailable
+    let live = shared.live();
+    // The live leader of the group's slot, or why there is none.
+    let find = |group: &str| {
+        if req.key_type != KEY_TYPE_GROUP {
+            // Transactions are not offered, so there is no transaction
+            // coordinator.
+            return Err(KafkaCode::CoordinatorNotAvailable);
+        }
+        shared
+            .coordinator(group)
+            .and_then(|n| live.get(&n))
+            .ok_or(KafkaCode::CoordinatorNotAvailable)
     };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let c = FoundCoordinator::default()
-                    .with_key(key)
-                    .with_error_code(code.code());
-                if code == KafkaCode::None {
-                    c.with_node_id(node).with_host(str(host)).with_port(*port)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                let found = find(key.as_str());
+                let c = FoundCoordinator::default().with_key(key);
+                match found {
+                    Ok(m) => c
+                        .with_node_id(BrokerId(m.node))
+                        .with_host(str(&m.host))
+                        .with_port(m.port),
+                    Err(code) => c
+                        .with_error_code(code.code())
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let r = FindCoordinatorResponse::default().with_error_code(code.code());
-    if code == KafkaCode::None {
-        r.with_node_id(node).with_host(str(host)).with_port(*port)
-    } else {
-        r.with_node_id(BrokerId(-1)).with_port(-1)
+    let r = FindCoordinatorResponse::default();
+    match find(req.key.as_str()) {
+        Ok(m) => r
+            .with_node_id(BrokerId(m.node))
+            .with_host(str(&m.host))
+            .with_port(m.port),
+        Err(code) => r
+            .with_error_code(code.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
     }
 }
 
@@ -76,6 +90,12 @@ pub(super) async fn join(
     req: JoinGroupRequest,
     ctx: &RequestContext,
 ) -> JoinGroupResponse {
+    if let Err(code) = shared.check_coordinator(req.group_id.0.as_str()) {
+        return JoinGroupResponse::default()
+            .with_error_code(code.code())
+            .with_generation_id(-1)
+            .with_member_id(req.member_id);
+    }
     let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
     let rebalance = if ctx.version >= 1 {
         Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64)
@@ -127,6 +147,9 @@ pub(super) async fn join(
 }
 
 pub(super) async fn sync(shared: Arc<Shared>, req: SyncGroupRequest) -> SyncGroupResponse {
+    if let Err(code) = shared.check_coordinator(req.group_id.0.as_str()) {
+        return SyncGroupResponse::default().with_error_code(code.code());
+    }
     let waiter = shared.groups.sync(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
@@ -149,6 +172,9 @@ pub(super) async fn sync(shared: Arc<Shared>, req: SyncGroupRequest) -> SyncGrou
 }
 
 pub(super) fn heartbeat(shared: &Shared, req: HeartbeatRequest) -> HeartbeatResponse {
+    if let Err(code) = shared.check_coordinator(req.group_id.0.as_str()) {
+        return HeartbeatResponse::default().with_error_code(code.code());
+    }
     let code = shared.groups.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
@@ -159,6 +185,9 @@ pub(super) fn heartbeat(shared: &Shared, req: HeartbeatRequest) -> HeartbeatResp
 
 pub(super) fn leave(shared: &Shared, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.as_str();
+    if let Err(code) = shared.check_coordinator(group) {
+        return LeaveGroupResponse::default().with_error_code(code.code());
+    }
     if version < 3 {
         let codes = shared.groups.leave(group, &[req.member_id.to_string()]);
         let code = codes.first().copied().unwrap_or(KafkaCode::UnknownMemberId);
@@ -191,6 +220,8 @@ pub(super) async fn offset_commit(
     let group = req.group_id.0.to_string();
     let check = if group.is_empty() {
         CommitCheck::Refused(KafkaCode::InvalidGroupId)
+    } else if let Err(code) = shared.check_coordinator(&group) {
+        CommitCheck::Refused(code)
     } else {
         shared.groups.check_commit(
             &group,
@@ -301,6 +332,11 @@ pub(super) fn offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
+                if let Err(code) = shared.check_coordinator(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code.code());
+                }
                 let topics = committed(shared, g.group_id.0.as_str(), wanted)
                     .into_iter()
                     .map(|(t, rows)| {
@@ -325,6 +361,9 @@ pub(super) fn offset_fetch(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(code) = shared.check_coordinator(req.group_id.0.as_str()) {
+        return OffsetFetchResponse::default().with_error_code(code.code());
     }
     let wanted = req.topics.map(|ts| {
         ts.into_iter()
@@ -403,6 +442,9 @@ pub(super) fn describe_groups(
         .map(|g| {
             let name = g.0.to_string();
             let d = DescribedGroup::default().with_group_id(g);
+            if let Err(code) = shared.check_coordinator(&name) {
+                return d.with_error_code(code.code());
+            }
             match shared.groups.describe(&name) {
                 Some(desc) => d
                     .with_group_state(str(desc.state))
@@ -448,9 +490,12 @@ pub(super) async fn delete_groups(
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
         let name = g.0.to_string();
-        let code = match shared.groups.remove_if_empty(&name) {
-            Err(code) => code,
-            Ok(had_members_state) => {
+        let code = match shared
+            .check_coordinator(&name)
+            .map(|()| shared.groups.remove_if_empty(&name))
+        {
+            Err(code) | Ok(Err(code)) => code,
+            Ok(Ok(had_members_state)) => {
                 let has_offsets = shared
                     .state
                     .read()

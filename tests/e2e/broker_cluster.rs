@@ -1,0 +1,225 @@
+//! Several brokers over one store: membership by leases, partitions spread
+//! over the live brokers and served only by their leader, clients sent to
+//! the leader, directly and through the proxy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use gatehouse_tests::{record_batch, RawClient, TestCluster};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::records::Compression;
+
+use crate::broker_protocol::{create, produce_one};
+use crate::support::{consume, consumer, produce, producer};
+
+/// What broker `node` says of the cluster: the live brokers, and each
+/// partition's leader of `topic` (-1: none).
+async fn metadata(cluster: &TestCluster, node: i32, topic: &str) -> Result<(Vec<i32>, Vec<i32>)> {
+    let mut c = RawClient::connect(cluster.addr(node)?).await?;
+    let m: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await?;
+    let brokers = m.brokers.iter().map(|b| b.node_id.0).collect();
+    let leaders = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .map(|t| {
+            let mut ps: Vec<_> = t.partitions.iter().collect();
+            ps.sort_by_key(|p| p.partition_index);
+            ps.iter().map(|p| p.leader_id.0).collect()
+        })
+        .unwrap_or_default();
+    Ok((brokers, leaders))
+}
+
+/// Waits until `pick` holds of what broker `node` says, within `limit`.
+async fn until(
+    cluster: &TestCluster,
+    node: i32,
+    topic: &str,
+    limit: Duration,
+    what: &str,
+    pick: impl Fn(&[i32], &[i32]) -> bool,
+) -> Result<(Vec<i32>, Vec<i32>)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (brokers, leaders) = metadata(cluster, node, topic).await?;
+        if pick(&brokers, &leaders) {
+            return Ok((brokers, leaders));
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "broker {node}: {what}: brokers {brokers:?}, leaders {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Objects in broker `node`'s own log.
+fn log_objects(cluster: &TestCluster, node: i32) -> usize {
+    std::fs::read_dir(cluster.store().join(format!("nodes/{node}/wal")))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Three brokers over one store: each lists all three, a topic's
+/// partitions are spread over them and every broker names the same
+/// leaders, a produce to a broker that does not lead is refused with
+/// NOT_LEADER_OR_FOLLOWER, rdkafka producers and a consumer group go to
+/// the leaders by themselves (every broker's own log grows: the commit
+/// path is no longer one broker's), and a broker that dies is gone from
+/// the others' metadata after its lease, its partitions without a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_share_one_store() -> Result<()> {
+    let lease = Duration::from_secs(2);
+    let mut cluster = TestCluster::start(3, lease).await?;
+    for node in 0..3 {
+        until(&cluster, node, "", lease * 2, "all three live", |b, _| {
+            b == [0, 1, 2]
+        })
+        .await?;
+    }
+    let mut c1 = RawClient::connect(cluster.addr(1)?).await?;
+    create(&mut c1, "spread", 12, &[]).await?;
+    let (_, leaders) = until(&cluster, 0, "spread", lease, "12 leaders", |_, l| {
+        l.len() == 12
+    })
+    .await?;
+    let per_node: BTreeMap<i32, usize> = leaders.iter().fold(BTreeMap::new(), |mut m, n| {
+        *m.entry(*n).or_default() += 1;
+        m
+    });
+    ensure!(
+        per_node.len() == 3 && per_node.values().all(|n| *n >= 2),
+        "leaders {leaders:?}"
+    );
+    for node in 1..3 {
+        until(
+            &cluster,
+            node,
+            "spread",
+            lease,
+            "the same leaders",
+            |_, l| l == leaders.as_slice(),
+        )
+        .await?;
+    }
+
+    // A broker that does not lead a partition refuses to store it.
+    create(&mut c1, "probe", 6, &[]).await?;
+    let (_, probe) = until(&cluster, 1, "probe", lease, "6 leaders", |_, l| {
+        l.len() == 6
+    })
+    .await?;
+    let (partition, leader) = probe
+        .iter()
+        .enumerate()
+        .find(|(_, n)| **n != 1)
+        .map(|(p, n)| (p as i32, *n))
+        .context("a partition broker 1 does not lead")?;
+    let batch = record_batch(-1, -1, -1, 1, 1_000, Compression::None)?;
+    let (code, _) = produce_one(&mut c1, "probe", partition, batch.clone()).await?;
+    ensure!(code == 6, "NOT_LEADER_OR_FOLLOWER expected, got {code}");
+    until(&cluster, leader, "probe", lease, "the topic", |_, l| {
+        l.len() == 6
+    })
+    .await?;
+    let mut to_leader = RawClient::connect(cluster.addr(leader)?).await?;
+    ensure!(
+        produce_one(&mut to_leader, "probe", partition, batch)
+            .await?
+            .0
+            == 0
+    );
+
+    // Real clients find the leaders and the group coordinator.
+    let before: Vec<usize> = (0..3).map(|n| log_objects(&cluster, n)).collect();
+    let bootstrap = cluster.bootstrap();
+    let p = producer(
+        &bootstrap,
+        &[("enable.idempotence", "true"), ("acks", "all")],
+    )?;
+    produce(&p, "spread", "cluster", 0..3_000).await?;
+    let grew: Vec<bool> = (0..3)
+        .map(|n| log_objects(&cluster, n) > before[n as usize])
+        .collect();
+    ensure!(grew == [true, true, true], "logs grew: {grew:?}");
+    let c = consumer(&bootstrap, "readers", &[])?;
+    rdkafka::consumer::Consumer::subscribe(&c, &["spread"])?;
+    let got = consume(&c, 3_000, Duration::from_secs(60)).await?;
+    let ids: BTreeSet<usize> = got.iter().map(|(i, ..)| *i).collect();
+    ensure!(ids.len() == 3_000, "{} distinct of 3000", ids.len());
+
+    // A broker that dies: gone from the others' metadata within a lease
+    // (and a quarter), its partitions without a leader.
+    let dead = leaders[0];
+    cluster.kill(dead)?;
+    let asked = (dead + 1) % 3;
+    let (brokers, now) = until(
+        &cluster,
+        asked,
+        "spread",
+        lease + lease / 2,
+        "the dead broker gone",
+        |b, _| !b.contains(&dead),
+    )
+    .await?;
+    ensure!(brokers.len() == 2);
+    ensure!(
+        now.iter()
+            .zip(&leaders)
+            .all(|(n, l)| if *l == dead { *n == -1 } else { n == l }),
+        "{now:?} after {leaders:?}"
+    );
+    Ok(())
+}
+
+/// The passthrough proxy in front of a three-broker cluster: it gives each
+/// broker a listener of its own, and an idempotent producer and a consumer
+/// group work through it as they do directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_behind_the_proxy() -> Result<()> {
+    let lease = Duration::from_secs(2);
+    let cluster = TestCluster::start(3, lease).await?;
+    for node in 0..3 {
+        until(&cluster, node, "", lease * 2, "all three live", |b, _| {
+            b == [0, 1, 2]
+        })
+        .await?;
+    }
+    let mut config = gatehouse_proxy::ProxyConfig::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        cluster.addr(0)?.to_string(),
+    );
+    config.upstream.bootstrap_servers =
+        cluster.bootstrap().split(',').map(str::to_string).collect();
+    let proxy = gatehouse_proxy::Proxy::start(config).await?;
+    let via = proxy.local_addr().to_string();
+    let mut c = RawClient::connect(cluster.addr(0)?).await?;
+    create(&mut c, "behind", 6, &[]).await?;
+    for node in 0..3 {
+        until(&cluster, node, "behind", lease, "the topic", |_, l| {
+            l.len() == 6
+        })
+        .await?;
+    }
+    let p = producer(&via, &[("enable.idempotence", "true"), ("acks", "all")])?;
+    produce(&p, "behind", "proxied", 0..2_000).await?;
+    let consumer = consumer(&via, "behind-readers", &[])?;
+    rdkafka::consumer::Consumer::subscribe(&consumer, &["behind"])?;
+    let got = consume(&consumer, 2_000, Duration::from_secs(60)).await?;
+    let ids: BTreeSet<usize> = got.iter().map(|(i, ..)| *i).collect();
+    ensure!(ids.len() == 2_000, "{} distinct of 2000", ids.len());
+    ensure!(
+        proxy.node_routes().len() == 3,
+        "routes {:?}",
+        proxy.node_routes()
+    );
+    Ok(())
+}
