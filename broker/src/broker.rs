@@ -1,6 +1,7 @@
 //! Start-up, recovery, housekeeping and compaction.
 
 mod compaction;
+mod failover;
 
 pub use compaction::CompactionStats;
 
@@ -109,6 +110,8 @@ pub(crate) struct Shared {
     pub meta: Arc<MetaLog>,
     /// The live brokers, by id (this one always among them).
     pub members: watch::Receiver<BTreeMap<i32, Member>>,
+    /// Set once another broker took this one's log over: it must stop.
+    pub fenced: watch::Receiver<bool>,
     pub groups: Coordinator,
     pub cluster_id: String,
     pub shutdown: watch::Sender<bool>,
@@ -178,6 +181,13 @@ pub struct Broker {
 impl Broker {
     /// Recovers state from the store and starts serving.
     pub async fn start(config: BrokerConfig) -> Result<Self, BrokerError> {
+        if !(0..=crate::storage::MAX_NODE_ID).contains(&config.node_id) {
+            return Err(BrokerError::Config(format!(
+                "node id {} is outside 0..={}",
+                config.node_id,
+                crate::storage::MAX_NODE_ID
+            )));
+        }
         if config.default_partitions < 1 {
             return Err(BrokerError::Config(
                 "default partitions must be at least 1".into(),
@@ -239,6 +249,7 @@ impl Broker {
         membership.join().await?;
         let members = membership.subscribe();
         let (shutdown, _) = watch::channel(false);
+        let fenced = watch::Sender::new(false);
         let commits = watch::channel(state.last_seq).0;
         let maintenance = compaction::Maintenance::new(&state);
         let state = Arc::new(RwLock::new(state));
@@ -251,6 +262,7 @@ impl Broker {
             meta: meta.clone(),
             node_id: config.node_id,
             live: members.clone(),
+            fenced: fenced.clone(),
         });
         let shared = Arc::new(Shared {
             groups: Coordinator::new(config.initial_rebalance_delay),
@@ -261,6 +273,7 @@ impl Broker {
             committer,
             meta,
             members,
+            fenced: fenced.subscribe(),
             cluster_id,
 
             shutdown,
@@ -277,12 +290,28 @@ impl Broker {
             .admin(AdminOp::Mirror)
             .await
             .map_err(|(code, message)| BrokerError::Refused { code, message })?;
+        failover::relead(&shared).await?;
         let tasks = vec![
             commit_task,
             tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
             tokio::spawn(housekeeping(shared.clone())),
             tokio::spawn(follow_meta(shared.clone())),
             tokio::spawn(membership.run(shared.shutdown.subscribe())),
+            tokio::spawn(failover::follow(shared.clone())),
+            tokio::spawn({
+                // Taken over: stop serving and leave the cluster (the
+                // lease goes); `Broker::fenced` tells the process.
+                let shared = shared.clone();
+                async move {
+                    let mut fenced = shared.fenced.clone();
+                    if fenced.wait_for(|f| *f).await.is_ok() {
+                        tracing::error!(
+                            "another broker took over this broker's partitions (its log is closed): stopping"
+                        );
+                        shared.shutdown.send_replace(true);
+                    }
+                }
+            }),
             tokio::spawn(compaction_loop(shared.clone(), compact_requests)),
             tokio::spawn({
                 let shared = shared.clone();
@@ -295,6 +324,18 @@ impl Broker {
             tasks,
             compact,
         })
+    }
+
+    /// Resolves once another broker has taken this one's log over (a
+    /// broker paused past its lease): it no longer serves, and its process
+    /// should exit and be started again.
+    pub fn fenced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut fenced = self.shared.fenced.clone();
+        async move {
+            if fenced.wait_for(|f| *f).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The address the broker listens on.
@@ -408,8 +449,20 @@ async fn open_meta(storage: &Storage, state: &State, node_id: i32) -> Result<Met
 /// Group coordinator slots of a new cluster (fixed for its life).
 const COORDINATOR_SLOTS: u32 = 16;
 
-async fn recover(storage: &Storage) -> Result<State, StorageError> {
-    let mut state = State::default();
+/// Broker `node`'s state from its log in `storage` (its newest readable
+/// snapshot, then the commits after it, in order), up to commit `upto` if
+/// given.
+pub(crate) async fn recover(
+    storage: &Storage,
+    node: i32,
+    upto: Option<u64>,
+) -> Result<State, StorageError> {
+    let base = crate::storage::node_base(node);
+    let mut state = State {
+        last_seq: base,
+        last_object_id: base,
+        ..State::default()
+    };
     let snapshots = storage.list_snapshots().await?;
     for seq in snapshots.iter().rev() {
         let data = storage.read_snapshot(*seq).await?;
@@ -424,7 +477,9 @@ async fn recover(storage: &Storage) -> Result<State, StorageError> {
     let from_snapshot = state.last_seq;
     let commits = storage.list_commits().await?;
     let mut replayed = 0u64;
-    let pending = commits.into_iter().filter(|s| *s > from_snapshot);
+    let pending = commits
+        .into_iter()
+        .filter(|s| *s > from_snapshot && upto.is_none_or(|u| *s <= u));
     for (expected, seq) in (from_snapshot + 1..).zip(pending) {
         if seq != expected {
             return Err(StorageError::Corrupt(format!(
@@ -449,7 +504,7 @@ async fn recover(storage: &Storage) -> Result<State, StorageError> {
 async fn claim(storage: &Storage, node_id: i32) -> Result<State, StorageError> {
     let mut attempts = 0;
     loop {
-        let mut state = recover(storage).await?;
+        let mut state = recover(storage, node_id, None).await?;
         let seq = state.last_seq + 1;
         let mut builder = log::CommitBuilder::default();
         builder.push(log::Command::Started { node_id });
@@ -562,6 +617,9 @@ async fn housekeep_once(shared: &Shared) -> Result<(), BrokerError> {
     if last >= snap_seq + shared.config.snapshot_every || dead_objects_await_snapshot(shared) {
         take_snapshot(shared).await?;
     }
+    if keeps_objects(&shared.storage, shared.node()).await? {
+        return Ok(());
+    }
     // Objects that no live batch needs and that a snapshot covers can go.
     let snap_seq = shared
         .storage
@@ -589,6 +647,16 @@ async fn housekeep_once(shared: &Shared) -> Result<(), BrokerError> {
         tracing::info!(deleted, "removed commit objects no longer needed");
     }
     Ok(())
+}
+
+/// Whether this broker must keep its objects although its own state no
+/// longer needs them: another broker's log is in the store, and a broker
+/// that took partitions over points at the objects of the log it took them
+/// from. Clean-up across logs is not built yet, so in a cluster of several
+/// brokers nothing is deleted (retention and compaction still hide what
+/// they remove; storage is not reclaimed).
+pub(crate) async fn keeps_objects(storage: &Storage, node: i32) -> Result<bool, StorageError> {
+    Ok(!storage.other_nodes(node).await?.is_empty())
 }
 
 /// Whether dead objects are waiting for a snapshot before they can go.

@@ -130,6 +130,14 @@ pub enum AdminOp {
     AllocateProducerId,
     /// Bring this log's topic catalog up to the metadata log's.
     Mirror,
+    /// Install partitions and group offsets taken over from another
+    /// broker's log.
+    Adopt {
+        /// The partitions, with their state.
+        partitions: Vec<crate::log::AdoptedPartition>,
+        /// The groups' committed offsets.
+        groups: BTreeMap<String, Vec<CommittedOffset>>,
+    },
     /// Reserve the id of a compaction output about to be written.
     ReserveObject,
     /// Swap runs of batches for their compacted versions; settles the
@@ -216,6 +224,8 @@ pub(crate) struct CommitterDeps {
     pub node_id: i32,
     /// The live brokers, over which new partitions are spread.
     pub live: watch::Receiver<BTreeMap<i32, crate::members::Member>>,
+    /// Set once another writer took this log over (the broker must stop).
+    pub fenced: watch::Sender<bool>,
 }
 
 /// Producer ids handed out per block the metadata log gives a broker.
@@ -348,6 +358,7 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
                         "another broker wrote to this store: refusing further writes"
                     );
                     fenced = true;
+                    deps.fenced.send_replace(true);
                     fail_op(first, KafkaCode::NotLeaderOrFollower);
                     continue;
                 }
@@ -447,6 +458,7 @@ async fn run(deps: CommitterDeps, mut rx: mpsc::UnboundedReceiver<Op>) {
                     "another broker wrote to this store: refusing further writes"
                 );
                 fenced = true;
+                deps.fenced.send_replace(true);
                 replies
                     .into_iter()
                     .for_each(|r| r.fail(KafkaCode::NotLeaderOrFollower));
@@ -709,6 +721,10 @@ fn prepare_admin(
             KafkaCode::UnknownServerError,
             "a metadata change reached the commit log directly".into(),
         )),
+        AdminOp::Adopt { partitions, groups } => {
+            builder.push(Command::Adopt { partitions, groups });
+            Ok(AdminOutcome::Done)
+        }
         AdminOp::ReserveObject => {
             let id = state.last_object_id + 1;
             builder.push(Command::ReserveObject { id });

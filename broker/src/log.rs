@@ -137,6 +137,25 @@ pub enum Command {
         /// The broker's node id.
         node_id: i32,
     },
+    /// Another broker closed this log when it took over partitions or
+    /// coordinator slots this broker led (the plug): every commit before
+    /// it is part of what the taker rebuilt, and no write of the broker
+    /// that owns the log can land at or after it (it writes its sequence
+    /// numbers in order, create-only).
+    Fenced {
+        /// The broker that took over.
+        by: i32,
+    },
+    /// Partitions and group offsets this broker took over, as rebuilt from
+    /// the previous leader's log up to its plug; they replace what this
+    /// log held of them.
+    Adopt {
+        /// The partitions, with their whole state (batches, offsets,
+        /// idempotent producers).
+        partitions: Vec<AdoptedPartition>,
+        /// Committed offsets of the groups whose coordinator moved here.
+        groups: BTreeMap<String, Vec<CommittedOffset>>,
+    },
     /// Compaction output `id` is about to be written (to
     /// `compacted/<id>`). Until a [`Command::Compact`] settles it, the
     /// object is abandoned work that clean-up may delete: a broker killed
@@ -156,6 +175,30 @@ pub enum Command {
         runs: Vec<CompactedRun>,
     },
 }
+
+/// A partition taken over from another broker, with its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdoptedPartition {
+    /// Topic id.
+    pub topic: Uuid,
+    /// Partition index.
+    pub partition: i32,
+    /// Its state in the previous leader's log (batches point into that
+    /// broker's objects).
+    pub state: crate::state::Partition,
+}
+
+impl PartialEq for AdoptedPartition {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic == other.topic
+            && self.partition == other.partition
+            && self.state.next_offset == other.state.next_offset
+            && self.state.log_start == other.state.log_start
+            && self.state.batches == other.state.batches
+    }
+}
+
+impl Eq for AdoptedPartition {}
 
 /// A partition's leading run of batches and the compacted batches that
 /// replace it. Offsets are kept: each replacement batch has the base and

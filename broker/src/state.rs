@@ -316,6 +316,34 @@ impl State {
             Command::DeleteGroup { group } => {
                 self.groups.remove(group);
             }
+            Command::Fenced { .. } => {}
+            Command::Adopt { partitions, groups } => {
+                for a in partitions {
+                    let Some(slot) = self
+                        .topics
+                        .get_mut(&a.topic)
+                        .and_then(|t| t.partitions.get_mut(usize::try_from(a.partition).ok()?))
+                    else {
+                        continue;
+                    };
+                    let old = std::mem::replace(slot, a.state.clone());
+                    for b in &old.batches {
+                        self.release(b);
+                    }
+                    for b in &a.state.batches {
+                        *self.objects.entry(b.object).or_insert(0) += 1;
+                    }
+                }
+                for (group, offsets) in groups {
+                    self.groups.insert(
+                        group.clone(),
+                        offsets
+                            .iter()
+                            .map(|o| ((o.topic.clone(), o.partition), o.clone()))
+                            .collect(),
+                    );
+                }
+            }
             Command::AllocateProducerId { id } => {
                 self.last_producer_id = self.last_producer_id.max(*id);
             }

@@ -44,6 +44,9 @@ pub struct Storage {
     /// Where this broker's own log lives: `nodes/<id>/`, or the root for
     /// node 0 of a store from before (see [`Storage::for_node`]).
     root: String,
+    /// Node 0's log is at the root (a store from before brokers had a
+    /// folder each).
+    legacy_zero: bool,
     /// See [`Storage::writer`].
     writer: String,
     cache: Arc<Mutex<ObjectCache>>,
@@ -101,6 +104,28 @@ pub(crate) struct LeaseStamp {
     e_tag: Option<String>,
     modified_ms: i64,
     size: u64,
+}
+
+/// How many bits of an object id (a commit's sequence number, or a
+/// compaction output's reserved id) number it within its broker's log;
+/// the bits above them (up to [`COMPACTED`]) are the broker's id. Broker
+/// `n`'s log starts at [`node_base`]`(n) + 1`, so object ids are unique
+/// across the cluster and a broker taking over partitions can point at the
+/// previous leader's objects. Broker 0's ids are the plain numbers.
+const NODE_SHIFT: u32 = 40;
+
+/// The largest broker id (22 bits).
+pub const MAX_NODE_ID: i32 = (1 << 22) - 1;
+
+/// The number before broker `node`'s first commit and first compaction
+/// output.
+pub fn node_base(node: i32) -> u64 {
+    u64::from(node.unsigned_abs()) << NODE_SHIFT
+}
+
+/// The broker whose log object `object` belongs to.
+pub fn object_node(object: u64) -> i32 {
+    i32::try_from((object & !COMPACTED) >> NODE_SHIFT).unwrap_or(0)
 }
 
 /// Object ids at or above this name compaction outputs, not commit objects.
@@ -182,6 +207,7 @@ impl Storage {
         Self {
             store,
             root: String::new(),
+            legacy_zero: true,
             writer: uuid::Uuid::new_v4().simple().to_string(),
             cache: Arc::new(Mutex::new(ObjectCache {
                 budget: cache_bytes,
@@ -210,11 +236,31 @@ impl Storage {
                 futures::StreamExt::next(&mut list).await.transpose()
             }
         };
-        let legacy = node == 0
-            && has(format!("{own}wal")).await?.is_none()
+        self.legacy_zero = has("nodes/0/wal".into()).await?.is_none()
             && (has("wal".into()).await?.is_some() || has("snapshots".into()).await?.is_some());
-        self.root = if legacy { String::new() } else { own };
+        self.root = if node == 0 && self.legacy_zero {
+            String::new()
+        } else {
+            own
+        };
         Ok(self)
+    }
+
+    /// The same store, with broker `node`'s log as its own: how a broker
+    /// taking over reads (and plugs) another's log.
+    pub fn for_other(&self, node: i32) -> Self {
+        let mut other = self.clone();
+        other.root = self.root_of(node);
+        other
+    }
+
+    /// Where broker `node`'s log lives.
+    fn root_of(&self, node: i32) -> String {
+        if node == 0 && self.legacy_zero {
+            String::new()
+        } else {
+            format!("nodes/{node}/")
+        }
     }
 
     /// The brokers (other than `node`) whose logs this store holds.
@@ -245,13 +291,14 @@ impl Storage {
         Path::from(format!("{}wal/{seq:020}", self.root))
     }
 
-    /// Where object `object` (a commit sequence or a compaction output)
-    /// lives.
+    /// Where object `object` (a commit sequence or a compaction output,
+    /// of any broker's log: the id says whose) lives.
     fn object_path(&self, object: u64) -> Path {
+        let root = self.root_of(object_node(object));
         if is_compacted(object) {
-            Path::from(format!("{}compacted/{:020}", self.root, object - COMPACTED))
+            Path::from(format!("{root}compacted/{:020}", object - COMPACTED))
         } else {
-            self.wal_path(object)
+            Path::from(format!("{root}wal/{object:020}"))
         }
     }
 
@@ -858,6 +905,7 @@ mod tests {
             meta,
             node_id: 0,
             live: tokio::sync::watch::channel(Default::default()).1,
+            fenced: tokio::sync::watch::Sender::new(false),
         });
         let task = tokio::spawn(run);
         committer

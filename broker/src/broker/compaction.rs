@@ -495,6 +495,13 @@ async fn collect_garbage(
     maintenance: &mut Maintenance,
     stats: &mut CompactionStats,
 ) -> Result<(), BrokerError> {
+    let node = {
+        let s = deps.state.read().map_err(|_| lock_err())?;
+        crate::storage::object_node(s.last_seq)
+    };
+    if crate::broker::keeps_objects(deps.storage, node).await? {
+        return Ok(());
+    }
     let (dead, reserved) = {
         let s = deps.state.read().map_err(|_| lock_err())?;
         (s.dead_compacted(), s.reserved.clone())
