@@ -112,6 +112,11 @@ pub(crate) struct Shared {
     pub members: watch::Receiver<BTreeMap<i32, Member>>,
     /// Set once another broker took this one's log over: it must stop.
     pub fenced: watch::Receiver<bool>,
+    /// Keys this broker stopped serving to hand them to another broker
+    /// (until the metadata log records the handoff).
+    pub released: std::sync::Mutex<std::collections::BTreeSet<crate::meta::Key>>,
+    /// Set when a clean stop begins: the broker takes no more keys.
+    pub leaving: std::sync::atomic::AtomicBool,
     pub groups: Coordinator,
     pub cluster_id: String,
     pub shutdown: watch::Sender<bool>,
@@ -141,12 +146,32 @@ impl Shared {
             .map(|l| (l.node, l.epoch))
     }
 
+    /// Whether this broker serves `key` now: it leads it, and is not
+    /// handing it over.
+    fn serves(&self, meta: &crate::meta::Meta, key: crate::meta::Key) -> Option<bool> {
+        let l = meta.leadership(key)?;
+        let released = self
+            .released
+            .lock()
+            .map(|r| r.contains(&key))
+            .unwrap_or(true);
+        Some(l.node == self.node() && l.handoff.is_none() && !released)
+    }
+
     /// Whether this broker leads the partition; if not, the error that
     /// sends the client to the leader (after a metadata refresh).
     pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), KafkaCode> {
-        match self.leader(topic, partition) {
-            Some((node, _)) if node == self.node() => Ok(()),
-            Some(_) => Err(KafkaCode::NotLeaderOrFollower),
+        let meta = self.meta.current();
+        let Some(id) = meta.names.get(topic) else {
+            return Err(KafkaCode::UnknownTopicOrPartition);
+        };
+        let key = crate::meta::Key::Partition {
+            topic: *id,
+            partition,
+        };
+        match self.serves(&meta, key) {
+            Some(true) => Ok(()),
+            Some(false) => Err(KafkaCode::NotLeaderOrFollower),
             None => Err(KafkaCode::UnknownTopicOrPartition),
         }
     }
@@ -159,8 +184,12 @@ impl Shared {
     /// Whether this broker coordinates `group`; if not, `NOT_COORDINATOR`,
     /// which sends the client to FindCoordinator again.
     pub fn check_coordinator(&self, group: &str) -> Result<(), KafkaCode> {
-        match self.coordinator(group) {
-            Some(node) if node == self.node() => Ok(()),
+        let meta = self.meta.current();
+        let serves = meta
+            .slot_of(group)
+            .and_then(|s| self.serves(&meta, crate::meta::Key::Slot(s)));
+        match serves {
+            Some(true) => Ok(()),
             _ => Err(KafkaCode::NotCoordinator),
         }
     }
@@ -274,6 +303,8 @@ impl Broker {
             meta,
             members,
             fenced: fenced.subscribe(),
+            released: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             cluster_id,
 
             shutdown,
@@ -391,8 +422,19 @@ impl Broker {
         }
     }
 
-    /// Stops accepting, closes connections, writes a final snapshot.
+    /// Hands this broker's partitions and coordinator slots to the other
+    /// live brokers (waiting, at most three leases, until they lead them),
+    /// then stops accepting, closes connections, writes a final snapshot
+    /// and deletes its lease.
     pub async fn shutdown(mut self) -> Result<(), BrokerError> {
+        // In a cluster, the others take this broker's keys over first.
+        if !*self.shared.fenced.borrow() {
+            if let Err(e) =
+                failover::hand_everything_off(&self.shared, self.shared.config.lease * 3).await
+            {
+                tracing::warn!(error = %e, "handing keys over at shutdown failed");
+            }
+        }
         self.shared.shutdown.send_replace(true);
         for t in &self.tasks[1..] {
             t.abort();

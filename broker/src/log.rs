@@ -184,8 +184,27 @@ pub struct AdoptedPartition {
     /// Partition index.
     pub partition: i32,
     /// Its state in the previous leader's log (batches point into that
-    /// broker's objects).
+    /// broker's objects). Kept as JSON text inside the command: its
+    /// producer map has integer keys, which a tagged command cannot carry
+    /// as a JSON object.
+    #[serde(with = "as_json_text")]
     pub state: crate::state::Partition,
+}
+
+mod as_json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl PartialEq for AdoptedPartition {
@@ -367,5 +386,45 @@ mod tests {
             parse(9, &obj[..obj.len() - 3]).is_err(),
             "truncation is detected"
         );
+    }
+
+    /// An adopted partition's idempotent producers (a map with integer
+    /// keys) survive the commit object, and with them the dedup of a
+    /// retried batch after a takeover.
+    #[test]
+    fn adopted_partitions_round_trip() {
+        let mut state = crate::state::Partition {
+            next_offset: 7,
+            ..Default::default()
+        };
+        state.producers.insert(
+            1000,
+            crate::state::ProducerState {
+                epoch: 0,
+                recent: [crate::state::ProducerBatch {
+                    first_seq: 0,
+                    last_seq: 6,
+                    base: 0,
+                }]
+                .into(),
+            },
+        );
+        let mut b = CommitBuilder::default();
+        b.push(Command::Adopt {
+            partitions: vec![AdoptedPartition {
+                topic: Uuid::new_v4(),
+                partition: 3,
+                state,
+            }],
+            groups: BTreeMap::new(),
+        });
+        let (obj, _) = b.finish(4, "w").expect("finish");
+        let parsed = parse(4, &obj).expect("parse");
+        let Some(Command::Adopt { partitions, .. }) = parsed.first() else {
+            panic!("an adopt command");
+        };
+        let p = &partitions[0].state;
+        assert_eq!(p.next_offset, 7);
+        assert_eq!(p.producers[&1000].next_seq(), Some(7));
     }
 }

@@ -310,3 +310,58 @@ async fn a_killed_broker_s_partitions_move_with_nothing_lost() -> Result<()> {
     println!("failover: producer carried on {recovered:?} after the kill");
     Ok(())
 }
+
+/// Brokers joining take over a share of the partitions (handed over by the
+/// broker that led them), and a broker stopped cleanly hands its
+/// partitions over before it returns; an idempotent producer running
+/// throughout sees only retriable errors, and nothing is lost or stored
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_and_leaving_brokers_move_partitions_without_loss() -> Result<()> {
+    let lease = Duration::from_secs(2);
+    let mut cluster = TestCluster::start(1, lease).await?;
+    let mut c = RawClient::connect(cluster.addr(0)?).await?;
+    create(&mut c, "growing", 12, &[]).await?;
+    let p = producer(
+        &cluster.bootstrap(),
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "60000"),
+        ],
+    )?;
+    produce(&p, "growing", "alone", 0..1_000).await?;
+
+    // Two brokers join: each comes to lead a share within a few seconds,
+    // while the producer goes on.
+    cluster.add().await?;
+    cluster.add().await?;
+    let sending = {
+        let p = p.clone();
+        tokio::spawn(async move { produce(&p, "growing", "joining", 1_000..4_000).await })
+    };
+    let (_, leaders) = until(&cluster, 0, "growing", lease * 5, "a share each", |b, l| {
+        b.len() == 3 && (0..3).all(|n| l.iter().filter(|x| **x == n).count() >= 2)
+    })
+    .await?;
+    sending.await??;
+
+    // Broker 1 stops cleanly: by the time it returns, its partitions have
+    // other leaders.
+    let had: usize = leaders.iter().filter(|n| **n == 1).count();
+    cluster.stop(1).await?;
+    let (_, after) = metadata(&cluster, 0, "growing").await?;
+    ensure!(
+        after.iter().all(|n| *n == 0 || *n == 2),
+        "{after:?} after broker 1 (which led {had}) stopped"
+    );
+    produce(&p, "growing", "after", 4_000..5_000).await?;
+
+    let bootstrap = format!("{},{}", cluster.addr(0)?, cluster.addr(2)?);
+    let all = consumer(&bootstrap, "everything", &[])?;
+    rdkafka::consumer::Consumer::subscribe(&all, &["growing"])?;
+    let got = consume(&all, 5_000, Duration::from_secs(60)).await?;
+    let ids: BTreeSet<usize> = got.iter().map(|(i, ..)| *i).collect();
+    ensure!(ids.len() == 5_000, "{} distinct of 5000", ids.len());
+    Ok(())
+}

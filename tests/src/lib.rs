@@ -245,6 +245,30 @@ impl TestCluster {
         self.dir.path().join("store")
     }
 
+    /// Starts one more broker (the next node id) on the store.
+    pub async fn add(&mut self) -> Result<()> {
+        let mut config = self.configs.first().context("an empty cluster")?.clone();
+        config.node_id = i32::try_from(self.configs.len())?;
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let broker = Broker::start(config.clone()).await?;
+        config.listen = broker.local_addr();
+        self.brokers.push(Some(broker));
+        self.configs.push(config);
+        Ok(())
+    }
+
+    /// Stops broker `node` cleanly (it hands its partitions over first).
+    pub async fn stop(&mut self, node: i32) -> Result<()> {
+        let slot = self
+            .brokers
+            .get_mut(usize::try_from(node)?)
+            .context("no such broker")?;
+        if let Some(b) = slot.take() {
+            b.shutdown().await?;
+        }
+        Ok(())
+    }
+
     /// Stops broker `node` as a crash would (no clean shutdown).
     pub fn kill(&mut self, node: i32) -> Result<()> {
         let slot = self

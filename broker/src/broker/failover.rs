@@ -102,22 +102,167 @@ pub(super) async fn follow(shared: Arc<Shared>) {
         if *shared.fenced.borrow() {
             return;
         }
-        let meta = shared.meta.current();
-        let live: Vec<i32> = shared.live().keys().copied().collect();
-        for (from, keys) in orphans(&meta, &live, shared.node()) {
-            match take_over(&shared, from, &keys).await {
-                Ok(won) => tracing::info!(
-                    from,
-                    keys = keys.len(),
-                    won,
-                    "took over the keys of a broker that is gone"
-                ),
-                Err(e) => {
-                    tracing::warn!(from, error = %e, "taking over failed; trying again");
-                }
-            }
+        if let Err(e) = reconcile(&shared).await {
+            tracing::warn!(error = %e, "moving keys failed; trying again");
         }
     }
+}
+
+/// Most keys a broker hands to others per round (joins move keys a few at
+/// a time, so clients see short pauses, not one long one).
+const MOVES_PER_ROUND: usize = 8;
+
+/// One round: take over what dead brokers led, take what is handed here,
+/// take back what was handed to a broker that went away, and hand keys
+/// whose place is now another broker's (one that joined) to it.
+async fn reconcile(shared: &Shared) -> Result<(), BrokerError> {
+    if shared.leaving.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(());
+    }
+    let me = shared.node();
+    let meta = shared.meta.current();
+    let live: Vec<i32> = shared.live().keys().copied().collect();
+    let orphaned = orphans(&meta, &live, me);
+    for (from, keys) in &orphaned {
+        let won = take_over(shared, *from, keys).await?;
+        tracing::info!(
+            from,
+            keys = keys.len(),
+            won,
+            "took over the keys of a broker that is gone"
+        );
+    }
+    let mut handed: BTreeMap<i32, Vec<Key>> = BTreeMap::new();
+    let mut stranded = Vec::new();
+    let mut moves = Vec::new();
+    for (key, leader) in keys(&meta) {
+        let Some(l) = meta.leadership(key) else {
+            continue;
+        };
+        match l.handoff {
+            Some((_, to)) if to == me && live.contains(&leader) => {
+                handed.entry(leader).or_default().push(key);
+            }
+            Some((_, to)) if leader == me && !live.contains(&to) => stranded.push(key),
+            None if leader == me && moves.len() < MOVES_PER_ROUND => {
+                if let Some(to) = target(&live, key).filter(|t| *t != me) {
+                    moves.push((key, to));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (from, keys) in &handed {
+        let won = adopt_handoff(shared, *from, keys).await?;
+        tracing::info!(from, keys = keys.len(), won, "took over keys handed here");
+    }
+    if !stranded.is_empty() {
+        // Handed to a broker that went away before it took them: this
+        // broker's state of them is as it was; lead them again.
+        let kept = lead(shared, &stranded, |l| l == me).await?;
+        tracing::info!(kept, "took back keys handed to a broker that is gone");
+    }
+    if orphaned.is_empty() && handed.is_empty() && !moves.is_empty() {
+        hand_off(shared, &moves).await?;
+    }
+    Ok(())
+}
+
+/// Hands `moves` (key, to) over: stops serving them, lets every write
+/// already queued become durable, and records the handoffs in the metadata
+/// log; the receivers rebuild them from this broker's log.
+async fn hand_off(shared: &Shared, moves: &[(Key, i32)]) -> Result<(), BrokerError> {
+    let me = shared.node();
+    if let Ok(mut r) = shared.released.lock() {
+        r.extend(moves.iter().map(|(k, _)| *k));
+    }
+    let result = async {
+        // The committer answers admin ops in order: once this one is
+        // answered, every produce queued before it is durable or failed.
+        shared
+            .committer
+            .admin(AdminOp::Mirror)
+            .await
+            .map_err(|(code, message)| BrokerError::Refused { code, message })?;
+        let end_seq = shared.state.read().map(|s| s.last_seq).unwrap_or(0);
+        shared
+            .meta
+            .append_with(|m| {
+                Ok(moves
+                    .iter()
+                    .filter_map(|(key, to)| {
+                        let l = m.leadership(*key)?;
+                        (l.node == me && l.handoff.is_none()).then_some(MetaCommand::Handoff {
+                            key: *key,
+                            epoch: l.epoch,
+                            from: me,
+                            end_seq,
+                            to: *to,
+                        })
+                    })
+                    .collect())
+            })
+            .await
+            .map_err(|e| BrokerError::Config(format!("the metadata log: {e}")))
+    }
+    .await;
+    if let Ok(mut r) = shared.released.lock() {
+        for (k, _) in moves {
+            r.remove(k);
+        }
+    }
+    result?;
+    tracing::info!(keys = moves.len(), "handed keys to brokers that joined");
+    Ok(())
+}
+
+/// Hands every key this broker leads to the other live brokers and waits
+/// (at most `limit`) until they lead them: a clean stop that clients see
+/// as a short pause.
+pub(super) async fn hand_everything_off(
+    shared: &Shared,
+    limit: std::time::Duration,
+) -> Result<(), BrokerError> {
+    let me = shared.node();
+    shared
+        .leaving
+        .store(true, std::sync::atomic::Ordering::Release);
+    let others: Vec<i32> = shared.live().keys().copied().filter(|n| *n != me).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        shared.meta.catch_up().await?;
+        let meta = shared.meta.current();
+        let mine: Vec<(Key, i32)> = keys(&meta)
+            .filter(|(k, l)| *l == me && meta.leadership(*k).is_some_and(|l| l.handoff.is_none()))
+            .filter_map(|(k, _)| Some((k, target(&others, k)?)))
+            .collect();
+        let led = keys(&meta).filter(|(_, l)| *l == me).count();
+        if led == 0 {
+            tracing::info!("every key handed over");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(led, "stopping before every key was taken over");
+            return Ok(());
+        }
+        if !mine.is_empty() {
+            hand_off(shared, &mine).await?;
+        }
+        tokio::time::sleep(shared.config.lease / 8).await;
+    }
+}
+
+/// Takes `keys` handed here by live broker `from`: its log, read to its
+/// end, holds everything of them (it stopped writing them before it
+/// recorded the handoff).
+async fn adopt_handoff(shared: &Shared, from: i32, keys: &[Key]) -> Result<usize, BrokerError> {
+    let theirs = shared.storage.for_other(from);
+    let state = super::recover(&theirs, from, None).await?;
+    adopt(shared, &state, keys).await?;
+    lead(shared, keys, |l| l == from).await
 }
 
 /// Plugs `theirs` (broker `from`'s log) for `me`: the sequence number of
@@ -145,17 +290,26 @@ async fn plug(theirs: &Storage, from: i32, me: i32) -> Result<u64, StorageError>
 /// Takes `keys` over from broker `from`: plug, rebuild, adopt, lead. The
 /// number of keys this broker now leads.
 async fn take_over(shared: &Shared, from: i32, keys: &[Key]) -> Result<usize, BrokerError> {
+    let theirs = shared.storage.for_other(from);
+    let plugged = plug(&theirs, from, shared.node()).await?;
+    let state = super::recover(&theirs, from, Some(plugged)).await?;
+    adopt(shared, &state, keys).await?;
+    lead(shared, keys, |l| l == from).await
+}
+
+/// Commits, in this broker's log, the state of `keys` as `state` (another
+/// broker's, rebuilt from its log) has them.
+async fn adopt(
+    shared: &Shared,
+    state: &crate::state::State,
+    keys: &[Key],
+) -> Result<(), BrokerError> {
     let refused = |(code, message)| BrokerError::Refused { code, message };
-    // Every topic the metadata log has must be in this broker's state to
-    // adopt its partitions.
     shared
         .committer
         .admin(AdminOp::Mirror)
         .await
         .map_err(refused)?;
-    let theirs = shared.storage.for_other(from);
-    let plugged = plug(&theirs, from, shared.node()).await?;
-    let state = super::recover(&theirs, from, Some(plugged)).await?;
     let meta = shared.meta.current();
     let mut partitions = Vec::new();
     let mut slots = BTreeSet::new();
@@ -187,7 +341,7 @@ async fn take_over(shared: &Shared, from: i32, keys: &[Key]) -> Result<usize, Br
         .admin(AdminOp::Adopt { partitions, groups })
         .await
         .map_err(refused)?;
-    lead(shared, keys, |l| l == from).await
+    Ok(())
 }
 
 /// Appends `Lead` at the next epoch, for this broker, of each of `keys`
