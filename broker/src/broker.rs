@@ -111,7 +111,7 @@ pub(crate) struct Shared {
     /// The live brokers, by id (this one always among them).
     pub members: watch::Receiver<BTreeMap<i32, Member>>,
     /// Set once another broker took this one's log over: it must stop.
-    pub fenced: watch::Receiver<bool>,
+    pub fenced: watch::Sender<bool>,
     /// Keys this broker stopped serving to hand them to another broker
     /// (until the metadata log records the handoff).
     pub released: std::sync::Mutex<std::collections::BTreeSet<crate::meta::Key>>,
@@ -302,7 +302,7 @@ impl Broker {
             committer,
             meta,
             members,
-            fenced: fenced.subscribe(),
+            fenced,
             released: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
             cluster_id,
@@ -334,7 +334,7 @@ impl Broker {
                 // lease goes); `Broker::fenced` tells the process.
                 let shared = shared.clone();
                 async move {
-                    let mut fenced = shared.fenced.clone();
+                    let mut fenced = shared.fenced.subscribe();
                     if fenced.wait_for(|f| *f).await.is_ok() {
                         tracing::error!(
                             "another broker took over this broker's partitions (its log is closed): stopping"
@@ -361,7 +361,7 @@ impl Broker {
     /// broker paused past its lease): it no longer serves, and its process
     /// should exit and be started again.
     pub fn fenced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut fenced = self.shared.fenced.clone();
+        let mut fenced = self.shared.fenced.subscribe();
         async move {
             if fenced.wait_for(|f| *f).await.is_err() {
                 std::future::pending::<()>().await;

@@ -431,6 +431,15 @@ impl Storage {
         self.cache.lock().ok()?.objects.get(&seq).cloned()
     }
 
+    /// Commit object `seq`, if there is one.
+    pub(crate) async fn find_commit(&self, seq: u64) -> Result<Option<Bytes>, StorageError> {
+        match self.store.get(&self.wal_path(seq)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::Store(e)),
+        }
+    }
+
     /// Reads a whole commit object.
     pub(crate) async fn read_commit(&self, seq: u64) -> Result<Bytes, StorageError> {
         if let Some(b) = self.cached(seq) {

@@ -365,3 +365,173 @@ async fn joining_and_leaving_brokers_move_partitions_without_loss() -> Result<()
     ensure!(ids.len() == 5_000, "{} distinct of 5000", ids.len());
     Ok(())
 }
+
+/// A broker in a process of its own (`gatehouse-broker`).
+struct BrokerProcess {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl BrokerProcess {
+    async fn start(node: i32, data: &std::path::Path, lease: Duration) -> Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-broker"))
+            .arg(node.to_string())
+            .arg(data)
+            .arg(lease.as_millis().to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await??
+            .context("the broker said nothing")?;
+        let addr = line
+            .strip_prefix("listening ")
+            .context("no address")?
+            .parse()?;
+        Ok(Self { child, addr })
+    }
+
+    fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.child.id().context("exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?;
+        ensure!(status.success(), "kill -{name} {pid}");
+        Ok(())
+    }
+}
+
+/// Two brokers that both believe they lead a partition: a leader paused
+/// past its lease (SIGSTOP) is taken over; resumed (SIGCONT), its write is
+/// refused, it learns its log was closed and exits with status 3, and
+/// nothing it wrote lies after the plug. Every acknowledged record is
+/// there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_fenced_and_steps_down() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("store");
+    let lease = Duration::from_millis(1_500);
+    let mut brokers = Vec::new();
+    for node in 0..3 {
+        brokers.push(BrokerProcess::start(node, &store, lease).await?);
+    }
+    let leaders_of = |addr, topic: String| async move {
+        let mut c = RawClient::connect(addr).await?;
+        let m: MetadataResponse = c
+            .call(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            )
+            .await?;
+        let brokers: Vec<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
+        let leaders: Vec<i32> = m
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+            .map(|t| {
+                let mut ps: Vec<_> = t.partitions.iter().collect();
+                ps.sort_by_key(|p| p.partition_index);
+                ps.iter().map(|p| p.leader_id.0).collect()
+            })
+            .unwrap_or_default();
+        anyhow::Ok((brokers, leaders))
+    };
+    let deadline = Instant::now() + lease * 4;
+    while leaders_of(brokers[0].addr, String::new()).await?.0 != [0, 1, 2] {
+        ensure!(
+            Instant::now() < deadline,
+            "the brokers never saw each other"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A topic with a partition broker 2 leads (they are spread at random).
+    let mut c = RawClient::connect(brokers[0].addr).await?;
+    let mut found = None;
+    for attempt in 0..10 {
+        let name = format!("paused-{attempt}");
+        create(&mut c, &name, 6, &[]).await?;
+        let deadline = Instant::now() + lease * 4;
+        let leaders = loop {
+            let (_, leaders) = leaders_of(brokers[2].addr, name.clone()).await?;
+            if leaders.len() == 6 {
+                break leaders;
+            }
+            ensure!(Instant::now() < deadline, "{name} never showed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if let Some(p) = leaders.iter().position(|n| *n == 2) {
+            found = Some((name, p as i32));
+            break;
+        }
+    }
+    let (topic, partition) = found.context("broker 2 led no partition of 10 topics")?;
+    let topic = topic.as_str();
+    let mut to_two = RawClient::connect(brokers[2].addr).await?;
+    let batch = || record_batch(-1, -1, -1, 1, 1_000, Compression::None);
+    ensure!(produce_one(&mut to_two, topic, partition, batch()?).await? == (0, 0));
+
+    // Paused past its lease: the others take its partitions over.
+    brokers[2].signal("STOP")?;
+    let deadline = Instant::now() + lease * 4;
+    let moved_to = loop {
+        let (_, leaders) = leaders_of(brokers[0].addr, topic.to_string()).await?;
+        let l = leaders.get(partition as usize).copied().unwrap_or(-1);
+        if l == 0 || l == 1 {
+            break l;
+        }
+        ensure!(Instant::now() < deadline, "never taken over: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut to_new = RawClient::connect(brokers[moved_to as usize].addr).await?;
+    ensure!(produce_one(&mut to_new, topic, partition, batch()?).await? == (0, 1));
+
+    // Resumed: it still believes it leads, but it cannot store anything.
+    brokers[2].signal("CONT")?;
+    // Refused (NOT_LEADER_OR_FOLLOWER), or the connection closed if it
+    // already found its log closed and is stepping down.
+    if let Ok((code, _)) = produce_one(&mut to_two, topic, partition, batch()?).await {
+        ensure!(code == 6, "the paused leader answered {code}");
+    }
+    let status = tokio::time::timeout(lease * 4, brokers[2].child.wait()).await??;
+    ensure!(status.code() == Some(3), "exit status {status:?}");
+
+    // Its log ends with the plug: nothing of its own after it.
+    let wal = store.join("nodes/2/wal");
+    let mut names: Vec<_> = std::fs::read_dir(&wal)?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    let last = names.last().context("broker 2's log")?;
+    let seq: u64 = last.to_string_lossy().parse()?;
+    let commands = gatehouse_broker::log::parse(seq, &std::fs::read(wal.join(last))?)?;
+    ensure!(
+        matches!(commands[..], [gatehouse_broker::log::Command::Fenced { by }] if by != 2),
+        "{commands:?}"
+    );
+    // Both acknowledged records, and only those.
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.to_string(),
+            )))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-1)])]);
+    let resp: ListOffsetsResponse = to_new.call(ApiKey::ListOffsets, 7, &req).await?;
+    let p = &resp.topics[0].partitions[0];
+    ensure!(
+        p.error_code == 0 && p.offset == 2,
+        "high watermark {} ({})",
+        p.offset,
+        p.error_code
+    );
+    Ok(())
+}

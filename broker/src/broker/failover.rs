@@ -119,6 +119,11 @@ async fn reconcile(shared: &Shared) -> Result<(), BrokerError> {
     if shared.leaving.load(std::sync::atomic::Ordering::Acquire) {
         return Ok(());
     }
+    if plugged(shared).await? {
+        tracing::error!("another broker closed this broker's log (it was gone past its lease)");
+        shared.fenced.send_replace(true);
+        return Ok(());
+    }
     let me = shared.node();
     let meta = shared.meta.current();
     let live: Vec<i32> = shared.live().keys().copied().collect();
@@ -263,6 +268,19 @@ async fn adopt_handoff(shared: &Shared, from: i32, keys: &[Key]) -> Result<usize
     let state = super::recover(&theirs, from, None).await?;
     adopt(shared, &state, keys).await?;
     lead(shared, keys, |l| l == from).await
+}
+
+/// Whether another broker plugged this broker's log: a commit at the
+/// next number that this broker did not write. Checked every round, so a
+/// broker that was paused knows it at once, even with nothing to write.
+async fn plugged(shared: &Shared) -> Result<bool, StorageError> {
+    let next = shared.state.read().map(|s| s.last_seq + 1).unwrap_or(0);
+    let Some(object) = shared.storage.find_commit(next).await? else {
+        return Ok(false);
+    };
+    Ok(crate::log::parse(next, &object)?
+        .iter()
+        .any(|c| matches!(c, Command::Fenced { by } if *by != shared.node())))
 }
 
 /// Plugs `theirs` (broker `from`'s log) for `me`: the sequence number of

@@ -65,8 +65,15 @@ pub(crate) struct BrokerArgs {
     /// An object store setting, `KEY=VALUE` as `object_store` names it
     /// (`aws_endpoint=http://127.0.0.1:9000`, `aws_allow_http=true`, …);
     /// repeatable, and ahead of the `AWS_*` environment variables.
+    /// Credentials belong in the AWS_* variables, not here (a command
+    /// line shows in the process list).
     #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = key_value)]
     store_options: Vec<(String, String)>,
+    /// How long this broker's lease in the store lasts (ms): a broker not
+    /// heard from for this long is gone, and its partitions move to the
+    /// others. Every broker of a cluster should use the same value.
+    #[arg(long, default_value_t = 10_000, env = "GATEHOUSE_BROKER_LEASE_MS")]
+    lease_ms: u64,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -92,6 +99,7 @@ impl BrokerArgs {
             cache_bytes: self.cache_mb << 20,
             sasl_credentials: self.sasl_credentials.clone(),
             store_options: self.store_options.clone(),
+            lease: Duration::from_millis(self.lease_ms.max(300)),
             ..BrokerConfig::default()
         }
     }
@@ -102,8 +110,21 @@ pub(crate) async fn run_broker(args: BrokerArgs) -> Result<()> {
         .await
         .context("broker failed to start")?;
     println!("gatehouse broker listening on {}", broker.local_addr());
-    wait_for_signal().await?;
-    tracing::info!("shutting down");
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        () = broker.fenced() => {
+            // Another broker took this one's partitions over (it was
+            // paused past its lease): start again from the store.
+            eprintln!("gatehouse broker: taken over by another broker; exiting with status 3 to be restarted");
+            drop(broker);
+            std::process::exit(FENCED_EXIT);
+        }
+    }
+    tracing::info!("shutting down (handing partitions to the other brokers first)");
     broker.shutdown().await.context("broker shutdown")?;
     Ok(())
 }
+
+/// The exit status of a broker another broker took over: a supervisor
+/// starts it again.
+const FENCED_EXIT: i32 = 3;
