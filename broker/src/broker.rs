@@ -369,6 +369,11 @@ impl Broker {
         }
     }
 
+    /// The brokers this one counts live (itself among them).
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.shared.live().keys().copied().collect()
+    }
+
     /// The address the broker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

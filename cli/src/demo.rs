@@ -46,6 +46,28 @@ impl DemoAddrs {
     }
 }
 
+/// The demo's brokers: how many, and where their data lives.
+#[derive(Debug, Clone)]
+pub struct DemoCluster {
+    /// Brokers (node ids 0..N), in this process, sharing one store.
+    pub brokers: i32,
+    /// The store: `None` for the demo's data directory, or a URL such as
+    /// `s3://bucket/prefix`.
+    pub store: Option<String>,
+    /// Object store settings (`aws_endpoint=…`, `aws_allow_http=true`).
+    pub store_options: Vec<(String, String)>,
+}
+
+impl Default for DemoCluster {
+    fn default() -> Self {
+        Self {
+            brokers: 1,
+            store: None,
+            store_options: Vec::new(),
+        }
+    }
+}
+
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -241,8 +263,10 @@ fn demo_auth(data: &Path) -> Result<gatehouse_proxy::auth::AuthConfig, DemoError
 /// A running demo.
 #[derive(Debug)]
 pub struct Demo {
-    /// The broker.
+    /// The broker (node 0).
     pub broker: Broker,
+    /// The other brokers of the cluster, if more than one.
+    pub others: Vec<Broker>,
     /// The proxy in front of it.
     pub proxy: Proxy,
 }
@@ -263,9 +287,20 @@ impl Demo {
         self.proxy.admin_addr()
     }
 
-    /// Stops the proxy (draining in-flight requests), then the broker.
+    /// Every broker's own address, node 0 first.
+    pub fn broker_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(&self.broker)
+            .chain(&self.others)
+            .map(Broker::local_addr)
+            .collect()
+    }
+
+    /// Stops the proxy (draining in-flight requests), then the brokers.
     pub async fn shutdown(self) -> Result<(), DemoError> {
         self.proxy.shutdown().await;
+        for b in self.others.into_iter().rev() {
+            b.shutdown().await?;
+        }
         self.broker.shutdown().await?;
         Ok(())
     }
@@ -274,14 +309,55 @@ impl Demo {
 /// Starts the broker with its data under `data`, creates the demo topics
 /// that do not exist yet, and starts the proxy in front of it.
 pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
-    let config = BrokerConfig {
-        listen: addrs.broker,
-        data: data.join("broker").to_string_lossy().into_owned(),
+    start_cluster(data, addrs, &DemoCluster::default()).await
+}
+
+/// The demo on `cluster.brokers` brokers sharing one store (broker N on
+/// the broker port + N), with partitions spread over them.
+pub async fn start_cluster(
+    data: &Path,
+    addrs: DemoAddrs,
+    cluster: &DemoCluster,
+) -> Result<Demo, DemoError> {
+    let lease = if cluster.brokers > 1 {
+        std::time::Duration::from_secs(3)
+    } else {
+        BrokerConfig::default().lease
+    };
+    let config = |node: i32| BrokerConfig {
+        node_id: node,
+        listen: if addrs.broker.port() == 0 {
+            addrs.broker
+        } else {
+            SocketAddr::new(
+                addrs.broker.ip(),
+                addrs
+                    .broker
+                    .port()
+                    .saturating_add(u16::try_from(node).unwrap_or(0)),
+            )
+        },
+        data: cluster
+            .store
+            .clone()
+            .unwrap_or_else(|| data.join("broker").to_string_lossy().into_owned()),
+        store_options: cluster.store_options.clone(),
         auto_create_topics: true,
         default_partitions: 3,
+        lease,
         ..BrokerConfig::default()
     };
-    let broker = Broker::start(config).await?;
+    let broker = Broker::start(config(0)).await?;
+    let mut others = Vec::new();
+    for node in 1..cluster.brokers.max(1) {
+        others.push(Broker::start(config(node)).await?);
+    }
+    // Topics are spread over the brokers live when they are created.
+    let want = usize::try_from(cluster.brokers.max(1)).unwrap_or(1);
+    let deadline = tokio::time::Instant::now() + lease * 2;
+    while broker.live_brokers().len() < want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for (name, partitions, policy) in DEMO_TOPICS {
         let configs = BTreeMap::from([("cleanup.policy".to_string(), policy.to_string())]);
         match broker.create_topic(name, *partitions, configs).await {
@@ -302,6 +378,10 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         }
     }
     let mut proxy_config = ProxyConfig::new(addrs.proxy, broker.local_addr().to_string());
+    proxy_config.upstream.bootstrap_servers = std::iter::once(&broker)
+        .chain(&others)
+        .map(|b| b.local_addr().to_string())
+        .collect();
     proxy_config.listener.node_port_base = addrs.node_port_base;
     proxy_config.auth = Some(demo_auth(data)?);
     proxy_config.policy = Some(gatehouse_proxy::config::PolicyConfig {
@@ -332,5 +412,9 @@ pub async fn start(data: &Path, addrs: DemoAddrs) -> Result<Demo, DemoError> {
         replica_dirs: Vec::new(),
     });
     let proxy = Proxy::start(proxy_config).await?;
-    Ok(Demo { broker, proxy })
+    Ok(Demo {
+        broker,
+        others,
+        proxy,
+    })
 }

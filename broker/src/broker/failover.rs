@@ -221,40 +221,49 @@ async fn hand_off(shared: &Shared, moves: &[(Key, i32)]) -> Result<(), BrokerErr
     Ok(())
 }
 
-/// Hands every key this broker leads to the other live brokers and waits
-/// (at most `limit`) until they lead them: a clean stop that clients see
-/// as a short pause.
+/// A clean stop in a cluster: stops serving every key, lets every queued
+/// write become durable, leaves the cluster (the lease goes), and waits (at
+/// most `limit`) until the other brokers lead every key it led: they take
+/// them over as from a broker that is gone, which it now is for them.
+/// Clients see a short pause and retriable errors.
 pub(super) async fn hand_everything_off(
     shared: &Shared,
     limit: std::time::Duration,
 ) -> Result<(), BrokerError> {
     let me = shared.node();
+    if shared.live().keys().all(|n| *n == me) {
+        return Ok(());
+    }
     shared
         .leaving
         .store(true, std::sync::atomic::Ordering::Release);
-    let others: Vec<i32> = shared.live().keys().copied().filter(|n| *n != me).collect();
-    if others.is_empty() {
-        return Ok(());
+    let meta = shared.meta.current();
+    if let Ok(mut r) = shared.released.lock() {
+        r.extend(keys(&meta).filter(|(_, l)| *l == me).map(|(k, _)| k));
     }
+    // Admin ops are answered in order: every write queued before this one
+    // is durable (or failed) once it is answered.
+    shared
+        .committer
+        .admin(AdminOp::Mirror)
+        .await
+        .map_err(|(code, message)| BrokerError::Refused { code, message })?;
+    // Leave: no more renewals, and no lease for the others to see.
+    shared.shutdown.send_replace(true);
+    shared.storage.delete_lease(me).await?;
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         shared.meta.catch_up().await?;
-        let meta = shared.meta.current();
-        let mine: Vec<(Key, i32)> = keys(&meta)
-            .filter(|(k, l)| *l == me && meta.leadership(*k).is_some_and(|l| l.handoff.is_none()))
-            .filter_map(|(k, _)| Some((k, target(&others, k)?)))
-            .collect();
-        let led = keys(&meta).filter(|(_, l)| *l == me).count();
+        let led = keys(&shared.meta.current())
+            .filter(|(_, l)| *l == me)
+            .count();
         if led == 0 {
-            tracing::info!("every key handed over");
+            tracing::info!("every key taken over by the other brokers");
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(led, "stopping before every key was taken over");
             return Ok(());
-        }
-        if !mine.is_empty() {
-            hand_off(shared, &mine).await?;
         }
         tokio::time::sleep(shared.config.lease / 8).await;
     }

@@ -23,11 +23,32 @@ pub(crate) struct DemoArgs {
     /// The admin listener's port (the auditor page and API, erasure).
     #[arg(long, default_value_t = 9180, env = "GATEHOUSE_DEMO_ADMIN_PORT")]
     admin_port: u16,
+    /// Brokers sharing one store (broker N on the broker port + N); the
+    /// demo's partitions and group coordinators are spread over them.
+    #[arg(long, default_value_t = 1, env = "GATEHOUSE_DEMO_BROKERS")]
+    brokers: i32,
+    /// Where the brokers keep their data (default: the demo's data
+    /// directory), e.g. s3://bucket/prefix.
+    #[arg(long, env = "GATEHOUSE_DEMO_STORE")]
+    store: Option<String>,
+    /// An object store setting, KEY=VALUE (aws_endpoint=…,
+    /// aws_allow_http=true); repeatable. Credentials go in AWS_* variables.
+    #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = crate::commands::broker::key_value)]
+    store_options: Vec<(String, String)>,
 }
 
 pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
     let addrs = gatehouse::demo::DemoAddrs::local(args.port, args.broker_port, args.admin_port);
-    let demo = gatehouse::demo::start(&args.data, addrs)
+    anyhow::ensure!(
+        (1..=16).contains(&args.brokers),
+        "--brokers must be 1 to 16"
+    );
+    let cluster = gatehouse::demo::DemoCluster {
+        brokers: args.brokers,
+        store: args.store.clone(),
+        store_options: args.store_options.clone(),
+    };
+    let demo = gatehouse::demo::start_cluster(&args.data, addrs, &cluster)
         .await
         .context("demo failed to start")?;
     let addr = demo.bootstrap();
@@ -41,10 +62,17 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
     );
     println!();
     println!("  bootstrap.servers = {addr}            (through Gatehouse; SASL required)");
-    println!(
-        "  broker            = {}   (behind it, for comparison)",
-        demo.broker_addr()
-    );
+    let brokers = demo.broker_addrs();
+    if brokers.len() == 1 {
+        println!(
+            "  broker            = {}   (behind it, for comparison)",
+            demo.broker_addr()
+        );
+    } else {
+        for (node, b) in brokers.iter().enumerate() {
+            println!("  broker {node}          = {b}   (behind it; one store, partitions spread)");
+        }
+    }
     if let Some(admin) = demo.admin_addr() {
         println!("  admin             = http://{admin}   (auditor page and API, erasure)");
     }
