@@ -245,7 +245,7 @@ function parse(argv) {
 
 function makeKafka(args) {
   return new Kafka({
-    clientId: CLIENT_ID, brokers: [args.bootstrap], logLevel: logLevel.ERROR, logCreator,
+    clientId: CLIENT_ID, brokers: args.bootstrap.split(','), logLevel: logLevel.ERROR, logCreator,
     connectionTimeout: 10000, requestTimeout: 15000, retry: { retries: 5 }, socketFactory,
     ...args.security,
   });
@@ -383,7 +383,7 @@ async function main() {
     args = parse(process.argv.slice(2));
   } catch (e) {
     log(`kafkajs_client: usage error: ${e.message}`);
-    log('usage: kafkajs_client.mjs {produce,consume,metadata,create-topic,delete-topic} --bootstrap HOST:PORT ...');
+    log('usage: kafkajs_client.mjs {produce,consume,metadata,create-topic,delete-topic} --bootstrap HOST:PORT[,HOST:PORT…] ...');
     process.exit(2);
   }
   try {

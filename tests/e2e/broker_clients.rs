@@ -25,7 +25,26 @@ fn ids(v: &Value) -> Result<Vec<u64>> {
 /// producing more: its committed offsets were kept.
 async fn round_trip(client: Client, via: Via) -> Result<()> {
     let broker = TestBroker::start_via(via).await?;
-    let b = broker.bootstrap();
+    round_trip_on(client, &broker.bootstrap(), 1).await
+}
+
+/// The same against three brokers sharing one store: partitions and group
+/// coordinators spread over them, the client follows leaders itself.
+async fn cluster_round_trip(client: Client, via: Via) -> Result<()> {
+    let cluster = gatehouse_tests::TestCluster::start(3, std::time::Duration::from_secs(2)).await?;
+    cluster.formed().await?;
+    let proxy = match via {
+        Via::Proxy => Some(cluster.proxy().await?),
+        Via::Direct => None,
+    };
+    let b = proxy
+        .as_ref()
+        .map_or_else(|| cluster.bootstrap(), |p| p.local_addr().to_string());
+    round_trip_on(client, &b, 3).await
+}
+
+async fn round_trip_on(client: Client, b: &str, brokers: usize) -> Result<()> {
+    let b = b.to_string();
     let topic = format!("rt-{client:?}").to_lowercase();
     run_ok(
         client,
@@ -44,7 +63,7 @@ async fn round_trip(client: Client, via: Via) -> Result<()> {
     let meta = run_ok(client, &["metadata", "--bootstrap", &b], LIMIT).await?;
     ensure!(meta["topics"][&topic] == 3, "metadata: {meta}");
     ensure!(
-        meta["brokers"].as_array().map(Vec::len) == Some(1),
+        meta["brokers"].as_array().map(Vec::len) == Some(brokers),
         "metadata: {meta}"
     );
 
@@ -165,6 +184,18 @@ async fn round_trip(client: Client, via: Via) -> Result<()> {
     Ok(())
 }
 
+async fn confluent_kafka_on_a_cluster(via: Via) -> Result<()> {
+    cluster_round_trip(Client::Confluent, via).await
+}
+
+async fn kafka_python_on_a_cluster(via: Via) -> Result<()> {
+    cluster_round_trip(Client::KafkaPython, via).await
+}
+
+async fn kafkajs_on_a_cluster(via: Via) -> Result<()> {
+    cluster_round_trip(Client::KafkaJs, via).await
+}
+
 async fn confluent_kafka_round_trip(via: Via) -> Result<()> {
     round_trip(Client::Confluent, via).await
 }
@@ -232,4 +263,7 @@ direct_and_proxied!(
     kafka_python_round_trip,
     kafkajs_round_trip,
     kcat_lists_produces_and_consumes,
+    confluent_kafka_on_a_cluster,
+    kafka_python_on_a_cluster,
+    kafkajs_on_a_cluster,
 );

@@ -502,13 +502,14 @@ async fn a_paused_leader_is_fenced_and_steps_down() -> Result<()> {
 
     // Its log ends with the plug: nothing of its own after it.
     let wal = store.join("nodes/2/wal");
-    let mut names: Vec<_> = std::fs::read_dir(&wal)?
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .collect();
-    names.sort();
-    let last = names.last().context("broker 2's log")?;
-    let seq: u64 = last.to_string_lossy().parse()?;
-    let commands = gatehouse_broker::log::parse(seq, &std::fs::read(wal.join(last))?)?;
+    // (A write the broker had in flight when it stopped may have left a
+    // staging file of the local store beside the commits.)
+    let seq = std::fs::read_dir(&wal)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .context("broker 2's log")?;
+    let commands =
+        gatehouse_broker::log::parse(seq, &std::fs::read(wal.join(format!("{seq:020}")))?)?;
     ensure!(
         matches!(commands[..], [gatehouse_broker::log::Command::Fenced { by }] if by != 2),
         "{commands:?}"

@@ -97,7 +97,7 @@ fn broker_data(broker: &TestBroker) -> String {
 /// succeeds, the others are told the object exists, and a read returns the
 /// winner's bytes; 32 rounds each. (Stock moto checks `If-None-Match` and
 /// then writes without a lock: the tests run it behind a lock, see
-/// tests/s3/serial_moto.py. These rounds did not catch its race; the
+/// deploy/s3/serial_moto.py. These rounds did not catch its race; the
 /// metadata log test below did.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_only_writes_have_exactly_one_winner() -> Result<()> {

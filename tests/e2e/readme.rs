@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use gatehouse_proxy::ProxyConfig;
 
-/// The README and every guide under `docs/`, with their text.
+/// The README, the deployment folder's and every guide under `docs/`,
+/// with their text.
 fn documents() -> Result<Vec<(PathBuf, String)>> {
     let root = gatehouse_tests::repo_root();
-    let mut paths = vec![root.join("README.md")];
+    let mut paths = vec![root.join("README.md"), root.join("deploy/README.md")];
     for e in std::fs::read_dir(root.join("docs"))? {
         let path = e?.path();
         if path.extension().is_some_and(|x| x == "md") {
@@ -179,5 +180,132 @@ fn the_filter_guide_shows_the_example_that_is_tested() -> Result<()> {
         module.contains("#[path = \"../../../docs/examples/stamp.rs\"]"),
         "proxy/src/filter/mod.rs no longer compiles the guide's example"
     );
+    Ok(())
+}
+
+/// The long flags `gatehouse SUBCOMMAND` accepts, read from its source
+/// (`#[arg(long …)]` fields, and `long = "…"` names), plus the global ones.
+fn cli_flags(subcommand: &str) -> Result<Vec<String>> {
+    let root = gatehouse_tests::repo_root();
+    let path = root.join(format!("cli/src/commands/{subcommand}.rs"));
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut flags = vec!["--log-format".to_string(), "--help".to_string()];
+    // An attribute may span lines: gather it whole, then the field after it.
+    let mut attribute: Option<String> = None;
+    let mut pending: Option<Option<String>> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(open) = attribute.as_mut() {
+            open.push(' ');
+            open.push_str(line);
+        } else if line.starts_with("#[arg(") {
+            attribute = Some(line.to_string());
+        } else if let Some(named) = pending.take() {
+            match named {
+                Some(named) => flags.push(format!("--{named}")),
+                None => {
+                    if let Some(field) = line.split(':').next() {
+                        flags.push(format!("--{}", field.trim().replace('_', "-")));
+                    }
+                }
+            }
+            continue;
+        }
+        if attribute.as_ref().is_some_and(|a| a.ends_with(")]")) {
+            let whole = attribute.take().unwrap_or_default();
+            let args = whole.trim_start_matches("#[arg(");
+            if args
+                .split(',')
+                .any(|a| a.trim() == "long" || a.trim().starts_with("long ="))
+            {
+                let named = whole
+                    .split("long = \"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .map(str::to_string);
+                pending = Some(named);
+            }
+        }
+    }
+    Ok(flags)
+}
+
+/// Every `gatehouse broker|serve|demo` command in `deploy/` and the
+/// deployment guide uses flags the command has, and the scripts there are
+/// valid shell: the files users run as they are stay runnable.
+#[test]
+fn deploy_files_use_real_flags() -> Result<()> {
+    let root = gatehouse_tests::repo_root();
+    let mut files = vec![root.join("docs/deployment.md"), root.join("README.md")];
+    let mut stack = vec![root.join("deploy")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let path = e?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.extension().is_some_and(|x| x == "py") {
+                files.push(path);
+            }
+        }
+    }
+    ensure!(files.len() > 4, "deploy/ is missing files: {files:?}");
+    // The proxy configurations shipped there are read by the proxy's own
+    // reader (the Compose file's, and the one inside the Kubernetes
+    // ConfigMap).
+    let compose = std::fs::read_to_string(root.join("deploy/proxy/proxy.toml"))?;
+    ProxyConfig::from_toml(&compose)
+        .map_err(|e| anyhow::anyhow!("deploy/proxy/proxy.toml: {e}"))?;
+    let k8s = std::fs::read_to_string(root.join("deploy/k8s/proxy.yaml"))?;
+    let embedded = k8s
+        .split("proxy.toml: |")
+        .nth(1)
+        .context("deploy/k8s/proxy.yaml has no proxy.toml")?;
+    let indent = embedded
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| l.len() - l.trim_start().len());
+    let toml: String = embedded
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+        .collect();
+    ProxyConfig::from_toml(&toml)
+        .map_err(|e| anyhow::anyhow!("deploy/k8s/proxy.yaml's proxy.toml: {e}\n{toml}"))?;
+    let known: Vec<(&str, Vec<String>)> = ["broker", "serve", "demo"]
+        .into_iter()
+        .map(|s| Ok((s, cli_flags(s)?)))
+        .collect::<Result<_>>()?;
+    for path in &files {
+        let text = std::fs::read_to_string(path)?;
+        // Commands run over continuation lines (`\` in shell, YAML lists).
+        let joined = text.replace("\\\n", " ");
+        for (i, line) in joined.lines().enumerate() {
+            for (sub, flags) in &known {
+                let Some(at) = line.find(&format!("gatehouse {sub}")) else {
+                    continue;
+                };
+                for token in line[at..]
+                    .split(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == ',')
+                {
+                    let flag = token.split('=').next().unwrap_or("");
+                    if flag.starts_with("--") && flag.len() > 2 {
+                        ensure!(
+                            flags.iter().any(|f| f == flag),
+                            "{}:{}: `gatehouse {sub}` has no {flag}",
+                            path.display(),
+                            i + 1
+                        );
+                    }
+                }
+            }
+        }
+        if path.extension().is_some_and(|x| x == "sh") {
+            let status = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(path)
+                .status()?;
+            ensure!(status.success(), "{} is not valid shell", path.display());
+        }
+    }
     Ok(())
 }

@@ -223,6 +223,35 @@ impl TestCluster {
         })
     }
 
+    /// Waits until every running broker counts all of them live.
+    pub async fn formed(&self) -> Result<()> {
+        let want = self.brokers.iter().flatten().count();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !self
+            .brokers
+            .iter()
+            .flatten()
+            .all(|b| b.live_brokers().len() == want)
+        {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the brokers never saw each other");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// A passthrough proxy in front of every broker of the cluster.
+    pub async fn proxy(&self) -> Result<gatehouse_proxy::Proxy> {
+        let mut config = gatehouse_proxy::ProxyConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            self.bootstrap(),
+        );
+        config.upstream.bootstrap_servers =
+            self.configs.iter().map(|c| c.listen.to_string()).collect();
+        Ok(gatehouse_proxy::Proxy::start(config).await?)
+    }
+
     /// Every broker's address, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.configs
@@ -502,8 +531,8 @@ impl S3Server {
             l.local_addr()?.port()
         };
         // moto, with its create-only writes made atomic as S3's are (see
-        // tests/s3/serial_moto.py).
-        let serial = repo_root().join("tests/s3/serial_moto.py");
+        // deploy/s3/serial_moto.py).
+        let serial = repo_root().join("deploy/s3/serial_moto.py");
         let child = tokio::process::Command::new("python3")
             .arg(serial)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

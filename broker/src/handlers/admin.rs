@@ -104,12 +104,27 @@ pub(super) async fn metadata(
         shared.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::new();
     let live = shared.live();
+    // The catalog as the metadata log has it now: a topic another broker
+    // just created or deleted is answered for as such, and this broker's
+    // own copy is brought up to it first, so that what Metadata lists here
+    // is served here.
+    if shared.meta.catch_up().await.is_ok() {
+        let behind = shared
+            .state
+            .read()
+            .map(|s| !crate::catalog::mirror(&shared.meta.current(), &s).is_empty())
+            .unwrap_or(false);
+        if behind {
+            if let Err((code, message)) = shared.committer.admin(AdminOp::Mirror).await {
+                tracing::warn!(?code, %message, "cannot mirror the metadata log");
+            }
+        }
+    }
+    let meta = shared.meta.current();
     if all {
-        if let Ok(state) = shared.state.read() {
-            for (name, id) in &state.names {
-                if let Some(t) = state.topics.get(id) {
-                    topics.push(topic_entry(&shared, &live, name, *id, t.partitions.len()));
-                }
+        for (name, id) in &meta.names {
+            if let Some(t) = meta.topics.get(id) {
+                topics.push(topic_entry(&shared, &live, name, *id, t.partitions.len()));
             }
         }
     } else {
@@ -117,11 +132,7 @@ pub(super) async fn metadata(
             let name = match &rt.name {
                 Some(n) => n.0.to_string(),
                 None => {
-                    let found = shared
-                        .state
-                        .read()
-                        .ok()
-                        .and_then(|s| s.topics.get(&rt.topic_id).map(|t| t.name.clone()));
+                    let found = meta.topics.get(&rt.topic_id).map(|t| t.name.clone());
                     match found {
                         Some(n) => n,
                         None => {
@@ -135,11 +146,10 @@ pub(super) async fn metadata(
                     }
                 }
             };
-            let mut found = shared
-                .state
-                .read()
-                .ok()
-                .and_then(|s| s.topic(&name).map(|t| (t.id, t.partitions.len())));
+            let mut found = meta
+                .names
+                .get(&name)
+                .and_then(|id| meta.topics.get(id).map(|t| (*id, t.partitions.len())));
             if found.is_none() && may_create && crate::committer::valid_topic_name(&name) {
                 let op = AdminOp::CreateTopic {
                     name: name.clone(),
@@ -155,11 +165,11 @@ pub(super) async fn metadata(
                         tracing::warn!(topic = %name, ?code, msg, "auto-create failed")
                     }
                 }
-                found = shared
-                    .state
-                    .read()
-                    .ok()
-                    .and_then(|s| s.topic(&name).map(|t| (t.id, t.partitions.len())));
+                let meta = shared.meta.current();
+                found = meta
+                    .names
+                    .get(&name)
+                    .and_then(|id| meta.topics.get(id).map(|t| (*id, t.partitions.len())));
             }
             topics.push(match found {
                 Some((id, n)) => topic_entry(&shared, &live, &name, id, n),
