@@ -242,7 +242,7 @@ fn deploy_files_use_real_flags() -> Result<()> {
             let path = e?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if !path.extension().is_some_and(|x| x == "py") {
+            } else if path.extension().is_none_or(|x| x != "py") {
                 files.push(path);
             }
         }
