@@ -28,10 +28,12 @@
 //! - [`meta`] and [`meta_log`]: the cluster's shared control state
 //!   (topics, leaders and epochs, producer id blocks) and the log of it
 //!   that any broker appends to with create-only writes
-//!   (`docs/design/broker-cluster.md`). Topic changes and producer-id
-//!   blocks are decided there; leadership is not used yet.
+//!   (`docs/design/broker-cluster.md`): topic changes, producer-id blocks,
+//!   and who leads each partition and coordinator slot at which epoch.
 //! - [`catalog`]: validating topic changes against the metadata log and
 //!   mirroring its catalog into the broker's own log.
+//! - [`members`]: leases in the store, and who is live; rendezvous hashing
+//!   of keys over the live brokers.
 //! - [`groups`]: the consumer group coordinator (membership in memory,
 //!   offsets durable through the log).
 //! - [`batch`]: record batch header parsing and validation; batches are
@@ -39,8 +41,9 @@
 //!   stored batch for compaction.
 //! - `server` and `handlers`: connections, pipelining, one handler per API.
 //! - `broker`: start-up, recovery, housekeeping, compaction passes (its
-//!   `compaction` submodule), and the state shared by the server and
-//!   handlers.
+//!   `compaction` submodule), taking over and handing over partitions and
+//!   coordinator slots (its `failover` submodule), and the state shared by
+//!   the server and handlers.
 //!
 //! The lower modules (those above, plus `topic_config` and `error`) get
 //! what they use passed in and never import `broker`, `server` or

@@ -15,8 +15,9 @@
 //! of two brokers racing for a partition, only the first `Lead` in the log
 //! counts, and the other finds its own refused when it catches up.
 //!
-//! Not yet used by the broker: the data path still keeps the topic catalog
-//! in its own commit log (a cluster of one).
+//! The broker follows it: the topic catalog is mirrored into each broker's
+//! own log ([`crate::catalog`]), handlers check leadership against it, and
+//! takeovers and handoffs change it (`broker/failover.rs`).
 
 use std::collections::BTreeMap;
 

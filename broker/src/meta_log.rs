@@ -11,7 +11,9 @@
 //! coordination (checked against the test S3 server and local directories
 //! by `broker_storage::create_only_writes_have_exactly_one_winner`).
 //!
-//! Not yet used by the broker: see [`crate::meta`].
+//! Every broker holds one, read to its end at start and followed every
+//! 500 ms; request handlers read its latest state without waiting
+//! ([`MetaLog::current`]).
 
 use std::sync::Arc;
 use std::time::Duration;
