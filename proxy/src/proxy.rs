@@ -80,18 +80,15 @@ impl Proxy {
 
         // The key topic and the erasure state, followed by every replica.
         let mut eraser = None;
+        let mut followers = Vec::new();
         if let (Some(g), Some(kc)) = (&governance, &config.keys) {
             if let Some(k) = &g.keys {
-                start_key_topic(k, kc, &dialer, &audit, &tasks, max_frame_bytes)?;
-                eraser = Some(start_erasure(
-                    g,
-                    k,
-                    kc,
-                    &dialer,
-                    &audit,
-                    &tasks,
-                    max_frame_bytes,
-                )?);
+                let keys = start_key_topic(k, kc, &dialer, &audit, &tasks, max_frame_bytes)?;
+                followers.push(("keys", keys));
+                let (started, status) =
+                    start_erasure(g, k, kc, &dialer, &audit, &tasks, max_frame_bytes)?;
+                eraser = Some(started);
+                followers.push(("erasure", status));
             }
         }
 
@@ -178,6 +175,7 @@ impl Proxy {
                 g.consent.clone(),
             );
             tasks.spawn(task);
+            followers.push(("consent", follower.subscribe()));
             let interval = config
                 .policy
                 .as_ref()
@@ -214,6 +212,12 @@ impl Proxy {
                         policies,
                         catalog,
                         eraser: eraser.clone(),
+                        readiness: crate::admin::Readiness {
+                            upstream: dialer.clone(),
+                            max_frame_bytes,
+                            followers,
+                            dirs: readiness_dirs(&config),
+                        },
                     },
                 ) {
                     Ok(addr) => Some(addr),
@@ -338,7 +342,7 @@ fn start_key_topic(
     audit: &Option<gatehouse_audit::AuditLog>,
     tasks: &Arc<Tasks>,
     max_frame_bytes: usize,
-) -> Result<(), ProxyError> {
+) -> Result<tokio::sync::watch::Receiver<follower::FollowerStatus>, ProxyError> {
     let key_topic = Arc::new(KeyTopic::new(
         dialer.clone() as Arc<dyn Upstream>,
         max_frame_bytes,
@@ -361,7 +365,7 @@ fn start_key_topic(
     };
     let (status, task) =
         follower::follow(dialer.clone(), settings, kc.topic.clone(), Arc::new(state));
-    key_topic.set_status(status);
+    key_topic.set_status(status.clone());
     let _ = k.keys.topic.set(key_topic.clone());
     let mut shutdown = tasks.stopping();
     tasks.spawn(async move {
@@ -382,7 +386,7 @@ fn start_key_topic(
         }
         task.await;
     });
-    Ok(())
+    Ok(status)
 }
 
 /// Starts following the erasure topic, and the eraser that runs the
@@ -395,7 +399,13 @@ fn start_erasure(
     audit: &Option<gatehouse_audit::AuditLog>,
     tasks: &Arc<Tasks>,
     max_frame_bytes: usize,
-) -> Result<Arc<Eraser>, ProxyError> {
+) -> Result<
+    (
+        Arc<Eraser>,
+        tokio::sync::watch::Receiver<follower::FollowerStatus>,
+    ),
+    ProxyError,
+> {
     let tree =
         k.db.open_tree("erasure")
             .map_err(|e| ProxyError::Config(format!("erasure state: {e}")))?;
@@ -430,6 +440,7 @@ fn start_erasure(
     };
     let (mut status, task) =
         follower::follow(dialer.clone(), settings, kc.erasure_topic.clone(), state);
+    let watched = status.clone();
     let runner = eraser.clone();
     let mut shutdown = tasks.stopping();
     tasks.spawn(async move {
@@ -456,7 +467,23 @@ fn start_erasure(
         }
         let _ = follow.await;
     });
-    Ok(eraser)
+    Ok((eraser, watched))
+}
+
+/// The directories the proxy writes, for `/readyz`: a full or read-only
+/// disk there makes it not ready.
+fn readiness_dirs(config: &ProxyConfig) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut dirs = Vec::new();
+    if let Some(a) = &config.audit {
+        dirs.push(("audit", a.dir.clone()));
+    }
+    if let Some(k) = &config.keys {
+        dirs.push(("keys", k.state_dir.clone()));
+    }
+    if let Some(p) = &config.policy {
+        dirs.push(("consent", p.state_dir.clone()));
+    }
+    dirs
 }
 
 /// Opens the audit trail of `[audit]`, if configured: it needs the key

@@ -421,3 +421,80 @@ async fn demo_runs_on_three_brokers() -> Result<()> {
     demo.shutdown().await?;
     Ok(())
 }
+
+/// `/healthz` and `/readyz` on the admin listener, without credentials and
+/// without audit events: ready once the upstream answers, the consent, key
+/// and erasure topics are read to their end and the state directories take
+/// a write; not ready (503, saying which check fails) once the cluster is
+/// gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_answers_health_and_readiness_probes() -> Result<()> {
+    use crate::admin::get;
+    gatehouse_tests::init_logging();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0, 0)).await?;
+    let admin = demo
+        .admin_addr()
+        .context("the demo serves the admin listener")?;
+    let live = get(admin, "/healthz", None).await?;
+    ensure!(
+        live.status == 200 && live.json()?["live"] == true,
+        "{}",
+        live.body
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let r = get(admin, "/readyz", None).await?;
+        if r.status == 200 {
+            break r.json()?;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline && r.status == 503,
+            "never ready: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = ready["checks"]
+        .as_array()
+        .context("checks")?
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    for want in [
+        "upstream",
+        "follower:consent",
+        "follower:keys",
+        "follower:erasure",
+        "writable:audit",
+        "writable:keys",
+        "writable:consent",
+    ] {
+        ensure!(names.contains(&want), "{want} not checked: {ready}");
+    }
+    // Probes leave no trace in the audit trail.
+    let audited = gatehouse_audit::query(&[d.join("audit")], &gatehouse_audit::Query::default())?;
+    ensure!(
+        !audited
+            .iter()
+            .any(|e| format!("{:?}", e.kind).contains("readyz")),
+        "a probe was audited"
+    );
+    // The cluster goes away: not ready, and it says why.
+    let gatehouse::demo::Demo { broker, proxy, .. } = demo;
+    broker.shutdown().await?;
+    let r = get(admin, "/readyz", None).await?;
+    ensure!(r.status == 503, "{} {}", r.status, r.body);
+    let failing: Vec<String> = r.json()?["checks"]
+        .as_array()
+        .context("checks")?
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .filter_map(|c| c["check"].as_str().map(str::to_string))
+        .collect();
+    ensure!(failing.contains(&"upstream".to_string()), "{}", r.body);
+    proxy.shutdown().await;
+    Ok(())
+}

@@ -287,9 +287,12 @@ async fn plugged(shared: &Shared) -> Result<bool, StorageError> {
     let Some(object) = shared.storage.find_commit(next).await? else {
         return Ok(false);
     };
-    Ok(crate::log::parse(next, &object)?
-        .iter()
-        .any(|c| matches!(c, Command::Fenced { by } if *by != shared.node())))
+    // A plug, or the first commit of a newer process started under this
+    // broker's id (this one writes `Started` only when it starts).
+    Ok(crate::log::parse(next, &object)?.iter().any(|c| {
+        matches!(c, Command::Fenced { by } if *by != shared.node())
+            || matches!(c, Command::Started { .. })
+    }))
 }
 
 /// Plugs `theirs` (broker `from`'s log) for `me`: the sequence number of

@@ -75,6 +75,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
     }
     if let Some(admin) = demo.admin_addr() {
         println!("  admin             = http://{admin}   (auditor page and API, erasure)");
+        println!("  probes            = http://{admin}/healthz, /readyz   (no credentials)");
     }
     println!();
     println!(

@@ -74,6 +74,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+mod health;
+
+pub(crate) use health::Readiness;
+
 use crate::auth::principal::Principal;
 use crate::auth::{Authenticator, Exchange, Outcome};
 use crate::cluster::erasure::{EraseError, Eraser, Workflow};
@@ -130,6 +134,8 @@ struct Admin {
     csp: String,
     /// Erasure workflows, when `[keys]` is configured.
     eraser: Option<Arc<Eraser>>,
+    /// What `/readyz` checks.
+    readiness: Readiness,
 }
 
 /// What the admin listener serves with.
@@ -146,6 +152,8 @@ pub(crate) struct AdminParts {
     pub catalog: Arc<Catalog>,
     /// Erasure workflows, when `[keys]` is configured.
     pub eraser: Option<Arc<Eraser>>,
+    /// What `/readyz` checks.
+    pub readiness: Readiness,
 }
 
 /// Starts serving on `listener` (bound by [`bind`]) until the proxy shuts
@@ -159,6 +167,7 @@ pub(crate) fn serve(listener: TcpListener, parts: AdminParts) -> Result<SocketAd
         policies,
         catalog,
         eraser,
+        readiness,
     } = parts;
     let addr = listener
         .local_addr()
@@ -184,6 +193,7 @@ pub(crate) fn serve(listener: TcpListener, parts: AdminParts) -> Result<SocketAd
         catalog,
         csp: content_security_policy(PAGE),
         eraser,
+        readiness,
     });
     tracing::info!(%addr, chains = admin.dirs.len(), "admin listener (audit API) started");
     tasks.spawn(accept_loop(admin, listener));
@@ -347,6 +357,19 @@ impl Admin {
         req: Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        // Probes: no credentials, no audit event, nothing but check names.
+        match req.uri().path() {
+            "/healthz" => return ok_json(json!({"live": true})),
+            "/readyz" => {
+                let (ready, body) = self.readiness.report().await;
+                let mut r = ok_json(body);
+                if !ready {
+                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                return r;
+            }
+            _ => {}
+        }
         let who = match self.authenticate(req.headers()).await {
             Ok(p) => p,
             Err(Unauthenticated::Missing) => return unauthorized(),
