@@ -4,5 +4,6 @@
 
 pub mod admin_client;
 pub mod audit;
+pub mod config_check;
 pub mod demo;
 pub mod keys;

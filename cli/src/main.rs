@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod commands;
-use commands::{audit::*, broker::*, demo::*, erase::*, keys::*, policy::*, serve::*, users::*};
+use commands::{
+    audit::*, broker::*, config::*, demo::*, erase::*, keys::*, policy::*, serve::*, users::*,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +46,10 @@ enum Command {
     /// run its request fixtures (`test`).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check a proxy configuration (`check FILE`) with its policies,
+    /// catalog and credentials file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage a SASL credentials file (PLAIN / SCRAM users and their
     /// attributes); passwords are stored only as salted SCRAM verifiers.
     #[command(subcommand)]
@@ -87,6 +93,7 @@ fn main() -> Result<()> {
     let command = match cli.command {
         Command::Users(cmd) => return run_users(cmd),
         Command::Policy(cmd) => return run_policy(cmd),
+        Command::Config(cmd) => return run_config(cmd),
         Command::Keys(args) => return run_keys(args),
         Command::Audit(args) => return run_audit(args),
         other => other,
@@ -101,7 +108,11 @@ fn main() -> Result<()> {
             Command::Broker(args) => run_broker(args).await,
             Command::Demo(args) => run_demo(args).await,
             Command::Erase(args) => run_erase(args).await,
-            Command::Users(_) | Command::Policy(_) | Command::Keys(_) | Command::Audit(_) => Ok(()),
+            Command::Users(_)
+            | Command::Policy(_)
+            | Command::Config(_)
+            | Command::Keys(_)
+            | Command::Audit(_) => Ok(()),
         }
     })
 }

@@ -309,3 +309,70 @@ fn deploy_files_use_real_flags() -> Result<()> {
     }
     Ok(())
 }
+
+/// `gatehouse config check`: a configuration with the shipped policies
+/// passes and says what it checked; a TOML error names the file and line, a
+/// broken policy file names that file, a missing credentials file says so.
+#[test]
+fn config_check_names_the_file_and_line_of_each_error() -> Result<()> {
+    let root = gatehouse_tests::repo_root();
+    let dir = tempfile::tempdir()?;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies)?;
+    for e in std::fs::read_dir(root.join("policies/default"))? {
+        let path = e?.path();
+        if path.is_file() {
+            std::fs::copy(&path, policies.join(path.file_name().context("name")?))?;
+        }
+    }
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, "")?;
+    let config = |extra: &str| {
+        format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\n[upstream]\nbootstrap_servers = [\"127.0.0.1:9092\"]\n{extra}\
+             [policy]\ndir = {:?}\nstate_dir = {:?}\n\
+             [auth]\nmechanisms = [\"PLAIN\"]\ncredentials_file = {:?}\n",
+            policies.to_string_lossy(),
+            dir.path().join("state").to_string_lossy(),
+            users.to_string_lossy(),
+        )
+    };
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(&file, config(""))?;
+    let ok = gatehouse::config_check::check(&file).map_err(anyhow::Error::msg)?;
+    ensure!(
+        ok.iter().any(|l| l.contains("valid against the schema")),
+        "{ok:?}"
+    );
+    ensure!(ok.iter().any(|l| l.contains("0 users")), "{ok:?}");
+
+    // A TOML mistake: the file and the line.
+    std::fs::write(&file, config("[limits]\nmax_connections = \"many\"\n"))?;
+    let e = gatehouse::config_check::check(&file)
+        .err()
+        .context("a bad value passed")?;
+    ensure!(e.contains("proxy.toml") && e.contains("line 6"), "{e}");
+
+    // A broken policy: that file.
+    std::fs::write(&file, config(""))?;
+    std::fs::write(
+        policies.join("broken.cedar"),
+        "permit (principal, action, resource) when {",
+    )?;
+    let e = gatehouse::config_check::check(&file)
+        .err()
+        .context("a broken policy passed")?;
+    ensure!(e.contains("broken.cedar"), "{e}");
+    std::fs::remove_file(policies.join("broken.cedar"))?;
+
+    // A credentials file that is not there.
+    std::fs::remove_file(&users)?;
+    let e = gatehouse::config_check::check(&file)
+        .err()
+        .context("a missing credentials file passed")?;
+    ensure!(
+        e.contains("users.toml") && e.contains("credentials_file"),
+        "{e}"
+    );
+    Ok(())
+}

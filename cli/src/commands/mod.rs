@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod broker;
+pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod erase;
 pub(crate) mod keys;
