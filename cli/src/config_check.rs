@@ -44,7 +44,12 @@ pub fn check(path: &Path) -> Result<Vec<String>, String> {
                 file.display()
             )
         })?;
-        checked.push(format!("{}: {} users", file.display(), users.len()));
+        let n = users.len();
+        checked.push(format!(
+            "{}: {n} user{}",
+            file.display(),
+            if n == 1 { "" } else { "s" }
+        ));
     }
     Ok(checked)
 }
