@@ -13,10 +13,13 @@ use kafka_protocol::records::Compression;
 use crate::broker_protocol::{create, produce_one};
 use crate::support::{consume, consumer, produce, producer};
 
-/// What broker `node` says of the cluster: the live brokers, and each
-/// partition's leader of `topic` (-1: none).
-async fn metadata(cluster: &TestCluster, node: i32, topic: &str) -> Result<(Vec<i32>, Vec<i32>)> {
-    let mut c = RawClient::connect(cluster.addr(node)?).await?;
+/// What the broker at `addr` says of the cluster: the live brokers, each
+/// partition's leader of `topic` (-1: none), and the topic's id.
+async fn view_at(
+    addr: std::net::SocketAddr,
+    topic: &str,
+) -> Result<(Vec<i32>, Vec<i32>, [u8; 16])> {
+    let mut c = RawClient::connect(addr).await?;
     let m: MetadataResponse = c
         .call(
             ApiKey::Metadata,
@@ -25,38 +28,36 @@ async fn metadata(cluster: &TestCluster, node: i32, topic: &str) -> Result<(Vec<
         )
         .await?;
     let brokers = m.brokers.iter().map(|b| b.node_id.0).collect();
-    let leaders = m
+    let (leaders, id) = m
         .topics
         .iter()
         .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
         .map(|t| {
             let mut ps: Vec<_> = t.partitions.iter().collect();
             ps.sort_by_key(|p| p.partition_index);
-            ps.iter().map(|p| p.leader_id.0).collect()
+            (
+                ps.iter().map(|p| p.leader_id.0).collect(),
+                *t.topic_id.as_bytes(),
+            )
         })
         .unwrap_or_default();
+    Ok((brokers, leaders, id))
+}
+
+/// What broker `node` says of the cluster: the live brokers, and each
+/// partition's leader of `topic` (-1: none).
+async fn metadata(cluster: &TestCluster, node: i32, topic: &str) -> Result<(Vec<i32>, Vec<i32>)> {
+    let (brokers, leaders, _) = view_at(cluster.addr(node)?, topic).await?;
     Ok((brokers, leaders))
 }
 
 /// Where rendezvous hashing over `live` places each partition of `topic`
 /// (the brokers' own rule, from the topic's id).
 async fn placement(cluster: &TestCluster, topic: &str, live: &[i32]) -> Result<Vec<i32>> {
-    let mut c = RawClient::connect(cluster.addr(0)?).await?;
-    let m: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await?;
-    let t = m
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-        .context("no such topic")?;
-    (0..i32::try_from(t.partitions.len())?)
-        .map(|p| {
-            let mut key = t.topic_id.as_bytes().to_vec();
+    let (_, leaders, id) = view_at(cluster.addr(0)?, topic).await?;
+    (0..i32::try_from(leaders.len())?)
+        .map(|p: i32| {
+            let mut key = id.to_vec();
             key.extend_from_slice(&p.to_be_bytes());
             gatehouse_broker::members::rendezvous(live, &key).context("no broker")
         })
@@ -104,12 +105,7 @@ fn log_objects(cluster: &TestCluster, node: i32) -> usize {
 async fn three_brokers_share_one_store() -> Result<()> {
     let lease = Duration::from_secs(2);
     let mut cluster = TestCluster::start(3, lease).await?;
-    for node in 0..3 {
-        until(&cluster, node, "", lease * 2, "all three live", |b, _| {
-            b == [0, 1, 2]
-        })
-        .await?;
-    }
+    cluster.formed().await?;
     let mut c1 = RawClient::connect(cluster.addr(1)?).await?;
     create(&mut c1, "spread", 24, &[]).await?;
     let (_, leaders) = until(&cluster, 0, "spread", lease, "24 leaders", |_, l| {
@@ -213,12 +209,7 @@ async fn three_brokers_share_one_store() -> Result<()> {
 async fn a_cluster_behind_the_proxy() -> Result<()> {
     let lease = Duration::from_secs(2);
     let cluster = TestCluster::start(3, lease).await?;
-    for node in 0..3 {
-        until(&cluster, node, "", lease * 2, "all three live", |b, _| {
-            b == [0, 1, 2]
-        })
-        .await?;
-    }
+    cluster.formed().await?;
     let mut config = gatehouse_proxy::ProxyConfig::new(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         cluster.addr(0)?.to_string(),
@@ -260,12 +251,7 @@ async fn a_killed_broker_s_partitions_move_with_nothing_lost() -> Result<()> {
     use rdkafka::consumer::{CommitMode, Consumer};
     let lease = Duration::from_secs(2);
     let mut cluster = TestCluster::start(3, lease).await?;
-    for node in 0..3 {
-        until(&cluster, node, "", lease * 2, "all three live", |b, _| {
-            b == [0, 1, 2]
-        })
-        .await?;
-    }
+    cluster.formed().await?;
     // Broker 0 started the cluster: it coordinates every group. The topic
     // is one of which it leads a partition too (they are spread at random).
     let mut c = RawClient::connect(cluster.addr(1)?).await?;
@@ -468,25 +454,7 @@ async fn a_paused_leader_is_fenced_and_steps_down() -> Result<()> {
         brokers.push(BrokerProcess::start(node, &store, lease).await?);
     }
     let leaders_of = |addr, topic: String| async move {
-        let mut c = RawClient::connect(addr).await?;
-        let m: MetadataResponse = c
-            .call(
-                ApiKey::Metadata,
-                12,
-                &MetadataRequest::default().with_topics(None),
-            )
-            .await?;
-        let brokers: Vec<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
-        let leaders: Vec<i32> = m
-            .topics
-            .iter()
-            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-            .map(|t| {
-                let mut ps: Vec<_> = t.partitions.iter().collect();
-                ps.sort_by_key(|p| p.partition_index);
-                ps.iter().map(|p| p.leader_id.0).collect()
-            })
-            .unwrap_or_default();
+        let (brokers, leaders, _) = view_at(addr, &topic).await?;
         anyhow::Ok((brokers, leaders))
     };
     let deadline = Instant::now() + lease * 4;
@@ -602,17 +570,7 @@ async fn brokers_over_s3_lose_nothing_when_one_is_killed_and_restarted() -> Resu
     for node in 0..3 {
         brokers.push(BrokerProcess::start_on(node, data, lease, None, &options).await?);
     }
-    let listed = |addr| async move {
-        let mut c = RawClient::connect(addr).await?;
-        let m: MetadataResponse = c
-            .call(
-                ApiKey::Metadata,
-                12,
-                &MetadataRequest::default().with_topics(None),
-            )
-            .await?;
-        anyhow::Ok(m.brokers.len())
-    };
+    let listed = |addr| async move { anyhow::Ok(view_at(addr, "").await?.0.len()) };
     let deadline = Instant::now() + lease * 4;
     while listed(brokers[0].addr).await? < 3 {
         ensure!(
@@ -647,25 +605,7 @@ async fn brokers_over_s3_lose_nothing_when_one_is_killed_and_restarted() -> Resu
 
     // Kill the leader of partition 0 (and whatever else it leads or
     // coordinates by now).
-    let mut c = RawClient::connect(brokers[1].addr).await?;
-    let m: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await?;
-    let victim = m
-        .topics
-        .iter()
-        .find(|t| {
-            t.name
-                .as_ref()
-                .is_some_and(|n| n.0.as_str() == "acceptance")
-        })
-        .and_then(|t| t.partitions.iter().find(|p| p.partition_index == 0))
-        .map(|p| p.leader_id.0)
-        .context("partition 0's leader")?;
+    let victim = listed_leader(brokers[1].addr, "acceptance", 0).await?;
     let slot = usize::try_from(victim)?;
     let killed_at = brokers[slot].addr;
     brokers[slot].child.start_kill()?;
@@ -704,18 +644,9 @@ async fn brokers_over_s3_lose_nothing_when_one_is_killed_and_restarted() -> Resu
 
 /// Partition `partition`'s leader of `topic`, as the broker at `addr` says.
 async fn listed_leader(addr: std::net::SocketAddr, topic: &str, partition: i32) -> Result<i32> {
-    let mut c = RawClient::connect(addr).await?;
-    let m: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await?;
-    m.topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-        .and_then(|t| t.partitions.iter().find(|p| p.partition_index == partition))
-        .map(|p| p.leader_id.0)
+    let (_, leaders, _) = view_at(addr, topic).await?;
+    leaders
+        .get(usize::try_from(partition)?)
+        .copied()
         .context("no such partition")
 }
