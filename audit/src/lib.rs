@@ -134,7 +134,7 @@ pub mod time;
 pub use error::AuditError;
 pub use event::{hash_subject, Decision, Event, EventKind, GENESIS_HASH, SUBJECT_SECRET_LABEL};
 pub use key::{verify_document, SigningKey, HEAD_FILE, VERIFYING_KEY_FILE};
-pub use log::{AuditConfig, AuditLog};
+pub use log::{AuditConfig, AuditLog, AuditObserver};
 pub use query::{
     export_cloudevents, query, scan, verify, verify_with_trusted_keys, Problem, Query,
     ReplicaReport, VerifyReport,

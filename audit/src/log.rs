@@ -101,8 +101,21 @@ enum Request {
     },
 }
 
+/// Told how the log is keeping up (metrics): every append's wait until
+/// durable, every batch written. Called on the appending task and on the
+/// writer task; must be quick.
+pub trait AuditObserver: Send + Sync {
+    /// An append of `events` events resolved (durable or failed) after `wait`.
+    fn appended(&self, events: usize, wait: Duration, ok: bool);
+    /// A batch of `events` events, from `appends` appends, was written.
+    fn batch(&self, appends: usize, events: usize);
+}
+
+type Observer = Arc<std::sync::OnceLock<Arc<dyn AuditObserver>>>;
+
 struct Inner {
     tx: mpsc::Sender<Request>,
+    observer: Observer,
     replica: String,
     dir: PathBuf,
     subject_key: aws_lc_rs::hmac::Key,
@@ -171,10 +184,12 @@ impl AuditLog {
         // The writer created the key if it had to; this is a second handle.
         let signer = SigningKey::load_or_create(&key_path)?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(run(writer, rx, flush));
+        let observer = Observer::default();
+        tokio::spawn(run(writer, rx, flush, observer.clone()));
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 tx,
+                observer,
                 replica,
                 dir,
                 subject_key,
@@ -209,13 +224,28 @@ impl AuditLog {
     /// Appends several events (consecutive seqs) with one durability wait; resolves
     /// with the last seq. An empty list writes nothing and returns the current last seq.
     pub async fn append_all(&self, kinds: Vec<EventKind>) -> Result<u64> {
+        let started = std::time::Instant::now();
+        let events = kinds.len();
         let (done, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Request::Append { kinds, done })
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        rx.await.map_err(|_| AuditError::Closed)?
+        let sent = self.inner.tx.send(Request::Append { kinds, done }).await;
+        let res = match sent {
+            Ok(()) => rx.await.map_err(|_| AuditError::Closed).and_then(|r| r),
+            Err(_) => Err(AuditError::Closed),
+        };
+        if let Some(o) = self.inner.observer.get() {
+            o.appended(events, started.elapsed(), res.is_ok());
+        }
+        res
+    }
+
+    /// Sets who is told how the log keeps up (once; later calls are ignored).
+    pub fn observe(&self, observer: Arc<dyn AuditObserver>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    /// Appends waiting for the writer (queued, not yet in a batch).
+    pub fn backlog(&self) -> usize {
+        self.inner.tx.max_capacity() - self.inner.tx.capacity()
     }
 
     /// Hex HMAC-SHA256 of a data-subject id under the configured secret. Put this,
@@ -295,7 +325,12 @@ fn take(
     }
 }
 
-async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duration) {
+async fn run(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Request>,
+    flush: Duration,
+    observer: Observer,
+) {
     let mut failed: Option<String> = None;
     // Answered only once the writer has released the directory, so that a reopen
     // right after `close` succeeds.
@@ -346,6 +381,9 @@ async fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>, flush: Duratio
             continue;
         }
         let is_close = close.is_some();
+        if let Some(o) = observer.get() {
+            o.batch(appends.len(), appends.iter().map(|(k, _)| k.len()).sum());
+        }
         let (kinds, waiters): (Vec<_>, Vec<_>) = appends.into_iter().unzip();
         let joined = tokio::task::spawn_blocking(move || {
             // Appenders are answered as soon as their events are durable;

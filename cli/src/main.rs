@@ -65,18 +65,6 @@ enum Command {
     Erase(EraseArgs),
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 pub(crate) async fn wait_for_signal() -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install SIGTERM handler")?;
@@ -89,8 +77,22 @@ pub(crate) async fn wait_for_signal() -> Result<()> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let json = matches!(cli.log_format, LogFormat::Json);
+    // `serve` exports traces when its configuration says where to.
+    let mut traces = None;
     let command = match cli.command {
+        Command::Serve(args) => {
+            let config = gatehouse_proxy::ProxyConfig::load(&args.config)?;
+            traces = gatehouse_telemetry::Tracing::new(
+                "gatehouse-proxy",
+                &config.telemetry.clone().unwrap_or_default(),
+            )?;
+            Command::Serve(args.with_config(config))
+        }
+        other => other,
+    };
+    gatehouse_telemetry::init_logging(json, traces.as_ref());
+    let command = match command {
         Command::Users(cmd) => return run_users(cmd),
         Command::Policy(cmd) => return run_policy(cmd),
         Command::Config(cmd) => return run_config(cmd),
@@ -102,7 +104,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         match command {
             Command::Serve(args) => run_serve(args).await,
             Command::Broker(args) => run_broker(args).await,
@@ -114,5 +116,9 @@ fn main() -> Result<()> {
             | Command::Keys(_)
             | Command::Audit(_) => Ok(()),
         }
-    })
+    });
+    if let Some(t) = traces {
+        t.shutdown();
+    }
+    result
 }

@@ -524,6 +524,11 @@ impl PolicyStore {
         self.counters.snapshot()
     }
 
+    /// The live counters, for metrics that read them when scraped.
+    pub fn live_counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
     /// Counts `n` record decisions (one atomic add per batch, not per
     /// record, on the hot path).
     pub fn count_record_decisions(&self, n: u64) {

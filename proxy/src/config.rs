@@ -53,6 +53,10 @@ pub struct ProxyConfig {
     /// may ask).
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// Metrics and traces over OTLP (`/metrics` on the admin listener
+    /// answers without it).
+    #[serde(default)]
+    pub telemetry: Option<gatehouse_telemetry::TelemetryConfig>,
 }
 
 /// `[admin]`: the HTTP listener auditors use (the audit API and the
@@ -290,6 +294,7 @@ impl ProxyConfig {
             keys: None,
             audit: None,
             admin: None,
+            telemetry: None,
         }
     }
 

@@ -57,7 +57,7 @@
 //! | [`cluster`] | the proxy as a client of the cluster: dialing, its small Kafka client, the followers of internal topics (consent, keys) | codec, base |
 //! | [`auth`] | who a client is: SASL, OAuth, principals | base |
 //! | [`codec`] | record batches and JSON spans; no I/O | nothing of the crate |
-//! | base: [`config`], [`error`], [`tls`], `tasks` | configuration, errors, rustls set-up, the task set | each other only |
+//! | base: [`config`], [`error`], [`tls`], [`metrics`], `tasks` | configuration, errors, rustls set-up, metrics, the task set | each other only |
 //!
 //! Nothing here knows the broker Gatehouse ships: the proxy works in front
 //! of any Kafka-compatible cluster (and the crate does not depend on it).
@@ -69,6 +69,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod metrics;
 pub mod net;
 mod proxy;
 mod tasks;

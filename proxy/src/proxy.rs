@@ -70,11 +70,21 @@ impl Proxy {
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr: bind, source })?;
         let admin_listener = crate::admin::bind(&config).await?;
+        let metrics = crate::metrics::ProxyMetrics::new(
+            gatehouse_telemetry::Metrics::new(
+                "gatehouse-proxy",
+                &config.telemetry.clone().unwrap_or_default(),
+            )
+            .map_err(|e| ProxyError::Config(e.to_string()))?,
+        );
         let governance = match &config.policy {
             Some(p) => Some(Governance::load(p, config.keys.as_ref())?),
             None => None,
         };
         let audit = open_audit(&config, governance.as_ref()).await?;
+        if let Some(log) = &audit {
+            log.observe(metrics.clone());
+        }
         let tasks = Arc::new(Tasks::new());
         let max_frame_bytes = config.limits.max_frame_bytes;
 
@@ -117,6 +127,7 @@ impl Proxy {
                     erasures: eraser.as_ref().map(|e| e.erasures().clone()),
                 }),
                 audit: audit.clone(),
+                metrics: metrics.clone(),
             },
             extra,
         );
@@ -156,6 +167,7 @@ impl Proxy {
             tls: tls_server.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             tasks: tasks.clone(),
+            metrics: metrics.clone(),
         });
         if let Some(tls) = tls_server {
             tasks.spawn(listener::watch_certificates(tls, tasks.stopping()));
@@ -194,6 +206,13 @@ impl Proxy {
                 keys: g.keys.map(|k| k.keys),
             });
         }
+        observe(
+            &metrics,
+            &front,
+            handles.as_ref().map(|h| h.policies.clone()),
+            &followers,
+            audit.clone(),
+        );
         listener::spawn(&front, listener, Target::Bootstrap);
         let admin = match (admin_listener, admin_parts) {
             (Some(l), Some((policies, catalog))) => {
@@ -212,6 +231,7 @@ impl Proxy {
                         policies,
                         catalog,
                         eraser: eraser.clone(),
+                        metrics: metrics.clone(),
                         readiness: crate::admin::Readiness {
                             upstream: dialer.clone(),
                             max_frame_bytes,
@@ -323,6 +343,9 @@ impl Proxy {
                 "policy decision counters"
             );
         }
+        // A last OTLP push; it blocks, so off the async threads.
+        let metrics = self.front.metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
         tracing::info!("proxy stopped");
     }
 }
@@ -693,5 +716,98 @@ async fn watch_policies(
             }
             _ = crate::tasks::stopped(&mut shutdown) => return,
         }
+    }
+}
+
+/// The metrics read when scraped: open connections, the policy store's
+/// plan cache and record decisions, each follower's lag, the audit queue.
+fn observe(
+    metrics: &crate::metrics::ProxyMetrics,
+    front: &Arc<Front>,
+    policies: Option<Arc<gatehouse_policy::PolicyStore>>,
+    followers: &[(
+        &'static str,
+        tokio::sync::watch::Receiver<crate::cluster::follower::FollowerStatus>,
+    )],
+    audit: Option<gatehouse_audit::AuditLog>,
+) {
+    use gatehouse_telemetry::KeyValue;
+    let connections = front.connections.clone();
+    let max = front.limits.max_connections;
+    metrics.gauge(
+        "gatehouse.proxy.connections",
+        "Client connections open",
+        move || {
+            vec![(
+                max.saturating_sub(connections.available_permits()) as i64,
+                vec![],
+            )]
+        },
+    );
+    if let Some(p) = policies {
+        let counters = p.live_counters();
+        metrics.counted(
+            "gatehouse.proxy.policy.plans",
+            "Topic plan lookups, by cache result (hit, miss)",
+            move || {
+                let s = counters.snapshot();
+                vec![
+                    (s.plan_hits, vec![KeyValue::new("cache", "hit")]),
+                    (s.plan_misses, vec![KeyValue::new("cache", "miss")]),
+                ]
+            },
+        );
+        let counters = p.live_counters();
+        metrics.counted(
+            "gatehouse.proxy.policy.evaluations",
+            "Cedar evaluations (decisions not served from a plan or memo)",
+            move || vec![(counters.snapshot().evaluations, vec![])],
+        );
+        let counters = p.live_counters();
+        metrics.counted(
+            "gatehouse.proxy.policy.record_decisions",
+            "Per-record consent and residency decisions",
+            move || vec![(counters.snapshot().records_decided, vec![])],
+        );
+    }
+    for (name, status) in followers {
+        let status = status.clone();
+        let name = *name;
+        metrics.gauge(
+            "gatehouse.proxy.follower.lag",
+            "Records of an internal topic not yet read (consent, keys, erasure)",
+            move || {
+                let s = status.borrow();
+                let lag: i64 = s
+                    .partitions
+                    .values()
+                    .map(|p| (p.end_offset - p.next_offset).max(0))
+                    .sum();
+                vec![(lag, vec![KeyValue::new("follower", name)])]
+            },
+        );
+        let status = followers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone());
+        if let Some(status) = status {
+            metrics.gauge(
+                "gatehouse.proxy.follower.caught_up",
+                "1 when a follower has read its topic to the end",
+                move || {
+                    vec![(
+                        i64::from(status.borrow().caught_up()),
+                        vec![KeyValue::new("follower", name)],
+                    )]
+                },
+            );
+        }
+    }
+    if let Some(log) = audit {
+        metrics.gauge(
+            "gatehouse.proxy.audit.backlog",
+            "Audit appends queued for the writer",
+            move || vec![(log.backlog() as i64, vec![])],
+        );
     }
 }

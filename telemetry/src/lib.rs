@@ -290,6 +290,40 @@ impl Drop for Tracing {
     }
 }
 
+/// Installs the process's `tracing` subscriber: log lines on stderr (text
+/// or JSON, level from `GATEHOUSE_LOG`, default `info`), and, with an
+/// exporter, the spans of the target [`SPANS`] as OpenTelemetry traces.
+/// Spans of that target never reach the log lines.
+pub fn init_logging(json: bool, traces: Option<&Tracing>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let filter = || {
+        let base = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        match format!("{SPANS}=off").parse() {
+            Ok(directive) => base.add_directive(directive),
+            Err(_) => base,
+        }
+    };
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
+    let _ = tracing_subscriber::registry()
+        .with(text)
+        .with(json)
+        .with(traces.map(|t| t.layer()))
+        .try_init();
+}
+
 /// Makes `span` a child of the W3C trace context `traceparent` (a record
 /// header's value), when it parses. Returns whether it did.
 pub fn follow_traceparent(span: &tracing::Span, traceparent: &str) -> bool {
@@ -329,6 +363,7 @@ pub fn seconds_since(start: std::time::Instant) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic on unexpected results
 mod tests {
     use super::*;
 

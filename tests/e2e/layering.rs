@@ -22,18 +22,25 @@ const PROXY: Layers = Layers {
         ("codec", &[]),
         ("error", &[]),
         ("tasks", &[]),
+        ("metrics", &[]),
         ("tls", &["error"]),
         ("auth", &["error"]),
         ("config", &["auth", "tls", "error"]),
         ("cluster", &["codec", "config", "error", "tls"]),
-        ("filter", &["cluster", "auth", "codec", "config", "error"]),
+        (
+            "filter",
+            &["cluster", "auth", "codec", "config", "error", "metrics"],
+        ),
         (
             "net",
             &[
-                "filter", "cluster", "auth", "codec", "config", "error", "tls", "tasks",
+                "filter", "cluster", "auth", "codec", "config", "error", "tls", "tasks", "metrics",
             ],
         ),
-        ("admin", &["auth", "cluster", "config", "error", "tasks"]),
+        (
+            "admin",
+            &["auth", "cluster", "config", "error", "tasks", "metrics"],
+        ),
     ],
     top: &["proxy", "lib"],
 };

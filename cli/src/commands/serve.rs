@@ -11,11 +11,27 @@ use crate::wait_for_signal;
 pub(crate) struct ServeArgs {
     /// The proxy's TOML configuration.
     #[arg(long, env = "GATEHOUSE_CONFIG")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
+    /// The configuration, once read.
+    #[arg(skip)]
+    loaded: Option<gatehouse_proxy::ProxyConfig>,
+}
+
+impl ServeArgs {
+    /// The same arguments with the configuration already read.
+    pub(crate) fn with_config(self, config: gatehouse_proxy::ProxyConfig) -> Self {
+        Self {
+            loaded: Some(config),
+            ..self
+        }
+    }
 }
 
 pub(crate) async fn run_serve(args: ServeArgs) -> Result<()> {
-    let config = gatehouse_proxy::ProxyConfig::load(&args.config)?;
+    let config = match args.loaded {
+        Some(c) => c,
+        None => gatehouse_proxy::ProxyConfig::load(&args.config)?,
+    };
     let proxy = gatehouse_proxy::Proxy::start(config)
         .await
         .context("proxy failed to start")?;

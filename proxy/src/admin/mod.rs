@@ -136,6 +136,8 @@ struct Admin {
     eraser: Option<Arc<Eraser>>,
     /// What `/readyz` checks.
     readiness: Readiness,
+    /// What `/metrics` renders.
+    metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
 /// What the admin listener serves with.
@@ -152,6 +154,8 @@ pub(crate) struct AdminParts {
     pub catalog: Arc<Catalog>,
     /// Erasure workflows, when `[keys]` is configured.
     pub eraser: Option<Arc<Eraser>>,
+    /// What `/metrics` renders.
+    pub metrics: Arc<crate::metrics::ProxyMetrics>,
     /// What `/readyz` checks.
     pub readiness: Readiness,
 }
@@ -167,6 +171,7 @@ pub(crate) fn serve(listener: TcpListener, parts: AdminParts) -> Result<SocketAd
         policies,
         catalog,
         eraser,
+        metrics,
         readiness,
     } = parts;
     let addr = listener
@@ -194,6 +199,7 @@ pub(crate) fn serve(listener: TcpListener, parts: AdminParts) -> Result<SocketAd
         csp: content_security_policy(PAGE),
         eraser,
         readiness,
+        metrics,
     });
     tracing::info!(%addr, chains = admin.dirs.len(), "admin listener (audit API) started");
     tasks.spawn(accept_loop(admin, listener));
@@ -357,9 +363,18 @@ impl Admin {
         req: Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        // Probes: no credentials, no audit event, nothing but check names.
+        // Probes and metrics: no credentials, no audit event; nothing but
+        // check names and counts (no subject, principal or client id).
         match req.uri().path() {
             "/healthz" => return ok_json(json!({"live": true})),
+            "/metrics" => {
+                let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                return r;
+            }
             "/readyz" => {
                 let (ready, body) = self.readiness.report().await;
                 let mut r = ok_json(body);

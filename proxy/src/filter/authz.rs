@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use crate::metrics::ProxyMetrics;
+
 use bytes::Bytes;
 use gatehouse_policy::{Action, Catalog, PolicyStore, PrincipalInfo, Resource};
 use kafka_protocol::messages::{
@@ -88,6 +90,7 @@ pub struct Authz {
     policies: Arc<PolicyStore>,
     catalog: Arc<Catalog>,
     audit: Option<gatehouse_audit::AuditLog>,
+    metrics: Option<Arc<ProxyMetrics>>,
 }
 
 impl Authz {
@@ -97,6 +100,19 @@ impl Authz {
             policies,
             catalog,
             audit: None,
+            metrics: None,
+        }
+    }
+
+    /// Decisions and refusals are counted in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<ProxyMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, action: Action, allowed: bool) {
+        if let Some(m) = &self.metrics {
+            m.decision(action, allowed);
         }
     }
 
@@ -128,6 +144,7 @@ impl Authz {
                 &asked
             }
         };
+        self.count(action, decision.allowed);
         let admin = !matches!(action, Action::Produce | Action::Consume | Action::Describe);
         if !decision.allowed || admin {
             crate::filter::audit::note_decision(
@@ -144,6 +161,7 @@ impl Authz {
         let d = self
             .policies
             .authorize(who, action, Resource::Group(group), &self.catalog);
+        self.count(action, d.allowed);
         if !d.allowed || action == Action::DeleteGroup {
             crate::filter::audit::note_decision("group", group, d.allowed, &d.policies);
         }
@@ -154,6 +172,7 @@ impl Authz {
         let d = self
             .policies
             .authorize(who, action, Resource::Cluster, &self.catalog);
+        self.count(action, d.allowed);
         if !d.allowed || action == Action::ClusterAdmin {
             crate::filter::audit::note_decision("cluster", "cluster", d.allowed, &d.policies);
         }
@@ -191,8 +210,56 @@ const DECIDED: &[ApiKey] = &[
     ApiKey::DescribeCluster,
 ];
 
+/// One log line per refused resource, with the policies that decided and
+/// the reason (names of topics, groups and principals; never a record's
+/// content); and the decision on the request's trace span.
+fn refused(
+    s: &SessionContext,
+    api: ApiKey,
+    denials: &[crate::filter::audit::Denial],
+    notes: &mut crate::filter::Notes,
+) {
+    let principal = s
+        .principal
+        .as_ref()
+        .map(|p| p.name.as_str())
+        .unwrap_or("anonymous");
+    let mut ids: Vec<&str> = Vec::new();
+    for (kind, resource, allowed, policies, reason) in denials {
+        if *allowed {
+            continue;
+        }
+        ids.extend(policies.iter().map(String::as_str));
+        tracing::info!(
+            peer = %s.peer,
+            principal,
+            api = ?api,
+            resource_type = *kind,
+            resource = resource.as_str(),
+            policies = %if policies.is_empty() { "(none: default deny)".to_string() } else { policies.join(",") },
+            reason = reason.as_deref().unwrap_or("denied by policy"),
+            "refused"
+        );
+    }
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        ids.sort_unstable();
+        ids.dedup();
+        let ids = ids.join(",");
+        span.record("decision", "deny");
+        span.record("policy_ids", ids.as_str());
+        notes.insert(
+            crate::filter::TRACE_NOTE,
+            crate::filter::Traced {
+                decision: "deny",
+                policy_ids: ids,
+            },
+        );
+    }
+}
+
 fn deny_log(s: &SessionContext, api: ApiKey, what: &str) {
-    tracing::info!(
+    tracing::debug!(
         peer = %s.peer,
         principal = s.principal.as_ref().map(|p| p.name.as_str()).unwrap_or("anonymous"),
         ?api,
@@ -247,6 +314,12 @@ impl Filter for Authz {
         let api = r.api;
         let (action, denials) =
             crate::filter::audit::collect_denials(|| self.decide_request(s, &who, r));
+        if denials.iter().any(|d| !d.2) {
+            refused(s, api, &denials, &mut r.notes);
+            if let Some(m) = &self.metrics {
+                m.refusal(api);
+            }
+        }
         Box::pin(async move {
             let Some(log) = &self.audit else {
                 return action;
@@ -896,6 +969,7 @@ impl Authz {
             Resource::TransactionalId(id),
             &self.catalog,
         );
+        self.count(Action::TransactionalWrite, d.allowed);
         if !d.allowed {
             crate::filter::audit::note_decision(TRANSACTIONAL_ID, id, false, &d.policies);
             return self.respond_error(api, version, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);

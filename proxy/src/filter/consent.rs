@@ -42,6 +42,8 @@ pub struct Consent {
     /// Erased subjects: withheld on fetch, refused on produce unless the
     /// catalog accepts a returning subject.
     erasures: Option<Arc<Erasures>>,
+    /// Withheld records are counted here.
+    metrics: Option<Arc<crate::metrics::ProxyMetrics>>,
 }
 
 const CONSENT: &str = "consent";
@@ -63,6 +65,7 @@ impl Consent {
             consent_topic: None,
             audit: None,
             erasures: None,
+            metrics: None,
         }
     }
 
@@ -108,6 +111,12 @@ impl Consent {
         }
         p.topic_data.retain(|t| !t.partition_data.is_empty());
         refused
+    }
+
+    /// Withheld records are counted in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::ProxyMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Checks every record produced to `topic` (the consent topic): a
@@ -306,6 +315,9 @@ impl Filter for Consent {
                         Ok(rw) => {
                             self.policies
                                 .count_record_decisions(rw.stats.records_seen as u64);
+                            if let Some(m) = &self.metrics {
+                                m.withheld(&topic, rw.stats.records_dropped as u64);
+                            }
                             if rw.stats.records_dropped > 0 {
                                 tracing::debug!(
                                     topic,

@@ -92,6 +92,8 @@ pub struct Protection {
     compiled: RwLock<HashMap<String, Option<Arc<TopicFields>>>>,
     /// Where refused records are recorded.
     audit: Option<gatehouse_audit::AuditLog>,
+    /// Field effects and withheld records are counted here.
+    metrics: Option<Arc<crate::metrics::ProxyMetrics>>,
 }
 
 /// Refused partitions of a produce: (topic, partition, code, message).
@@ -110,12 +112,19 @@ impl Protection {
             erasures: None,
             compiled: RwLock::new(HashMap::new()),
             audit: None,
+            metrics: None,
         }
     }
 
     /// Records refused produces in `log` (before the refusal is answered).
     pub fn with_audit(mut self, log: Option<gatehouse_audit::AuditLog>) -> Self {
         self.audit = log;
+        self
+    }
+
+    /// Field effects and withheld records are counted in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::ProxyMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -346,6 +355,8 @@ struct FetchStats {
     delivered: crate::filter::audit::DeliveredPart,
     /// By field index: the [`Outcome`] bits of what delivered records got.
     outcomes: Vec<u8>,
+    /// Field values delivered, by outcome (in [`Outcome::ALL`] order).
+    counts: [u64; Outcome::ALL.len()],
 }
 
 impl FetchStats {
@@ -353,6 +364,10 @@ impl FetchStats {
     fn saw(&mut self, field: usize, outcome: Outcome) {
         if let Some(bits) = self.outcomes.get_mut(field) {
             *bits |= outcome.bit();
+        }
+        let i = outcome.bit().trailing_zeros() as usize;
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
         }
     }
 
@@ -958,6 +973,16 @@ impl Filter for Protection {
                                         undecryptable = stats.undecryptable,
                                         withheld = stats.withheld_records,
                                         "protected fields removed"
+                                    );
+                                }
+                                if let Some(m) = &self.metrics {
+                                    for (o, n) in Outcome::ALL.iter().zip(stats.counts) {
+                                        m.fields(&topic, o.name(), n);
+                                    }
+                                    m.withheld(
+                                        &topic,
+                                        (stats.withheld_for_consent + stats.withheld_records)
+                                            as u64,
                                     );
                                 }
                                 match result {

@@ -98,6 +98,20 @@ pub struct Request {
     pub notes: Notes,
 }
 
+/// The note a filter leaves for the request's trace span (taken by the
+/// session before the request goes on; it does not make the response
+/// decoded).
+pub(crate) const TRACE_NOTE: &str = "trace";
+
+/// A decision for the request's trace span.
+#[derive(Debug)]
+pub(crate) struct Traced {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The policies that decided, comma-separated.
+    pub policy_ids: String,
+}
+
 /// Per-request notes, one per filter, handed from the request to its
 /// response.
 #[derive(Default)]
@@ -228,6 +242,8 @@ pub(crate) struct Parts {
     pub governance: Option<Governed>,
     /// The audit trail, when `[audit]` is configured.
     pub audit: Option<gatehouse_audit::AuditLog>,
+    /// The proxy's metrics.
+    pub metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
 /// The governance parts the filters decide with.
@@ -251,6 +267,7 @@ pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Fi
         routes,
         governance,
         audit: log,
+        metrics,
     } = parts;
     let mut chain: Vec<Arc<dyn Filter>> = vec![
         Arc::new(api_versions::ApiVersions::new(Vec::new(), sasl)),
@@ -267,7 +284,9 @@ pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Fi
             )));
         }
         chain.push(Arc::new(
-            authz::Authz::new(g.policies.clone(), g.catalog.clone()).with_audit(log.clone()),
+            authz::Authz::new(g.policies.clone(), g.catalog.clone())
+                .with_audit(log.clone())
+                .with_metrics(metrics.clone()),
         ));
         // Protected topics: consent and fields in one pass over their
         // records; the consent filter does the other governed topics.
@@ -275,13 +294,15 @@ pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Fi
             fields::Protection::new(g.policies.clone(), g.catalog.clone(), g.keys)
                 .with_consent(g.consent.clone())
                 .with_erasures(g.erasures.clone())
-                .with_audit(log.clone()),
+                .with_audit(log.clone())
+                .with_metrics(metrics.clone()),
         );
         chain.push(protection.clone());
         chain.push(Arc::new(
             consent::Consent::new(g.policies, g.catalog, g.consent)
                 .leaving_to(protection)
                 .with_erasures(g.erasures)
+                .with_metrics(metrics)
                 .validating(&g.consent_topic, log),
         ));
     }

@@ -51,14 +51,16 @@ async fn accept_loop(front: Arc<Front>, listener: TcpListener, target: Target) {
                 Ok((sock, peer)) => {
                     let Ok(permit) = front.connections.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, limit = front.limits.max_connections, "connection limit reached; closing new connection");
+                        front.metrics.connection_refused("limit");
                         drop(sock);
                         continue;
                     };
                     let _ = sock.set_nodelay(true);
                     let f = front.clone();
                     front.tasks.spawn(async move {
-                        if let Some((stream, principal)) = handshake(f.tls.as_deref(), sock, peer).await {
-                            session::run(f, stream, peer, target, principal).await;
+                        match handshake(f.tls.as_deref(), sock, peer).await {
+                            Some((stream, principal)) => session::run(f, stream, peer, target, principal).await,
+                            None => f.metrics.connection_refused("tls"),
                         }
                         drop(permit);
                     });

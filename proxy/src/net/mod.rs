@@ -7,6 +7,7 @@ pub(crate) mod listener;
 pub(crate) mod loopback;
 pub mod routes;
 pub(crate) mod session;
+pub(crate) mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub(crate) struct Front {
     pub connections: Arc<Semaphore>,
     /// Where sessions run, and the shutdown signal.
     pub tasks: Arc<Tasks>,
+    /// Requests, latencies, bytes, authentications.
+    pub metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
 impl Front {

@@ -16,6 +16,7 @@ use gatehouse_wire::{encode_response, produce_acks, FrameSplitter};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument as _;
 
 use crate::auth::principal::{AuthMethod, Principal};
 use crate::auth::{Exchange, Outcome};
@@ -41,6 +42,37 @@ struct Owed {
     local: Option<Bytes>,
     /// Filters' notes from the request.
     notes: crate::filter::Notes,
+    /// When the request arrived, and when it went to the cluster.
+    arrived: std::time::Instant,
+    sent: std::time::Instant,
+    /// The request's trace span (disabled unless traces are exported),
+    /// and its child for the round trip to the cluster.
+    span: tracing::Span,
+    upstream: tracing::Span,
+}
+
+impl Owed {
+    /// A response the proxy made itself.
+    fn local(
+        raw: &gatehouse_wire::RawHeader,
+        api: ApiKey,
+        bytes: Bytes,
+        arrived: std::time::Instant,
+        span: tracing::Span,
+    ) -> Self {
+        Owed {
+            correlation_id: raw.correlation_id,
+            api,
+            version: raw.api_version,
+            decode: false,
+            local: Some(bytes),
+            notes: Default::default(),
+            arrived,
+            sent: arrived,
+            span,
+            upstream: tracing::Span::none(),
+        }
+    }
 }
 
 pub(crate) async fn run(
@@ -66,13 +98,23 @@ async fn connect_upstream(
     target: Target,
 ) -> Result<(BoxStream, String), ProxyError> {
     match target {
-        Target::Bootstrap => front.dialer.bootstrap().await,
+        Target::Bootstrap => {
+            let dialed = front.dialer.bootstrap().await;
+            if dialed.is_err() {
+                front.metrics.upstream_error("bootstrap");
+            }
+            dialed
+        }
         Target::Node(n) => {
             let addr = front
                 .routes
                 .upstream_of(n)
                 .ok_or_else(|| ProxyError::Internal(format!("no route for node {n}")))?;
-            front.dialer.dial(&addr).await
+            let dialed = front.dialer.dial(&addr).await;
+            if dialed.is_err() {
+                front.metrics.upstream_error(&addr);
+            }
+            dialed
         }
     }
 }
@@ -131,9 +173,14 @@ impl Outbox {
         self.frames.is_empty() && self.scratch.is_empty()
     }
 
-    async fn flush<W: tokio::io::AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+    /// Writes everything queued; the number of bytes written.
+    async fn flush<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<usize> {
         use bytes::Buf;
         self.seal();
+        let mut written = 0;
         while !self.frames.is_empty() {
             let slices: Vec<std::io::IoSlice<'_>> = self
                 .frames
@@ -145,6 +192,7 @@ impl Outbox {
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
+            written += n;
             while n > 0 {
                 let Some(front) = self.frames.front_mut() else {
                     break;
@@ -158,7 +206,7 @@ impl Outbox {
                 }
             }
         }
-        Ok(())
+        Ok(written)
     }
 }
 
@@ -228,16 +276,18 @@ async fn serve(
             }
         }
         if !s.to_upstream.is_empty() {
-            s.to_upstream
-                .flush(&mut up_wr)
-                .await
-                .map_err(|e| ProxyError::Upstream(format!("write to {upstream_addr}: {e}")))?;
+            s.to_upstream.flush(&mut up_wr).await.map_err(|e| {
+                front.metrics.upstream_error(&upstream_addr);
+                ProxyError::Upstream(format!("write to {upstream_addr}: {e}"))
+            })?;
         }
         if !s.to_client.is_empty() {
-            s.to_client
+            let n = s
+                .to_client
                 .flush(&mut client_wr)
                 .await
                 .map_err(|e| ProxyError::Downstream(format!("write: {e}")))?;
+            front.metrics.client_bytes("out", n);
         }
         if let Some(reason) = &s.closing {
             if s.owed.is_empty() && s.streaming == 0 {
@@ -257,13 +307,19 @@ async fn serve(
         tokio::select! {
             r = client_rd.read_buf(&mut from_client), if reading => match r {
                 Ok(0) => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => front.metrics.client_bytes("in", n),
                 Err(e) => return Err(ProxyError::Downstream(format!("read: {e}"))),
             },
             r = up_rd.read_buf(&mut from_upstream) => match r {
-                Ok(0) => return Err(ProxyError::Upstream(format!("{upstream_addr} closed the connection"))),
+                Ok(0) => {
+                    front.metrics.upstream_error(&upstream_addr);
+                    return Err(ProxyError::Upstream(format!("{upstream_addr} closed the connection")));
+                }
                 Ok(_) => {}
-                Err(e) => return Err(ProxyError::Upstream(format!("read from {upstream_addr}: {e}"))),
+                Err(e) => {
+                    front.metrics.upstream_error(&upstream_addr);
+                    return Err(ProxyError::Upstream(format!("read from {upstream_addr}: {e}")));
+                }
             },
             _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() && s.streaming == 0 => {
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
@@ -280,6 +336,7 @@ impl Session<'_> {
     }
 
     async fn request(&mut self, frame: Bytes) -> Result<(), ProxyError> {
+        let arrived = std::time::Instant::now();
         let body = frame.slice(4..);
         let raw = gatehouse_wire::peek_header(&body)
             .map_err(|e| ProxyError::Downstream(e.to_string()))?;
@@ -299,10 +356,31 @@ impl Session<'_> {
         }
         // === session: authentication ===
         if matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
-            return self.sasl(api, raw, body).await;
+            return self.sasl(api, raw, body, arrived).await;
         }
         if api != ApiKey::ApiVersions {
-            self.check_authenticated(api)?;
+            if let Err(e) = self.check_authenticated(api) {
+                self.front.metrics.closed(api);
+                return Err(e);
+            }
+        }
+        let span = tracing::info_span!(
+            target: "gatehouse::trace",
+            "kafka.request",
+            otel.name = api_name(api),
+            kafka.api = api_name(api),
+            kafka.api_version = raw.api_version,
+            kafka.client_id = tracing::field::Empty,
+            principal = tracing::field::Empty,
+            topics = tracing::field::Empty,
+            decision = tracing::field::Empty,
+            policy_ids = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some(p) = &self.ctx.principal {
+                span.record("principal", p.name.as_str());
+            }
         }
         let expects_response = api != ApiKey::Produce
             || produce_acks(&body).map_err(|e| ProxyError::Downstream(e.to_string()))? != 0;
@@ -312,11 +390,19 @@ impl Session<'_> {
         {
             let mut request = decode_request(api, raw.api_version, body)?;
             self.ctx.client_id = request.header.client_id.as_ref().map(|c| c.to_string());
+            if !span.is_disabled() {
+                crate::net::trace::describe(&span, &request);
+            }
             for f in &self.front.chain {
                 if !f.wants(api, Direction::Request) {
                     continue;
                 }
-                match f.on_request(&self.ctx, &mut request).await {
+                let filter_span = tracing::info_span!(target: "gatehouse::trace", parent: &span, "filter", otel.name = f.name(), direction = "request");
+                let action = filter_span
+                    .in_scope(|| f.on_request(&self.ctx, &mut request))
+                    .instrument(filter_span.clone())
+                    .await;
+                match action {
                     RequestAction::Continue => {}
                     RequestAction::Respond(resp) => {
                         let mut out = BytesMut::new();
@@ -324,27 +410,27 @@ impl Session<'_> {
                             resp.encode(b, raw.api_version)
                         })
                         .map_err(|e| ProxyError::Internal(e.to_string()))?;
-                        self.owe(Owed {
-                            correlation_id: raw.correlation_id,
-                            api,
-                            version: raw.api_version,
-                            decode: false,
-                            local: Some(out.freeze()),
-                            notes: Default::default(),
-                        });
+                        self.front.metrics.filters(api, "request", arrived);
+                        self.trace_decision(api, &span, &mut request.notes);
+                        span.record("outcome", "answered");
+                        self.owe(Owed::local(&raw, api, out.freeze(), arrived, span));
                         return Ok(());
                     }
                     RequestAction::Close(reason) => {
+                        self.front.metrics.closed(api);
+                        span.record("outcome", "closed");
                         return Err(ProxyError::Downstream(format!(
                             "{} filter: {reason}",
                             f.name()
-                        )))
+                        )));
                     }
                     RequestAction::Drop => return Ok(()),
                 }
             }
+            self.trace_decision(api, &span, &mut request.notes);
             encode_request(&request, &mut self.to_upstream.scratch)?;
             notes = std::mem::take(&mut request.notes);
+            self.front.metrics.filters(api, "request", arrived);
         } else {
             self.to_upstream.push(frame);
         }
@@ -356,9 +442,40 @@ impl Session<'_> {
                 decode: decode_response || !notes.is_empty(),
                 local: None,
                 notes,
+                arrived,
+                sent: std::time::Instant::now(),
+                upstream: tracing::info_span!(target: "gatehouse::trace", parent: &span, "upstream", otel.name = "upstream", peer.service = "kafka"),
+                span,
             });
+        } else {
+            self.front
+                .metrics
+                .request(api, crate::metrics::Outcome::Forwarded, arrived);
         }
         Ok(())
+    }
+
+    /// Puts the policy decision on the request's span: the refusal a
+    /// filter noted, else `allow` when the policies decided on it.
+    fn trace_decision(&self, api: ApiKey, span: &tracing::Span, notes: &mut crate::filter::Notes) {
+        if span.is_disabled() {
+            return;
+        }
+        match notes.take::<crate::filter::Traced>(crate::filter::TRACE_NOTE) {
+            Some(t) => {
+                span.record("decision", t.decision);
+                span.record("policy_ids", t.policy_ids.as_str());
+            }
+            None if self
+                .front
+                .chain
+                .iter()
+                .any(|f| f.name() == "authz" && f.wants(api, Direction::Request)) =>
+            {
+                span.record("decision", "allow");
+            }
+            None => {}
+        }
     }
 
     /// Refuses requests of connections that have not authenticated, or
@@ -390,20 +507,20 @@ impl Session<'_> {
         api: ApiKey,
         raw: &gatehouse_wire::RawHeader,
         resp: ResponseKind,
+        arrived: std::time::Instant,
     ) -> Result<(), ProxyError> {
         let mut out = BytesMut::new();
         encode_response(&mut out, api, raw.api_version, raw.correlation_id, |b| {
             resp.encode(b, raw.api_version)
         })
         .map_err(|e| ProxyError::Internal(e.to_string()))?;
-        self.owe(Owed {
-            correlation_id: raw.correlation_id,
+        self.owe(Owed::local(
+            raw,
             api,
-            version: raw.api_version,
-            decode: false,
-            local: Some(out.freeze()),
-            notes: Default::default(),
-        });
+            out.freeze(),
+            arrived,
+            tracing::Span::none(),
+        ));
         Ok(())
     }
 
@@ -467,6 +584,7 @@ impl Session<'_> {
         api: ApiKey,
         raw: gatehouse_wire::RawHeader,
         body: Bytes,
+        arrived: std::time::Instant,
     ) -> Result<(), ProxyError> {
         use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
         let request = decode_request(api, raw.api_version, body)?;
@@ -501,13 +619,18 @@ impl Session<'_> {
                             .map(|n| StrBytes::from_string(n.clone()))
                             .collect(),
                     );
-                self.respond_local(api, &raw, ResponseKind::SaslHandshake(resp))
+                self.respond_local(api, &raw, ResponseKind::SaslHandshake(resp), arrived)
             }
             RequestKind::SaslAuthenticate(a) => {
                 let Some(auth) = self.front.authenticator.as_ref() else {
                     self.closing = Some("SASL is not enabled".into());
                     let resp = SaslAuthenticateResponse::default().with_error_code(34);
-                    return self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp));
+                    return self.respond_local(
+                        api,
+                        &raw,
+                        ResponseKind::SaslAuthenticate(resp),
+                        arrived,
+                    );
                 };
                 let mut exchange = match std::mem::replace(&mut self.sasl, Sasl::Idle) {
                     Sasl::Exchanging(e) => e,
@@ -520,6 +643,7 @@ impl Session<'_> {
                                 api,
                                 &raw,
                                 ResponseKind::SaslAuthenticate(resp),
+                                arrived,
                             );
                         }
                     },
@@ -530,7 +654,12 @@ impl Session<'_> {
                             .with_error_message(Some(StrBytes::from_static_str(
                                 "SaslHandshake first",
                             )));
-                        return self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp));
+                        return self.respond_local(
+                            api,
+                            &raw,
+                            ResponseKind::SaslAuthenticate(resp),
+                            arrived,
+                        );
                     }
                 };
                 let peer = self.ctx.peer;
@@ -554,6 +683,7 @@ impl Session<'_> {
                             self.record_refusal(Some(principal.name.clone()), mechanism, refusal)
                                 .await;
                             self.closing = Some("re-authentication refused".into());
+                            self.front.metrics.authentication(mechanism, false);
                             return self.respond_local(
                                 api,
                                 &raw,
@@ -564,9 +694,11 @@ impl Session<'_> {
                                             "Re-authentication refused: the principal and its attributes may not change within a session",
                                         ))),
                                 ),
+                                arrived,
                             );
                         }
                         auth.succeeded(&principal.name);
+                        self.front.metrics.authentication(mechanism, true);
                         tracing::info!(%peer, principal = %principal.name, method = ?principal.method, "authenticated");
                         if let Some(log) = &self.front.audit {
                             let event = gatehouse_audit::EventKind::AuthOk {
@@ -582,6 +714,7 @@ impl Session<'_> {
                                     api,
                                     &raw,
                                     ResponseKind::SaslAuthenticate(resp),
+                                    arrived,
                                 );
                             }
                         }
@@ -602,13 +735,14 @@ impl Session<'_> {
                     Outcome::Failed { reason, claimed } => {
                         let delay = auth.failure_delay(peer.ip(), claimed.as_deref());
                         tracing::warn!(%peer, mechanism, claimed = claimed.as_deref().unwrap_or("-"), reason, delay_ms = delay.as_millis() as u64, "authentication failed");
+                        self.front.metrics.authentication(mechanism, false);
                         self.record_refusal(claimed, mechanism, reason).await;
                         tokio::time::sleep(delay).await;
                         self.closing = Some("authentication failed".into());
                         auth_failed()
                     }
                 };
-                self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp))
+                self.respond_local(api, &raw, ResponseKind::SaslAuthenticate(resp), arrived)
             }
             _ => Err(ProxyError::Internal("SASL request of another kind".into())),
         }
@@ -627,10 +761,16 @@ impl Session<'_> {
         }
         while let Some(Owed { local: Some(_), .. }) = self.owed.front() {
             if let Some(Owed {
-                local: Some(bytes), ..
+                local: Some(bytes),
+                api,
+                arrived,
+                ..
             }) = self.owed.pop_front()
             {
                 self.to_client.push(bytes);
+                self.front
+                    .metrics
+                    .request(api, crate::metrics::Outcome::Answered, arrived);
             }
         }
     }
@@ -658,7 +798,13 @@ impl Session<'_> {
             }
             _ => return Ok(()),
         }
-        self.owed.pop_front();
+        if let Some(o) = self.owed.pop_front() {
+            self.front.metrics.upstream(o.api, o.sent);
+            self.front
+                .metrics
+                .request(o.api, crate::metrics::Outcome::Forwarded, o.arrived);
+            o.span.record("outcome", "forwarded");
+        }
         self.streaming = len + 4 - buf.len();
         self.to_client.push(buf.split().freeze());
         Ok(())
@@ -682,21 +828,32 @@ impl Session<'_> {
                 owed.correlation_id
             )));
         }
+        self.front.metrics.upstream(owed.api, owed.sent);
+        let span = owed.span;
+        drop(owed.upstream);
         if owed.decode {
+            let filtering = std::time::Instant::now();
             let mut response = decode_response(owed.api, owed.version, correlation_id, body)?;
             response.notes = owed.notes;
             for f in self.front.chain.iter().rev() {
                 if !f.wants(owed.api, Direction::Response) && !response.notes.has(f.name()) {
                     continue;
                 }
-                if let ResponseAction::Close(reason) = f.on_response(&self.ctx, &mut response).await
-                {
+                let filter_span = tracing::info_span!(target: "gatehouse::trace", parent: &span, "filter", otel.name = f.name(), direction = "response");
+                let action = filter_span
+                    .in_scope(|| f.on_response(&self.ctx, &mut response))
+                    .instrument(filter_span.clone())
+                    .await;
+                if let ResponseAction::Close(reason) = action {
+                    self.front.metrics.closed(owed.api);
+                    span.record("outcome", "closed");
                     return Err(ProxyError::Downstream(format!(
                         "{} filter: {reason}",
                         f.name()
                     )));
                 }
             }
+            self.front.metrics.filters(owed.api, "response", filtering);
             let v = response.version;
             encode_response(
                 &mut self.to_client.scratch,
@@ -709,9 +866,18 @@ impl Session<'_> {
         } else {
             self.to_client.push(frame);
         }
+        self.front
+            .metrics
+            .request(owed.api, crate::metrics::Outcome::Forwarded, owed.arrived);
+        span.record("outcome", "forwarded");
         self.flush_local();
         Ok(())
     }
+}
+
+/// The API's name, for labels and spans.
+fn api_name(api: ApiKey) -> &'static str {
+    crate::net::trace::api_name(api)
 }
 
 fn decode_request(api: ApiKey, version: i16, mut body: Bytes) -> Result<Request, ProxyError> {

@@ -12,16 +12,19 @@ use anyhow::{Context, Result};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let path = std::env::args()
         .nth(1)
         .context("usage: gatehouse-serve CONFIG")?;
     let config = gatehouse_proxy::ProxyConfig::load(std::path::Path::new(&path))?;
+    // As `gatehouse serve`: traces go where `[telemetry]` says.
+    let traces = gatehouse_telemetry::Tracing::new(
+        "gatehouse-proxy",
+        &config.telemetry.clone().unwrap_or_default(),
+    )?;
+    if std::env::var_os("GATEHOUSE_LOG").is_none() {
+        std::env::set_var("GATEHOUSE_LOG", "warn");
+    }
+    gatehouse_telemetry::init_logging(false, traces.as_ref());
     let proxy = gatehouse_proxy::Proxy::start(config)
         .await
         .context("proxy failed to start")?;
@@ -34,5 +37,8 @@ async fn main() -> Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     proxy.shutdown().await;
+    if let Some(t) = traces {
+        tokio::task::spawn_blocking(move || t.shutdown()).await?;
+    }
     Ok(())
 }
