@@ -56,6 +56,9 @@ pub struct DemoCluster {
     pub store: Option<String>,
     /// Object store settings (`aws_endpoint=…`, `aws_allow_http=true`).
     pub store_options: Vec<(String, String)>,
+    /// The proxy's `[telemetry]`: where metrics (and, with the process's
+    /// trace exporter, traces) are pushed over OTLP.
+    pub telemetry: Option<gatehouse_telemetry::TelemetryConfig>,
 }
 
 impl Default for DemoCluster {
@@ -64,6 +67,7 @@ impl Default for DemoCluster {
             brokers: 1,
             store: None,
             store_options: Vec::new(),
+            telemetry: None,
         }
     }
 }
@@ -411,6 +415,7 @@ pub async fn start_cluster(
         bind: addrs.admin,
         replica_dirs: Vec::new(),
     });
+    proxy_config.telemetry = cluster.telemetry.clone();
     let proxy = Proxy::start(proxy_config).await?;
     Ok(Demo {
         broker,

@@ -89,6 +89,12 @@ fn main() -> Result<()> {
             )?;
             Command::Serve(args.with_config(config))
         }
+        Command::Demo(args) => {
+            if let Some(t) = args.telemetry() {
+                traces = gatehouse_telemetry::Tracing::new("gatehouse-proxy", &t)?;
+            }
+            Command::Demo(args)
+        }
         other => other,
     };
     gatehouse_telemetry::init_logging(json, traces.as_ref());

@@ -314,6 +314,10 @@ impl ProxyConfig {
 
     /// Checks values that TOML types cannot.
     pub fn validate(&self) -> Result<(), ProxyError> {
+        if let Some(t) = &self.telemetry {
+            t.validate()
+                .map_err(|e| ProxyError::Config(e.to_string()))?;
+        }
         if self.upstream.bootstrap_servers.is_empty() {
             return Err(ProxyError::Config(
                 "upstream.bootstrap_servers is empty".into(),

@@ -128,11 +128,12 @@ impl ProxyMetrics {
                 "gatehouse.proxy.filter.duration",
                 "Time in the filter chain, by API and direction",
             ),
-            bytes: meter
-                .u64_counter("gatehouse.proxy.client.bytes")
-                .with_unit("By")
-                .with_description("Bytes from and to clients")
-                .build(),
+            // No unit on purpose: Prometheus would name it
+            // `…_bytes_bytes_total`.
+            bytes: counter(
+                "gatehouse.proxy.client.bytes",
+                "Bytes read from (in) and written to (out) clients",
+            ),
             connections_refused: counter(
                 "gatehouse.proxy.connections.refused",
                 "Client connections refused, by reason",

@@ -276,6 +276,13 @@ impl Tracing {
             )
     }
 
+    /// Sends what is batched now.
+    pub fn flush(&self) {
+        if let Err(e) = self.provider.force_flush() {
+            tracing::debug!(error = %e, "trace exporter flush");
+        }
+    }
+
     /// Sends what is batched and stops the exporter.
     pub fn shutdown(&self) {
         if let Err(e) = self.provider.shutdown() {

@@ -498,3 +498,316 @@ async fn demo_answers_health_and_readiness_probes() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// The value of the Prometheus sample `name` with every label of
+/// `labels` (summed over the other labels); 0 when there is none.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// The password of a demo principal, from its client settings file.
+fn password_of(dir: &std::path::Path, who: &str) -> Result<String> {
+    let text = std::fs::read_to_string(dir.join(format!("clients/{who}.properties")))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("sasl.password="))
+        .map(str::to_string)
+        .context("no sasl.password")
+}
+
+/// A Fetch of social.posts as marketing-us (region us): refused by the
+/// `residency-topic` forbid. Returns the partition's error code.
+async fn refused_fetch(demo: &gatehouse::demo::Demo, d: &std::path::Path) -> Result<i16> {
+    let mut c = gatehouse_tests::RawClient::connect(demo.bootstrap()).await?;
+    let password = password_of(d, "marketing-us")?;
+    let auth = crate::identity::sasl_once(
+        &mut c,
+        "PLAIN",
+        crate::identity::plain("marketing-us", &password),
+    )
+    .await?;
+    ensure!(auth.error_code == 0, "login: {}", auth.error_code);
+    crate::policy::fetch_error(&mut c, "social.posts").await
+}
+
+/// `/metrics` after a known workload through the governed demo world:
+/// the counters say what was done (requests, field effects per topic,
+/// withheld records, refusals, authentications), and nothing personal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_counts_what_it_serves_in_metrics() -> Result<()> {
+    use crate::admin::get;
+    gatehouse_tests::init_logging();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let demo = gatehouse::demo::start(d, DemoAddrs::local(0, 0, 0)).await?;
+    let b = demo.bootstrap().to_string();
+    let admin = demo.admin_addr().context("admin listener")?;
+    // Three posts of three subjects, each with an email and a handle; the
+    // first subject consents to analytics.
+    let posts: String = (1..=3)
+        .map(|i| {
+            format!(
+                "u-00000{i}:{{\"id\":\"p-{i}\",\"author\":{{\"id\":\"u-00000{i}\",\"email\":\"a{i}@example.com\",\"handle\":\"@a{i}\"}},\"text\":\"hi\"}}\n"
+            )
+        })
+        .collect();
+    kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "social.posts", "-P", "-K:"],
+        Some(posts.as_bytes()),
+    )
+    .await?;
+    kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "consent.events", "-P", "-K|"],
+        Some(b"u-000001|{\"purposes\":[\"analytics\"]}\n"),
+    )
+    .await?;
+    ensure!(
+        demo.proxy.consent_caught_up(Duration::from_secs(30)).await,
+        "consent never read"
+    );
+    let read = |who: &'static str| {
+        kcat_as(
+            d,
+            &b,
+            who,
+            &["-t", "social.posts", "-C", "-e", "-q", "-f", "%s\n"],
+            None,
+        )
+    };
+    ensure!(read("trust-safety").await?.lines().count() == 3);
+    ensure!(read("analytics").await?.lines().count() == 1);
+    ensure!(
+        refused_fetch(&demo, d).await? == 29,
+        "not TOPIC_AUTHORIZATION_FAILED"
+    );
+
+    let m = get(admin, "/metrics", None).await?;
+    ensure!(m.status == 200, "{}", m.status);
+    let t = m.body.as_str();
+    let posts_field = |effect: &str| {
+        sample(
+            t,
+            "gatehouse_proxy_fields_total",
+            &[("topic", "social.posts"), ("effect", effect)],
+        )
+    };
+    // trust-safety: both fields of 3 posts in clear; analytics: the one
+    // consenting subject's email masked and handle pseudonymized.
+    ensure!(posts_field("clear") == 6.0, "clear: {t}");
+    ensure!(posts_field("masked") == 1.0, "masked: {t}");
+    ensure!(posts_field("pseudonym") == 1.0, "pseudonym: {t}");
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_records_withheld_total",
+            &[("topic", "social.posts")]
+        ) == 2.0,
+        "withheld: {t}"
+    );
+    ensure!(
+        sample(t, "gatehouse_proxy_refusals_total", &[("api", "Fetch")]) == 1.0,
+        "refusals: {t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_policy_decisions_total",
+            &[("action", "consume"), ("effect", "deny")]
+        ) >= 1.0,
+        "decisions: {t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_requests_total",
+            &[("api", "Produce"), ("outcome", "forwarded")]
+        ) >= 2.0,
+        "produce requests: {t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_requests_total",
+            &[("api", "Fetch"), ("outcome", "answered")]
+        ) == 1.0,
+        "the refused fetch: {t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_authentications_total",
+            &[("mechanism", "PLAIN"), ("outcome", "ok")]
+        ) == 1.0,
+        "PLAIN logins: {t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_authentications_total",
+            &[("mechanism", "SCRAM-SHA-512"), ("outcome", "ok")]
+        ) >= 4.0,
+        "SCRAM logins: {t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_client_bytes_total",
+            &[("direction", "in")]
+        ) > 0.0,
+        "{t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_audit_append_duration_seconds_count",
+            &[]
+        ) > 0.0,
+        "{t}"
+    );
+    ensure!(
+        sample(
+            t,
+            "gatehouse_proxy_follower_caught_up",
+            &[("follower", "consent")]
+        ) == 1.0,
+        "{t}"
+    );
+    for name in [
+        "gatehouse_proxy_request_duration_seconds_bucket",
+        "gatehouse_proxy_upstream_duration_seconds_bucket",
+        "gatehouse_proxy_filter_duration_seconds_bucket",
+        "gatehouse_proxy_connections",
+        "gatehouse_proxy_policy_plans_total",
+        "gatehouse_proxy_audit_batch_size_bucket",
+        "gatehouse_proxy_audit_backlog",
+        "gatehouse_proxy_follower_lag",
+    ] {
+        ensure!(t.contains(name), "{name} missing: {t}");
+    }
+    // Nothing personal: no subject id, no email, no principal.
+    for personal in ["u-000001", "example.com", "marketing-us", "trust-safety"] {
+        ensure!(!t.contains(personal), "{personal} in /metrics");
+    }
+    demo.shutdown().await?;
+    Ok(())
+}
+
+/// Traces and metrics pushed over OTLP/HTTP to a real receiver (the
+/// collector protocol, decoded with its own message types): a refused
+/// Fetch is a span with its decision and the policy that refused it, with
+/// the filters as child spans; a produced record's `traceparent` makes
+/// its Produce a child of the producer's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_exports_traces_and_metrics_over_otlp() -> Result<()> {
+    let receiver = gatehouse_tests::otlp::OtlpReceiver::start().await?;
+    let telemetry = gatehouse_telemetry::TelemetryConfig {
+        otlp_endpoint: Some(receiver.endpoint()),
+        trace_sample_ratio: 1.0,
+        metrics_interval_secs: 1,
+    };
+    // What `gatehouse serve` and `gatehouse demo --otlp-endpoint` install.
+    let traces = gatehouse_telemetry::Tracing::new("gatehouse-proxy", &telemetry)?
+        .context("an endpoint gives an exporter")?;
+    gatehouse_telemetry::init_logging(false, Some(&traces));
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let cluster = gatehouse::demo::DemoCluster {
+        telemetry: Some(telemetry),
+        ..Default::default()
+    };
+    let demo = gatehouse::demo::start_cluster(d, DemoAddrs::local(0, 0, 0), &cluster).await?;
+    let b = demo.bootstrap().to_string();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    let traceparent = format!("traceparent=00-{trace_id}-{parent_id}-01");
+    kcat_as(
+        d,
+        &b,
+        "ingest",
+        &["-t", "social.posts", "-P", "-K:", "-H", &traceparent],
+        Some(b"u-000042:{\"id\":\"p-1\",\"author\":{\"id\":\"u-000042\"},\"text\":\"hi\"}\n"),
+    )
+    .await?;
+    ensure!(refused_fetch(&demo, d).await? == 29);
+    let flush = tokio::task::spawn_blocking(move || {
+        traces.flush();
+        traces
+    });
+    let traces = flush.await?;
+    let wait = Duration::from_secs(30);
+    let fetch = receiver
+        .wait_for(wait, "refused Fetch span", |r| {
+            r.spans().into_iter().find(|s| {
+                s.name == "Fetch"
+                    && s.attr("decision") == Some("deny")
+                    && s.attr("principal") == Some("marketing-us")
+            })
+        })
+        .await?;
+    ensure!(
+        fetch.attr("policy_ids") == Some("residency-topic"),
+        "{fetch:?}"
+    );
+    ensure!(fetch.attr("topics") == Some("social.posts"), "{fetch:?}");
+    ensure!(fetch.attr("kafka.api_version") == Some("12"), "{fetch:?}");
+    ensure!(fetch.service == "gatehouse-proxy", "{fetch:?}");
+    receiver
+        .wait_for(wait, "the authz filter's span under the Fetch", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.name == "authz" && s.parent_span_id == fetch.span_id)
+        })
+        .await?;
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+            .collect()
+    };
+    let produce = receiver
+        .wait_for(wait, "a Produce span in the producer's trace", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.name == "Produce" && s.trace_id == hex(trace_id))
+        })
+        .await?;
+    ensure!(produce.parent_span_id == hex(parent_id), "{produce:?}");
+    receiver
+        .wait_for(wait, "the upstream round trip under the Produce", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.name == "upstream" && s.parent_span_id == produce.span_id)
+        })
+        .await?;
+    receiver
+        .wait_for(wait, "the proxy's metrics", |r| {
+            r.metric_names()
+                .into_iter()
+                .find(|n| n == "gatehouse.proxy.requests")
+        })
+        .await?;
+    demo.shutdown().await?;
+    tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    Ok(())
+}

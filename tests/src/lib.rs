@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod clients;
+pub mod otlp;
 pub mod pki;
 
 /// Logs for tests, once per process (`GATEHOUSE_TEST_LOG=debug` for more).

@@ -35,6 +35,24 @@ pub(crate) struct DemoArgs {
     /// aws_allow_http=true); repeatable. Credentials go in AWS_* variables.
     #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = crate::commands::broker::key_value)]
     store_options: Vec<(String, String)>,
+    /// Push metrics and traces (every request) over OTLP/HTTP to this
+    /// collector, e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "GATEHOUSE_DEMO_OTLP_ENDPOINT")]
+    pub(crate) otlp_endpoint: Option<String>,
+}
+
+impl DemoArgs {
+    /// The demo's `[telemetry]`: with an endpoint, every request traced
+    /// and metrics pushed every 10 s.
+    pub(crate) fn telemetry(&self) -> Option<gatehouse_telemetry::TelemetryConfig> {
+        self.otlp_endpoint
+            .as_ref()
+            .map(|e| gatehouse_telemetry::TelemetryConfig {
+                otlp_endpoint: Some(e.clone()),
+                trace_sample_ratio: 1.0,
+                metrics_interval_secs: 10,
+            })
+    }
 }
 
 pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
@@ -47,6 +65,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
         brokers: args.brokers,
         store: args.store.clone(),
         store_options: args.store_options.clone(),
+        telemetry: args.telemetry(),
     };
     let demo = gatehouse::demo::start_cluster(&args.data, addrs, &cluster)
         .await
@@ -76,6 +95,10 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
     if let Some(admin) = demo.admin_addr() {
         println!("  admin             = http://{admin}   (auditor page and API, erasure)");
         println!("  probes            = http://{admin}/healthz, /readyz   (no credentials)");
+        println!("  metrics           = http://{admin}/metrics   (Prometheus; no credentials)");
+    }
+    if let Some(e) = &args.otlp_endpoint {
+        println!("  OTLP              = {e}   (metrics every 10 s, a trace of every request)");
     }
     println!();
     println!(
