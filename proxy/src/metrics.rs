@@ -176,6 +176,19 @@ impl ProxyMetrics {
             export,
             observed: std::sync::Mutex::new(Vec::new()),
         })
+        .zeroed()
+    }
+
+    /// Counters of rare events start at 0 for the label values known in
+    /// advance, so that dashboards and alerts see them before the first.
+    fn zeroed(self: Arc<Self>) -> Arc<Self> {
+        for reason in ["limit", "tls"] {
+            self.connections_refused
+                .add(0, &[KeyValue::new("reason", reason)]);
+        }
+        self.upstream_errors
+            .add(0, &[KeyValue::new("broker", "bootstrap")]);
+        self
     }
 
     /// Everything, in the Prometheus text format.

@@ -484,6 +484,7 @@ async fn demo_answers_health_and_readiness_probes() -> Result<()> {
     );
     // The cluster goes away: not ready, and it says why.
     let gatehouse::demo::Demo { broker, proxy, .. } = demo;
+    let broker_addr = broker.local_addr();
     broker.shutdown().await?;
     let r = get(admin, "/readyz", None).await?;
     ensure!(r.status == 503, "{} {}", r.status, r.body);
@@ -495,7 +496,31 @@ async fn demo_answers_health_and_readiness_probes() -> Result<()> {
         .filter_map(|c| c["check"].as_str().map(str::to_string))
         .collect();
     ensure!(failing.contains(&"upstream".to_string()), "{}", r.body);
+    // It comes back (same address, same data): ready again.
+    let broker = gatehouse_broker::Broker::start(gatehouse_broker::BrokerConfig {
+        listen: broker_addr,
+        data: d.join("broker").to_string_lossy().into_owned(),
+        auto_create_topics: true,
+        default_partitions: 3,
+        ..Default::default()
+    })
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = get(admin, "/readyz", None).await?;
+        if r.status == 200 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "not ready after the broker returned: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     proxy.shutdown().await;
+    broker.shutdown().await?;
     Ok(())
 }
 
@@ -705,6 +730,37 @@ async fn demo_counts_what_it_serves_in_metrics() -> Result<()> {
     ] {
         ensure!(t.contains(name), "{name} missing: {t}");
     }
+    // Every metric the shipped Grafana dashboard queries is served.
+    let root = gatehouse_tests::repo_root();
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/gatehouse.json"))?;
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard)?;
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().context("panels")? {
+        for target in panel["targets"].as_array().context("targets")? {
+            let expr = target["expr"].as_str().context("expr")?;
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("gatehouse_"))
+            {
+                queried += 1;
+                ensure!(
+                    t.lines().any(|l| l.starts_with(&format!("{name}{{"))
+                        || l.starts_with(&format!("{name} "))),
+                    "the dashboard's panel {:?} queries {name}, which /metrics does not serve",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    ensure!(
+        queried >= 20,
+        "only {queried} metric references in the dashboard"
+    );
+    let scrape = std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml"))?;
+    ensure!(
+        scrape.contains("metrics_path: /metrics") && scrape.contains("127.0.0.1:9180"),
+        "the scrape configuration does not point at the demo's admin listener"
+    );
     // Nothing personal: no subject id, no email, no principal.
     for personal in ["u-000001", "example.com", "marketing-us", "trust-safety"] {
         ensure!(!t.contains(personal), "{personal} in /metrics");

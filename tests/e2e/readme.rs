@@ -204,7 +204,11 @@ fn cli_flags(subcommand: &str) -> Result<Vec<String>> {
                 Some(named) => flags.push(format!("--{named}")),
                 None => {
                     if let Some(field) = line.split(':').next() {
-                        flags.push(format!("--{}", field.trim().replace('_', "-")));
+                        let field = field
+                            .trim()
+                            .trim_start_matches("pub(crate) ")
+                            .trim_start_matches("pub ");
+                        flags.push(format!("--{}", field.replace('_', "-")));
                     }
                 }
             }

@@ -14,14 +14,14 @@ pub(crate) struct ServeArgs {
     pub(crate) config: PathBuf,
     /// The configuration, once read.
     #[arg(skip)]
-    loaded: Option<gatehouse_proxy::ProxyConfig>,
+    loaded: Option<Box<gatehouse_proxy::ProxyConfig>>,
 }
 
 impl ServeArgs {
     /// The same arguments with the configuration already read.
     pub(crate) fn with_config(self, config: gatehouse_proxy::ProxyConfig) -> Self {
         Self {
-            loaded: Some(config),
+            loaded: Some(Box::new(config)),
             ..self
         }
     }
@@ -29,7 +29,7 @@ impl ServeArgs {
 
 pub(crate) async fn run_serve(args: ServeArgs) -> Result<()> {
     let config = match args.loaded {
-        Some(c) => c,
+        Some(c) => *c,
         None => gatehouse_proxy::ProxyConfig::load(&args.config)?,
     };
     let proxy = gatehouse_proxy::Proxy::start(config)
