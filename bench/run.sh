@@ -22,6 +22,9 @@
 #                 encrypts on produce and decrypts on fetch
 #   audit         like policy, through a proxy that also keeps the audit trail
 #   fields-audit  like fields, through that proxy
+#   traced1 / traced100   like policy, through a proxy that traces 1 % or
+#                 100 % of requests, exported over OTLP/HTTP to a local
+#                 receiver that accepts and discards them
 #   paced         direct and passthrough at half of direct saturation:
 #                 produce and end-to-end latency
 #   conn100 / conn1000   the paced load at 20,000 msg/s with 100 or 1,000
@@ -42,6 +45,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 broker_port=$(port); plain_port=$(port); gov_port=$(port); audit_port=$(port)
+traced1_port=$(port); traced100_port=$(port); otlp_port=$(port)
 
 # Policies: the shipped set, plus a `bench` team that may write and read
 # bench.* topics with every field in clear. The catalog gains
@@ -125,13 +129,43 @@ cat >>"$work/audit.toml" <<TOML
 dir = "$work/audit"
 replica_id = "bench"
 TOML
+# The traced proxies: the same as gov, with [telemetry] towards an OTLP/HTTP
+# receiver that reads each export and answers 200.
+for pct in 1 100; do
+  eval "tport=\$traced${pct}_port"
+  sed -e "s/127.0.0.1:$gov_port/127.0.0.1:$tport/" -e "s#$work/state#$work/state-t$pct#" \
+      -e "s#$work/keys-state#$work/keys-state-t$pct#" "$work/gov.toml" >"$work/traced$pct.toml"
+  ratio=$(python3 -c "print($pct / 100)")
+  cat >>"$work/traced$pct.toml" <<TOML
+[telemetry]
+otlp_endpoint = "http://127.0.0.1:$otlp_port"
+trace_sample_ratio = $ratio
+TOML
+done
+python3 - "$otlp_port" >"$work/otlp.log" 2>&1 <<'PY' &
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+"$bin/gatehouse" serve --config "$work/traced1.toml" >"$work/traced1.log" 2>&1 &
+traced1_pid=$!
+"$bin/gatehouse" serve --config "$work/traced100.toml" >"$work/traced100.log" 2>&1 &
+traced100_pid=$!
 "$bin/gatehouse" serve --config "$work/plain.toml" >"$work/plain.log" 2>&1 &
 plain_pid=$!
 "$bin/gatehouse" serve --config "$work/gov.toml" >"$work/gov.log" 2>&1 &
 gov_pid=$!
 "$bin/gatehouse" serve --config "$work/audit.toml" >"$work/audit.log" 2>&1 &
 audit_pid=$!
-for p in $broker_port $plain_port $gov_port $audit_port; do
+for p in $broker_port $plain_port $gov_port $audit_port $traced1_port $traced100_port $otlp_port; do
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 sasl=(--option security.protocol=SASL_PLAINTEXT --option sasl.mechanisms=PLAIN
@@ -148,6 +182,8 @@ run() {
     fields) addr=$gov_port; pid=$gov_pid; topic=bench.fields; auth=("${sasl[@]}") ;;
     audit) addr=$audit_port; pid=$audit_pid; topic=bench.consent; auth=("${sasl[@]}") ;;
     fields-audit) addr=$audit_port; pid=$audit_pid; topic=bench.fields; auth=("${sasl[@]}") ;;
+    traced1) addr=$traced1_port; pid=$traced1_pid; topic=bench.consent; auth=("${sasl[@]}") ;;
+    traced100) addr=$traced100_port; pid=$traced100_pid; topic=bench.consent; auth=("${sasl[@]}") ;;
   esac
   "$bin/gatehouse-load" --bootstrap "127.0.0.1:$addr" --topic "$topic-$scenario-$RANDOM$RANDOM" \
     --values posts --size 1024 --watch-pid "$pid" "${auth[@]}" "$@" ${GATEHOUSE_BENCH_LOAD_ARGS:-} >"$work/out.jsonl" \
@@ -163,7 +199,7 @@ has() { [[ " $scenarios " == *" $1 "* ]]; }
 throughput=(--messages "$messages" --option batch.size=524288)
 for r in $(seq "$rounds"); do
   echo "throughput, round $r of $rounds" >&2
-  for t in direct passthrough policy fields audit fields-audit; do
+  for t in direct passthrough policy fields audit fields-audit traced1 traced100; do
     if has "$t"; then run throughput "$t" "${throughput[@]}"; fi
   done
 done
@@ -230,7 +266,7 @@ print(f"Machine: {os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} 
       f"{rustc}; commit {commit}. Client (gatehouse-load, librdkafka), proxies and broker share "
       "the machine, on 127.0.0.1. Reproduce: `bench/run.sh " + f"{rounds} {n}`.\n")
 
-targets = ["direct", "passthrough", "policy", "fields", "audit", "fields-audit"]
+targets = ["direct", "passthrough", "policy", "fields", "audit", "fields-audit", "traced1", "traced100"]
 present = [t for t in targets if med("throughput", t, "produce", "mb_per_s") is not None]
 if present:
     print(f"## Throughput: {n:,} JSON posts of 1 KB, acks=all, 3 partitions, then read back\n")
@@ -271,6 +307,8 @@ if present:
         ("fields", "passthrough", "fields / passthrough"),
         ("audit", "policy", "audit on / audit off (policy)"),
         ("fields-audit", "fields", "audit on / audit off (fields)"),
+        ("traced1", "policy", "traces 1 % / off (policy)"),
+        ("traced100", "policy", "traces 100 % / off (policy)"),
     ]:
         if a in present and b in present:
             print(f"| {label} | " + " | ".join(

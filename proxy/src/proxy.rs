@@ -173,6 +173,13 @@ impl Proxy {
             tasks.spawn(listener::watch_certificates(tls, tasks.stopping()));
         }
         tasks.spawn(listener::serve_new_listeners(front.clone(), listeners_rx));
+        if let Some(auth) = &authenticator {
+            tasks.spawn(watch_credentials(
+                auth.clone(),
+                CREDENTIALS_CHECK,
+                tasks.stopping(),
+            ));
+        }
 
         let mut handles = None;
         let mut admin_parts = None;
@@ -648,6 +655,36 @@ struct GovernanceHandles {
 
 /// Reloads the policy directory when its files change; an invalid set is
 /// refused (logged) and the old one stays in force.
+/// How often the credentials file is looked at (its metadata; it is read
+/// only when that changed).
+const CREDENTIALS_CHECK: Duration = Duration::from_secs(2);
+
+/// Puts a changed credentials file in force, and says what changed (user
+/// names added, removed, changed); a file that cannot be read leaves the
+/// old users in force.
+async fn watch_credentials(
+    auth: Arc<crate::auth::Authenticator>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let a = auth.clone();
+                let reloaded = tokio::task::spawn_blocking(move || a.reload_credentials_if_changed()).await;
+                match reloaded {
+                    Ok(Ok(Some(changes))) => tracing::info!(%changes, "credentials file reloaded"),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "new credentials file refused; keeping the old users"),
+                    Err(e) => tracing::error!(error = %e, "credentials reload task failed"),
+                }
+            }
+            _ = crate::tasks::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
 async fn watch_policies(
     policies: Arc<gatehouse_policy::PolicyStore>,
     interval: Duration,

@@ -1405,3 +1405,63 @@ async fn refused_transactional_producers_are_recorded() -> Result<()> {
     ensure!(gatehouse_audit::verify(&[w.dir.path().join("audit-a")])?.is_clean());
     Ok(())
 }
+
+/// The credentials file is reloaded without a restart: a user added to it
+/// logs in, one removed from it no longer does, and a connection opened
+/// before the change is closed when it starts SASL (its client reconnects
+/// against the users now in force).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credentials_file_is_reloaded_without_a_restart() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let sasl = Sasl::new()?;
+    let proxy = sasl_proxy(&broker, &sasl, None, Arc::new(Witness::default())).await?;
+    let addr = proxy.local_addr();
+    let mut c = RawClient::connect(addr).await?;
+    ensure!(
+        sasl_once(&mut c, "PLAIN", plain("ingest", "ingest-pass"))
+            .await?
+            .error_code
+            == 0
+    );
+    let opened_before = RawClient::connect(addr).await?;
+
+    // ingest leaves, newcomer joins.
+    let file = sasl.dir.path().join("users.toml");
+    let mut store = CredentialStore::load(&file)?;
+    store.remove("ingest");
+    store.insert(User::new_with_password(
+        "newcomer",
+        "newcomer-pass",
+        4096,
+        Default::default(),
+    )?)?;
+    std::fs::write(&file, store.to_toml()?)?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = RawClient::connect(addr).await?;
+        let a = sasl_once(&mut c, "PLAIN", plain("newcomer", "newcomer-pass")).await?;
+        if a.error_code == 0 {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the new user never got in"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut c = RawClient::connect(addr).await?;
+    let a = sasl_once(&mut c, "PLAIN", plain("ingest", "ingest-pass")).await?;
+    ensure!(a.error_code == 58, "a removed user logged in: {a:?}");
+
+    let mut old = opened_before;
+    let frame = old.frame(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(str("PLAIN")),
+    )?;
+    old.send_raw(&frame).await?;
+    old.expect_closed(Duration::from_secs(5)).await?;
+    proxy.shutdown().await;
+    Ok(())
+}

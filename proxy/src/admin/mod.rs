@@ -605,7 +605,8 @@ impl Admin {
                 Credentials::Basic { plain, .. } => (Exchange::Plain, plain),
                 Credentials::Bearer { message } => (Exchange::OAuthBearer, message),
             };
-            match auth.step(&mut exchange, message) {
+            let store = auth.credentials();
+            match auth.step(&mut exchange, store.as_deref(), message) {
                 Outcome::Authenticated { principal, .. } => Ok(principal),
                 Outcome::Failed { reason, claimed } => Err((reason, claimed)),
                 Outcome::Challenge(_) => Err(("authentication needs more steps".to_string(), None)),

@@ -20,8 +20,8 @@ pub mod principal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use gatehouse_sasl::{CredentialStore, Mechanism, ScramServer, Step, User};
@@ -65,7 +65,13 @@ fn default_max_failure_delay_ms() -> u64 {
 pub struct Authenticator {
     mechanisms: Vec<Mechanism>,
     oauthbearer: bool,
-    store: Option<CredentialStore>,
+    /// The credentials file's users, replaced when the file changes
+    /// ([`Authenticator::reload_credentials_if_changed`]).
+    store: RwLock<Option<Arc<CredentialStore>>>,
+    /// The credentials file, and its modification time and length as last
+    /// read.
+    credentials_file: Option<PathBuf>,
+    stamp: Mutex<Option<(SystemTime, u64)>>,
     oauth: Option<oauth::OAuthValidator>,
     lifetime: Option<Duration>,
     max_delay: Duration,
@@ -175,6 +181,7 @@ impl Authenticator {
             }
             (None, true) => None,
         };
+        let stamp = config.credentials_file.as_deref().and_then(file_stamp);
         let oauth = match (&config.oauthbearer, oauthbearer) {
             (Some(c), true) => Some(
                 oauth::OAuthValidator::from_config(c)
@@ -190,7 +197,9 @@ impl Authenticator {
         Ok(Self {
             mechanisms,
             oauthbearer,
-            store,
+            store: RwLock::new(store.map(Arc::new)),
+            credentials_file: config.credentials_file.clone(),
+            stamp: Mutex::new(stamp),
             oauth,
             lifetime: config.session_lifetime_secs.map(Duration::from_secs),
             max_delay: Duration::from_millis(config.max_failure_delay_ms),
@@ -202,8 +211,58 @@ impl Authenticator {
     /// The user `name` of the credentials file as a principal the proxy
     /// itself acts as ([`AuthMethod::Internal`]), if there is such a user.
     pub fn internal_principal(&self, name: &str) -> Option<Principal> {
-        let user = self.store.as_ref()?.user(name)?;
+        let store = self.credentials()?;
+        let user = store.user(name)?;
         Some(user_principal(user, AuthMethod::Internal))
+    }
+
+    /// The credentials file's users as now in force. An exchange runs
+    /// against one such snapshot from start to end.
+    pub fn credentials(&self) -> Option<Arc<CredentialStore>> {
+        self.store
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether `snapshot` is still the credentials in force.
+    pub(crate) fn is_current(&self, snapshot: Option<&Arc<CredentialStore>>) -> bool {
+        match (snapshot, self.credentials()) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, &b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Re-reads the credentials file if it changed (modification time or
+    /// length): `Ok(Some(what changed))` when new users are in force,
+    /// `Ok(None)` when nothing changed, `Err` (the old users stay in force)
+    /// when the new file cannot be read.
+    pub fn reload_credentials_if_changed(&self) -> Result<Option<String>, ProxyError> {
+        let Some(path) = &self.credentials_file else {
+            return Ok(None);
+        };
+        let now = file_stamp(path);
+        {
+            let mut stamp = self
+                .stamp
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *stamp == now {
+                return Ok(None);
+            }
+            *stamp = now;
+        }
+        let fresh = CredentialStore::load(path).map_err(|e| {
+            ProxyError::Config(format!("auth.credentials_file {}: {e}", path.display()))
+        })?;
+        let old = self.credentials();
+        let changes = credential_changes(old.as_deref(), &fresh);
+        *self
+            .store
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(fresh));
+        Ok(Some(changes))
     }
 
     /// Names of the enabled mechanisms, as SaslHandshake lists them.
@@ -220,8 +279,13 @@ impl Authenticator {
         self.accept_certificates
     }
 
-    /// Starts an exchange for `mechanism`, if enabled.
-    pub(crate) fn begin(&self, mechanism: &str) -> Option<Exchange<'_>> {
+    /// Starts an exchange for `mechanism`, if enabled, against `store` (a
+    /// snapshot from [`Authenticator::credentials`]).
+    pub(crate) fn begin<'a>(
+        &self,
+        mechanism: &str,
+        store: Option<&'a CredentialStore>,
+    ) -> Option<Exchange<'a>> {
         if mechanism == OAUTHBEARER {
             return self.oauthbearer.then_some(Exchange::OAuthBearer);
         }
@@ -229,7 +293,7 @@ impl Authenticator {
         if !self.mechanisms.contains(&m) {
             return None;
         }
-        let store = self.store.as_ref()?;
+        let store = store?;
         match m {
             Mechanism::Plain => Some(Exchange::Plain),
             _ => ScramServer::new(m, store)
@@ -243,13 +307,18 @@ impl Authenticator {
     }
 
     /// Feeds the client's next message to the exchange.
-    pub(crate) fn step<'a>(&'a self, exchange: &mut Exchange<'a>, message: &[u8]) -> Outcome {
+    pub(crate) fn step<'a>(
+        &self,
+        exchange: &mut Exchange<'a>,
+        store: Option<&'a CredentialStore>,
+        message: &[u8],
+    ) -> Outcome {
         match exchange {
             Exchange::Plain => {
                 let claim = gatehouse_sasl::parse_plain(message)
                     .ok()
                     .and_then(|m| claimed(m.authcid()));
-                let Some(store) = &self.store else {
+                let Some(store) = store else {
                     return Outcome::Failed {
                         reason: "no credentials".into(),
                         claimed: claim,
@@ -455,6 +524,43 @@ fn bump<K: std::hash::Hash + Eq + Clone>(
         }
     }
     count_at(map.entry(key).or_insert((0, now)), now)
+}
+
+/// A file's modification time and length, `None` when it cannot be read.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// What differs between two credentials files, by user name: "2 users
+/// (added: a; removed: b; changed: c)".
+fn credential_changes(old: Option<&CredentialStore>, new: &CredentialStore) -> String {
+    let names = |s: &CredentialStore| -> std::collections::BTreeSet<String> {
+        s.users().map(|u| u.name.clone()).collect()
+    };
+    let before = old.map(names).unwrap_or_default();
+    let after = names(new);
+    let added: Vec<&str> = after.difference(&before).map(String::as_str).collect();
+    let removed: Vec<&str> = before.difference(&after).map(String::as_str).collect();
+    let changed: Vec<&str> = after
+        .intersection(&before)
+        .filter(|n| old.and_then(|o| o.user(n)) != new.user(n))
+        .map(String::as_str)
+        .collect();
+    let list = |l: &[&str]| {
+        if l.is_empty() {
+            "none".to_string()
+        } else {
+            l.join(", ")
+        }
+    };
+    format!(
+        "{} users (added: {}; removed: {}; changed: {})",
+        after.len(),
+        list(&added),
+        list(&removed),
+        list(&changed)
+    )
 }
 
 #[cfg(test)]

@@ -126,6 +126,9 @@ struct Session<'a> {
     to_client: Outbox,
     to_upstream: Outbox,
     sasl: Sasl<'a>,
+    /// The credentials file's users as they were when the connection
+    /// opened: its SASL exchanges run against them.
+    creds: Option<&'a Arc<gatehouse_sasl::CredentialStore>>,
     /// When the authenticated session ends unless renewed (KIP-368).
     expires: Option<SystemTime>,
     /// Hang up once what is owed has been written (failed authentication).
@@ -229,7 +232,9 @@ async fn serve(
     let mut draining = *shutdown.borrow();
     let idle = front.idle_timeout();
     let mut last_activity = Instant::now();
+    let creds = front.authenticator.as_ref().and_then(|a| a.credentials());
     let mut s = Session {
+        creds: creds.as_ref(),
         front,
         ctx: SessionContext {
             peer,
@@ -596,6 +601,17 @@ impl Session<'_> {
             .unwrap_or_default();
         match request.body {
             RequestKind::SaslHandshake(h) => {
+                // The credentials file changed since this connection
+                // opened: the client reconnects and authenticates against
+                // the users now in force (a removed user cannot log in, or
+                // re-authenticate, on an old connection).
+                if let Some(auth) = &self.front.authenticator {
+                    if !auth.is_current(self.creds) {
+                        return Err(ProxyError::Downstream(
+                            "the credentials file changed since this connection opened; the client must reconnect".into(),
+                        ));
+                    }
+                }
                 let mechanism = h.mechanism.to_string();
                 let enabled = names.contains(&mechanism);
                 let code = if raw.api_version < 1 {
@@ -634,7 +650,7 @@ impl Session<'_> {
                 };
                 let mut exchange = match std::mem::replace(&mut self.sasl, Sasl::Idle) {
                     Sasl::Exchanging(e) => e,
-                    Sasl::Handshaken(m) => match auth.begin(&m) {
+                    Sasl::Handshaken(m) => match auth.begin(&m, self.creds.map(|c| &**c)) {
                         Some(e) => e,
                         None => {
                             self.closing = Some(format!("{m} is not enabled"));
@@ -664,7 +680,7 @@ impl Session<'_> {
                 };
                 let peer = self.ctx.peer;
                 let mechanism = exchange.mechanism();
-                let resp = match auth.step(&mut exchange, &a.auth_bytes) {
+                let resp = match auth.step(&mut exchange, self.creds.map(|c| &**c), &a.auth_bytes) {
                     Outcome::Challenge(bytes) => {
                         self.sasl = Sasl::Exchanging(exchange);
                         SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(bytes))
