@@ -1,9 +1,13 @@
-//! Start-up, recovery, housekeeping and compaction.
+//! Start-up, recovery, housekeeping and compaction; the metrics and the
+//! HTTP listener for them and the probes (`admin`, `metrics`).
 
+mod admin;
 mod compaction;
 mod failover;
+mod metrics;
 
 pub use compaction::CompactionStats;
+pub(crate) use metrics::Outcome;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,6 +72,12 @@ pub struct BrokerConfig {
     /// How long a broker's lease in the store lasts without renewal before
     /// the others count it gone (renewed every third of it).
     pub lease: Duration,
+    /// Where the HTTP listener for `/metrics`, `/healthz` and `/readyz`
+    /// listens; none by default.
+    pub admin_listen: Option<SocketAddr>,
+    /// Metrics pushed over OTLP (`otlp_endpoint`, `metrics_interval_secs`);
+    /// nothing is pushed by default. `/metrics` needs only `admin_listen`.
+    pub telemetry: gatehouse_telemetry::TelemetryConfig,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +101,8 @@ impl Default for BrokerConfig {
             initial_rebalance_delay: Duration::from_millis(300),
             lease: Duration::from_secs(10),
             sasl_credentials: None,
+            admin_listen: None,
+            telemetry: gatehouse_telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -125,6 +137,9 @@ pub(crate) struct Shared {
     /// Held by housekeeping and compaction passes: one at a time, so
     /// clean-up never deletes an object a pass is still writing or reading.
     pub maintenance: tokio::sync::Mutex<compaction::Maintenance>,
+    /// The broker's instruments (requests; the store and the committer
+    /// have theirs, made from the same meter).
+    pub metrics: Arc<metrics::BrokerMetrics>,
 }
 
 impl Shared {
@@ -203,6 +218,7 @@ type CompactRequest = oneshot::Sender<Result<CompactionStats, BrokerError>>;
 pub struct Broker {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     compact: mpsc::Sender<CompactRequest>,
 }
@@ -228,14 +244,47 @@ impl Broker {
             })?),
             None => None,
         };
+        let metrics = metrics::BrokerMetrics::new(
+            gatehouse_telemetry::Metrics::new("gatehouse-broker", &config.telemetry)
+                .map_err(|e| BrokerError::Config(e.to_string()))?,
+        );
+        let admin_listener = match config.admin_listen {
+            Some(addr) => Some(admin::bind(addr).await?),
+            None => None,
+        };
         let storage = Storage::open(
             &config.data,
             config.fsync,
             config.cache_bytes,
             &config.store_options,
         )?
+        .instrument(metrics.meter())
         .for_node(config.node_id)
         .await?;
+        let (shutdown, _) = watch::channel(false);
+        let fenced = watch::Sender::new(false);
+        let loaded = watch::Sender::new(false);
+        // The probes answer from here on: `/readyz` says what is missing
+        // while the state is recovered.
+        let (admin_addr, admin_task) = match admin_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+                    addr: config.admin_listen.unwrap_or(config.listen),
+                    source,
+                })?;
+                let probes = Arc::new(admin::Probes {
+                    metrics: metrics.clone(),
+                    storage: storage.clone(),
+                    fenced: fenced.subscribe(),
+                    loaded: loaded.subscribe(),
+                    shutdown: shutdown.subscribe(),
+                });
+                tracing::info!(%addr, "broker admin listener (/metrics, /healthz, /readyz) started");
+                let task = AbortOnDrop(Some(tokio::spawn(admin::serve(listener, probes))));
+                (Some(addr), task)
+            }
+            None => (None, AbortOnDrop(None)),
+        };
         storage.check_create_only().await?;
         let cluster_id = storage.cluster_id().await?;
         let state = claim(&storage, config.node_id).await?;
@@ -277,8 +326,6 @@ impl Broker {
         );
         membership.join().await?;
         let members = membership.subscribe();
-        let (shutdown, _) = watch::channel(false);
-        let fenced = watch::Sender::new(false);
         let commits = watch::channel(state.last_seq).0;
         let maintenance = compaction::Maintenance::new(&state);
         let state = Arc::new(RwLock::new(state));
@@ -292,6 +339,7 @@ impl Broker {
             node_id: config.node_id,
             live: members.clone(),
             fenced: fenced.clone(),
+            metrics: committer::CommitMetrics::new(metrics.meter()),
         });
         let shared = Arc::new(Shared {
             groups: Coordinator::new(config.initial_rebalance_delay),
@@ -310,7 +358,9 @@ impl Broker {
             shutdown,
             sasl,
             maintenance: tokio::sync::Mutex::new(maintenance),
+            metrics,
         });
+        observe(&shared);
         let (compact, compact_requests) = mpsc::channel(16);
         let commit_task = tokio::spawn(commit_loop);
         // Whatever of the catalog this log has not mirrored yet (a stop
@@ -322,7 +372,7 @@ impl Broker {
             .await
             .map_err(|(code, message)| BrokerError::Refused { code, message })?;
         failover::relead(&shared).await?;
-        let tasks = vec![
+        let mut tasks = vec![
             commit_task,
             tokio::spawn(crate::server::accept_loop(shared.clone(), listener)),
             tokio::spawn(housekeeping(shared.clone())),
@@ -349,12 +399,27 @@ impl Broker {
                 async move { shared.groups.expiry_loop().await }
             }),
         ];
+        tasks.extend(admin_task.release());
+        loaded.send_replace(true);
         Ok(Self {
             shared,
             addr,
+            admin_addr,
             tasks,
             compact,
         })
+    }
+
+    /// The address of the HTTP listener for `/metrics`, `/healthz` and
+    /// `/readyz`, when `admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Every metric of this broker, in the Prometheus text format (what
+    /// `GET /metrics` answers).
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics.render()
     }
 
     /// Resolves once another broker has taken this one's log over (a
@@ -458,6 +523,7 @@ impl Broker {
         {
             tracing::warn!(error = %e, "cannot delete this broker's lease");
         }
+        self.shared.metrics.shutdown();
         snap?;
         tracing::info!("broker stopped");
         Ok(())
@@ -474,6 +540,64 @@ impl Drop for Broker {
             t.abort();
         }
     }
+}
+
+/// A task aborted when dropped, unless released first: the admin listener
+/// while the rest of the broker starts (a failed start stops it).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn release(mut self) -> Option<JoinHandle<()>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// The figures read when metrics are scraped: partitions led, live
+/// brokers, rebalances, the cache's size. The callbacks hold what they
+/// read (the metadata log, the member list, a counter, the storage), never
+/// the broker's shared state: the meter provider lives in it.
+fn observe(shared: &Shared) {
+    let m = &shared.metrics;
+    let (meta, node) = (shared.meta.clone(), shared.node());
+    m.gauge(
+        "gatehouse.broker.partitions.led",
+        "Partitions this broker leads, as the metadata log says (handoffs under way excluded)",
+        move || {
+            let meta = meta.current();
+            let led = meta
+                .topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|l| l.node == node && l.handoff.is_none())
+                .count();
+            i64::try_from(led).unwrap_or(i64::MAX)
+        },
+    );
+    let members = shared.members.clone();
+    m.gauge(
+        "gatehouse.broker.brokers.live",
+        "Brokers this broker counts live, itself included",
+        move || i64::try_from(members.borrow().len()).unwrap_or(i64::MAX),
+    );
+    m.counted(
+        "gatehouse.broker.group.rebalances",
+        "Consumer group rebalances started on this broker (a member joined, left or expired)",
+        shared.groups.rebalance_counter(),
+    );
+    let storage = shared.storage.clone();
+    m.gauge(
+        "gatehouse.broker.cache.size",
+        "Bytes of recent objects held in the read cache",
+        move || i64::try_from(storage.cached_bytes()).unwrap_or(i64::MAX),
+    );
 }
 
 /// The metadata log, read to its end. The first broker on a store writes

@@ -25,6 +25,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatehouse_telemetry::{Counter, Histogram, KeyValue};
+use opentelemetry::metrics::Meter;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -226,6 +228,72 @@ pub(crate) struct CommitterDeps {
     pub live: watch::Receiver<BTreeMap<i32, crate::members::Member>>,
     /// Set once another writer took this log over (the broker must stop).
     pub fenced: watch::Sender<bool>,
+    /// What commits count.
+    pub metrics: CommitMetrics,
+}
+
+/// The committer's instruments: commit objects written, their size and
+/// how long their write took.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitMetrics {
+    commits: Counter<u64>,
+    size: Histogram<u64>,
+    duration: Histogram<f64>,
+    /// The `outcome` label: `ok`, `fenced`, `error`.
+    outcomes: [[KeyValue; 1]; 3],
+}
+
+impl CommitMetrics {
+    /// The instruments, made from `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let metrics = Self {
+            commits: meter
+                .u64_counter("gatehouse.broker.commits")
+                .with_description(
+                    "Commit object writes by outcome (ok, fenced: another writer has the number, error: not durable)",
+                )
+                .build(),
+            size: meter
+                .u64_histogram("gatehouse.broker.commit.size")
+                .with_unit("By")
+                .with_description("Size of the commit objects written")
+                .with_boundaries(vec![
+                    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0,
+                    16_777_216.0, 67_108_864.0,
+                ])
+                .build(),
+            duration: meter
+                .f64_histogram("gatehouse.broker.commit.duration")
+                .with_unit("s")
+                .with_description(
+                    "Time to write a commit object to the store (and settle an unclear outcome), by outcome",
+                )
+                .with_boundaries(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
+                ])
+                .build(),
+            outcomes: ["ok", "fenced", "error"].map(|o| [KeyValue::new("outcome", o)]),
+        };
+        for outcome in &metrics.outcomes {
+            metrics.commits.add(0, outcome);
+        }
+        metrics
+    }
+
+    fn written(&self, started: Instant, bytes: usize, result: &Result<(), StorageError>) {
+        let outcome = &self.outcomes[match result {
+            Ok(()) => 0,
+            Err(StorageError::Fenced(_)) => 1,
+            Err(_) => 2,
+        }];
+        self.commits.add(1, outcome);
+        self.duration
+            .record(started.elapsed().as_secs_f64(), outcome);
+        if result.is_ok() {
+            self.size.record(bytes as u64, &[]);
+        }
+    }
 }
 
 /// Producer ids handed out per block the metadata log gives a broker.
@@ -509,7 +577,11 @@ async fn store(
     object: Bytes,
     commands: &[Command],
 ) -> Result<(), StorageError> {
-    deps.storage.create_commit(seq, object).await?;
+    let started = Instant::now();
+    let bytes = object.len();
+    let written = deps.storage.create_commit(seq, object).await;
+    deps.metrics.written(started, bytes, &written);
+    written?;
     if let Ok(mut state) = deps.state.write() {
         state.apply(seq, commands);
     }

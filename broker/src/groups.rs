@@ -217,6 +217,8 @@ pub enum CommitCheck {
 pub struct Coordinator {
     groups: Arc<Mutex<HashMap<String, Group>>>,
     initial_delay: Duration,
+    /// Rebalances started, for the metrics.
+    rebalances: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Pending answer of a join or sync.
@@ -235,7 +237,14 @@ impl Coordinator {
         Self {
             groups: Arc::new(Mutex::new(HashMap::new())),
             initial_delay,
+            rebalances: Arc::default(),
         }
+    }
+
+    /// The count of rebalances started (a member joining, leaving or
+    /// expiring), read when metrics are scraped.
+    pub fn rebalance_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.rebalances.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -323,6 +332,8 @@ impl Coordinator {
 
     fn start_rebalance(&self, name: &str, g: &mut Group) {
         let was_empty = g.phase == Phase::Empty;
+        self.rebalances
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         g.phase = Phase::PreparingRebalance;
         g.rebalance_id += 1;
         for m in g.members.values_mut() {

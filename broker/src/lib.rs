@@ -42,8 +42,10 @@
 //! - `server` and `handlers`: connections, pipelining, one handler per API.
 //! - `broker`: start-up, recovery, housekeeping, compaction passes (its
 //!   `compaction` submodule), taking over and handing over partitions and
-//!   coordinator slots (its `failover` submodule), and the state shared by
-//!   the server and handlers.
+//!   coordinator slots (its `failover` submodule), the metrics (`metrics`;
+//!   the store and the committer count through instruments they are
+//!   handed) and the HTTP listener for `/metrics`, `/healthz` and
+//!   `/readyz` (`admin`), and the state shared by the server and handlers.
 //!
 //! The lower modules (those above, plus `topic_config` and `error`) get
 //! what they use passed in and never import `broker`, `server` or

@@ -24,7 +24,7 @@ use crate::error::KafkaCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::broker::Shared;
+use crate::broker::{Outcome, Shared};
 use crate::handlers::{self, RequestContext};
 
 /// A response being prepared: the encoded frame, or `None` to hang up.
@@ -137,7 +137,11 @@ async fn connection(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Handles one frame, counting the request in the broker's metrics once
+/// its API is known (its outcome and, unless it closes the connection, its
+/// time from here to its response being encoded).
 fn dispatch<'s>(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr, auth: &mut Auth<'s>) -> Next {
+    let arrived = std::time::Instant::now();
     let raw = match peek_header(&frame) {
         Ok(raw) => raw,
         Err(e) => {
@@ -158,11 +162,17 @@ fn dispatch<'s>(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr, auth: &mut
     };
     let version = raw.api_version;
     let correlation_id = raw.correlation_id;
+    let metrics = &shared.metrics;
+    let closed = || {
+        metrics.request(api, Outcome::Closed, arrived);
+        Next::Close
+    };
     if !handlers::supports(api, version) {
         if api == ApiKey::ApiVersions {
             // KIP-511: answer at v0 with the versions we do support, so the
             // client can pick one.
             let resp = handlers::api_versions_response(true, auth.store.is_some());
+            metrics.request(api, Outcome::Error, arrived);
             return Next::Respond(Box::pin(async move {
                 encode(
                     ApiKey::ApiVersions,
@@ -173,30 +183,33 @@ fn dispatch<'s>(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr, auth: &mut
             }));
         }
         tracing::warn!(%peer, ?api, version, "closing connection: unsupported API version");
-        return Next::Close;
+        return closed();
     }
     // Every count in the body must be backed by bytes before the codec sees
     // it: the codec sizes its vectors from the counts it reads.
     if let Err(e) = gatehouse_wire::check_request(api, version, &body) {
         tracing::warn!(%peer, ?api, version, error = %e, "closing connection: malformed request");
-        return Next::Close;
+        return closed();
     }
     let request = match RequestKind::decode(api, &mut body, version) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%peer, ?api, version, error = %e, "closing connection: malformed request");
-            return Next::Close;
+            return closed();
         }
     };
     let request = match request {
         RequestKind::SaslHandshake(h) => {
-            return sasl_handshake(auth, h.mechanism.as_str(), version, correlation_id, peer)
+            let next = sasl_handshake(auth, h.mechanism.as_str(), version, correlation_id, peer);
+            return counted(shared, api, arrived, next);
         }
         RequestKind::SaslAuthenticate(a) => {
-            return sasl_authenticate(auth, &a.auth_bytes, version, correlation_id, peer)
+            let next = sasl_authenticate(auth, &a.auth_bytes, version, correlation_id, peer);
+            return counted(shared, api, arrived, next);
         }
         RequestKind::ApiVersions(_) => {
             let resp = handlers::api_versions_response(false, auth.store.is_some());
+            metrics.request(api, Outcome::Ok, arrived);
             return Next::Respond(Box::pin(async move {
                 encode(
                     api,
@@ -209,7 +222,7 @@ fn dispatch<'s>(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr, auth: &mut
         other if !auth.authenticated => {
             tracing::warn!(%peer, ?api, "closing connection: request before authentication");
             drop(other);
-            return Next::Close;
+            return closed();
         }
         other => other,
     };
@@ -219,12 +232,31 @@ fn dispatch<'s>(shared: &Arc<Shared>, frame: Bytes, peer: SocketAddr, auth: &mut
         peer,
     };
     match handlers::handle(shared.clone(), ctx, request) {
-        Some(fut) => Next::Respond(Box::pin(async move {
-            let resp = fut.await;
-            encode(api, version, correlation_id, &resp)
-        })),
-        None => Next::Skip,
+        Some(fut) => {
+            let metrics = shared.metrics.clone();
+            Next::Respond(Box::pin(async move {
+                let resp = fut.await;
+                metrics.request(api, Outcome::of(&resp), arrived);
+                encode(api, version, correlation_id, &resp)
+            }))
+        }
+        None => {
+            // acks=0: handed to the committer, nothing to answer.
+            metrics.request(api, Outcome::Ok, arrived);
+            Next::Skip
+        }
     }
+}
+
+/// Counts a request the connection answered itself (SASL): answered, or
+/// answered and closed.
+fn counted(shared: &Shared, api: ApiKey, arrived: std::time::Instant, next: Next) -> Next {
+    let outcome = match &next {
+        Next::Respond(_) | Next::Skip => Outcome::Ok,
+        Next::RespondThenClose(_) | Next::Close => Outcome::Closed,
+    };
+    shared.metrics.request(api, outcome, arrived);
+    next
 }
 
 fn encode(

@@ -26,14 +26,20 @@
 //!
 //! Recently written objects stay in a bounded memory cache, so consumers
 //! that follow the tail never touch the store.
+//!
+//! [`Storage::instrument`] counts every request to the store (by
+//! operation: requests, bytes, failures) and every lookup in the cache
+//! (hits, misses) with instruments of the meter it is handed.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use gatehouse_telemetry::{Counter, KeyValue};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use opentelemetry::metrics::Meter;
 
 use crate::error::StorageError;
 
@@ -51,6 +57,8 @@ pub struct Storage {
     writer: String,
     cache: Arc<Mutex<ObjectCache>>,
     description: String,
+    /// Cache hits and misses, once instrumented.
+    metrics: Option<Arc<StoreMetrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +85,229 @@ impl ObjectCache {
                 None => break,
             }
         }
+    }
+}
+
+/// What [`Storage::instrument`] counts. Labels are the operation only
+/// (`put`, `get`, `head`, `list`, `delete`, `copy`), never a key.
+#[derive(Debug)]
+pub struct StoreMetrics {
+    requests: Counter<u64>,
+    bytes: Counter<u64>,
+    errors: Counter<u64>,
+    cache_hits: Counter<u64>,
+    cache_misses: Counter<u64>,
+    /// The `operation` label of each [`StoreOp`], made once.
+    labels: [[KeyValue; 1]; StoreOp::ALL.len()],
+}
+
+/// A request to the object store, as the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreOp {
+    Put,
+    Get,
+    Head,
+    List,
+    Delete,
+    Copy,
+}
+
+impl StoreOp {
+    const ALL: [StoreOp; 6] = [
+        StoreOp::Put,
+        StoreOp::Get,
+        StoreOp::Head,
+        StoreOp::List,
+        StoreOp::Delete,
+        StoreOp::Copy,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            StoreOp::Put => "put",
+            StoreOp::Get => "get",
+            StoreOp::Head => "head",
+            StoreOp::List => "list",
+            StoreOp::Delete => "delete",
+            StoreOp::Copy => "copy",
+        }
+    }
+}
+
+impl StoreMetrics {
+    fn new(meter: &Meter) -> Self {
+        let counter = |name: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_description(description)
+                .build()
+        };
+        let metrics = Self {
+            requests: counter(
+                "gatehouse.broker.store.requests",
+                "Requests to the object store, by operation (a delete per object)",
+            ),
+            // No unit on purpose: Prometheus would name it
+            // `…_bytes_bytes_total`.
+            bytes: counter(
+                "gatehouse.broker.store.bytes",
+                "Bytes written to (put) and read from (get) the object store",
+            ),
+            errors: counter(
+                "gatehouse.broker.store.errors",
+                "Object store requests that failed, by operation (not found and already exists are answers, not failures)",
+            ),
+            cache_hits: counter(
+                "gatehouse.broker.cache.hits",
+                "Reads of stored batches served from the cache of recent objects",
+            ),
+            cache_misses: counter(
+                "gatehouse.broker.cache.misses",
+                "Reads of stored batches that went to the object store",
+            ),
+            labels: StoreOp::ALL.map(|op| [KeyValue::new("operation", op.name())]),
+        };
+        // Every series from the start, so that rates of rare ones (errors,
+        // misses) are defined before the first occurrence.
+        for label in &metrics.labels {
+            metrics.requests.add(0, label);
+            metrics.errors.add(0, label);
+        }
+        for label in &metrics.labels[..2] {
+            metrics.bytes.add(0, label);
+        }
+        metrics.cache_hits.add(0, &[]);
+        metrics.cache_misses.add(0, &[]);
+        metrics
+    }
+
+    fn label(&self, op: StoreOp) -> &[KeyValue] {
+        &self.labels[op as usize]
+    }
+
+    /// One request done: counted, with its bytes if it succeeded.
+    fn done<T>(&self, op: StoreOp, result: &object_store::Result<T>, bytes: u64) {
+        let label = self.label(op);
+        self.requests.add(1, label);
+        match result {
+            Ok(_) if bytes > 0 => self.bytes.add(bytes, label),
+            Ok(_) => {}
+            Err(e) => self.failed(op, e),
+        }
+    }
+
+    fn failed(&self, op: StoreOp, e: &object_store::Error) {
+        if !matches!(
+            e,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotModified { .. }
+        ) {
+            self.errors.add(1, self.label(op));
+        }
+    }
+}
+
+/// The object store with every request counted.
+#[derive(Debug)]
+struct Instrumented {
+    inner: Arc<dyn ObjectStore>,
+    metrics: Arc<StoreMetrics>,
+}
+
+impl std::fmt::Display for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Instrumented {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        let len = payload.content_length() as u64;
+        let r = self.inner.put_opts(location, payload, opts).await;
+        self.metrics.done(StoreOp::Put, &r, len);
+        r
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        let r = self.inner.put_multipart_opts(location, opts).await;
+        self.metrics.done(StoreOp::Put, &r, 0);
+        r
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        let op = if options.head {
+            StoreOp::Head
+        } else {
+            StoreOp::Get
+        };
+        let r = self.inner.get_opts(location, options).await;
+        let bytes = match (&r, op) {
+            (Ok(got), StoreOp::Get) => got.range.end.saturating_sub(got.range.start),
+            _ => 0,
+        };
+        self.metrics.done(op, &r, bytes);
+        r
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        let metrics = self.metrics.clone();
+        self.inner
+            .delete_stream(locations)
+            .inspect(move |r| metrics.done(StoreOp::Delete, r, 0))
+            .boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.metrics
+            .requests
+            .add(1, self.metrics.label(StoreOp::List));
+        let metrics = self.metrics.clone();
+        self.inner
+            .list(prefix)
+            .inspect_err(move |e| metrics.failed(StoreOp::List, e))
+            .boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        let r = self.inner.list_with_delimiter(prefix).await;
+        self.metrics.done(StoreOp::List, &r, 0);
+        r
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        let r = self.inner.copy_opts(from, to, options).await;
+        self.metrics.done(StoreOp::Copy, &r, 0);
+        r
     }
 }
 
@@ -214,7 +445,33 @@ impl Storage {
                 ..Default::default()
             })),
             description,
+            metrics: None,
         }
+    }
+
+    /// This storage with its requests and cache lookups counted by
+    /// instruments of `meter` (see [`StoreMetrics`]). Called before the
+    /// storage is cloned: clones made earlier are not counted.
+    pub fn instrument(mut self, meter: &Meter) -> Self {
+        let metrics = Arc::new(StoreMetrics::new(meter));
+        self.store = Arc::new(Instrumented {
+            inner: self.store,
+            metrics: metrics.clone(),
+        });
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Bytes the read cache holds now.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().map(|c| c.used).unwrap_or(0)
+    }
+
+    /// Whether the store answers: the cluster's `cluster.json` is there
+    /// (one HEAD request). For readiness probes; the caller bounds the wait.
+    pub async fn check_reachable(&self) -> Result<(), StorageError> {
+        self.store.head(&Path::from("cluster.json")).await?;
+        Ok(())
     }
 
     /// Where the data lives, for logs.
@@ -428,7 +685,18 @@ impl Storage {
     }
 
     fn cached(&self, seq: u64) -> Option<Bytes> {
-        self.cache.lock().ok()?.objects.get(&seq).cloned()
+        let found = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.objects.get(&seq).cloned());
+        if let Some(m) = &self.metrics {
+            match found {
+                Some(_) => m.cache_hits.add(1, &[]),
+                None => m.cache_misses.add(1, &[]),
+            }
+        }
+        found
     }
 
     /// Commit object `seq`, if there is one.
@@ -915,6 +1183,9 @@ mod tests {
             node_id: 0,
             live: tokio::sync::watch::channel(Default::default()).1,
             fenced: tokio::sync::watch::Sender::new(false),
+            metrics: committer::CommitMetrics::new(
+                &gatehouse_telemetry::Metrics::local("test").meter("test"),
+            ),
         });
         let task = tokio::spawn(run);
         committer
@@ -950,6 +1221,38 @@ mod tests {
         assert_eq!(next, Some(2));
         drop(committer);
         task.await?;
+        Ok(())
+    }
+
+    /// An instrumented storage counts each request by operation, the bytes
+    /// of puts and gets, failures (not "not found"), and cache lookups.
+    #[tokio::test]
+    async fn requests_and_cache_lookups_are_counted() -> Result<(), StorageError> {
+        let metrics = gatehouse_telemetry::Metrics::local("test");
+        let uncached = Storage::with_store(Arc::new(InMemory::new()), 0, "memory".into())
+            .instrument(&metrics.meter("test"));
+        uncached
+            .create_commit(1, Bytes::from_static(b"one"))
+            .await?;
+        assert_eq!(uncached.read_commit(1).await?, Bytes::from_static(b"one"));
+        assert!(uncached.find_commit(2).await?.is_none());
+        assert!(uncached.check_reachable().await.is_err());
+        assert_eq!(uncached.list_commits().await?, vec![1]);
+        let text = metrics.render();
+        for line in [
+            "gatehouse_broker_store_requests_total{operation=\"put\"} 1",
+            "gatehouse_broker_store_bytes_total{operation=\"put\"} 3",
+            "gatehouse_broker_store_requests_total{operation=\"get\"} 2",
+            "gatehouse_broker_store_bytes_total{operation=\"get\"} 3",
+            "gatehouse_broker_store_requests_total{operation=\"head\"} 1",
+            "gatehouse_broker_store_requests_total{operation=\"list\"} 1",
+            "gatehouse_broker_store_errors_total{operation=\"get\"} 0",
+            "gatehouse_broker_store_errors_total{operation=\"head\"} 0",
+            "gatehouse_broker_cache_misses_total 1",
+            "gatehouse_broker_cache_hits_total 0",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
         Ok(())
     }
 

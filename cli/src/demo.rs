@@ -291,6 +291,20 @@ impl Demo {
         self.proxy.admin_addr()
     }
 
+    /// The HTTP listener of broker 0: its `/metrics`, `/healthz` and
+    /// `/readyz`.
+    pub fn broker_admin_addr(&self) -> Option<SocketAddr> {
+        self.broker.admin_addr()
+    }
+
+    /// Every broker's metrics and probes listener, node 0 first.
+    pub fn broker_admin_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(&self.broker)
+            .chain(&self.others)
+            .filter_map(Broker::admin_addr)
+            .collect()
+    }
+
     /// Every broker's own address, node 0 first.
     pub fn broker_addrs(&self) -> Vec<SocketAddr> {
         std::iter::once(&self.broker)
@@ -349,6 +363,8 @@ pub async fn start_cluster(
         auto_create_topics: true,
         default_partitions: 3,
         lease,
+        // Metrics and probes of each broker, on a free port.
+        admin_listen: Some(SocketAddr::new(addrs.broker.ip(), 0)),
         ..BrokerConfig::default()
     };
     let broker = Broker::start(config(0)).await?;

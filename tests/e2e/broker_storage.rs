@@ -785,3 +785,239 @@ async fn compaction_throughput_and_produce_latency() -> Result<()> {
     ensure!(stats.records_kept <= 20_000, "{stats:?}");
     Ok(())
 }
+
+/// The value of the Prometheus sample `name` whose labels include every
+/// one of `labels`, summed over the others; 0 when there is none.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            (n == name && all)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// A broker with its admin listener on a free loopback port.
+async fn broker_with_admin(
+    tweak: impl FnOnce(&mut gatehouse_broker::BrokerConfig),
+) -> Result<(TestBroker, std::net::SocketAddr)> {
+    let broker = TestBroker::start_with(|c| {
+        c.admin_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        tweak(c);
+    })
+    .await?;
+    let admin = broker
+        .broker()?
+        .admin_addr()
+        .context("the broker has no admin listener")?;
+    Ok((broker, admin))
+}
+
+/// Polls `GET /readyz` until it answers `want`, within `limit`; the last
+/// answer.
+async fn readyz_becomes(
+    admin: std::net::SocketAddr,
+    want: u16,
+    limit: Duration,
+) -> Result<crate::admin::Answer> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let r = crate::admin::get(admin, "/readyz", None).await?;
+        if r.status == want {
+            return Ok(r);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "/readyz still answers {} after {limit:?}: {}",
+                r.status,
+                r.body
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The broker's `/metrics` after a known workload (records produced and
+/// consumed by rdkafka in a group) say what was done: produce and fetch
+/// requests by outcome and their latencies, commit objects and their
+/// bytes, object store puts and their bytes, cache hits, partitions led,
+/// a rebalance; and nothing a client named (topic, group, client id).
+/// `/healthz` and `/readyz` answer 200; other paths and methods do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_metrics_reflect_the_workload() -> Result<()> {
+    use crate::admin::{get, request};
+    let (broker, admin) = broker_with_admin(|_| {}).await?;
+    let health = get(admin, "/healthz", None).await?;
+    ensure!(health.status == 200, "{}", health.status);
+    ensure!(
+        health.json()? == serde_json::json!({"live": true}),
+        "{}",
+        health.body
+    );
+    let ready = readyz_becomes(admin, 200, Duration::from_secs(10)).await?;
+    ensure!(ready.json()?["ready"] == true, "{}", ready.body);
+
+    let b = broker.bootstrap();
+    create_topic(&b, "metered-topic", 3, &[]).await?;
+    let p = producer(&b, &[("compression.type", "none")])?;
+    const N: usize = 300;
+    produce(&p, "metered-topic", "metered", 0..N).await?;
+    let payload: usize = (0..N)
+        .map(|i| crate::support::value("metered", i).len() + format!("key-{i}").len())
+        .sum();
+    let c = consumer(&b, "metered-group", &[("client.id", "metered-client")])?;
+    c.subscribe(&["metered-topic"])?;
+    ensure!(consume(&c, N, Duration::from_secs(30)).await?.len() == N);
+
+    let m = get(admin, "/metrics", None).await?;
+    ensure!(m.status == 200, "{}", m.status);
+    let t = m.body.as_str();
+    let at_least = |name: &str, labels: &[(&str, &str)], min: f64| -> Result<()> {
+        let v = metric(t, name, labels);
+        ensure!(
+            v >= min,
+            "{name}{labels:?} = {v}, expected at least {min}:\n{t}"
+        );
+        Ok(())
+    };
+    at_least(
+        "gatehouse_broker_requests_total",
+        &[("api", "Produce"), ("outcome", "ok")],
+        1.0,
+    )?;
+    at_least(
+        "gatehouse_broker_requests_total",
+        &[("api", "Fetch"), ("outcome", "ok")],
+        1.0,
+    )?;
+    at_least(
+        "gatehouse_broker_requests_total",
+        &[("api", "JoinGroup")],
+        1.0,
+    )?;
+    at_least(
+        "gatehouse_broker_request_duration_seconds_count",
+        &[("api", "Produce")],
+        1.0,
+    )?;
+    at_least(
+        "gatehouse_broker_request_duration_seconds_count",
+        &[("api", "Fetch")],
+        1.0,
+    )?;
+    at_least("gatehouse_broker_commits_total", &[("outcome", "ok")], 1.0)?;
+    at_least("gatehouse_broker_commit_duration_seconds_count", &[], 1.0)?;
+    at_least("gatehouse_broker_commit_size_bytes_count", &[], 1.0)?;
+    at_least(
+        "gatehouse_broker_commit_size_bytes_sum",
+        &[],
+        payload as f64,
+    )?;
+    at_least(
+        "gatehouse_broker_store_requests_total",
+        &[("operation", "put")],
+        1.0,
+    )?;
+    at_least(
+        "gatehouse_broker_store_bytes_total",
+        &[("operation", "put")],
+        payload as f64,
+    )?;
+    at_least(
+        "gatehouse_broker_store_requests_total",
+        &[("operation", "head")],
+        1.0,
+    )?;
+    at_least("gatehouse_broker_cache_hits_total", &[], 1.0)?;
+    at_least("gatehouse_broker_group_rebalances_total", &[], 1.0)?;
+    ensure!(
+        metric(t, "gatehouse_broker_partitions_led", &[]) == 3.0,
+        "partitions led:\n{t}"
+    );
+    ensure!(
+        metric(t, "gatehouse_broker_brokers_live", &[]) == 1.0,
+        "live brokers:\n{t}"
+    );
+    ensure!(
+        metric(t, "gatehouse_broker_store_errors_total", &[]) == 0.0,
+        "store errors:\n{t}"
+    );
+    for name in [
+        "gatehouse_broker_cache_misses_total",
+        "gatehouse_broker_cache_size",
+        "gatehouse_broker_request_duration_seconds_bucket",
+        "gatehouse_broker_commit_duration_seconds_bucket",
+        "gatehouse_broker_commit_size_bytes_bucket",
+    ] {
+        ensure!(t.contains(name), "{name} missing:\n{t}");
+    }
+    for chosen in ["metered-topic", "metered-group", "metered-client"] {
+        ensure!(!t.contains(chosen), "{chosen} in /metrics");
+    }
+    ensure!(get(admin, "/nothing", None).await?.status == 404);
+    ensure!(
+        request(admin, "POST", "/metrics", None, Some("{}"))
+            .await?
+            .status
+            == 405
+    );
+    // Each broker counts its own: a second one in this process has served
+    // nothing.
+    let (other, other_admin) = broker_with_admin(|_| {}).await?;
+    let o = get(other_admin, "/metrics", None).await?;
+    ensure!(
+        metric(
+            &o.body,
+            "gatehouse_broker_requests_total",
+            &[("api", "Produce")]
+        ) == 0.0,
+        "{}",
+        o.body
+    );
+    drop(c);
+    other.stop().await?;
+    broker.stop().await
+}
+
+/// `/readyz` follows the object store: 200 while the S3 server answers,
+/// 503 naming the `store` check while it does not (paused), 200 again once
+/// it answers; `/healthz` stays 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_readiness_follows_the_object_store() -> Result<()> {
+    let s3 = gatehouse_tests::S3Server::start("gatehouse-ready").await?;
+    let options = s3.options();
+    let (broker, admin) = broker_with_admin(|c| {
+        c.data = "s3://gatehouse-ready/cluster".into();
+        c.store_options = options.clone();
+    })
+    .await?;
+    readyz_becomes(admin, 200, Duration::from_secs(10)).await?;
+
+    s3.pause()?;
+    let down = readyz_becomes(admin, 503, Duration::from_secs(20)).await;
+    let health = crate::admin::get(admin, "/healthz", None).await;
+    s3.resume()?;
+    let down = down?;
+    ensure!(health?.status == 200, "/healthz while the store is away");
+    let body = down.json()?;
+    let failing: Vec<&str> = body["checks"]
+        .as_array()
+        .context("checks")?
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    ensure!(failing == ["store"], "{}", down.body);
+
+    let up = readyz_becomes(admin, 200, Duration::from_secs(30)).await?;
+    ensure!(up.json()?["ready"] == true, "{}", up.body);
+    broker.stop().await?;
+    s3.stop().await
+}

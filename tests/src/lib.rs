@@ -582,6 +582,31 @@ impl S3Server {
         .collect()
     }
 
+    /// Pauses the server (SIGSTOP): connections are accepted by the
+    /// kernel but nothing is answered until [`S3Server::resume`], as with a
+    /// store that stopped answering.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Resumes a paused server (SIGCONT); requests waiting are answered.
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.child.id().context("the S3 server has exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill {signal} {pid} failed: {status}");
+        }
+        Ok(())
+    }
+
     /// Stops the server.
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await?;

@@ -74,6 +74,11 @@ pub(crate) struct BrokerArgs {
     /// others. Every broker of a cluster should use the same value.
     #[arg(long, default_value_t = 10_000, env = "GATEHOUSE_BROKER_LEASE_MS")]
     lease_ms: u64,
+    /// Serve GET /metrics (Prometheus), /healthz and /readyz over plain
+    /// HTTP on this address (off by default; no credentials asked, so bind
+    /// it to a loopback or management address).
+    #[arg(long, value_name = "HOST:PORT", env = "GATEHOUSE_BROKER_ADMIN_ADDR")]
+    admin_addr: Option<SocketAddr>,
 }
 
 pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
@@ -100,6 +105,7 @@ impl BrokerArgs {
             sasl_credentials: self.sasl_credentials.clone(),
             store_options: self.store_options.clone(),
             lease: Duration::from_millis(self.lease_ms.max(300)),
+            admin_listen: self.admin_addr,
             ..BrokerConfig::default()
         }
     }
@@ -110,6 +116,11 @@ pub(crate) async fn run_broker(args: BrokerArgs) -> Result<()> {
         .await
         .context("broker failed to start")?;
     println!("gatehouse broker listening on {}", broker.local_addr());
+    if let Some(admin) = broker.admin_addr() {
+        println!(
+            "gatehouse broker metrics and probes on http://{admin} (/metrics, /healthz, /readyz)"
+        );
+    }
     tokio::select! {
         signal = wait_for_signal() => signal?,
         () = broker.fenced() => {

@@ -92,6 +92,11 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
             println!("  broker {node}          = {b}   (behind it; one store, partitions spread)");
         }
     }
+    for (node, b) in demo.broker_admin_addrs().iter().enumerate() {
+        println!(
+            "  broker {node} metrics  = http://{b}/metrics   (and /healthz, /readyz; no credentials)"
+        );
+    }
     if let Some(admin) = demo.admin_addr() {
         println!("  admin             = http://{admin}   (auditor page and API, erasure)");
         println!("  probes            = http://{admin}/healthz, /readyz   (no credentials)");
