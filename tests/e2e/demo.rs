@@ -730,7 +730,13 @@ async fn demo_counts_what_it_serves_in_metrics() -> Result<()> {
     ] {
         ensure!(t.contains(name), "{name} missing: {t}");
     }
-    // Every metric the shipped Grafana dashboard queries is served.
+    // Every metric the shipped Grafana dashboard queries is served: the
+    // proxy's by the admin listener, the broker's by the broker's own.
+    let broker_admin = demo
+        .broker_admin_addr()
+        .context("the demo broker serves /metrics")?;
+    let bm = get(broker_admin, "/metrics", None).await?;
+    ensure!(bm.status == 200, "broker /metrics: {}", bm.status);
     let root = gatehouse_tests::repo_root();
     let dashboard = std::fs::read_to_string(root.join("deploy/grafana/gatehouse.json"))?;
     let dashboard: serde_json::Value = serde_json::from_str(&dashboard)?;
@@ -743,8 +749,13 @@ async fn demo_counts_what_it_serves_in_metrics() -> Result<()> {
                 .filter(|w| w.starts_with("gatehouse_"))
             {
                 queried += 1;
+                let served = if name.starts_with("gatehouse_broker_") {
+                    bm.body.as_str()
+                } else {
+                    t
+                };
                 ensure!(
-                    t.lines().any(|l| l.starts_with(&format!("{name}{{"))
+                    served.lines().any(|l| l.starts_with(&format!("{name}{{"))
                         || l.starts_with(&format!("{name} "))),
                     "the dashboard's panel {:?} queries {name}, which /metrics does not serve",
                     panel["title"]
@@ -758,8 +769,11 @@ async fn demo_counts_what_it_serves_in_metrics() -> Result<()> {
     );
     let scrape = std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml"))?;
     ensure!(
-        scrape.contains("metrics_path: /metrics") && scrape.contains("127.0.0.1:9180"),
-        "the scrape configuration does not point at the demo's admin listener"
+        scrape.contains("metrics_path: /metrics")
+            && scrape.contains("job_name: gatehouse-proxy")
+            && scrape.contains("job_name: gatehouse-broker")
+            && scrape.contains("127.0.0.1:9180"),
+        "the scrape configuration does not name the proxy and broker jobs: {scrape}"
     );
     // Nothing personal: no subject id, no email, no principal.
     for personal in ["u-000001", "example.com", "marketing-us", "trust-safety"] {
