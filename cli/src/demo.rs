@@ -56,8 +56,9 @@ pub struct DemoCluster {
     pub store: Option<String>,
     /// Object store settings (`aws_endpoint=…`, `aws_allow_http=true`).
     pub store_options: Vec<(String, String)>,
-    /// The proxy's `[telemetry]`: where metrics (and, with the process's
-    /// trace exporter, traces) are pushed over OTLP.
+    /// The proxy's `[telemetry]`, and the brokers' metrics push: where
+    /// metrics (and, with the process's trace exporter, the proxy's
+    /// traces) are pushed over OTLP.
     pub telemetry: Option<gatehouse_telemetry::TelemetryConfig>,
 }
 
@@ -365,6 +366,8 @@ pub async fn start_cluster(
         lease,
         // Metrics and probes of each broker, on a free port.
         admin_listen: Some(SocketAddr::new(addrs.broker.ip(), 0)),
+        // The brokers push their metrics where the proxy pushes its own.
+        telemetry: cluster.telemetry.clone().unwrap_or_default(),
         ..BrokerConfig::default()
     };
     let broker = Broker::start(config(0)).await?;

@@ -870,13 +870,13 @@ async fn demo_exports_traces_and_metrics_over_otlp() -> Result<()> {
                 .find(|s| s.name == "upstream" && s.parent_span_id == produce.span_id)
         })
         .await?;
-    receiver
-        .wait_for(wait, "the proxy's metrics", |r| {
-            r.metric_names()
-                .into_iter()
-                .find(|n| n == "gatehouse.proxy.requests")
-        })
-        .await?;
+    for name in ["gatehouse.proxy.requests", "gatehouse.broker.requests"] {
+        receiver
+            .wait_for(wait, name, |r| {
+                r.metric_names().into_iter().find(|n| n == name)
+            })
+            .await?;
+    }
     demo.shutdown().await?;
     tokio::task::spawn_blocking(move || traces.shutdown()).await?;
     Ok(())

@@ -79,6 +79,17 @@ pub(crate) struct BrokerArgs {
     /// it to a loopback or management address).
     #[arg(long, value_name = "HOST:PORT", env = "GATEHOUSE_BROKER_ADMIN_ADDR")]
     admin_addr: Option<SocketAddr>,
+    /// Push the broker's metrics over OTLP/HTTP to this collector (e.g.
+    /// http://otel-collector:4318), every --otlp-interval-secs.
+    #[arg(long, value_name = "URL", env = "GATEHOUSE_BROKER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// How often metrics are pushed over OTLP.
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "GATEHOUSE_BROKER_OTLP_INTERVAL_SECS"
+    )]
+    otlp_interval_secs: u64,
 }
 
 pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
@@ -106,6 +117,11 @@ impl BrokerArgs {
             store_options: self.store_options.clone(),
             lease: Duration::from_millis(self.lease_ms.max(300)),
             admin_listen: self.admin_addr,
+            telemetry: gatehouse_telemetry::TelemetryConfig {
+                otlp_endpoint: self.otlp_endpoint.clone(),
+                metrics_interval_secs: self.otlp_interval_secs,
+                ..Default::default()
+            },
             ..BrokerConfig::default()
         }
     }

@@ -103,7 +103,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<()> {
         println!("  metrics           = http://{admin}/metrics   (Prometheus; no credentials)");
     }
     if let Some(e) = &args.otlp_endpoint {
-        println!("  OTLP              = {e}   (metrics every 10 s, a trace of every request)");
+        println!("  OTLP              = {e}   (proxy and broker metrics every 10 s, a trace of every request)");
     }
     println!();
     println!(
