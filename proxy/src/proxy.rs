@@ -35,6 +35,8 @@ pub struct Proxy {
     audit: Option<gatehouse_audit::AuditLog>,
     bootstrap: SocketAddr,
     admin: Option<SocketAddr>,
+    /// The metrics and probes listener (`[telemetry] listen`).
+    metrics_addr: Option<SocketAddr>,
     grace: Duration,
 }
 
@@ -70,6 +72,14 @@ impl Proxy {
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr: bind, source })?;
         let admin_listener = crate::admin::bind(&config).await?;
+        let metrics_listener = match config.telemetry.as_ref().and_then(|t| t.listen) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let metrics = crate::metrics::ProxyMetrics::new(
             gatehouse_telemetry::Metrics::new(
                 "gatehouse-proxy",
@@ -221,6 +231,28 @@ impl Proxy {
             audit.clone(),
         );
         listener::spawn(&front, listener, Target::Bootstrap);
+        let readiness = Arc::new(crate::admin::Readiness {
+            upstream: dialer.clone(),
+            max_frame_bytes,
+            followers,
+            dirs: readiness_dirs(&config),
+        });
+        let mut metrics_addr = None;
+        if let Some(l) = metrics_listener {
+            metrics_addr = l.local_addr().ok();
+            let probes = Arc::new(crate::admin::Probes {
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+            });
+            let mut stopping = tasks.stopping();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = gatehouse_telemetry::serve_probes(l, probes) => {}
+                    _ = crate::tasks::stopped(&mut stopping) => {}
+                }
+            });
+            tracing::info!(addr = ?metrics_addr, "metrics and probes listener started");
+        }
         let admin = match (admin_listener, admin_parts) {
             (Some(l), Some((policies, catalog))) => {
                 let replica_dirs = config
@@ -239,12 +271,7 @@ impl Proxy {
                         catalog,
                         eraser: eraser.clone(),
                         metrics: metrics.clone(),
-                        readiness: crate::admin::Readiness {
-                            upstream: dialer.clone(),
-                            max_frame_bytes,
-                            followers,
-                            dirs: readiness_dirs(&config),
-                        },
+                        readiness,
                     },
                 ) {
                     Ok(addr) => Some(addr),
@@ -264,6 +291,7 @@ impl Proxy {
             audit,
             bootstrap,
             admin,
+            metrics_addr,
             grace: Duration::from_secs(config.limits.shutdown_grace_secs),
         })
     }
@@ -277,6 +305,11 @@ impl Proxy {
     /// configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
+    }
+
+    /// The metrics and probes listener's address (`[telemetry] listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Broker nodes seen so far: (node id, proxy port, upstream address).

@@ -18,6 +18,7 @@
 //! otlp_endpoint = "http://otel-collector:4318"  # metrics and traces; off by default
 //! trace_sample_ratio = 0.01                      # of requests not already traced
 //! metrics_interval_secs = 30                     # OTLP metrics push interval
+//! listen = "127.0.0.1:9464"                      # the proxy's /metrics, /healthz, /readyz
 //! ```
 //!
 //! Labels never carry personal data nor anything a client chooses beyond
@@ -33,8 +34,11 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use serde::Deserialize;
 
+pub mod probes;
+
 pub use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 pub use opentelemetry::KeyValue;
+pub use probes::{readiness_report, serve_probes, Check, Checks, Probe};
 
 /// The `tracing` target of the spans exported as traces.
 pub const SPANS: &str = "gatehouse::trace";
@@ -69,6 +73,11 @@ pub struct TelemetryConfig {
     /// How often metrics are pushed over OTLP.
     #[serde(default = "default_interval")]
     pub metrics_interval_secs: u64,
+    /// The proxy's metrics and probes listener (`/metrics`, `/healthz`,
+    /// `/readyz`, plain HTTP, no credentials), for proxies without
+    /// `[admin]`; off by default. (A broker's is `--admin-addr`.)
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 fn default_ratio() -> f64 {
@@ -85,6 +94,7 @@ impl Default for TelemetryConfig {
             otlp_endpoint: None,
             trace_sample_ratio: default_ratio(),
             metrics_interval_secs: default_interval(),
+            listen: None,
         }
     }
 }

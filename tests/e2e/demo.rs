@@ -795,6 +795,7 @@ async fn demo_exports_traces_and_metrics_over_otlp() -> Result<()> {
         otlp_endpoint: Some(receiver.endpoint()),
         trace_sample_ratio: 1.0,
         metrics_interval_secs: 1,
+        listen: None,
     };
     // What `gatehouse serve` and `gatehouse demo --otlp-endpoint` install.
     let traces = gatehouse_telemetry::Tracing::new("gatehouse-proxy", &telemetry)?

@@ -421,3 +421,48 @@ async fn clients_read_rewritten_batches_for_every_codec() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// A passthrough proxy (no `[admin]`) serves its metrics and probes on
+/// `[telemetry] listen`: the requests it forwarded are counted, and
+/// `/readyz` follows the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_proxy_serves_metrics_and_probes() -> Result<()> {
+    use crate::admin::get;
+    let broker = TestBroker::start().await?;
+    let mut config = ProxyConfig::new(local0(), broker.broker_addr().to_string());
+    config.telemetry = Some(gatehouse_telemetry::TelemetryConfig {
+        listen: Some(local0()),
+        ..Default::default()
+    });
+    let proxy = Proxy::start(config).await?;
+    let metrics = proxy.metrics_addr().context("the metrics listener")?;
+    let bootstrap = proxy.local_addr().to_string();
+    crate::support::create_topic(&bootstrap, "metrics.passthrough", 1, &[]).await?;
+    let producer = crate::support::producer(&bootstrap, &[])?;
+    crate::support::produce(&producer, "metrics.passthrough", "m", 0..50).await?;
+    let m = get(metrics, "/metrics", None).await?;
+    ensure!(m.status == 200, "{}", m.status);
+    let produced: f64 = m
+        .body
+        .lines()
+        .filter(|l| {
+            l.starts_with("gatehouse_proxy_requests_total{")
+                && l.contains("api=\"Produce\"")
+                && l.contains("outcome=\"forwarded\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    ensure!(produced >= 1.0, "no produce counted: {}", m.body);
+    ensure!(get(metrics, "/healthz", None).await?.status == 200);
+    ensure!(get(metrics, "/readyz", None).await?.status == 200);
+    broker.stop().await?;
+    let r = get(metrics, "/readyz", None).await?;
+    ensure!(
+        r.status == 503 && r.body.contains("\"upstream\""),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    proxy.shutdown().await;
+    Ok(())
+}

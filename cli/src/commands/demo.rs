@@ -51,6 +51,7 @@ impl DemoArgs {
                 otlp_endpoint: Some(e.clone()),
                 trace_sample_ratio: 1.0,
                 metrics_interval_secs: 10,
+                listen: None,
             })
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::cluster::client::{Conn, Upstream};
@@ -70,15 +70,35 @@ impl Readiness {
 
     /// The checks as the response body, and whether all passed.
     pub(crate) async fn report(&self) -> (bool, Value) {
-        let checks = self.checks().await;
-        let ready = checks.iter().all(|(_, ok, _)| *ok);
-        let body = json!({
-            "ready": ready,
-            "checks": checks
-                .into_iter()
-                .map(|(name, ok, why)| json!({"check": name, "ok": ok, "reason": why}))
-                .collect::<Vec<_>>(),
-        });
-        (ready, body)
+        gatehouse_telemetry::readiness_report(self.failures().await)
+    }
+
+    /// Every check with why it fails (`None` when it passes).
+    async fn failures(&self) -> Vec<gatehouse_telemetry::Check> {
+        self.checks()
+            .await
+            .into_iter()
+            .map(|(name, ok, why)| {
+                let why = (!ok).then(|| why.unwrap_or_else(|| "failed".to_string()));
+                (name, why)
+            })
+            .collect()
+    }
+}
+
+/// What the proxy's metrics listener (`[telemetry] listen`) serves: the
+/// metrics, and the same readiness as the admin listener's `/readyz`.
+pub(crate) struct Probes {
+    pub metrics: Arc<crate::metrics::ProxyMetrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+impl gatehouse_telemetry::Probe for Probes {
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn checks(&self) -> gatehouse_telemetry::Checks<'_> {
+        Box::pin(self.readiness.failures())
     }
 }

@@ -76,7 +76,7 @@ use zeroize::Zeroizing;
 
 mod health;
 
-pub(crate) use health::Readiness;
+pub(crate) use health::{Probes, Readiness};
 
 use crate::auth::principal::Principal;
 use crate::auth::{Authenticator, Exchange, Outcome};
@@ -135,7 +135,7 @@ struct Admin {
     /// Erasure workflows, when `[keys]` is configured.
     eraser: Option<Arc<Eraser>>,
     /// What `/readyz` checks.
-    readiness: Readiness,
+    readiness: Arc<Readiness>,
     /// What `/metrics` renders.
     metrics: Arc<crate::metrics::ProxyMetrics>,
 }
@@ -157,7 +157,7 @@ pub(crate) struct AdminParts {
     /// What `/metrics` renders.
     pub metrics: Arc<crate::metrics::ProxyMetrics>,
     /// What `/readyz` checks.
-    pub readiness: Readiness,
+    pub readiness: Arc<Readiness>,
 }
 
 /// Starts serving on `listener` (bound by [`bind`]) until the proxy shuts
@@ -368,12 +368,7 @@ impl Admin {
         match req.uri().path() {
             "/healthz" => return ok_json(json!({"live": true})),
             "/metrics" => {
-                let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                return r;
+                return gatehouse_telemetry::probes::metrics_response(self.metrics.render())
             }
             "/readyz" => {
                 let (ready, body) = self.readiness.report().await;
