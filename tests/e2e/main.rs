@@ -36,6 +36,7 @@ mod broker_rdkafka;
 mod broker_storage;
 mod demo;
 mod erasure;
+mod faults;
 mod fields;
 mod identity;
 mod keytopic;

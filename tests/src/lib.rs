@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 pub mod clients;
 pub mod otlp;
 pub mod pki;
+pub mod relay;
 
 /// Logs for tests, once per process (`GATEHOUSE_TEST_LOG=debug` for more).
 pub fn init_logging() {

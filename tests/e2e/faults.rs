@@ -1,0 +1,256 @@
+//! Faults and abuse through the proxy, with the real broker behind it and
+//! a TCP fault relay ([`gatehouse_tests::relay::FaultRelay`]) between them
+//! where the cluster must misbehave: an upstream that stalls, a client that
+//! never reads its responses, a client that trickles a frame.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use gatehouse_proxy::{Proxy, ProxyConfig};
+use gatehouse_tests::relay::FaultRelay;
+use gatehouse_tests::{record_batch_of, RawClient, TestBroker};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker_protocol::{create, produce_one};
+
+fn local0() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn produce_request(topic: &str, batch: bytes::Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])])
+}
+
+/// Waits until `counter` has not moved for `quiet`, within `limit`; its
+/// value then.
+async fn settles(counter: &AtomicUsize, quiet: Duration, limit: Duration) -> Result<usize> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = counter.load(Ordering::Relaxed);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counter.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= quiet {
+            return Ok(now);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "still moving after {limit:?}: {now}"
+        );
+    }
+}
+
+/// The cluster stops answering one connection: the proxy stops reading
+/// that client once its in-flight limit is reached (back-pressure, not
+/// buffering), other clients are served on connections of their own, and
+/// the stalled client's requests are answered once the cluster returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upstream_holds_back_only_its_own_client() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut direct = RawClient::connect(broker.broker_addr()).await?;
+    create(&mut direct, "faults.stall", 1, &[]).await?;
+    let relay = FaultRelay::start(broker.broker_addr()).await?;
+    let mut config = ProxyConfig::new(local0(), relay.addr().to_string());
+    config.limits.max_in_flight = 16;
+    let proxy = Proxy::start(config).await?;
+
+    let mut a = RawClient::connect(proxy.local_addr()).await?;
+    let _: MetadataResponse = a
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await?;
+    relay.stall_existing();
+
+    // A pipelines 400 produce requests of 256 KiB (100 MiB) without
+    // waiting for answers.
+    let value = "v".repeat(256 * 1024);
+    let frame = a.frame(
+        ApiKey::Produce,
+        9,
+        &produce_request("faults.stall", record_batch_of(&[("k", &value)])?),
+    )?;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let s = sent.clone();
+    let writer = tokio::spawn(async move {
+        for _ in 0..400 {
+            a.send_raw(&frame).await?;
+            s.fetch_add(frame.len(), Ordering::Relaxed);
+        }
+        // Once everything is in, the first answer arrives.
+        let answer = a.read_frame().await?;
+        anyhow::Ok(answer)
+    });
+    let held = settles(&sent, Duration::from_millis(750), Duration::from_secs(30)).await?;
+    eprintln!("stalled upstream: the client got {held} bytes of 100 MiB in");
+    // 16 requests in flight at the proxy, and what the sockets hold.
+    ensure!(
+        held < 40 << 20,
+        "the proxy took {held} bytes from a client whose cluster stalled"
+    );
+
+    // Another client, another upstream connection: served.
+    let mut b = RawClient::connect(proxy.local_addr()).await?;
+    let (code, _) = produce_one(&mut b, "faults.stall", 0, record_batch_of(&[("k", "v")])?).await?;
+    ensure!(
+        code == 0,
+        "produce while another client's upstream stalls: {code}"
+    );
+
+    // The cluster returns: the stalled client is answered.
+    relay.resume();
+    let answer = tokio::time::timeout(Duration::from_secs(60), writer)
+        .await
+        .context("the stalled client was never answered")???;
+    ensure!(answer.len() > 8);
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// A client that sends Fetch requests and never reads the answers: the
+/// proxy writes until the socket is full, then stops reading the cluster
+/// and the client, so what it holds stays bounded; others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_held_to_a_bound() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut direct = RawClient::connect(broker.broker_addr()).await?;
+    create(&mut direct, "faults.unread", 1, &[]).await?;
+    let value = "r".repeat(512 * 1024);
+    for _ in 0..16 {
+        let (code, _) = produce_one(
+            &mut direct,
+            "faults.unread",
+            0,
+            record_batch_of(&[("k", &value)])?,
+        )
+        .await?;
+        ensure!(code == 0);
+    }
+    let mut config = ProxyConfig::new(local0(), broker.broker_addr().to_string());
+    config.limits.max_in_flight = 16;
+    let proxy = Proxy::start(config).await?;
+    let rss_before = rss_bytes()?;
+
+    // 100,000 fetches of up to 8 MiB each from offset 0 (800 GiB asked
+    // for; 10 MB of requests, more than socket buffers hold), none read.
+    let mut c = RawClient::connect(proxy.local_addr()).await?;
+    let fetch = kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(8 << 20)
+        .with_topics(vec![
+            kafka_protocol::messages::fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("faults.unread")))
+                .with_partitions(vec![
+                    kafka_protocol::messages::fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(8 << 20),
+                ]),
+        ]);
+    let frame = c.frame(ApiKey::Fetch, 12, &fetch)?;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let s = sent.clone();
+    let greedy = tokio::spawn(async move {
+        for _ in 0..100_000 {
+            if c.send_raw(&frame).await.is_err() {
+                break;
+            }
+            s.fetch_add(1, Ordering::Relaxed);
+        }
+        c
+    });
+    let accepted = settles(&sent, Duration::from_millis(750), Duration::from_secs(30)).await?;
+    ensure!(
+        accepted < 100_000,
+        "the proxy kept reading requests whose answers were not read"
+    );
+    let grown = rss_bytes()?.saturating_sub(rss_before);
+    eprintln!(
+        "client that never reads: {accepted} of 100,000 fetches taken, memory grew {} MiB",
+        grown >> 20
+    );
+    // 16 in flight of 8 MiB each would be 128 MiB held; what the proxy
+    // holds is one answer and the socket buffers.
+    ensure!(
+        grown < 96 << 20,
+        "memory grew by {} MiB for a client that reads nothing",
+        grown >> 20
+    );
+
+    // Others are served meanwhile.
+    let mut other = RawClient::connect(proxy.local_addr()).await?;
+    let m: MetadataResponse = other
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await?;
+    ensure!(m.brokers.len() == 1);
+    greedy.abort();
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// A frame trickled a byte at a time (slow-loris) never counts as
+/// activity: the connection is closed after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_frame_is_cut_off_at_the_idle_timeout() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut config = ProxyConfig::new(local0(), broker.broker_addr().to_string());
+    config.limits.idle_timeout_secs = 1;
+    let proxy = Proxy::start(config).await?;
+    let mut c = RawClient::connect(proxy.local_addr()).await?;
+    c.send_raw(&1000u32.to_be_bytes()).await?;
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if c.send_raw(&[0]).await.is_err() {
+            closed = true;
+            break;
+        }
+        if c.expect_closed(Duration::from_millis(200)).await.is_ok() {
+            closed = true;
+            break;
+        }
+    }
+    ensure!(closed, "a trickling client was kept for 10 s");
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// This process's resident set size.
+fn rss_bytes() -> Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    Ok(kb * 1024)
+}
