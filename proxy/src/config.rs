@@ -254,6 +254,10 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests (seconds).
     pub shutdown_grace_secs: u64,
+    /// With `[auth]`, a connection that has not authenticated this long
+    /// after it opened (seconds) is closed: idle connections that never
+    /// log in do not hold places of the connection limit.
+    pub auth_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -264,6 +268,7 @@ impl Default for Limits {
             max_in_flight: 128,
             idle_timeout_secs: 600,
             shutdown_grace_secs: 30,
+            auth_timeout_secs: 10,
         }
     }
 }

@@ -182,7 +182,7 @@ impl ProxyMetrics {
     /// Counters of rare events start at 0 for the label values known in
     /// advance, so that dashboards and alerts see them before the first.
     fn zeroed(self: Arc<Self>) -> Arc<Self> {
-        for reason in ["limit", "tls"] {
+        for reason in ["limit", "tls", "auth_timeout"] {
             self.connections_refused
                 .add(0, &[KeyValue::new("reason", reason)]);
         }

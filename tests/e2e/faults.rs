@@ -254,3 +254,87 @@ fn rss_bytes() -> Result<usize> {
         .context("VmRSS")?;
     Ok(kb * 1024)
 }
+
+/// Connections held open without logging in: the connection limit holds,
+/// memory stays small per connection, and each is closed at the
+/// authentication deadline, after which a client that logs in is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_that_never_log_in_are_closed() -> Result<()> {
+    const HELD: usize = 2_000;
+    let broker = TestBroker::start().await?;
+    let dir = tempfile::tempdir()?;
+    let users = dir.path().join("users.toml");
+    let mut store = gatehouse_sasl::CredentialStore::new();
+    store.insert(gatehouse_sasl::User::new_with_password(
+        "ingest",
+        "ingest-pass",
+        4096,
+        Default::default(),
+    )?)?;
+    std::fs::write(&users, store.to_toml()?)?;
+    let mut config = ProxyConfig::new(local0(), broker.broker_addr().to_string());
+    config.auth = Some(toml::from_str(&format!(
+        "mechanisms = [\"PLAIN\"]\ncredentials_file = {:?}\n",
+        users.display().to_string()
+    ))?);
+    config.limits.max_connections = HELD;
+    config.limits.auth_timeout_secs = 2;
+    let proxy = Proxy::start(config).await?;
+    let rss_before = rss_bytes()?;
+    let mut idle = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        idle.push(RawClient::connect(proxy.local_addr()).await?);
+    }
+    // Every place is taken: one more is closed at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while proxy.open_connections() < HELD {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {HELD} connections open",
+            proxy.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let per_connection = rss_bytes()?.saturating_sub(rss_before) / HELD;
+    eprintln!("{HELD} idle connections: {per_connection} bytes each");
+    ensure!(
+        per_connection < 256 << 10,
+        "{per_connection} bytes per idle connection"
+    );
+    let mut extra = RawClient::connect(proxy.local_addr()).await?;
+    extra.expect_closed(Duration::from_secs(5)).await?;
+    // At the deadline they are closed, and a client that logs in is served.
+    for c in idle.iter_mut().take(10) {
+        c.expect_closed(Duration::from_secs(10)).await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = RawClient::connect(proxy.local_addr()).await?;
+        if let Ok(a) = crate::identity::sasl_once(
+            &mut c,
+            "PLAIN",
+            crate::identity::plain("ingest", "ingest-pass"),
+        )
+        .await
+        {
+            ensure!(a.error_code == 0, "{a:?}");
+            let m: MetadataResponse = c
+                .call(
+                    ApiKey::Metadata,
+                    12,
+                    &MetadataRequest::default().with_topics(None),
+                )
+                .await?;
+            ensure!(m.brokers.len() == 1);
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no place freed for a client that logs in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(idle);
+    proxy.shutdown().await;
+    Ok(())
+}

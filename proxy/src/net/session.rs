@@ -232,6 +232,8 @@ async fn serve(
     let mut draining = *shutdown.borrow();
     let idle = front.idle_timeout();
     let mut last_activity = Instant::now();
+    let auth_deadline =
+        Instant::now() + std::time::Duration::from_secs(limits.auth_timeout_secs.max(1));
     let creds = front.authenticator.as_ref().and_then(|a| a.credentials());
     let mut s = Session {
         creds: creds.as_ref(),
@@ -328,6 +330,11 @@ async fn serve(
             },
             _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() && s.streaming == 0 => {
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
+                return Ok(());
+            }
+            _ = tokio::time::sleep_until(auth_deadline), if s.unauthenticated() => {
+                tracing::info!(%peer, auth_timeout_secs = limits.auth_timeout_secs, "closing connection: not authenticated in time");
+                front.metrics.connection_refused("auth_timeout");
                 return Ok(());
             }
             _ = crate::tasks::stopped(&mut shutdown), if !draining => draining = true,
@@ -480,6 +487,17 @@ impl Session<'_> {
                 span.record("decision", "allow");
             }
             None => {}
+        }
+    }
+
+    /// Whether the proxy requires authentication and this connection has
+    /// not authenticated (a client certificate counts only where it is
+    /// accepted on its own).
+    fn unauthenticated(&self) -> bool {
+        match (&self.front.authenticator, &self.ctx.principal) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(a), Some(p)) => p.method == AuthMethod::Certificate && !a.accepts_certificates(),
         }
     }
 
