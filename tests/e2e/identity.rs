@@ -1465,3 +1465,56 @@ async fn the_credentials_file_is_reloaded_without_a_restart() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// The proxy's TLS listener speaks TLS 1.2 and 1.3 only, with forward
+/// secret AEAD suites: OpenSSL's client, allowed everything on its side
+/// (`@SECLEVEL=0`), gets no handshake for TLS 1.0 / 1.1 or for CBC, RC4,
+/// 3DES and static-RSA suites, and one for TLS 1.2 and 1.3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_1_2_or_1_3_with_strong_suites_only() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path())?;
+    let proxy = tls_proxy(&broker, &pki, false, Arc::new(Witness::default())).await?;
+    let addr = proxy.local_addr().to_string();
+    let handshake = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new("openssl");
+        cmd.args(["s_client", "-connect", &addr, "-CAfile"])
+            .arg(&pki.ca)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(20), cmd.output()).await??;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            // A handshake that completed names its protocol and suite.
+            let done = text.contains("Cipher is ") && !text.contains("Cipher is (NONE)");
+            anyhow::Ok((done, text))
+        }
+    };
+    for (args, want) in [
+        (&["-tls1_3"][..], true),
+        (&["-tls1_2"][..], true),
+        (&["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"][..], false),
+        (&["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"][..], false),
+        (
+            &[
+                "-tls1_2",
+                "-cipher",
+                "AES128-SHA:AES256-SHA:DES-CBC3-SHA:RC4-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:@SECLEVEL=0",
+            ][..],
+            false,
+        ),
+    ] {
+        let (done, text) = handshake(args).await?;
+        ensure!(
+            done == want,
+            "openssl s_client {args:?}: handshake {} (wanted {})\n{text}",
+            if done { "completed" } else { "refused" },
+            if want { "completed" } else { "refused" }
+        );
+    }
+    proxy.shutdown().await;
+    Ok(())
+}

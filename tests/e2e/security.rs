@@ -1,5 +1,7 @@
 //! Security checks that need the whole system running: no personal value
-//! reaches the logs of the proxy or the broker, at any level.
+//! and no key reaches the logs of the proxy or the broker, at any level;
+//! the proxy's TLS listener speaks TLS 1.2 and 1.3 only, with strong
+//! suites.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -136,6 +138,32 @@ async fn no_personal_value_is_logged_at_trace() -> Result<()> {
             bail!("{value:?} is in the logs: {}", &logs[line..end]);
         }
     }
-    println!("{} bytes of trace logs, no personal value", logs.len());
+    // Nor any key: the key-encryption keys and the MAC secret of the key
+    // file, in base64 or in hex.
+    let kek: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.dir.path().join("kek.toml"))?)?;
+    let mut secrets: Vec<String> = kek["keks"]
+        .as_array()
+        .map(|ks| {
+            ks.iter()
+                .filter_map(|k| k["key"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    secrets.extend(kek["mac_secret"].as_str().map(str::to_string));
+    ensure!(secrets.len() >= 2, "no key found in the key file: {kek}");
+    for b64 in secrets {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD.decode(&b64)?;
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        ensure!(
+            !logs.contains(&b64) && !logs.contains(&hex),
+            "key material is in the logs"
+        );
+    }
+    println!(
+        "{} bytes of trace logs, no personal value, no key",
+        logs.len()
+    );
     Ok(())
 }
