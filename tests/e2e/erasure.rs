@@ -989,7 +989,7 @@ async fn a_busy_admin_listener_answers_503() -> Result<()> {
 
 /// The configuration of replica `name` of `w` as a TOML file, for a proxy
 /// in a process of its own (`gatehouse-serve`).
-fn process_config(w: &World, name: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn process_config(w: &World, name: &str) -> Result<std::path::PathBuf> {
     let d = w.dir.path();
     let p = |rel: &str| toml::Value::String(d.join(rel).to_string_lossy().into_owned());
     let text = format!(
@@ -1039,7 +1039,7 @@ bind = "127.0.0.1:0"
 
 /// Starts `gatehouse-serve` with `config`, crashing at `fault` if given;
 /// returns the child and its admin address.
-async fn serve_process(
+pub(crate) async fn serve_process(
     config: &std::path::Path,
     fault: Option<&str>,
 ) -> Result<(tokio::process::Child, std::net::SocketAddr)> {

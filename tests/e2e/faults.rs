@@ -338,3 +338,146 @@ async fn idle_connections_that_never_log_in_are_closed() -> Result<()> {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// A free loopback port (bound, then released).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The governed proxy, a process of its own, SIGKILLed while an
+/// idempotent acks=all producer writes protected posts through it, and
+/// started again on the same ports: the producer carries on, every record
+/// is stored exactly once (encrypted), and the audit chain of the killed
+/// process verifies once reopened and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_killed_under_load_loses_and_duplicates_nothing() -> Result<()> {
+    use rdkafka::producer::FutureRecord;
+    const RECORDS: usize = 3_000;
+    let w = crate::policy::World::start().await?;
+    let config = crate::erasure::process_config(&w, "killed")?;
+    // Fixed ports, so that clients find the restarted proxy where they
+    // left it.
+    let (port, nodes) = (free_port()?, free_port()?);
+    let text = std::fs::read_to_string(&config)?.replacen(
+        "bind = \"127.0.0.1:0\"\n\n[upstream]",
+        &format!("bind = \"127.0.0.1:{port}\"\nnode_port_base = {nodes}\n\n[upstream]"),
+        1,
+    );
+    std::fs::write(&config, text)?;
+    let (child, _) = crate::erasure::serve_process(&config, None).await?;
+    let mut child = Some(child);
+    let creds = crate::policy::World::creds("ingest");
+    let mut options: Vec<(&str, &str)> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    options.extend([
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("message.timeout.ms", "120000"),
+        ("linger.ms", "5"),
+    ]);
+    let producer = crate::support::producer(&format!("127.0.0.1:{port}"), &options)?;
+    let mut pending = Vec::with_capacity(RECORDS);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut killed_at = None;
+    let mut restarted = None;
+    for i in 0..RECORDS {
+        let subject = format!("u-{:06}", i % 50);
+        let value = serde_json::json!({
+            "id": format!("p-{i}"),
+            "author": {"id": subject, "email": format!("{subject}@example.com")},
+            "text": "soak"
+        })
+        .to_string();
+        let fut = producer
+            .send_result(
+                FutureRecord::to("social.posts")
+                    .key(&subject)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)?;
+        let a = acked.clone();
+        pending.push(tokio::spawn(async move {
+            let r = fut.await;
+            if matches!(r, Ok(Ok(_))) {
+                a.fetch_add(1, Ordering::Relaxed);
+            }
+            r
+        }));
+        // A third of the way, once records are acknowledged: SIGKILL, and
+        // start it again.
+        if i == RECORDS / 3 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while acked.load(Ordering::Relaxed) < RECORDS / 6 {
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "nothing acknowledged"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if let Some(mut c) = child.take() {
+                c.start_kill()?;
+                c.wait().await?;
+            }
+            killed_at = Some((acked.load(Ordering::Relaxed), tokio::time::Instant::now()));
+            let (c, _) = crate::erasure::serve_process(&config, None).await?;
+            restarted = Some(tokio::time::Instant::now());
+            child = Some(c);
+        }
+    }
+    for p in pending {
+        match p.await? {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => anyhow::bail!("a record was not acknowledged: {e}"),
+            Err(_) => anyhow::bail!("delivery future cancelled"),
+        }
+    }
+    let (acked_before_kill, killed) = killed_at.context("never killed")?;
+    eprintln!(
+        "proxy killed after {acked_before_kill} acks; restarted after {:?}; all {RECORDS} acknowledged",
+        restarted.map(|r| r - killed)
+    );
+    // What the cluster holds: each post once, its email encrypted.
+    let stored = crate::policy::read_from(
+        &w.broker.broker_addr().to_string(),
+        "soak-check",
+        &[],
+        "social.posts",
+        3,
+    )
+    .await?;
+    let mut ids = std::collections::BTreeMap::<String, usize>::new();
+    for r in &stored {
+        ensure!(
+            !r.value.contains("@example.com"),
+            "stored in clear: {}",
+            r.value
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.value)?;
+        *ids.entry(v["id"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let duplicated = ids.values().filter(|n| **n > 1).count();
+    ensure!(
+        ids.len() == RECORDS && duplicated == 0,
+        "{} distinct posts stored of {RECORDS}, {duplicated} duplicated",
+        ids.len()
+    );
+    // The killed process's chain: reopened (a torn last line cut, and the
+    // cut recorded) by the restarted process, closed cleanly: it verifies.
+    if let Some(c) = child.take() {
+        if let Some(pid) = c.id() {
+            std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()?;
+        }
+        let mut c = c;
+        tokio::time::timeout(Duration::from_secs(60), c.wait()).await??;
+    }
+    let verified = gatehouse_audit::verify(&[w.dir.path().join("audit-killed")])?;
+    ensure!(verified.is_clean(), "{verified:?}");
+    Ok(())
+}
