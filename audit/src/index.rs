@@ -356,10 +356,15 @@ fn registry_key(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
+/// The index's page cache: sled's default (1 GiB) would let a long-running
+/// writer's memory grow with the log.
+const INDEX_CACHE_BYTES: u64 = 32 << 20;
+
 fn open_db(dir: &Path) -> sled::Result<sled::Db> {
     sled::Config::new()
         .path(dir.join(INDEX_DIR))
         .flush_every_ms(Some(500))
+        .cache_capacity(INDEX_CACHE_BYTES)
         .open()
 }
 

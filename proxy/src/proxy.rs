@@ -613,7 +613,13 @@ impl KeyParts {
         std::fs::create_dir_all(&k.state_dir).map_err(|e| {
             ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display()))
         })?;
-        let db = crate::cluster::open_sled(&sled::Config::new().path(&k.state_dir))
+        // sled's page cache is bounded (its default is 1 GiB); the
+        // unwrapped keys have their own bound (`cache_capacity`).
+        let db = crate::cluster::open_sled(
+            &sled::Config::new()
+                .path(&k.state_dir)
+                .cache_capacity(32 << 20),
+        )
             .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
         let tree = db
             .open_tree("keys")
