@@ -91,12 +91,16 @@ def parse_args(prog):
 
     pr = sub.add_parser("produce", parents=[common])
     pr.add_argument("--topic", required=True)
-    pr.add_argument("--count", type=int, required=True)
+    pr.add_argument("--count", type=int,
+                    help="required unless --records gives the records")
     pr.add_argument("--start", type=int, default=0)
     pr.add_argument("--compression", choices=CODECS, default="none")
     pr.add_argument("--size", type=int, default=100)
     pr.add_argument("--idempotent", action="store_true")
     pr.add_argument("--acks", choices=["all", "1", "0"], default="all")
+    pr.add_argument("--records", metavar="FILE",
+                    help='produce the records in FILE (JSON Lines of {"key": text|null, '
+                         '"value": text|null}) instead of generated ones')
 
     co = sub.add_parser("consume", parents=[common])
     co.add_argument("--topic", required=True)
@@ -104,8 +108,12 @@ def parse_args(prog):
     co.add_argument("--count", type=int, required=True)
     co.add_argument("--timeout", type=float, default=60.0)
     co.add_argument("--from", dest="offset_reset", choices=["earliest", "latest"], default="earliest")
-    co.add_argument("--dump", action="store_true",
-                    help="return every record as [key, value] (UTF-8 text) instead of checking them")
+    shown = co.add_mutually_exclusive_group()
+    shown.add_argument("--dump", action="store_true",
+                       help="return every record as [key, value] (UTF-8 text) instead of checking them")
+    shown.add_argument("--values", action="store_true",
+                       help='return every record as {"key": ..., "value": ...} (UTF-8 text) '
+                            "instead of checking them")
 
     sub.add_parser("metadata", parents=[common])
 
@@ -116,7 +124,44 @@ def parse_args(prog):
 
     dt = sub.add_parser("delete-topic", parents=[common])
     dt.add_argument("--topic", required=True)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.cmd == "produce":
+        if args.records is not None:
+            try:
+                args.given = read_records(args.records)
+            except (OSError, ValueError) as e:
+                p.error(f"--records {args.records}: {e}")
+            if args.count is not None and args.count != len(args.given):
+                p.error(f"--count {args.count} but --records holds {len(args.given)} records")
+            args.count = len(args.given)
+        elif args.count is None:
+            p.error("produce needs --count or --records")
+        else:
+            args.given = None
+    return args
+
+
+def read_records(path):
+    """The (key, value) bytes of a --records file: one JSON object per non-empty line,
+    {"key": text or null, "value": text or null}."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if not isinstance(r, dict):
+                raise ValueError(f"line {n} is not a JSON object")
+            enc = lambda t: None if t is None else str(t).encode()
+            out.append((enc(r.get("key")), enc(r.get("value"))))
+    return out
+
+
+def records_to_produce(args):
+    """The (key, value) bytes `produce` sends: the --records file's, or generated ones."""
+    if getattr(args, "given", None) is not None:
+        return list(args.given)
+    return [record(i, args.size) for i in range(args.start, args.start + args.count)]
 
 
 def option_dict(args):
@@ -172,17 +217,21 @@ def record(i, size):
 class Tally:
     """Collects consumed records and checks their keys."""
 
-    def __init__(self, dump=False):
+    def __init__(self, dump=False, values=False):
         self.count = 0
         self.ids = []
         self.keys_ok = True
-        self.dump = [] if dump else None
+        self.dump = [] if dump or values else None
+        self.as_objects = values
 
     def add(self, key, value):
         self.count += 1
         if self.dump is not None:
             text = lambda b: None if b is None else b.decode("utf-8", "replace")
-            self.dump.append([text(key), text(value)])
+            if self.as_objects:
+                self.dump.append({"key": text(key), "value": text(value)})
+            else:
+                self.dump.append([text(key), text(value)])
             return
         try:
             i = int(json.loads(value.decode())["i"])

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clientlib import (Failure, Tally, UsageError, auth_failed, check_token_file, jwt_claims,
-                       log, option_dict, read_token, record, run, token_expiry)
+                       log, option_dict, read_token, records_to_produce, run, token_expiry)
 
 CLIENT_ID = "gatehouse-e2e-confluent"
 AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
@@ -126,8 +126,7 @@ def produce(args):
         if err is not None:
             failures.append(f"partition {msg.partition()}: {err}")
 
-    for i in range(args.start, args.start + args.count):
-        key, value = record(i, args.size)
+    for key, value in records_to_produce(args):
         while True:
             try:
                 producer.produce(args.topic, key=key, value=value, on_delivery=on_delivery)
@@ -152,7 +151,7 @@ def consume(args):
         "heartbeat.interval.ms": 3000,
     })
     consumer = new_client(Consumer, conf)
-    tally = Tally(dump=getattr(args, "dump", False))
+    tally = Tally(dump=args.dump, values=args.values)
     try:
         consumer.subscribe([args.topic])
         deadline = time.monotonic() + args.timeout

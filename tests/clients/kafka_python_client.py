@@ -25,7 +25,7 @@ except ImportError:  # kafka-python 2.0.x
     from kafka.oauth.abstract import AbstractTokenProvider
 
 from clientlib import (Failure, Tally, UsageError, auth_failed, check_token_file, log,
-                       option_dict, read_token, record, run)
+                       option_dict, read_token, records_to_produce, run)
 
 CLIENT_ID = "gatehouse-e2e-kafka-python"
 
@@ -223,8 +223,7 @@ def produce(args):
     producer = KafkaProducer(**conf)
     futures = []
     try:
-        for i in range(args.start, args.start + args.count):
-            key, value = record(i, args.size)
+        for key, value in records_to_produce(args):
             futures.append(producer.send(args.topic, key=key, value=value))
         producer.flush(timeout=60)
         failures = []
@@ -250,7 +249,7 @@ def consume(args):
         "heartbeat_interval_ms": 3000,
     })
     consumer = KafkaConsumer(**conf)
-    tally = Tally(dump=getattr(args, "dump", False))
+    tally = Tally(dump=args.dump, values=args.values)
     try:
         consumer.subscribe([args.topic])
         deadline = time.monotonic() + args.timeout

@@ -208,16 +208,19 @@ function parse(argv) {
       timeout: { type: 'string', default: '60' }, from: { type: 'string', default: 'earliest' },
       partitions: { type: 'string' }, 'replication-factor': { type: 'string', default: '1' },
       option: { type: 'string', multiple: true, default: [] }, 'oauth-token-file': { type: 'string' },
+      records: { type: 'string' }, values: { type: 'boolean', default: false },
+      dump: { type: 'boolean', default: false },
     },
   });
   const need = {
-    produce: ['topic', 'count'], consume: ['topic', 'group', 'count'], metadata: [],
+    produce: ['topic'], consume: ['topic', 'group', 'count'], metadata: [],
     'create-topic': ['topic', 'partitions'], 'delete-topic': ['topic'],
   }[cmd];
   if (!need) throw new UsageError(`unknown subcommand ${JSON.stringify(cmd)}`);
   for (const k of ['bootstrap', ...need]) {
     if (values[k] === undefined) throw new UsageError(`${cmd}: --${k} is required`);
   }
+  if (values.values && values.dump) throw new UsageError('--values and --dump exclude each other');
   const int = (k) => {
     const n = Number(values[k]);
     if (!Number.isInteger(n)) throw new UsageError(`--${k} must be an integer`);
@@ -232,7 +235,20 @@ function parse(argv) {
     if (!allowed.includes(values[k])) throw new UsageError(`--${k} must be one of ${allowed.join('|')}`);
     return values[k];
   };
+  let given = null;
+  if (cmd === 'produce') {
+    if (values.records !== undefined) {
+      given = readRecords(values.records);
+      if (values.count !== undefined && int('count') !== given.length) {
+        throw new UsageError(`--count ${values.count} but --records holds ${given.length} records`);
+      }
+      values.count = String(given.length);
+    } else if (values.count === undefined) {
+      throw new UsageError('produce needs --count or --records');
+    }
+  }
   return {
+    given, values: values.values, dump: values.dump,
     cmd, bootstrap: values.bootstrap, topic: values.topic, group: values.group,
     count: values.count && int('count'), start: int('start'), size: int('size'),
     compression: choice('compression', ALL_CODECS), acks: choice('acks', ['all', '1', '0']),
@@ -241,6 +257,21 @@ function parse(argv) {
     replicationFactor: int('replication-factor'),
     security: securityConfig(values.option, values['oauth-token-file']),
   };
+}
+
+// --records FILE: JSON Lines of {"key": text|null, "value": text|null}
+function readRecords(path) {
+  let text;
+  try { text = readFileSync(path, 'utf8'); } catch (e) { throw new UsageError(`--records ${path}: ${e.message}`); }
+  return text.split('\n').filter((l) => l.trim()).map((l, n) => {
+    let r;
+    try { r = JSON.parse(l); } catch (e) { throw new UsageError(`--records ${path}: line ${n + 1}: ${e.message}`); }
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) {
+      throw new UsageError(`--records ${path}: line ${n + 1} is not a JSON object`);
+    }
+    const text = (t) => (t === undefined || t === null ? null : String(t));
+    return { key: text(r.key), value: text(r.value) };
+  });
 }
 
 function makeKafka(args) {
@@ -271,7 +302,9 @@ async function produce(args) {
     const chunk = Math.max(1, Math.min(500, Math.floor((512 * 1024) / Math.max(1, args.size))));
     for (let s = args.start; s < args.start + args.count; s += chunk) {
       const messages = [];
-      for (let i = s; i < Math.min(s + chunk, args.start + args.count); i++) messages.push(record(i, args.size));
+      for (let i = s; i < Math.min(s + chunk, args.start + args.count); i++) {
+        messages.push(args.given ? args.given[i - args.start] : record(i, args.size));
+      }
       // send() resolves only once the broker acknowledged every record (per acks), else throws
       await producer.send({ topic: args.topic, compression: CODECS[args.compression], acks, timeout: 30000, messages });
     }
@@ -292,6 +325,7 @@ async function consume(args) {
     heartbeatInterval: 3000, metadataMaxAge: 5000, partitionAssigners: [roundRobin],
   });
   let count = 0; const ids = []; let keysOk = true;
+  const shown = args.values || args.dump ? [] : null; // --values / --dump: the records, unchecked
   let done; const finished = new Promise((resolve) => { done = resolve; });
   let crash = null;
   consumer.on(consumer.events.CRASH, ({ payload }) => {
@@ -311,6 +345,12 @@ async function consume(args) {
           if (count >= args.count) break; // take exactly --count records, commit nothing past them
           count++; processed++;
           const key = m.key === null ? null : m.key.toString();
+          if (shown) {
+            const value = m.value === null ? null : m.value.toString();
+            shown.push(args.values ? { key, value } : [key, value]);
+            resolveOffset(m.offset);
+            continue;
+          }
           try {
             const i = JSON.parse(m.value.toString()).i;
             if (!Number.isInteger(i)) throw new Error('"i" is not an integer');
@@ -340,6 +380,7 @@ async function consume(args) {
     throw crash;
   }
   const result = { consumed: count, ids: ids.sort((a, b) => a - b), keys_ok: keysOk };
+  if (shown) result.records = shown;
   if (count < args.count) {
     log(`timeout: consumed ${count} of ${args.count} records in ${args.timeout}s`);
     return [result, 1];

@@ -764,3 +764,313 @@ async fn a_ciphertext_moved_to_another_subject_is_removed() -> Result<()> {
     drop(w.broker);
     Ok(())
 }
+
+/// The six client libraries of issue 16 (rdkafka, kcat, confluent-kafka,
+/// kafka-python, aiokafka, kafkajs), through the governed proxy with SASL
+/// PLAIN, the shipped policies and field protection: each produces two
+/// posts as `ingest`, then each reads all of them as `analytics` in a
+/// consumer group of its own (named `analytics…`, the only groups the
+/// policies give it) that commits, and all six see exactly the same
+/// records: emails and IPs masked, handles pseudonymized, names and geo
+/// removed, nothing else changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_clients_see_the_same_governed_view() -> Result<()> {
+    use gatehouse_tests::clients::{kcat, run_ok, Client};
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    const CLIENTS: [&str; 6] = [
+        "rdkafka",
+        "kcat",
+        "confluent",
+        "kafka-python",
+        "aiokafka",
+        "kafkajs",
+    ];
+    const READ_LIMIT: Duration = Duration::from_secs(90);
+    let script = |name: &str| match name {
+        "confluent" => Some(Client::Confluent),
+        "kafka-python" => Some(Client::KafkaPython),
+        "aiokafka" => Some(Client::AioKafka),
+        "kafkajs" => Some(Client::KafkaJs),
+        _ => None,
+    };
+    let started = std::time::Instant::now();
+    let w = World::start().await?;
+    let addr = w.proxy.local_addr().to_string();
+    let option_args = |who: &str, flag: &str| -> Vec<String> {
+        World::creds(who)
+            .into_iter()
+            .flat_map(|(k, v)| [flag.to_string(), format!("{k}={v}")])
+            .collect()
+    };
+
+    // Every author consents to analytics.
+    let people = [
+        ("u-000042", "Jane Doe", "@janedoe", "203.0.113.42"),
+        ("u-000007", "Max Mustermann", "@max", "198.51.100.7"),
+        ("u-000100", "Ada Lovelace", "@ada", "192.0.2.10"),
+    ];
+    let ingest = w.producer("ingest")?;
+    for (subject, ..) in people {
+        send(
+            &ingest,
+            "consent.events",
+            subject,
+            Some(r#"{"purposes":["analytics"]}"#),
+            None,
+        )
+        .await?;
+    }
+    ensure!(
+        w.proxy.consent_caught_up(LIMIT).await,
+        "consent not caught up"
+    );
+
+    // Each client produces two posts as ingest, keyed by the author's id.
+    let mut originals: BTreeMap<String, (String, Value)> = BTreeMap::new();
+    for (c, name) in CLIENTS.iter().enumerate() {
+        let posts: Vec<(String, String)> = (0..2)
+            .map(|j| {
+                let (subject, author, handle, ip) = people[(2 * c + j) % people.len()];
+                let id = format!("p-{name}-{j}");
+                (subject.to_string(), post(&id, subject, author, handle, ip))
+            })
+            .collect();
+        for (key, value) in &posts {
+            let v: Value = serde_json::from_str(value)?;
+            let id = v["id"].as_str().unwrap_or_default().to_string();
+            originals.insert(id, (key.clone(), v));
+        }
+        match (*name, script(name)) {
+            ("rdkafka", _) => produce_posts(&ingest, &posts).await?,
+            ("kcat", _) => {
+                let input: String = posts.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
+                let mut args = vec!["-P", "-b", &addr, "-t", "social.posts", "-K", "\t"];
+                let options = option_args("ingest", "-X");
+                args.extend(options.iter().map(String::as_str));
+                kcat(&args, Some(input.as_bytes()), LIMIT).await?;
+            }
+            (_, Some(client)) => {
+                let file = w.dir.path().join(format!("posts-{name}.jsonl"));
+                let lines: String = posts
+                    .iter()
+                    .map(|(k, v)| format!("{}\n", serde_json::json!({"key": k, "value": v})))
+                    .collect();
+                std::fs::write(&file, lines)?;
+                let file = file.to_string_lossy().into_owned();
+                let mut args = vec![
+                    "produce",
+                    "--bootstrap",
+                    &addr,
+                    "--topic",
+                    "social.posts",
+                    "--records",
+                    &file,
+                ];
+                let options = option_args("ingest", "--option");
+                args.extend(options.iter().map(String::as_str));
+                let out = run_ok(client, &args, LIMIT).await?;
+                ensure!(out["produced"] == 2, "{name} produced {out}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    let total = originals.len();
+    ensure!(total == 12, "{total} posts");
+    // Stored once each, protected fields encrypted.
+    let stored = by_id(&read_direct(&w, "social.posts", 3).await?)?;
+    ensure!(
+        stored.keys().eq(originals.keys()),
+        "stored {:?}",
+        stored.keys()
+    );
+    for (id, (v, _)) in &stored {
+        ensure!(
+            !v.to_string().contains("example.com"),
+            "{id}: clear email stored"
+        );
+    }
+
+    // Each client reads everything as analytics, in a group that commits.
+    let suffix = crate::policy::rand_suffix();
+    let group_of = |name: &str| format!("analytics-six-{name}-{suffix}");
+    let read = |name: &'static str| {
+        let addr = addr.clone();
+        let group = group_of(name);
+        async move {
+            let seen: Vec<(String, String)> = match (name, script(name)) {
+                ("rdkafka", _) => {
+                    let creds = World::creds("analytics");
+                    let options: Vec<(&str, &str)> = creds
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let consumer: StreamConsumer =
+                        crate::support::consumer(&addr, &group, &options)?;
+                    consumer.subscribe(&["social.posts"])?;
+                    let mut seen = Vec::new();
+                    let deadline = tokio::time::Instant::now() + READ_LIMIT;
+                    while seen.len() < total {
+                        let m = tokio::time::timeout_at(deadline, consumer.recv())
+                            .await
+                            .with_context(|| format!("rdkafka read {} records", seen.len()))??;
+                        seen.push((
+                            String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                        ));
+                        consumer.commit_message(&m, CommitMode::Sync)?;
+                    }
+                    consumer.unsubscribe();
+                    seen
+                }
+                ("kcat", _) => {
+                    let count = total.to_string();
+                    let mut args = vec![
+                        "-b",
+                        &addr,
+                        "-G",
+                        &group,
+                        "-X",
+                        "auto.offset.reset=earliest",
+                        "-c",
+                        &count,
+                        "-q",
+                        "-f",
+                        "%k\t%s\n",
+                    ];
+                    let options = option_args("analytics", "-X");
+                    args.extend(options.iter().map(String::as_str));
+                    args.push("social.posts");
+                    let out = kcat(&args, None, READ_LIMIT).await?;
+                    out.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(|l| {
+                            let (k, v) = l.split_once('\t').context("no tab in kcat output")?;
+                            Ok((k.to_string(), v.to_string()))
+                        })
+                        .collect::<Result<_>>()?
+                }
+                (_, Some(client)) => {
+                    let count = total.to_string();
+                    let mut args = vec![
+                        "consume",
+                        "--bootstrap",
+                        &addr,
+                        "--topic",
+                        "social.posts",
+                        "--group",
+                        &group,
+                        "--count",
+                        &count,
+                        "--timeout",
+                        "60",
+                        "--values",
+                    ];
+                    let options = option_args("analytics", "--option");
+                    args.extend(options.iter().map(String::as_str));
+                    let out = run_ok(client, &args, READ_LIMIT).await?;
+                    out["records"]
+                        .as_array()
+                        .with_context(|| format!("{name}: no records in {out}"))?
+                        .iter()
+                        .map(|r| {
+                            Ok((
+                                r["key"].as_str().context("key")?.to_string(),
+                                r["value"].as_str().context("value")?.to_string(),
+                            ))
+                        })
+                        .collect::<Result<_>>()?
+                }
+                _ => unreachable!(),
+            };
+            anyhow::Ok((name, seen))
+        }
+    };
+    let views = futures::future::try_join_all(CLIENTS.map(read)).await?;
+
+    // All six saw the same records, each once.
+    let reference: BTreeSet<(String, String)> = views[0].1.iter().cloned().collect();
+    for (name, seen) in &views {
+        ensure!(
+            seen.len() == total,
+            "{name} read {} records, not {total}",
+            seen.len()
+        );
+        let set: BTreeSet<(String, String)> = seen.iter().cloned().collect();
+        ensure!(set.len() == total, "{name} read duplicates");
+        ensure!(
+            set == reference,
+            "{name} saw another view:\n{:?}\nvs rdkafka's\n{:?}",
+            set.difference(&reference).collect::<Vec<_>>(),
+            reference.difference(&set).collect::<Vec<_>>()
+        );
+    }
+
+    // That view is the analytics one.
+    let mut tokens: BTreeMap<String, Value> = BTreeMap::new();
+    for (key, value) in &reference {
+        let a: Value = serde_json::from_str(value).with_context(|| format!("not JSON: {value}"))?;
+        let id = a["id"].as_str().context("no id")?;
+        let (original_key, original) = originals.get(id).context("unknown post")?;
+        ensure!(key == original_key, "{id} keyed {key}");
+        ensure!(
+            without(a.clone(), &PROTECTED) == without(original.clone(), &PROTECTED),
+            "analytics: {a}"
+        );
+        ensure!(
+            a.pointer("/author/name").is_none() && a.get("geo").is_none(),
+            "{a}"
+        );
+        let email = original["author"]["email"].as_str().unwrap_or_default();
+        ensure!(
+            a["author"]["email"] == format!("{}***@example.com", &email[..1]).as_str(),
+            "{a}"
+        );
+        ensure!(!value.contains(email), "clear email in {value}");
+        let ip = original["author"]["ip"].as_str().unwrap_or_default();
+        let truncated = format!("{}.0", &ip[..ip.rfind('.').unwrap_or(0)]);
+        ensure!(a["author"]["ip"] == truncated.as_str(), "{a}");
+        let handle = &a["author"]["handle"];
+        ensure!(handle.as_str().is_some_and(|t| t.starts_with("ps_")), "{a}");
+        // One pseudonym per author.
+        let previous = tokens.insert(key.clone(), handle.clone());
+        ensure!(
+            previous.is_none_or(|p| &p == handle),
+            "two pseudonyms for {key}"
+        );
+    }
+    ensure!(tokens.len() == people.len());
+    let distinct: BTreeSet<String> = tokens.values().map(Value::to_string).collect();
+    ensure!(distinct.len() == people.len(), "pseudonyms collide");
+
+    // Every group committed the end of every partition.
+    let creds = World::creds("analytics");
+    let options: Vec<(&str, &str)> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition("social.posts", p);
+    }
+    for name in CLIENTS {
+        let consumer: StreamConsumer = crate::support::consumer(&addr, &group_of(name), &options)?;
+        let committed = consumer.committed_offsets(tpl.clone(), LIMIT)?;
+        let sum: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        ensure!(
+            sum == total as i64,
+            "{name}'s group committed {sum} of {total}: {committed:?}"
+        );
+    }
+    eprintln!("six clients, {total} records each, {:?}", started.elapsed());
+    drop(w.broker);
+    Ok(())
+}

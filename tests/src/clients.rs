@@ -1,5 +1,5 @@
-//! The external Kafka clients, run as subprocesses: confluent-kafka and
-//! kafka-python (Python), kafkajs (Node) and kcat. Each script prints one
+//! The external Kafka clients, run as subprocesses: confluent-kafka,
+//! kafka-python and aiokafka (Python), kafkajs (Node) and kcat. Each script prints one
 //! JSON object; see `tests/clients/README.md`.
 
 use std::process::Stdio;
@@ -21,6 +21,8 @@ pub enum Client {
     KafkaPython,
     /// kafkajs (pure JavaScript).
     KafkaJs,
+    /// aiokafka (asyncio, pure Python).
+    AioKafka,
 }
 
 impl Client {
@@ -30,6 +32,7 @@ impl Client {
             Client::Confluent => ("python3", "confluent_client.py"),
             Client::KafkaPython => ("python3", "kafka_python_client.py"),
             Client::KafkaJs => ("node", "kafkajs_client.mjs"),
+            Client::AioKafka => ("python3", "aiokafka_client.py"),
         };
         let mut c = Command::new(prog);
         c.arg(dir.join(script));
