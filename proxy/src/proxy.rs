@@ -620,7 +620,7 @@ impl KeyParts {
                 .path(&k.state_dir)
                 .cache_capacity(32 << 20),
         )
-            .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
+        .map_err(|e| ProxyError::Config(format!("key store {}: {e}", k.state_dir.display())))?;
         let tree = db
             .open_tree("keys")
             .map_err(|e| ProxyError::Config(format!("key store: {e}")))?;
