@@ -535,9 +535,45 @@ async fn teams_regions_consent_and_reload() -> Result<()> {
         "traffic stopped after an invalid policy: {}",
         moderation.len()
     );
+    // The policy directory removed altogether: the reload is refused (and
+    // recorded as refused), the set in force stays, and so does traffic.
+    std::fs::remove_file(w.policy_dir.join("broken.cedar"))?;
+    let moved = w.dir.path().join("policies-moved-away");
+    std::fs::rename(&w.policy_dir, &moved)?;
+    let chain = [w.dir.path().join("audit-a")];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let refused = gatehouse_audit::query(&chain, &gatehouse_audit::Query::default())?
+            .into_iter()
+            .any(|e| {
+                matches!(
+                    e.kind,
+                    gatehouse_audit::EventKind::PolicyReload { accepted: false, ref message, .. }
+                        if message.as_deref().is_some_and(|m| m.contains("policies-moved-away") || m.contains(&w.policy_dir.display().to_string()))
+                )
+            });
+        if refused {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no refused reload recorded after the policy directory was removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        policies.version() == version,
+        "the set in force changed when its directory went away"
+    );
+    let moderation = w.read_all("trust-safety", "social.posts", 3).await?;
+    ensure!(
+        moderation.len() >= 5,
+        "traffic stopped when the policy directory went away: {}",
+        moderation.len()
+    );
+    std::fs::rename(&moved, &w.policy_dir)?;
     // A valid change takes effect: trust-safety loses social.* when its
     // policy file is removed.
-    std::fs::remove_file(w.policy_dir.join("broken.cedar"))?;
     let team = std::fs::read_to_string(w.policy_dir.join("team-access.cedar"))?;
     std::fs::write(
         w.policy_dir.join("team-access.cedar"),
