@@ -16,9 +16,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gatehouse_telemetry::{Counter, Histogram, KeyValue, Metrics};
+use gatehouse_telemetry::{Counter, Histogram, KeyValue, Metrics, Readings};
 use kafka_protocol::messages::ApiKey;
-use opentelemetry::metrics::Meter;
 
 /// What became of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +43,6 @@ impl Outcome {
 /// The instruments of one proxy.
 pub struct ProxyMetrics {
     export: Metrics,
-    meter: Meter,
     /// `api` label by API key.
     api: Vec<KeyValue>,
     unknown_api: KeyValue,
@@ -62,12 +60,7 @@ pub struct ProxyMetrics {
     upstream_errors: Counter<u64>,
     audit_append: Histogram<f64>,
     audit_batch: Histogram<u64>,
-    /// Instruments read when scraped, kept with their callbacks.
-    observed: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
-
-/// What an instrument read when scraped reports: values with their labels.
-pub(crate) type Readings<T> = Vec<(T, Vec<KeyValue>)>;
 
 impl std::fmt::Debug for ProxyMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,9 +165,7 @@ impl ProxyMetrics {
                 .with_description("Events per audit batch written and fsync'd")
                 .with_boundaries(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, 1000.0])
                 .build(),
-            meter,
             export,
-            observed: std::sync::Mutex::new(Vec::new()),
         })
         .zeroed()
     }
@@ -201,13 +192,6 @@ impl ProxyMetrics {
         self.export.shutdown();
     }
 
-    fn keep(&self, instrument: Box<dyn std::any::Any + Send + Sync>) {
-        self.observed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(instrument);
-    }
-
     /// A gauge read when scraped.
     pub(crate) fn gauge(
         &self,
@@ -215,17 +199,7 @@ impl ProxyMetrics {
         description: &'static str,
         read: impl Fn() -> Readings<i64> + Send + Sync + 'static,
     ) {
-        let g = self
-            .meter
-            .i64_observable_gauge(name)
-            .with_description(description)
-            .with_callback(move |o| {
-                for (v, labels) in read() {
-                    o.observe(v, &labels);
-                }
-            })
-            .build();
-        self.keep(Box::new(g));
+        self.export.gauge(name, description, read);
     }
 
     /// A counter kept elsewhere (an atomic), read when scraped.
@@ -235,17 +209,7 @@ impl ProxyMetrics {
         description: &'static str,
         read: impl Fn() -> Readings<u64> + Send + Sync + 'static,
     ) {
-        let c = self
-            .meter
-            .u64_observable_counter(name)
-            .with_description(description)
-            .with_callback(move |o| {
-                for (v, labels) in read() {
-                    o.observe(v, &labels);
-                }
-            })
-            .build();
-        self.keep(Box::new(c));
+        self.export.counted(name, description, read);
     }
 
     fn api(&self, api: ApiKey) -> KeyValue {

@@ -153,11 +153,25 @@ fn prometheus_reader(
 
 /// One component's metrics: its meter provider, the Prometheus registry
 /// `/metrics` renders, and the OTLP push when configured.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Metrics {
     provider: SdkMeterProvider,
     registry: prometheus::Registry,
+    service: &'static str,
+    /// Instruments read when scraped, kept with their callbacks.
+    observed: std::sync::Arc<std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>>,
 }
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an instrument read when scraped reports: values with their labels.
+pub type Readings<T> = Vec<(T, Vec<KeyValue>)>;
 
 impl Metrics {
     /// Metrics of `service` (`gatehouse-proxy`, `gatehouse-broker`).
@@ -187,6 +201,8 @@ impl Metrics {
         Ok(Self {
             provider: builder.build(),
             registry,
+            service,
+            observed: Default::default(),
         })
     }
 
@@ -202,12 +218,65 @@ impl Metrics {
             // without it, the instruments still work and render nothing.
             Err(_) => SdkMeterProvider::builder().build(),
         };
-        Self { provider, registry }
+        Self {
+            provider,
+            registry,
+            service,
+            observed: Default::default(),
+        }
     }
 
     /// The meter instruments are made from.
     pub fn meter(&self, scope: &'static str) -> Meter {
         self.provider.meter(scope)
+    }
+
+    fn keep(&self, instrument: Box<dyn std::any::Any + Send + Sync>) {
+        self.observed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(instrument);
+    }
+
+    /// A gauge whose values `read` gives when scraped (or pushed).
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        description: &'static str,
+        read: impl Fn() -> Readings<i64> + Send + Sync + 'static,
+    ) {
+        let g = self
+            .meter(self.service)
+            .i64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |o| {
+                for (v, labels) in read() {
+                    o.observe(v, &labels);
+                }
+            })
+            .build();
+        self.keep(Box::new(g));
+    }
+
+    /// A counter kept elsewhere (an atomic, a store's counters), read when
+    /// scraped (or pushed).
+    pub fn counted(
+        &self,
+        name: &'static str,
+        description: &'static str,
+        read: impl Fn() -> Readings<u64> + Send + Sync + 'static,
+    ) {
+        let c = self
+            .meter(self.service)
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_callback(move |o| {
+                for (v, labels) in read() {
+                    o.observe(v, &labels);
+                }
+            })
+            .build();
+        self.keep(Box::new(c));
     }
 
     /// Every metric in the Prometheus text exposition format.

@@ -81,8 +81,6 @@ pub(crate) struct BrokerMetrics {
     unknown: ApiLabels,
     requests: Counter<u64>,
     request_duration: Histogram<f64>,
-    /// Instruments read when scraped, kept with their callbacks.
-    observed: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for BrokerMetrics {
@@ -129,7 +127,6 @@ impl BrokerMetrics {
                 .build(),
             meter,
             export,
-            observed: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -166,13 +163,6 @@ impl BrokerMetrics {
         }
     }
 
-    fn keep(&self, instrument: Box<dyn std::any::Any + Send + Sync>) {
-        self.observed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(instrument);
-    }
-
     /// A gauge read when scraped.
     pub(crate) fn gauge(
         &self,
@@ -180,13 +170,8 @@ impl BrokerMetrics {
         description: &'static str,
         read: impl Fn() -> i64 + Send + Sync + 'static,
     ) {
-        let g = self
-            .meter
-            .i64_observable_gauge(name)
-            .with_description(description)
-            .with_callback(move |o| o.observe(read(), &[]))
-            .build();
-        self.keep(Box::new(g));
+        self.export
+            .gauge(name, description, move || vec![(read(), Vec::new())]);
     }
 
     /// A counter kept elsewhere (an atomic), read when scraped.
@@ -196,13 +181,9 @@ impl BrokerMetrics {
         description: &'static str,
         count: Arc<AtomicU64>,
     ) {
-        let c = self
-            .meter
-            .u64_observable_counter(name)
-            .with_description(description)
-            .with_callback(move |o| o.observe(count.load(Ordering::Relaxed), &[]))
-            .build();
-        self.keep(Box::new(c));
+        self.export.counted(name, description, move || {
+            vec![(count.load(Ordering::Relaxed), Vec::new())]
+        });
     }
 }
 
