@@ -443,20 +443,7 @@ async fn demo_answers_health_and_readiness_probes() -> Result<()> {
         "{}",
         live.body
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        let r = get(admin, "/readyz", None).await?;
-        if r.status == 200 {
-            break r.json()?;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline && r.status == 503,
-            "never ready: {} {}",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let ready = ready_within(admin, Duration::from_secs(30)).await?;
     let names: Vec<&str> = ready["checks"]
         .as_array()
         .context("checks")?
@@ -505,23 +492,30 @@ async fn demo_answers_health_and_readiness_probes() -> Result<()> {
         ..Default::default()
     })
     .await?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    ready_within(admin, Duration::from_secs(30))
+        .await
+        .context("after the broker returned")?;
+    proxy.shutdown().await;
+    broker.shutdown().await?;
+    Ok(())
+}
+
+/// Polls `/readyz` until it is 200 (503 meanwhile); its JSON body.
+async fn ready_within(admin: std::net::SocketAddr, limit: Duration) -> Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + limit;
     loop {
-        let r = get(admin, "/readyz", None).await?;
+        let r = crate::admin::get(admin, "/readyz", None).await?;
         if r.status == 200 {
-            break;
+            return r.json();
         }
         ensure!(
-            std::time::Instant::now() < deadline,
-            "not ready after the broker returned: {} {}",
+            std::time::Instant::now() < deadline && r.status == 503,
+            "never ready: {} {}",
             r.status,
             r.body
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    proxy.shutdown().await;
-    broker.shutdown().await?;
-    Ok(())
 }
 
 /// The value of the Prometheus sample `name` with every label of
