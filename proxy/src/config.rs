@@ -248,6 +248,11 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Client connections served at once; more are closed on accept.
     pub max_connections: usize,
+    /// Client connections served at once from one IP address; more from
+    /// that address are closed on accept (unset: no limit per address).
+    /// One host opening connections in bulk then cannot take every place
+    /// of `max_connections` from the others.
+    pub max_connections_per_ip: Option<usize>,
     /// Requests in flight per connection before the proxy stops reading.
     pub max_in_flight: usize,
     /// A client connection idle this long (seconds) is closed.
@@ -265,6 +270,7 @@ impl Default for Limits {
         Self {
             max_frame_bytes: 100 << 20,
             max_connections: 10_000,
+            max_connections_per_ip: None,
             max_in_flight: 128,
             idle_timeout_secs: 600,
             shutdown_grace_secs: 30,
@@ -331,6 +337,11 @@ impl ProxyConfig {
         if self.limits.max_connections == 0 || self.limits.max_in_flight == 0 {
             return Err(ProxyError::Config(
                 "limits.max_connections and limits.max_in_flight must be positive".into(),
+            ));
+        }
+        if self.limits.max_connections_per_ip == Some(0) {
+            return Err(ProxyError::Config(
+                "limits.max_connections_per_ip must be positive (leave it out for no limit per address)".into(),
             ));
         }
         if self.limits.max_frame_bytes < 1024 {

@@ -176,6 +176,10 @@ impl Proxy {
             limits: config.limits.clone(),
             tls: tls_server.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            per_ip: config
+                .limits
+                .max_connections_per_ip
+                .map(|n| Arc::new(crate::net::listener::PerIp::new(n))),
             tasks: tasks.clone(),
             metrics: metrics.clone(),
         });

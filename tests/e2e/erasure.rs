@@ -1043,6 +1043,20 @@ pub(crate) async fn serve_process(
     config: &std::path::Path,
     fault: Option<&str>,
 ) -> Result<(tokio::process::Child, std::net::SocketAddr)> {
+    let (child, _, admin) = serve_process_listening(config, fault).await?;
+    Ok((child, admin.context("no admin address")?))
+}
+
+/// As [`serve_process`]: the process, its client listener and its admin
+/// listener (if configured).
+pub(crate) async fn serve_process_listening(
+    config: &std::path::Path,
+    fault: Option<&str>,
+) -> Result<(
+    tokio::process::Child,
+    std::net::SocketAddr,
+    Option<std::net::SocketAddr>,
+)> {
     use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-serve"));
     cmd.arg(config)
@@ -1059,12 +1073,10 @@ pub(crate) async fn serve_process(
         .await
         .context("the proxy process did not start")??
         .context("the proxy process ended before it listened")?;
-    let admin = line
-        .split_whitespace()
-        .nth(3)
-        .context("no admin address")?
-        .parse()?;
-    Ok((child, admin))
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let listening = words.get(1).context("no client listener")?.parse()?;
+    let admin = words.get(3).and_then(|a| a.parse().ok());
+    Ok((child, listening, admin))
 }
 
 /// A proxy process crashed at every step of a workflow in turn (after the

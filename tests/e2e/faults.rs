@@ -339,6 +339,154 @@ async fn idle_connections_that_never_log_in_are_closed() -> Result<()> {
     Ok(())
 }
 
+/// The resident set size of process `pid`, and how many descriptors it
+/// has open.
+fn process_usage(pid: u32) -> Result<(usize, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    Ok((kb * 1024, fds))
+}
+
+/// 10,000 connections opened from one address and held without a word:
+/// the proxy (a process of its own) takes them all with little memory each
+/// and dials the cluster for none of them; one more from that address is
+/// closed at once (`max_connections_per_ip`), and a client on another
+/// address logs in, produces and reads meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_leave_room_for_other_clients() -> Result<()> {
+    const HELD: usize = 10_000;
+    let broker = TestBroker::start().await?;
+    let dir = tempfile::tempdir()?;
+    let users = dir.path().join("users.toml");
+    let mut store = gatehouse_sasl::CredentialStore::new();
+    store.insert(gatehouse_sasl::User::new_with_password(
+        "ingest",
+        "ingest-pass",
+        4096,
+        Default::default(),
+    )?)?;
+    std::fs::write(&users, store.to_toml()?)?;
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\nbind = \"127.0.0.1:0\"\n\n[upstream]\nbootstrap_servers = [\"{}\"]\n\n\
+             [auth]\nmechanisms = [\"PLAIN\"]\ncredentials_file = {:?}\n\n\
+             [limits]\nmax_connections = {}\nmax_connections_per_ip = {HELD}\nauth_timeout_secs = 600\n",
+            broker.broker_addr(),
+            users.display().to_string(),
+            HELD + 100,
+        ),
+    )?;
+    let (child, addr, _) = crate::erasure::serve_process_listening(&config, None).await?;
+    let pid = child.id().context("proxy pid")?;
+    let (rss_before, fds_before) = process_usage(pid)?;
+    let ours_before = std::fs::read_dir("/proc/self/fd")?.count();
+    let started = tokio::time::Instant::now();
+    let abuser: std::net::IpAddr = "127.0.0.2".parse()?;
+    let mut idle = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        idle.push(RawClient::connect_from(addr, abuser).await?);
+    }
+    // The proxy has accepted every one of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (rss, fds) = loop {
+        let (rss, fds) = process_usage(pid)?;
+        if fds >= fds_before + HELD {
+            break (rss, fds);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy holds {} of {HELD} connections",
+            fds.saturating_sub(fds_before)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let per_connection = rss.saturating_sub(rss_before) / HELD;
+    eprintln!(
+        "{HELD} idle connections opened in {:?}: proxy RSS {} -> {} MB, {per_connection} bytes each",
+        started.elapsed(),
+        rss_before >> 20,
+        rss >> 20
+    );
+    ensure!(
+        per_connection < 32 << 10,
+        "{per_connection} bytes per idle connection"
+    );
+    // Not one of them reached the cluster: the proxy holds one descriptor
+    // per client connection, and the broker (in this process) none more.
+    ensure!(
+        fds < fds_before + HELD + 50,
+        "the proxy holds {fds} descriptors for {HELD} connections"
+    );
+    let ours = std::fs::read_dir("/proc/self/fd")?.count();
+    ensure!(
+        ours < ours_before + HELD + 200,
+        "{} descriptors here for {HELD} client sockets: the cluster was dialled",
+        ours - ours_before
+    );
+    // One more from that address is closed at once.
+    let mut extra = RawClient::connect_from(addr, abuser).await?;
+    extra.expect_closed(Duration::from_secs(5)).await?;
+    // A client on another address is served: it logs in, produces and
+    // reads back.
+    let served = tokio::time::Instant::now();
+    let creds = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanisms", "PLAIN"),
+        ("sasl.username", "ingest"),
+        ("sasl.password", "ingest-pass"),
+    ];
+    let bootstrap = addr.to_string();
+    crate::support::create_topic(&broker.broker_addr().to_string(), "busy", 1, &[]).await?;
+    let producer = crate::support::producer(&bootstrap, &creds)?;
+    for i in 0..20 {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to("busy")
+                    .key("k")
+                    .payload(&format!("record {i}")),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    let read = crate::policy::read_from(&bootstrap, "busy", &creds, "busy", 1).await?;
+    ensure!(read.len() == 20, "read {} of 20", read.len());
+    eprintln!(
+        "a client on another address produced and read 20 records in {:?}",
+        served.elapsed()
+    );
+    // Closed, they give their places back.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while process_usage(pid)?.1 > fds_before + 50 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy still holds {} descriptors",
+            process_usage(pid)?.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = RawClient::connect_from(addr, abuser).await?;
+    let v: kafka_protocol::messages::ApiVersionsResponse = again
+        .call(
+            ApiKey::ApiVersions,
+            3,
+            &kafka_protocol::messages::ApiVersionsRequest::default(),
+        )
+        .await?;
+    ensure!(v.error_code == 0 && !v.api_keys.is_empty(), "{v:?}");
+    drop(child);
+    Ok(())
+}
+
 /// A free loopback port (bound, then released).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

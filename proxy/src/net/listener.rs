@@ -1,8 +1,10 @@
-//! Accepting client connections: the connection limit, the TLS handshake
+//! Accepting client connections: the connection limits (in all and per
+//! client address), the TLS handshake
 //! (a client certificate names the principal), certificate reloads, and
 //! the listeners of broker nodes as routes start them.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +57,18 @@ async fn accept_loop(front: Arc<Front>, listener: TcpListener, target: Target) {
                         drop(sock);
                         continue;
                     };
+                    let place = match &front.per_ip {
+                        Some(per_ip) => match PerIp::admit(per_ip, peer.ip()) {
+                            Some(place) => Some(place),
+                            None => {
+                                tracing::warn!(%peer, limit = per_ip.limit, "connection limit per address reached; closing new connection");
+                                front.metrics.connection_refused("limit_per_ip");
+                                drop(sock);
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     let _ = sock.set_nodelay(true);
                     let f = front.clone();
                     front.tasks.spawn(async move {
@@ -62,6 +76,7 @@ async fn accept_loop(front: Arc<Front>, listener: TcpListener, target: Target) {
                             Some((stream, principal)) => session::run(f, stream, peer, target, principal).await,
                             None => f.metrics.connection_refused("tls"),
                         }
+                        drop(place);
                         drop(permit);
                     });
                 }
@@ -71,6 +86,54 @@ async fn accept_loop(front: Arc<Front>, listener: TcpListener, target: Target) {
                 }
             },
             _ = crate::tasks::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Connections open per client IP address, against a limit.
+#[derive(Debug)]
+pub(crate) struct PerIp {
+    pub limit: usize,
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A place taken by one connection from its address; given back on drop.
+pub(crate) struct Place {
+    of: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    pub(crate) fn new(limit: usize) -> Self {
+        PerIp {
+            limit,
+            open: Default::default(),
+        }
+    }
+
+    /// A place for a connection from `ip`, if that address has one left.
+    pub(crate) fn admit(this: &Arc<PerIp>, ip: IpAddr) -> Option<Place> {
+        let mut open = this.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= this.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Place {
+            of: this.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
         }
     }
 }

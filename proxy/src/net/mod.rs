@@ -40,6 +40,8 @@ pub(crate) struct Front {
     pub tls: Option<Arc<TlsServer>>,
     /// Client connections open (permits taken).
     pub connections: Arc<Semaphore>,
+    /// Client connections open per IP address, when that is limited.
+    pub per_ip: Option<Arc<listener::PerIp>>,
     /// Where sessions run, and the shutdown signal.
     pub tasks: Arc<Tasks>,
     /// Requests, latencies, bytes, authentications.

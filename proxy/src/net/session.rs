@@ -119,6 +119,31 @@ async fn connect_upstream(
     }
 }
 
+/// The connection to the cluster that a client connection's requests go
+/// over.
+struct Upstream {
+    rd: tokio::io::ReadHalf<BoxStream>,
+    wr: tokio::io::WriteHalf<BoxStream>,
+    addr: String,
+}
+
+impl Upstream {
+    async fn dial(front: &Front, peer: SocketAddr, target: Target) -> Result<Self, ProxyError> {
+        let (stream, addr) = connect_upstream(front, target).await?;
+        tracing::debug!(%peer, ?target, upstream = %addr, "cluster connection opened");
+        let (rd, wr) = tokio::io::split(stream);
+        Ok(Upstream { rd, wr, addr })
+    }
+
+    /// Reads from the cluster connection; never ready when there is none.
+    async fn read(up: &mut Option<Upstream>, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match up {
+            Some(u) => u.rd.read_buf(buf).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 struct Session<'a> {
     front: &'a Front,
     ctx: SessionContext,
@@ -220,14 +245,16 @@ async fn serve(
     target: Target,
     principal: Option<Principal>,
 ) -> Result<(), ProxyError> {
-    let (upstream, upstream_addr) = connect_upstream(front, target).await?;
-    tracing::debug!(%peer, ?target, upstream = %upstream_addr, "connection opened");
+    tracing::debug!(%peer, ?target, "connection opened");
     let (mut client_rd, mut client_wr) = tokio::io::split(client);
-    let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
+    // The cluster is dialled when the first request is to be forwarded:
+    // connections that never send one (idle, or refused before that) cost
+    // the cluster nothing and the proxy no second socket.
+    let mut up: Option<Upstream> = None;
     let limits = &front.limits;
     let splitter = FrameSplitter::new(limits.max_frame_bytes);
     let mut from_client = BytesMut::with_capacity(16 * 1024);
-    let mut from_upstream = BytesMut::with_capacity(16 * 1024);
+    let mut from_upstream = BytesMut::new();
     let mut shutdown = front.tasks.stopping();
     let mut draining = *shutdown.borrow();
     let idle = front.idle_timeout();
@@ -283,9 +310,13 @@ async fn serve(
             }
         }
         if !s.to_upstream.is_empty() {
-            s.to_upstream.flush(&mut up_wr).await.map_err(|e| {
-                front.metrics.upstream_error(&upstream_addr);
-                ProxyError::Upstream(format!("write to {upstream_addr}: {e}"))
+            let u = match &mut up {
+                Some(u) => u,
+                None => up.insert(Upstream::dial(front, peer, target).await?),
+            };
+            s.to_upstream.flush(&mut u.wr).await.map_err(|e| {
+                front.metrics.upstream_error(&u.addr);
+                ProxyError::Upstream(format!("write to {}: {e}", u.addr))
             })?;
         }
         if !s.to_client.is_empty() {
@@ -309,7 +340,9 @@ async fn serve(
             0 => splitter.wanted(&from_upstream),
             n => n,
         };
-        from_upstream.reserve(wanted.clamp(8 * 1024, 1 << 20));
+        if up.is_some() {
+            from_upstream.reserve(wanted.clamp(8 * 1024, 1 << 20));
+        }
         let reading = !draining && s.owed.len() < limits.max_in_flight;
         tokio::select! {
             r = client_rd.read_buf(&mut from_client), if reading => match r {
@@ -317,17 +350,20 @@ async fn serve(
                 Ok(n) => front.metrics.client_bytes("in", n),
                 Err(e) => return Err(ProxyError::Downstream(format!("read: {e}"))),
             },
-            r = up_rd.read_buf(&mut from_upstream) => match r {
-                Ok(0) => {
-                    front.metrics.upstream_error(&upstream_addr);
-                    return Err(ProxyError::Upstream(format!("{upstream_addr} closed the connection")));
+            r = Upstream::read(&mut up, &mut from_upstream), if up.is_some() => {
+                let addr = up.as_ref().map(|u| u.addr.as_str()).unwrap_or("the cluster");
+                match r {
+                    Ok(0) => {
+                        front.metrics.upstream_error(addr);
+                        return Err(ProxyError::Upstream(format!("{addr} closed the connection")));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        front.metrics.upstream_error(addr);
+                        return Err(ProxyError::Upstream(format!("read from {addr}: {e}")));
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    front.metrics.upstream_error(&upstream_addr);
-                    return Err(ProxyError::Upstream(format!("read from {upstream_addr}: {e}")));
-                }
-            },
+            }
             _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() && s.streaming == 0 => {
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
                 return Ok(());
