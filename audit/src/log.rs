@@ -148,6 +148,8 @@ impl fmt::Debug for AuditLog {
 
 const CHANNEL_CAPACITY: usize = 1024;
 const MAX_REQUESTS_PER_BATCH: usize = 4096;
+/// After a failed write, how often appends try the disk again.
+const RESUME_RETRY: Duration = Duration::from_secs(1);
 
 impl AuditLog {
     /// Opens the log (creating the directory, the signing key, `verifying_key.pub` and
@@ -215,8 +217,9 @@ impl AuditLog {
     ///
     /// `Err` means the event is not known to be durable: the log cannot be written
     /// (I/O error, disk full) or is closed. Callers must then refuse the data access
-    /// (fail closed). After the first write failure every later append fails too,
-    /// until the log is reopened.
+    /// (fail closed). After a write failure every later append fails too, until
+    /// one (at most once a second) finds the disk writable again: what the failed
+    /// writes left is cut, a `recovery` event records it, and appends resume.
     pub async fn append(&self, kind: EventKind) -> Result<u64> {
         self.append_all(vec![kind]).await
     }
@@ -331,7 +334,8 @@ async fn run(
     flush: Duration,
     observer: Observer,
 ) {
-    let mut failed: Option<String> = None;
+    // Why appends fail, since when, the last attempt, how many were refused.
+    let mut failed: Option<(String, std::time::Instant, std::time::Instant, u64)> = None;
     // Answered only once the writer has released the directory, so that a reopen
     // right after `close` succeeds.
     let mut close_reply: Option<(oneshot::Sender<Result<()>>, Result<()>)> = None;
@@ -370,7 +374,37 @@ async fn run(
             }
             prev_batch_len = count;
         }
-        if let Some(reason) = &failed {
+        if let Some((reason, since, attempt, refused)) = &mut failed {
+            // Try again at most once a second (or at close): the disk may
+            // have room again.
+            if close.is_some() || attempt.elapsed() >= RESUME_RETRY {
+                let why = reason.clone();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let res = writer.resume(&why);
+                    (writer, res)
+                })
+                .await;
+                let Ok((w, res)) = joined else {
+                    for (_, done) in appends {
+                        let _ = done.send(Err(AuditError::Unavailable(reason.clone())));
+                    }
+                    return;
+                };
+                writer = w;
+                match res {
+                    Ok(()) => {
+                        tracing::info!(replica = %writer.replica, refused = *refused, failed_for = ?since.elapsed(), "audit log writable again; appends resume");
+                        failed = None;
+                    }
+                    Err(e) => {
+                        tracing::debug!(replica = %writer.replica, error = %e, "audit log still not writable");
+                        *attempt = std::time::Instant::now();
+                    }
+                }
+            }
+        }
+        if let Some((reason, _, _, refused)) = &mut failed {
+            *refused += appends.len() as u64;
             for (_, done) in appends {
                 let _ = done.send(Err(AuditError::Unavailable(reason.clone())));
             }
@@ -427,8 +461,9 @@ async fn run(
                 }
             }
             Err(e) => {
+                let waiters_len = waiters.len() as u64;
                 let reason = e.to_string();
-                tracing::error!(replica = %writer.replica, error = %reason, "audit log write failed; refusing further appends");
+                tracing::error!(replica = %writer.replica, error = %reason, "audit log write failed; data access is refused until it can be written again");
                 for done in waiters {
                     let _ = done.send(Err(AuditError::Unavailable(reason.clone())));
                 }
@@ -436,7 +471,8 @@ async fn run(
                     close_reply = Some((done, Err(AuditError::Unavailable(reason.clone()))));
                     break;
                 }
-                failed = Some(reason);
+                let now = std::time::Instant::now();
+                failed = Some((reason, now, now, waiters_len));
             }
         }
     }
@@ -494,7 +530,24 @@ struct Writer {
     /// The head file, rewritten in place after each batch (see `write_head`):
     /// the open file, its length, and the checkpoint it was last replaced at.
     head: Option<(File, usize, Option<u64>)>,
+    /// Where the log stood after its last durable batch, while a failed
+    /// batch (a write, fsync or head write that did not complete) may have
+    /// left part of itself behind: [`Self::resume`] cuts it off.
+    unwritten: Option<Durable>,
     _registration: Registration,
+}
+
+/// The writer's position and chain state after a durable batch.
+#[derive(Clone)]
+struct Durable {
+    seg_no: u64,
+    seg_size: u64,
+    seg_lines: u64,
+    seq: u64,
+    hash: String,
+    last_time: u64,
+    since_checkpoint: u64,
+    last_checkpoint: Option<CheckpointHint>,
 }
 
 struct Recovered {
@@ -637,6 +690,7 @@ impl Writer {
             index_block_events: cfg.index_block_events,
             index_lock,
             head: None,
+            unwritten: None,
             _registration: registration,
         };
         match rec.torn {
@@ -694,6 +748,89 @@ impl Writer {
     /// updated: waiters need not wait for the index. The events join the pending
     /// index block, which is written when due ([`index::Pending::due`]).
     fn commit_then(
+        &mut self,
+        requests: &[Vec<EventKind>],
+        checkpoint: bool,
+        durable: impl FnOnce(&[u64]),
+    ) -> Result<Vec<u64>> {
+        let mark = self.mark();
+        let res = self.commit_inner(requests, checkpoint, durable);
+        if res.is_err() && self.unwritten.is_none() {
+            self.unwritten = Some(mark);
+        }
+        res
+    }
+
+    fn mark(&self) -> Durable {
+        Durable {
+            seg_no: self.seg_no,
+            seg_size: self.seg_size,
+            seg_lines: self.seg_lines,
+            seq: self.seq,
+            hash: self.hash.clone(),
+            last_time: self.last_time,
+            since_checkpoint: self.since_checkpoint,
+            last_checkpoint: self.last_checkpoint.clone(),
+        }
+    }
+
+    /// Makes the log writable again after a failed batch: what the batch
+    /// left behind is cut off (segments it began removed, the segment it
+    /// wrote to truncated to its last durable line, fsync'd), the chain goes
+    /// back to its last durable event, and a `recovery` event records the
+    /// cut and `why`. `Err` if the disk still refuses; the log stays as it
+    /// was, and a later call tries again.
+    fn resume(&mut self, why: &str) -> Result<()> {
+        let Some(mark) = self.unwritten.clone() else {
+            return Ok(());
+        };
+        let mut cut = 0u64;
+        for n in mark.seg_no + 1..=self.seg_no {
+            let path = self.dir.join(segment_name(n));
+            match std::fs::metadata(&path) {
+                Ok(m) => {
+                    cut += m.len();
+                    std::fs::remove_file(&path).map_err(|e| AuditError::io(&path, e))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AuditError::io(&path, e)),
+            }
+        }
+        let path = self.dir.join(segment_name(mark.seg_no));
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::io(&path, e))?;
+        let len = file.metadata().map_err(|e| AuditError::io(&path, e))?.len();
+        if len > mark.seg_size {
+            cut += len - mark.seg_size;
+            file.set_len(mark.seg_size)
+                .map_err(|e| AuditError::io(&path, e))?;
+        }
+        file.sync_all().map_err(|e| AuditError::io(&path, e))?;
+        crate::key::sync_dir(&self.dir)?;
+        self.file = file;
+        self.seg_no = mark.seg_no;
+        self.seg_size = mark.seg_size;
+        self.seg_lines = mark.seg_lines;
+        self.seq = mark.seq;
+        self.hash = mark.hash;
+        self.last_time = mark.last_time;
+        self.since_checkpoint = mark.since_checkpoint;
+        self.last_checkpoint = mark.last_checkpoint;
+        self.unwritten = None;
+        let recovery = EventKind::Recovery {
+            segment: segment_name(mark.seg_no),
+            line: mark.seg_lines + 1,
+            bytes_cut: cut,
+            reason: format!("appends failed ({why}); the log is writable again and what the failed writes left was cut"),
+        };
+        // A failure here marks the same durable point again.
+        self.commit(&[vec![recovery]], false)?;
+        Ok(())
+    }
+
+    fn commit_inner(
         &mut self,
         requests: &[Vec<EventKind>],
         checkpoint: bool,

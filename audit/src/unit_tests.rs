@@ -19,9 +19,11 @@ fn kind() -> EventKind {
 }
 
 /// Disk full for real: the writer's segment file is swapped for `/dev/full`, whose
-/// writes fail with ENOSPC.
+/// writes fail with ENOSPC, after a torn write left bytes in the segment. Appends
+/// fail closed, then resume once the disk takes writes again: the torn bytes are
+/// cut, a `recovery` event records it, and the chain verifies.
 #[tokio::test]
-async fn disk_full_fails_closed_until_reopened() {
+async fn disk_full_fails_closed_then_resumes_when_writable() {
     let root = tempfile::tempdir().unwrap();
     let mk = || {
         let mut c = AuditConfig::new(
@@ -35,6 +37,13 @@ async fn disk_full_fails_closed_until_reopened() {
     };
     let log = AuditLog::open(mk()).await.unwrap();
     assert_eq!(log.append(kind()).await.unwrap(), 1);
+    // What a write cut short by a full disk leaves: part of a line.
+    let segment = root.path().join("r1").join(crate::segment::segment_name(1));
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    std::io::Write::write_all(&mut torn, b"{\"replica\":\"r1\",\"se").unwrap();
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
@@ -49,11 +58,32 @@ async fn disk_full_fails_closed_until_reopened() {
     let (a, b) = tokio::join!(log.append(kind()), log.append_all(vec![kind(), kind()]));
     assert!(matches!(a, Err(AuditError::Unavailable(_))));
     assert!(matches!(b, Err(AuditError::Unavailable(_))));
-    assert!(log.close().await.is_err());
-    assert!(matches!(log.append(kind()).await, Err(AuditError::Closed)));
+    // The writer tries the segment again (at most once a second) and finds
+    // it writable: the recovery event is seq 2, this append seq 3.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let seq = loop {
+        match log.append(kind()).await {
+            Ok(seq) => break seq,
+            Err(AuditError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("appends did not resume: {e}"),
+        }
+    };
+    assert_eq!(seq, 3);
+    log.close().await.unwrap();
+    let report = verify(&[root.path().join("r1")]).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let recovery = text
+        .lines()
+        .find(|l| l.contains("\"recovery\""))
+        .expect("a recovery event");
+    assert!(recovery.contains("\"bytes_cut\":19"), "{recovery}");
+    assert!(recovery.contains("No space"), "{recovery}");
 
     let log = AuditLog::open(mk()).await.unwrap();
-    assert_eq!(log.append(kind()).await.unwrap(), 2);
+    assert!(log.append(kind()).await.unwrap() > 3);
     log.close().await.unwrap();
     assert!(verify(&[root.path().join("r1")]).unwrap().is_clean());
 }

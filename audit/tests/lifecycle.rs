@@ -5,6 +5,7 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use gatehouse_audit::{
@@ -398,7 +399,7 @@ async fn second_writer_on_a_directory_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_segment_roll_fails_closed_until_reopened() {
+async fn failed_segment_roll_fails_closed_then_resumes() {
     // A real OS error: the next segment's path is taken (by a directory), so rolling
     // to it fails; as root, permission bits would not stop the writer.
     let root = tempfile::tempdir().unwrap();
@@ -419,19 +420,32 @@ async fn failed_segment_roll_fails_closed_until_reopened() {
         matches!(failed, Some(AuditError::Unavailable(_))),
         "{failed:?}"
     );
-    // Every later append fails too, even though the disk is "fine" again.
-    std::fs::remove_dir(segment(&dir, 2)).unwrap();
+    // While the path is taken, appends keep failing (the writer tries again
+    // at most once a second).
     assert!(matches!(
         log.append(delivery("a", "t", &[])).await,
         Err(AuditError::Unavailable(_))
     ));
-    assert!(log.close().await.is_err());
+    // Once it is free, they resume.
+    std::fs::remove_dir(segment(&dir, 2)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let resumed = loop {
+        match log.append(delivery("a", "t", &[])).await {
+            Ok(seq) => break seq,
+            Err(AuditError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("appends did not resume: {e}"),
+        }
+    };
+    assert!(resumed > first + 1);
+    log.close().await.unwrap();
     drop(log);
     // close() returns once the writer has let go of the directory: reopen at once.
     let mut cfg = config(root.path(), "r1");
     cfg.segment_max_bytes = 1200;
     let log = AuditLog::open(cfg).await.unwrap();
-    assert!(log.append(delivery("a", "t", &[])).await.unwrap() > first);
+    assert!(log.append(delivery("a", "t", &[])).await.unwrap() > resumed);
     log.close().await.unwrap();
     assert!(verify(&[dir]).unwrap().is_clean());
 }

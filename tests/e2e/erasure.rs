@@ -1057,11 +1057,30 @@ pub(crate) async fn serve_process_listening(
     std::net::SocketAddr,
     Option<std::net::SocketAddr>,
 )> {
+    serve_process_logged(config, fault, None).await
+}
+
+/// As [`serve_process_listening`], with the process's log (at `info`)
+/// written to `log` when given.
+pub(crate) async fn serve_process_logged(
+    config: &std::path::Path,
+    fault: Option<&str>,
+    log: Option<&std::path::Path>,
+) -> Result<(
+    tokio::process::Child,
+    std::net::SocketAddr,
+    Option<std::net::SocketAddr>,
+)> {
     use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-serve"));
     cmd.arg(config)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
+    if let Some(log) = log {
+        cmd.stderr(std::fs::File::create(log)?)
+            .env("GATEHOUSE_LOG", "info")
+            .env("NO_COLOR", "1");
+    }
     match fault {
         Some(f) => cmd.env("GATEHOUSE_FAULT", f),
         None => cmd.env_remove("GATEHOUSE_FAULT"),

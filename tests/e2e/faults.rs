@@ -487,6 +487,203 @@ async fn ten_thousand_idle_connections_leave_room_for_other_clients() -> Result<
     Ok(())
 }
 
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// A tmpfs of `size` (e.g. `16m`) at `at`; `None` where this process may
+    /// not mount (not root).
+    fn tmpfs(at: &std::path::Path, size: &str) -> Result<Option<Self>> {
+        std::fs::create_dir_all(at)?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status();
+        Ok(matches!(status, Ok(s) if s.success()).then(|| Mounted(at.to_path_buf())))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` with one file; its path.
+fn fill_disk(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path)?;
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => return Ok(path),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `log` contains `needle`; the last line that does.
+async fn logged(log: &std::path::Path, needle: &str, within: Duration) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().rfind(|l| l.contains(needle)) {
+            return Ok(line.to_string());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            anyhow::bail!(
+                "no log line with {needle:?}; the log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The audit trail's disk fills up under a running governed proxy (a
+/// process of its own, its audit directory on a small tmpfs): a governed
+/// read is refused (no delivery without its event) with a clear log line;
+/// once space returns the same consumer gets every record, a `recovery`
+/// event records what the failed writes left, and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_disk_refuses_data_until_space_returns() -> Result<()> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    // Enough distinct authors that the delivery events (which name each
+    // subject's hash) outgrow what is left of the segment's last page.
+    const POSTS: usize = 200;
+    let w = crate::policy::World::start().await?;
+    let mnt = w.dir.path().join("audit-disk");
+    let Some(_mounted) = Mounted::tmpfs(&mnt, "16m")? else {
+        eprintln!("SKIPPED: this process may not mount a tmpfs (it must run as root)");
+        return Ok(());
+    };
+    let audit = mnt.join("audit");
+    let config = crate::erasure::process_config(&w, "full")?;
+    let text = std::fs::read_to_string(&config)?.replace(
+        &toml::Value::String(
+            w.dir
+                .path()
+                .join("audit-full")
+                .to_string_lossy()
+                .into_owned(),
+        )
+        .to_string(),
+        &toml::Value::String(audit.to_string_lossy().into_owned()).to_string(),
+    );
+    ensure!(text.contains("audit-disk"), "audit dir not moved: {text}");
+    std::fs::write(&config, text)?;
+    let log = w.dir.path().join("proxy.log");
+    let (child, addr, _) = crate::erasure::serve_process_logged(&config, None, Some(&log)).await?;
+    let bootstrap = addr.to_string();
+    let opts = |who: &str| -> Vec<(String, String)> {
+        let mut o = crate::policy::World::creds(who);
+        o.push(("reconnect.backoff.max.ms".into(), "500".into()));
+        o
+    };
+    let ingest = opts("ingest");
+    let ingest: Vec<(&str, &str)> = ingest
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let producer = crate::support::producer(&bootstrap, &ingest)?;
+    for i in 0..POSTS {
+        let value = serde_json::json!({
+            "id": format!("p-{i}"),
+            "author": {"id": format!("u-{i:03}"), "email": format!("u-{i:03}@example.com")},
+            "text": "disk"
+        })
+        .to_string();
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to("social.posts")
+                    .key(&format!("u-{i:03}"))
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    // The disk is full: trust-safety (who may read posts in clear) gets
+    // nothing, and the log says why.
+    let filler = fill_disk(&mnt)?;
+    let reader = opts("trust-safety");
+    let reader: Vec<(&str, &str)> = reader
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let consumer: rdkafka::consumer::StreamConsumer =
+        crate::support::consumer(&bootstrap, "trust-safety-disk", &reader)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("social.posts", p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let line = logged(&log, "audit log write failed", Duration::from_secs(30)).await?;
+    eprintln!("logged: {line}");
+    ensure!(line.contains("No space left on device"), "{line}");
+    // Errors only (logins and reads are refused: neither can be recorded),
+    // for three seconds.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(m) = tokio::time::timeout_at(until, consumer.recv()).await {
+        if let Ok(m) = m {
+            anyhow::bail!(
+                "offset {} was delivered while the audit disk was full",
+                m.offset()
+            );
+        }
+    }
+    // Space returns: the same consumer gets every post.
+    std::fs::remove_file(&filler)?;
+    let freed = tokio::time::Instant::now();
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got < POSTS {
+        let m = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .with_context(|| format!("{got} of {POSTS} read once space returned"))?;
+        if let Ok(m) = m {
+            ensure!(m.payload().is_some());
+            got += 1;
+        }
+    }
+    let resumed = logged(&log, "audit log writable again", Duration::from_secs(5)).await?;
+    eprintln!(
+        "all {POSTS} posts read {:?} after space returned; logged: {resumed}",
+        freed.elapsed()
+    );
+    drop(consumer);
+    drop(producer);
+    // Stopped cleanly, the chain verifies and holds the recovery.
+    if let Some(pid) = child.id() {
+        std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()?;
+    }
+    let mut child = child;
+    tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
+    let verified = gatehouse_audit::verify(&[audit.clone()])?;
+    ensure!(verified.is_clean(), "{verified:?}");
+    let mut recoveries = 0;
+    for e in std::fs::read_dir(&audit)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "jsonl") {
+            recoveries += std::fs::read_to_string(&p)?
+                .matches("\"type\":\"recovery\"")
+                .count();
+        }
+    }
+    ensure!(recoveries >= 1, "no recovery event in the chain");
+    Ok(())
+}
+
 /// A free loopback port (bound, then released).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
