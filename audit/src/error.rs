@@ -17,8 +17,8 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
-    /// A write or fsync failed earlier in this session; the log refuses every later
-    /// append until it is reopened (fail closed).
+    /// A write or fsync failed; the log refuses every append (fail closed) until a
+    /// retry finds the disk writable again.
     #[error("audit log unavailable after a write failure: {0}")]
     Unavailable(String),
     /// The log was closed (or its writer task is gone).

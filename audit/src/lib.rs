@@ -100,9 +100,13 @@
 //! # Fail closed
 //!
 //! When a write or fsync fails (I/O error, disk full), the failing appends and
-//! **every later append** return `Err` until the log is reopened; callers must refuse
-//! the data access they were about to record. An `Err` means "not known durable":
-//! the event may or may not be on disk.
+//! **every later append** return `Err`; callers must refuse the data access they
+//! were about to record. At most once a second an append tries the disk again:
+//! when it takes writes, whatever the failed batch left in the segments is cut
+//! (torn lines, segments it began), the chain continues from its last durable
+//! event, an [`EventKind::Recovery`] event records the cut and the error, and
+//! appends resume. Events whose append returned `Err` are therefore never in the
+//! chain once it resumes (or once it is reopened, which cuts a torn tail).
 //!
 //! # Index
 //!
