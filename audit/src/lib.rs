@@ -105,8 +105,10 @@
 //! when it takes writes, whatever the failed batch left in the segments is cut
 //! (torn lines, segments it began), the chain continues from its last durable
 //! event, an [`EventKind::Recovery`] event records the cut and the error, and
-//! appends resume. Events whose append returned `Err` are therefore never in the
-//! chain once it resumes (or once it is reopened, which cuts a torn tail).
+//! appends resume; events whose append returned `Err` are then not in the chain.
+//! A process that dies before resuming may leave complete lines of a failed batch,
+//! which the next open keeps (it cuts only a torn last line): an `Err` means "not
+//! known durable".
 //!
 //! # Index
 //!
