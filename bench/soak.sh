@@ -22,9 +22,11 @@ minutes="${1:-60}"
 interval="${2:-180}"
 rate="${GATEHOUSE_SOAK_RATE:-500}"
 cargo build --release -q -p gatehouse --bin gatehouse
-bin="$CARGO_TARGET_DIR/release/gatehouse"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; kill -CONT "${broker_pid:-0}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+# A copy: a build during the soak does not change what restarts run.
+cp "$CARGO_TARGET_DIR/release/gatehouse" "$work/gatehouse"
+bin="$work/gatehouse"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 broker_port=$(port); proxy_port=$(port); node_base=$(port)
 
