@@ -612,7 +612,7 @@ struct KeyParts {
 impl KeyParts {
     fn open(k: &crate::config::KeysConfig) -> Result<Self, ProxyError> {
         let provider = gatehouse_keys::LocalKeyFile::open_or_create(&k.key_file)
-            .map_err(|e| ProxyError::Config(format!("key file {}: {e}", k.key_file.display())))?;
+            .map_err(|e| ProxyError::Config(format!("[keys] {e}")))?;
         let provider: Arc<dyn gatehouse_keys::KekProvider> = Arc::new(provider);
         std::fs::create_dir_all(&k.state_dir).map_err(|e| {
             ProxyError::Config(format!("keys state_dir {}: {e}", k.state_dir.display()))

@@ -684,6 +684,119 @@ async fn a_full_audit_disk_refuses_data_until_space_returns() -> Result<()> {
     Ok(())
 }
 
+/// The key-encryption key file unreadable or lost, under a governed proxy
+/// process: a file that cannot be read (a directory in its place, or
+/// garbage) stops the proxy at start with an error naming it, so nothing
+/// is served; a key file replaced by a new one (the old keys lost) serves
+/// posts whose encrypted fields are removed (`no_key` in the audit trail),
+/// never in clear and never as ciphertext, to a reader entitled to them in
+/// clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_or_lost_key_file_fails_closed() -> Result<()> {
+    let w = crate::policy::World::start().await?;
+    let producer = w.producer("ingest")?;
+    for i in 0..5 {
+        let value = serde_json::json!({
+            "id": format!("p-{i}"),
+            "author": {"id": format!("u-{i}"), "email": format!("u-{i}@example.com")},
+            "text": "keys"
+        })
+        .to_string();
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to("social.posts")
+                    .key(&format!("u-{i}"))
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    let kek = toml::Value::String(w.dir.path().join("kek.toml").to_string_lossy().into_owned())
+        .to_string();
+    let with_key_file = |name: &str, key_file: &std::path::Path| -> Result<std::path::PathBuf> {
+        let config = crate::erasure::process_config(&w, name)?;
+        let text = std::fs::read_to_string(&config)?.replace(
+            &kek,
+            &toml::Value::String(key_file.to_string_lossy().into_owned()).to_string(),
+        );
+        std::fs::write(&config, text)?;
+        Ok(config)
+    };
+    // Unreadable: the proxy does not start, and says which file.
+    let as_dir = w.dir.path().join("kek-dir");
+    std::fs::create_dir(&as_dir)?;
+    let garbage = w.dir.path().join("kek-garbage.toml");
+    std::fs::write(&garbage, "this is = not [ a key file")?;
+    // Private to their owner, as a key file must be: what stops the proxy
+    // is that neither can be read as one.
+    use std::os::unix::fs::PermissionsExt;
+    for p in [&as_dir, &garbage] {
+        let mode = if p.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    }
+    for (name, key_file) in [("dir", &as_dir), ("garbage", &garbage)] {
+        let config = with_key_file(name, key_file)?;
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-serve"))
+                .arg(&config)
+                .output(),
+        )
+        .await
+        .context("the proxy neither started nor stopped")??;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && !stdout.contains("listening"),
+            "started with an unreadable key file ({name}): {stdout}"
+        );
+        ensure!(
+            stderr.contains(&*key_file.to_string_lossy()),
+            "the error does not name the key file ({name}): {stderr}"
+        );
+        eprintln!(
+            "{name}: {}",
+            stderr
+                .lines()
+                .find(|l| l.contains("key file"))
+                .unwrap_or(&stderr)
+        );
+    }
+    // Lost: a new key file, the data keys on the key topic cannot be
+    // unwrapped. trust-safety, who reads posts in clear, gets them without
+    // the encrypted email.
+    let config = with_key_file("lost", &w.dir.path().join("kek-new.toml"))?;
+    let (child, addr, _) = crate::erasure::serve_process_listening(&config, None).await?;
+    let read = crate::policy::read_records(addr, "trust-safety", "social.posts", 3).await?;
+    ensure!(read.len() == 5, "read {} of 5", read.len());
+    for r in &read {
+        let v: serde_json::Value = serde_json::from_str(&r.value)?;
+        ensure!(
+            v["author"].get("email").is_none() && v["text"] == "keys",
+            "with the key lost, trust-safety got {}",
+            r.value
+        );
+    }
+    drop(child);
+    let events = gatehouse_audit::query(
+        &[w.dir.path().join("audit-lost")],
+        &gatehouse_audit::Query::default(),
+    )?;
+    let no_key = events.iter().any(|e| {
+        matches!(&e.kind, gatehouse_audit::EventKind::Delivery { fields, .. }
+            if fields.get("no_key").is_some_and(|f| f.iter().any(|p| p.contains("email"))))
+    });
+    ensure!(no_key, "no delivery recorded the email as no_key");
+    // With the key file it was written under, the same reader gets it.
+    let read = w.read_all("trust-safety", "social.posts", 3).await?;
+    ensure!(
+        read.iter().all(|(_, v)| v.contains("@example.com")),
+        "{read:?}"
+    );
+    Ok(())
+}
+
 /// A free loopback port (bound, then released).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
