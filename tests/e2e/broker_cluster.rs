@@ -386,19 +386,19 @@ async fn joining_and_leaving_brokers_move_partitions_without_loss() -> Result<()
 }
 
 /// A broker in a process of its own (`gatehouse-broker`).
-struct BrokerProcess {
-    child: tokio::process::Child,
-    addr: std::net::SocketAddr,
+pub(crate) struct BrokerProcess {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
 }
 
 impl BrokerProcess {
-    async fn start(node: i32, data: &std::path::Path, lease: Duration) -> Result<Self> {
+    pub(crate) async fn start(node: i32, data: &std::path::Path, lease: Duration) -> Result<Self> {
         Self::start_on(node, &data.to_string_lossy(), lease, None, &[]).await
     }
 
     /// On `data` (a directory or a URL) with object store `options`, on
     /// `listen` if given (a restart on the same port).
-    async fn start_on(
+    pub(crate) async fn start_on(
         node: i32,
         data: &str,
         lease: Duration,

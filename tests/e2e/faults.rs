@@ -797,6 +797,125 @@ async fn an_unreadable_or_lost_key_file_fails_closed() -> Result<()> {
     Ok(())
 }
 
+/// A broker process SIGKILLed and started again on its port and data
+/// while an idempotent acks=all producer writes and a consumer group reads
+/// through the proxy: the producer's records are all acknowledged, the
+/// cluster holds each once, and the group reads every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_while_clients_produce_and_consume_through_the_proxy() -> Result<()> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    const RECORDS: usize = 6_000;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let lease = Duration::from_millis(1_500);
+    let mut broker = crate::broker_cluster::BrokerProcess::start(0, &data, lease).await?;
+    let broker_addr = broker.addr;
+    let proxy = Proxy::start(ProxyConfig::new(local0(), broker_addr.to_string())).await?;
+    let via = proxy.local_addr().to_string();
+    let mut c = RawClient::connect(broker_addr).await?;
+    create(&mut c, "killed", 3, &[]).await?;
+    drop(c);
+    let producer = crate::support::producer(
+        &via,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "120000"),
+        ],
+    )?;
+    let consumer: rdkafka::consumer::StreamConsumer = crate::support::consumer(
+        &via,
+        "killed-readers",
+        &[("reconnect.backoff.max.ms", "500")],
+    )?;
+    consumer.subscribe(&["killed"])?;
+    // The reader, all along: every record index it gets.
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let first_after_restart = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
+    let reader = {
+        let (seen, first) = (seen.clone(), first_after_restart.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+            loop {
+                let Ok(m) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+                    return;
+                };
+                let Ok(m) = m else { continue };
+                let Some(i) = m.payload().and_then(|p| crate::support::index_of(p).ok()) else {
+                    continue;
+                };
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                if i >= RECORDS / 3 {
+                    first
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(tokio::time::Instant::now);
+                }
+                seen.insert(i);
+                if seen.len() == RECORDS {
+                    return;
+                }
+            }
+        })
+    };
+    crate::support::produce(&producer, "killed", "before", 0..RECORDS / 3).await?;
+    // Killed once the group is reading.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap_or_else(|p| p.into_inner()).len() < RECORDS / 6 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the group read nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let read_before = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+    broker.child.start_kill()?;
+    broker.child.wait().await?;
+    let killed = tokio::time::Instant::now();
+    // Records sent while the broker is down wait in the producer.
+    let during = {
+        let p = producer.clone();
+        tokio::spawn(async move {
+            crate::support::produce(&p, "killed", "during", RECORDS / 3..2 * RECORDS / 3).await
+        })
+    };
+    broker = crate::broker_cluster::BrokerProcess::start_on(
+        0,
+        &data.to_string_lossy(),
+        lease,
+        Some(broker_addr),
+        &[],
+    )
+    .await?;
+    let restarted = tokio::time::Instant::now();
+    during.await??;
+    crate::support::produce(&producer, "killed", "after", 2 * RECORDS / 3..RECORDS).await?;
+    reader.await?;
+    let read = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let recovered = first_after_restart
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .map(|t| t.saturating_duration_since(restarted));
+    eprintln!(
+        "broker killed with {read_before} of {} read; back after {:?}; the group read its first later record {recovered:?} after that; {read} of {RECORDS} read",
+        RECORDS / 3,
+        restarted - killed
+    );
+    ensure!(read == RECORDS, "the group read {read} of {RECORDS}");
+    // Stored once each: a fresh reader gets exactly RECORDS.
+    let all = crate::support::consumer(&broker_addr.to_string(), "killed-check", &[])?;
+    all.subscribe(&["killed"])?;
+    let got = crate::support::consume(&all, RECORDS, Duration::from_secs(60)).await?;
+    let ids: std::collections::BTreeSet<usize> = got.iter().map(|(i, ..)| *i).collect();
+    ensure!(ids.len() == RECORDS, "{} distinct of {RECORDS}", ids.len());
+    let extra = tokio::time::timeout(Duration::from_millis(500), all.recv()).await;
+    ensure!(extra.is_err(), "more than {RECORDS} records stored");
+    proxy.shutdown().await;
+    drop(broker);
+    Ok(())
+}
+
 /// A free loopback port (bound, then released).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
