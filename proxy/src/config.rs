@@ -255,6 +255,13 @@ pub struct Limits {
     pub max_connections_per_ip: Option<usize>,
     /// Requests in flight per connection before the proxy stops reading.
     pub max_in_flight: usize,
+    /// Bytes of large client requests (1 MiB or more) being read or waiting
+    /// to be forwarded, all connections together. A connection whose next
+    /// request would pass it waits (stops reading) until others are
+    /// forwarded, so many clients sending large batches to a slow cluster
+    /// hold this much, not connections × frame size. At least
+    /// `max_frame_bytes`.
+    pub max_buffered_bytes: usize,
     /// A client connection idle this long (seconds) is closed.
     pub idle_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests (seconds).
@@ -272,6 +279,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: None,
             max_in_flight: 128,
+            max_buffered_bytes: 512 << 20,
             idle_timeout_secs: 600,
             shutdown_grace_secs: 30,
             auth_timeout_secs: 10,
@@ -343,6 +351,14 @@ impl ProxyConfig {
             return Err(ProxyError::Config(
                 "limits.max_connections_per_ip must be positive (leave it out for no limit per address)".into(),
             ));
+        }
+        if self.limits.max_buffered_bytes < self.limits.max_frame_bytes
+            || self.limits.max_buffered_bytes > u32::MAX as usize
+        {
+            return Err(ProxyError::Config(format!(
+                "limits.max_buffered_bytes ({}) must be at least limits.max_frame_bytes ({}) and at most 4 GiB",
+                self.limits.max_buffered_bytes, self.limits.max_frame_bytes
+            )));
         }
         if self.limits.max_frame_bytes < 1024 {
             return Err(ProxyError::Config(

@@ -176,6 +176,7 @@ impl Proxy {
             limits: config.limits.clone(),
             tls: tls_server.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            buffered: Arc::new(Semaphore::new(config.limits.max_buffered_bytes)),
             per_ip: config
                 .limits
                 .max_connections_per_ip
@@ -351,6 +352,12 @@ impl Proxy {
     /// The erasure workflows, when `[policy]` and `[keys]` are configured.
     pub fn eraser(&self) -> Option<Arc<Eraser>> {
         self.eraser.clone()
+    }
+
+    /// Bytes of large client requests held now (see
+    /// [`crate::config::Limits::max_buffered_bytes`]).
+    pub fn buffered_bytes(&self) -> usize {
+        self.front.limits.max_buffered_bytes - self.front.buffered.available_permits()
     }
 
     /// Client connections currently open.
@@ -820,6 +827,18 @@ fn observe(
         move || {
             vec![(
                 max.saturating_sub(connections.available_permits()) as i64,
+                vec![],
+            )]
+        },
+    );
+    let buffered = front.buffered.clone();
+    let budget = front.limits.max_buffered_bytes;
+    metrics.gauge(
+        "gatehouse.proxy.buffered_bytes",
+        "Bytes of large client requests held (read or waiting to be forwarded), against limits.max_buffered_bytes",
+        move || {
+            vec![(
+                budget.saturating_sub(buffered.available_permits()) as i64,
                 vec![],
             )]
         },

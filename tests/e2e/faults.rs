@@ -125,6 +125,102 @@ async fn a_stalled_upstream_holds_back_only_its_own_client() -> Result<()> {
     Ok(())
 }
 
+/// Twenty clients each send an 8 MiB produce request while the cluster
+/// stalls: the proxy holds at most `max_buffered_bytes` (32 MiB) of them,
+/// not 160 MiB; a client with a small request is served meanwhile, and
+/// every large one is answered once the cluster returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_requests_to_a_stalled_cluster_are_held_to_the_buffer_budget() -> Result<()> {
+    const CLIENTS: usize = 20;
+    let broker = TestBroker::start().await?;
+    let mut direct = RawClient::connect(broker.broker_addr()).await?;
+    create(&mut direct, "faults.budget", 1, &[]).await?;
+    let relay = FaultRelay::start(broker.broker_addr()).await?;
+    let mut config = ProxyConfig::new(local0(), relay.addr().to_string());
+    config.limits.max_frame_bytes = 16 << 20;
+    config.limits.max_buffered_bytes = 32 << 20;
+    let proxy = Proxy::start(config).await?;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut c = RawClient::connect(proxy.local_addr()).await?;
+        let _: MetadataResponse = c
+            .call(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            )
+            .await?;
+        clients.push(c);
+    }
+    relay.stall_existing();
+    let rss_before = rss_bytes()?;
+    let value = "v".repeat(8 << 20);
+    let frame = clients[0].frame(
+        ApiKey::Produce,
+        9,
+        &produce_request("faults.budget", record_batch_of(&[("k", &value)])?),
+    )?;
+    drop(value);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for mut c in clients {
+        let (frame, sent) = (frame.clone(), sent.clone());
+        writers.push(tokio::spawn(async move {
+            c.send_raw(&frame).await?;
+            sent.fetch_add(1, Ordering::Relaxed);
+            c.read_frame().await
+        }));
+    }
+    // Sampled while the clients push.
+    let started = tokio::time::Instant::now();
+    let mut watch = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        watch = watch.max(proxy.buffered_bytes());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let grown = rss_bytes()?.saturating_sub(rss_before);
+    eprintln!(
+        "{CLIENTS} clients x 8 MiB to a stalled cluster: {} sent whole, proxy held at most {} MiB of requests, RSS grew {} MiB",
+        sent.load(Ordering::Relaxed),
+        watch >> 20,
+        grown >> 20
+    );
+    ensure!(
+        watch <= 32 << 20 && watch > 0,
+        "held {watch} bytes of large requests"
+    );
+    ensure!(
+        grown < 96 << 20,
+        "RSS grew {} MiB with the cluster stalled",
+        grown >> 20
+    );
+    // A small request on a connection of its own is served.
+    let mut small = RawClient::connect(proxy.local_addr()).await?;
+    let (code, _) = produce_one(
+        &mut small,
+        "faults.budget",
+        0,
+        record_batch_of(&[("k", "v")])?,
+    )
+    .await?;
+    ensure!(code == 0, "small produce while the budget is taken: {code}");
+    // The cluster returns: every large request is answered.
+    relay.resume();
+    for w in writers {
+        let answer = tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .context("a large request was never answered")???;
+        ensure!(answer.len() > 8);
+    }
+    ensure!(
+        proxy.buffered_bytes() == 0,
+        "{} bytes still held",
+        proxy.buffered_bytes()
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
 /// A client that sends Fetch requests and never reads the answers: the
 /// proxy writes until the socket is full, then stops reading the cluster
 /// and the client, so what it holds stays bounded; others are served.

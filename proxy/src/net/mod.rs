@@ -40,6 +40,9 @@ pub(crate) struct Front {
     pub tls: Option<Arc<TlsServer>>,
     /// Client connections open (permits taken).
     pub connections: Arc<Semaphore>,
+    /// Bytes of large client requests held, all connections together
+    /// (`max_buffered_bytes` permits).
+    pub buffered: Arc<Semaphore>,
     /// Client connections open per IP address, when that is limited.
     pub per_ip: Option<Arc<listener::PerIp>>,
     /// Where sessions run, and the shutdown signal.

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt as _;
 use gatehouse_wire::{encode_response, produce_acks, FrameSplitter};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -168,6 +169,40 @@ struct Session<'a> {
 /// the proxy never holds a whole large response in memory.
 const STREAM_FROM_BYTES: usize = 64 * 1024;
 
+/// Client requests at least this long count against `max_buffered_bytes`
+/// from when their length is read until they are forwarded.
+const BUDGETED_FROM: usize = 1 << 20;
+
+/// A wait for a share of the proxy's buffer budget.
+type Acquiring = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
+            > + Send,
+    >,
+>;
+
+async fn wait_budget(
+    acquiring: &mut Option<Acquiring>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
+    match acquiring {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The length (with its prefix) of the large request `buf` begins with,
+/// when it is not all there yet.
+fn large_partial_frame(buf: &[u8], max_frame_bytes: usize) -> Option<u32> {
+    let prefix = buf.get(..4)?;
+    let len = usize::try_from(i32::from_be_bytes([
+        prefix[0], prefix[1], prefix[2], prefix[3],
+    ]))
+    .ok()?;
+    let total = len.min(max_frame_bytes) + 4;
+    (total >= BUDGETED_FROM && buf.len() < total).then(|| u32::try_from(total).ok())?
+}
+
 /// Where the connection is in a SASL exchange.
 enum Sasl<'a> {
     Idle,
@@ -279,11 +314,17 @@ async fn serve(
         closing: None,
         streaming: 0,
     };
+    // The share of `max_buffered_bytes` held for the large request being
+    // read (or waiting to be forwarded), and the wait for one.
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut budget_spent = false;
+    let mut acquiring: Option<Acquiring> = None;
     loop {
         while !draining && s.owed.len() < limits.max_in_flight {
             match splitter.split_with_prefix(&mut from_client) {
                 Ok(Some(frame)) => {
                     last_activity = Instant::now();
+                    budget_spent |= frame.len() >= BUDGETED_FROM;
                     s.request(frame).await?;
                 }
                 Ok(None) => break,
@@ -319,6 +360,12 @@ async fn serve(
                 ProxyError::Upstream(format!("write to {}: {e}", u.addr))
             })?;
         }
+        // The large request is on its way to the cluster (or answered):
+        // its bytes go back to the budget.
+        if budget_spent {
+            budget = None;
+            budget_spent = false;
+        }
         if !s.to_client.is_empty() {
             let n = s
                 .to_client
@@ -343,8 +390,27 @@ async fn serve(
         if up.is_some() {
             from_upstream.reserve(wanted.clamp(8 * 1024, 1 << 20));
         }
-        let reading = !draining && s.owed.len() < limits.max_in_flight;
+        let mut reading = !draining && s.owed.len() < limits.max_in_flight;
+        // Reading more of a large request needs its bytes from the budget.
+        if reading && budget.is_none() {
+            if let Some(len) = large_partial_frame(&from_client, splitter.max_frame_bytes()) {
+                let wait = acquiring.get_or_insert_with(|| {
+                    Box::pin(front.buffered.clone().acquire_many_owned(len))
+                });
+                match wait.as_mut().now_or_never() {
+                    Some(permit) => {
+                        acquiring = None;
+                        budget = permit.ok();
+                    }
+                    None => reading = false,
+                }
+            }
+        }
         tokio::select! {
+            p = wait_budget(&mut acquiring), if acquiring.is_some() => {
+                acquiring = None;
+                budget = p.ok();
+            }
             r = client_rd.read_buf(&mut from_client), if reading => match r {
                 Ok(0) => return Ok(()),
                 Ok(n) => front.metrics.client_bytes("in", n),
