@@ -765,7 +765,7 @@ async fn a_full_audit_disk_refuses_data_until_space_returns() -> Result<()> {
     }
     let mut child = child;
     tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
-    let verified = gatehouse_audit::verify(&[audit.clone()])?;
+    let verified = gatehouse_audit::verify(std::slice::from_ref(&audit))?;
     ensure!(verified.is_clean(), "{verified:?}");
     let mut recoveries = 0;
     for e in std::fs::read_dir(&audit)? {
