@@ -117,7 +117,16 @@ pub async fn consume(
     while out.len() < count {
         let m = tokio::time::timeout_at(deadline, c.recv())
             .await
-            .with_context(|| format!("consumed only {} of {count} messages", out.len()))??;
+            .with_context(|| format!("consumed only {} of {count} messages", out.len()))?;
+        // A broker that went away (stopped, or not yet dropped from the
+        // client's metadata) is reported and retried by the client.
+        let m = match m {
+            Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                | rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+            )) => continue,
+            m => m?,
+        };
         let payload = m.payload().context("message without value")?;
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
         let i = index_of(payload)?;
