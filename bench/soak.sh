@@ -26,6 +26,8 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; kill -CONT "${broker_pid:-0}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 # A copy: a build during the soak does not change what restarts run.
 cp "$CARGO_TARGET_DIR/release/gatehouse" "$work/gatehouse"
+# The commit the binary was built from (the report is written an hour later).
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
 bin="$work/gatehouse"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 broker_port=$(port); proxy_port=$(port); node_base=$(port)
@@ -222,7 +224,7 @@ wait "$load_pid" || { echo "the load failed:" >&2; tail -20 "$work/load.log" >&2
 mkdir -p bench/results
 out="bench/results/soak-$(date -u +%Y%m%d-%H%M).md"
 python3 - "$work/load.json" "$work/memory.txt" "$minutes" "$interval" "$rate" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "${faults[@]}" >"$out" <<'PY'
+  "$commit" "${faults[@]}" >"$out" <<'PY'
 import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 mem = [l.split() for l in open(sys.argv[2]) if len(l.split()) == 3]
