@@ -384,3 +384,55 @@ fn key_operation_detail_keeps_old_hashes() {
     let back: Event = serde_json::from_slice(&with.to_line().expect("line")).expect("round trip");
     assert_eq!(back, with);
 }
+
+/// A measurement, run by hand (`cargo test -p gatehouse-audit --release --
+/// --ignored --nocapture writer_memory`): the process's resident memory while
+/// one writer appends 400,000 delivery events (200 subjects) in batches of 50,
+/// as the proxy does under load. Prints RSS every 50,000 events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn writer_memory_while_appending() {
+    fn rss_mb() -> f64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(
+        root.path().join("r1"),
+        "r1",
+        root.path().join("key.pk8"),
+        Zeroizing::new([1u8; 32]),
+    );
+    c.checkpoint_every = 100;
+    let log = AuditLog::open(c).await.unwrap();
+    let mut line = vec![format!("0: {:.1} MB", rss_mb())];
+    for batch in 0..8_000u64 {
+        let kinds = (0..50)
+            .map(|i| {
+                let n = batch * 50 + i;
+                EventKind::Delivery {
+                    principal: "analytics".into(),
+                    topic: "social.posts".into(),
+                    partition: (n % 3) as i32,
+                    first_offset: n as i64,
+                    last_offset: n as i64,
+                    records: 1,
+                    fields: Default::default(),
+                    subjects: vec![log.subject_hash(&format!("u-{}", n % 200))],
+                    policies: vec!["analytics-consented".into()],
+                }
+            })
+            .collect();
+        log.append_all(kinds).await.unwrap();
+        if (batch + 1) % 1_000 == 0 {
+            line.push(format!("{}: {:.1} MB", (batch + 1) * 50, rss_mb()));
+        }
+    }
+    log.close().await.unwrap();
+    eprintln!("RSS by events appended: {}", line.join(", "));
+}
