@@ -357,12 +357,12 @@ impl Proxy {
     /// Bytes of large client requests held now (see
     /// [`crate::config::Limits::max_buffered_bytes`]).
     pub fn buffered_bytes(&self) -> usize {
-        self.front.limits.max_buffered_bytes - self.front.buffered.available_permits()
+        self.front.buffered_bytes()
     }
 
     /// Client connections currently open.
     pub fn open_connections(&self) -> usize {
-        self.front.limits.max_connections - self.front.connections.available_permits()
+        self.front.open_connections()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace
@@ -819,29 +819,17 @@ fn observe(
     audit: Option<gatehouse_audit::AuditLog>,
 ) {
     use gatehouse_telemetry::KeyValue;
-    let connections = front.connections.clone();
-    let max = front.limits.max_connections;
+    let f = front.clone();
     metrics.gauge(
         "gatehouse.proxy.connections",
         "Client connections open",
-        move || {
-            vec![(
-                max.saturating_sub(connections.available_permits()) as i64,
-                vec![],
-            )]
-        },
+        move || vec![(f.open_connections() as i64, vec![])],
     );
-    let buffered = front.buffered.clone();
-    let budget = front.limits.max_buffered_bytes;
+    let f = front.clone();
     metrics.gauge(
         "gatehouse.proxy.buffered_bytes",
         "Bytes of large client requests held (read or waiting to be forwarded), against limits.max_buffered_bytes",
-        move || {
-            vec![(
-                budget.saturating_sub(buffered.available_permits()) as i64,
-                vec![],
-            )]
-        },
+        move || vec![(f.buffered_bytes() as i64, vec![])],
     );
     if let Some(p) = policies {
         let counters = p.live_counters();

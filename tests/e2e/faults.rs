@@ -341,7 +341,12 @@ async fn a_trickled_frame_is_cut_off_at_the_idle_timeout() -> Result<()> {
 
 /// This process's resident set size.
 fn rss_bytes() -> Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    vm_rss("/proc/self/status")
+}
+
+/// The VmRSS of a `/proc/<pid>/status` file, in bytes.
+fn vm_rss(status: &str) -> Result<usize> {
+    let status = std::fs::read_to_string(status)?;
     let kb: usize = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -438,15 +443,9 @@ async fn idle_connections_that_never_log_in_are_closed() -> Result<()> {
 /// The resident set size of process `pid`, and how many descriptors it
 /// has open.
 fn process_usage(pid: u32) -> Result<(usize, usize)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS")?;
+    let rss = vm_rss(&format!("/proc/{pid}/status"))?;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
-    Ok((kb * 1024, fds))
+    Ok((rss, fds))
 }
 
 /// 10,000 connections opened from one address and held without a word:
@@ -583,6 +582,34 @@ async fn ten_thousand_idle_connections_leave_room_for_other_clients() -> Result<
     Ok(())
 }
 
+/// Produces `n` posts to `social.posts`, each by its own author `u-NNN`
+/// (key and subject) with an email, and `text`; waits for every ack.
+async fn produce_posts(
+    producer: &rdkafka::producer::FutureProducer,
+    n: usize,
+    text: &str,
+) -> Result<()> {
+    for i in 0..n {
+        let author = format!("u-{i:03}");
+        let value = serde_json::json!({
+            "id": format!("p-{i}"),
+            "author": {"id": author, "email": format!("{author}@example.com")},
+            "text": text
+        })
+        .to_string();
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to("social.posts")
+                    .key(&author)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
 /// A tmpfs mounted for a test, unmounted when dropped.
 struct Mounted(std::path::PathBuf);
 
@@ -690,23 +717,7 @@ async fn a_full_audit_disk_refuses_data_until_space_returns() -> Result<()> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let producer = crate::support::producer(&bootstrap, &ingest)?;
-    for i in 0..POSTS {
-        let value = serde_json::json!({
-            "id": format!("p-{i}"),
-            "author": {"id": format!("u-{i:03}"), "email": format!("u-{i:03}@example.com")},
-            "text": "disk"
-        })
-        .to_string();
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to("social.posts")
-                    .key(&format!("u-{i:03}"))
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
-    }
+    produce_posts(&producer, POSTS, "disk").await?;
     // The disk is full: trust-safety (who may read posts in clear) gets
     // nothing, and the log says why.
     let filler = fill_disk(&mnt)?;
@@ -791,23 +802,7 @@ async fn a_full_audit_disk_refuses_data_until_space_returns() -> Result<()> {
 async fn an_unreadable_or_lost_key_file_fails_closed() -> Result<()> {
     let w = crate::policy::World::start().await?;
     let producer = w.producer("ingest")?;
-    for i in 0..5 {
-        let value = serde_json::json!({
-            "id": format!("p-{i}"),
-            "author": {"id": format!("u-{i}"), "email": format!("u-{i}@example.com")},
-            "text": "keys"
-        })
-        .to_string();
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to("social.posts")
-                    .key(&format!("u-{i}"))
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
-    }
+    produce_posts(&producer, 5, "keys").await?;
     let kek = toml::Value::String(w.dir.path().join("kek.toml").to_string_lossy().into_owned())
         .to_string();
     let with_key_file = |name: &str, key_file: &std::path::Path| -> Result<std::path::PathBuf> {

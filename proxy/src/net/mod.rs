@@ -52,6 +52,16 @@ pub(crate) struct Front {
 }
 
 impl Front {
+    /// Client connections open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.limits.max_connections - self.connections.available_permits()
+    }
+
+    /// Bytes of large client requests held now (`max_buffered_bytes`).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.limits.max_buffered_bytes - self.buffered.available_permits()
+    }
+
     /// How long a connection may stay idle.
     pub(crate) fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.idle_timeout_secs)

@@ -194,13 +194,13 @@ async fn wait_budget(
 /// The length (with its prefix) of the large request `buf` begins with,
 /// when it is not all there yet.
 fn large_partial_frame(buf: &[u8], max_frame_bytes: usize) -> Option<u32> {
-    let prefix = buf.get(..4)?;
-    let len = usize::try_from(i32::from_be_bytes([
-        prefix[0], prefix[1], prefix[2], prefix[3],
-    ]))
-    .ok()?;
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
     let total = len.min(max_frame_bytes) + 4;
-    (total >= BUDGETED_FROM && buf.len() < total).then(|| u32::try_from(total).ok())?
+    if total < BUDGETED_FROM || buf.len() >= total {
+        return None;
+    }
+    u32::try_from(total).ok()
 }
 
 /// Where the connection is in a SASL exchange.
