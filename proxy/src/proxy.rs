@@ -819,17 +819,21 @@ fn observe(
     audit: Option<gatehouse_audit::AuditLog>,
 ) {
     use gatehouse_telemetry::KeyValue;
-    let f = front.clone();
+    // The gauges hold the semaphores only, not the front (whose filters
+    // hold stores that must close when the proxy stops).
+    let in_use = |sem: &Arc<tokio::sync::Semaphore>, max: usize| {
+        let sem = sem.clone();
+        move || vec![(max.saturating_sub(sem.available_permits()) as i64, vec![])]
+    };
     metrics.gauge(
         "gatehouse.proxy.connections",
         "Client connections open",
-        move || vec![(f.open_connections() as i64, vec![])],
+        in_use(&front.connections, front.limits.max_connections),
     );
-    let f = front.clone();
     metrics.gauge(
         "gatehouse.proxy.buffered_bytes",
         "Bytes of large client requests held (read or waiting to be forwarded), against limits.max_buffered_bytes",
-        move || vec![(f.buffered_bytes() as i64, vec![])],
+        in_use(&front.buffered, front.limits.max_buffered_bytes),
     );
     if let Some(p) = policies {
         let counters = p.live_counters();
