@@ -5,6 +5,8 @@
 #
 #   bench/soak.sh [minutes] [fault-interval-seconds]     (default 60 and 180)
 #   GATEHOUSE_SOAK_AUDIT=off bench/soak.sh ...           (the proxy without audit)
+#   GATEHOUSE_SOAK_WRAP="heaptrack -o /tmp/heap" bench/soak.sh ...
+#                                    (the proxy run under a profiler)
 #
 # The load (Python, confluent-kafka): an idempotent acks=all producer writes
 # JSON posts with five personal fields (each a unique id) to a protected
@@ -110,7 +112,8 @@ start_broker() {
   broker_pid=$!
 }
 start_proxy() {
-  "$bin" serve --config "$work/proxy.toml" >>"$work/proxy.log" 2>&1 &
+  # shellcheck disable=SC2086 # the wrapper is a command and its words
+  ${GATEHOUSE_SOAK_WRAP:-} "$bin" serve --config "$work/proxy.toml" >>"$work/proxy.log" 2>&1 &
   proxy_pid=$!
 }
 wait_port() { for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }

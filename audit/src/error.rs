@@ -54,13 +54,32 @@ pub enum AuditError {
     /// The configuration is unusable.
     #[error("invalid audit configuration: {0}")]
     Config(String),
-    /// The sled index failed (the index is derived data; segments are the truth).
+    /// The index database failed (the index is derived data; segments are the
+    /// truth).
     #[error("audit index error: {0}")]
-    Index(#[from] sled::Error),
+    Index(#[from] redb::Error),
     /// JSON (de)serialisation failed.
     #[error("audit JSON error: {0}")]
     Json(#[from] serde_json::Error),
 }
+
+/// Every error of the index database is an [`AuditError::Index`].
+macro_rules! index_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AuditError {
+            fn from(e: $t) -> Self {
+                AuditError::Index(e.into())
+            }
+        }
+    )*};
+}
+index_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 impl AuditError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -1,9 +1,14 @@
-//! The sled index (derived data, rebuildable from the segments) and the in-process
-//! registry that lets queries share the writer's open database.
+//! The index (a redb database: derived data, rebuildable from the segments) and the
+//! in-process registry that lets queries share the writer's open database.
+//!
+//! redb keeps what it caches within a set size ([`INDEX_CACHE_BYTES`]) whatever the
+//! size of the index. The index was a sled database until format 2; sled's memory
+//! grew with the number of entries written, whatever its cache capacity (a proxy
+//! under steady load grew by about 1 MB every 10 s, most of it sled's nodes).
 //!
 //! # Postings blocks (index format 2)
 //!
-//! Events are indexed in **blocks** of consecutive seqs, one sled entry per (tree,
+//! Events are indexed in **blocks** of consecutive seqs, one entry per (table,
 //! value) per block rather than one per event. The writer keeps the index items of
 //! committed events in memory ([`Pending`]) and writes them as one block once
 //! [`crate::AuditConfig::index_block_events`] are pending, or at a commit when the
@@ -56,6 +61,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use redb::{Database, ReadOnlyTable, ReadableTable, TableDefinition, TableError};
+
 use crate::error::{AuditError, Result};
 use crate::event::Event;
 use crate::segment::{scan_segment, segment_name};
@@ -77,11 +84,40 @@ impl Locator {
     }
 }
 
-pub(crate) const INDEX_DIR: &str = "index";
+/// The index database, in the chain's directory.
+pub(crate) const INDEX_FILE: &str = "index.redb";
+
+/// Where formats 1 and 2 kept their sled database: removed once the redb index is
+/// open (derived data, rebuilt from the segments).
+const SLED_INDEX_DIR: &str = "index";
 
 /// Layout version of the index, kept in `meta`. An index without it or with another
-/// one is cleared and rebuilt from the segments.
-pub(crate) const FORMAT: u32 = 2;
+/// one is cleared and rebuilt from the segments. Format 3 is format 2's layout in
+/// redb.
+pub(crate) const FORMAT: u32 = 3;
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const EVENTS: Table = TableDefinition::new("events");
+const VALUE_TABLES: [Table; 4] = [
+    TableDefinition::new("principal"),
+    TableDefinition::new("topic"),
+    TableDefinition::new("subject"),
+    TableDefinition::new("decision"),
+];
+const TIME: Table = TableDefinition::new("time");
+const META: Table = TableDefinition::new("meta");
+
+/// Every table of the index.
+pub(crate) const TABLES: [Table; 7] = [
+    EVENTS,
+    VALUE_TABLES[0],
+    VALUE_TABLES[1],
+    VALUE_TABLES[2],
+    VALUE_TABLES[3],
+    TIME,
+    META,
+];
 
 /// Events per block when the index is built outside the writer (rebuilds by a query).
 pub(crate) const DEFAULT_BLOCK_EVENTS: usize = 4096;
@@ -203,7 +239,7 @@ struct Run {
 pub(crate) struct LocatorBlock {
     first_seq: u64,
     runs: Vec<Run>,
-    value: sled::IVec,
+    value: Vec<u8>,
     /// Where the lens start in `value`.
     lens_at: usize,
     count: usize,
@@ -213,7 +249,7 @@ pub(crate) struct LocatorBlock {
 }
 
 impl LocatorBlock {
-    fn decode(first_seq: u64, value: sled::IVec) -> Option<Self> {
+    fn decode(first_seq: u64, value: Vec<u8>) -> Option<Self> {
         let mut pos = 0;
         let n = get_varint(&value, &mut pos)?;
         let mut runs = Vec::new();
@@ -275,7 +311,7 @@ impl LocatorBlock {
 
 #[cfg(test)]
 fn decode_locators(b: &[u8]) -> Option<Vec<Locator>> {
-    let mut block = LocatorBlock::decode(1, sled::IVec::from(b))?;
+    let mut block = LocatorBlock::decode(1, b.to_vec())?;
     (1..=block.count as u64).map(|s| block.get(s)).collect()
 }
 
@@ -311,7 +347,7 @@ pub(crate) fn lock_index(lock: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
 }
 
 struct Entry {
-    db: sled::Db,
+    db: Arc<Database>,
     writer: bool,
     users: usize,
     lock: IndexLock,
@@ -324,10 +360,10 @@ fn registry() -> MutexGuard<'static, HashMap<PathBuf, Entry>> {
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Directories whose database this process closed lately, and when. sled releases
-/// its file lock a little after the last handle is dropped (its I/O threads finish
-/// first): a reader that finds the lock taken within [`RELEASE_GRACE`] of such a
-/// close waits for it rather than scanning the segments.
+/// Directories whose database this process closed lately, and when. A reader that
+/// finds the database's file lock taken within [`RELEASE_GRACE`] of such a close (a
+/// handle still being dropped elsewhere in the process) waits for it rather than
+/// scanning the segments.
 fn released() -> MutexGuard<'static, HashMap<PathBuf, Instant>> {
     static RELEASED: OnceLock<Mutex<HashMap<PathBuf, Instant>>> = OnceLock::new();
     RELEASED
@@ -356,32 +392,37 @@ fn registry_key(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
-/// The index's page cache: sled's default (1 GiB) would let a long-running
-/// writer's memory grow with the log.
-const INDEX_CACHE_BYTES: u64 = 32 << 20;
+/// What redb may cache of the index (its default, 1 GiB, is for databases that
+/// are the application's main store; queries read few blocks).
+pub(crate) const INDEX_CACHE_BYTES: usize = 16 << 20;
 
-fn open_db(dir: &Path) -> sled::Result<sled::Db> {
-    sled::Config::new()
-        .path(dir.join(INDEX_DIR))
-        .flush_every_ms(Some(500))
-        .cache_capacity(INDEX_CACHE_BYTES)
-        .open()
+fn open_db(dir: &Path) -> std::result::Result<Arc<Database>, redb::DatabaseError> {
+    let db = redb::Builder::new()
+        .set_cache_size(INDEX_CACHE_BYTES)
+        .create(dir.join(INDEX_FILE))?;
+    let old = dir.join(SLED_INDEX_DIR);
+    if old.is_dir() {
+        match std::fs::remove_dir_all(&old) {
+            Ok(()) => {
+                tracing::info!(dir = %dir.display(), "removed the audit index of an older format (sled); the index is rebuilt from the segments")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %old.display(), error = %e, "cannot remove the audit index of an older format")
+            }
+        }
+    }
+    Ok(Arc::new(db))
 }
 
-fn is_lock_error(e: &sled::Error) -> bool {
-    match e {
-        sled::Error::Io(io) => {
-            io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock")
-        }
-        _ => false,
-    }
+fn is_lock_error(e: &redb::DatabaseError) -> bool {
+    matches!(e, redb::DatabaseError::DatabaseAlreadyOpen)
 }
 
 /// Opens the index for the writer of `dir`. Waits (bounded) for a lock still held by
 /// a just-closed database in this process; refuses a second writer. Returns the
 /// registry key to pass to [`release_writer`] and the directory's index lock, to hold
 /// while writing the index.
-pub(crate) fn acquire_writer(dir: &Path) -> Result<(sled::Db, PathBuf, IndexLock)> {
+pub(crate) fn acquire_writer(dir: &Path) -> Result<(Arc<Database>, PathBuf, IndexLock)> {
     let key = registry_key(dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -431,7 +472,7 @@ pub(crate) fn release_writer(key: &Path) {
 /// A reader's hold on a directory's index.
 pub(crate) struct ReaderGuard {
     key: PathBuf,
-    pub db: sled::Db,
+    pub db: Arc<Database>,
     /// False when a writer in this process owned the index when the guard was taken:
     /// the reader must not write. When true, [`Self::write_lock`] decides.
     pub writable: bool,
@@ -704,42 +745,60 @@ impl State {
     }
 }
 
-/// The index trees of one directory.
+/// The index tables of one directory.
 pub(crate) struct Index {
-    db: sled::Db,
-    events: sled::Tree,
-    values: [sled::Tree; 4],
-    time: sled::Tree,
-    meta: sled::Tree,
+    db: Arc<Database>,
+}
+
+/// `table` of `tx`; `None` when it was never written.
+fn open_read(
+    tx: &redb::ReadTransaction,
+    table: Table,
+) -> Result<Option<ReadOnlyTable<&'static [u8], &'static [u8]>>> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Index {
-    pub(crate) fn new(db: sled::Db) -> Result<Self> {
-        Ok(Index {
-            events: db.open_tree("events")?,
-            values: [
-                db.open_tree("principal")?,
-                db.open_tree("topic")?,
-                db.open_tree("subject")?,
-                db.open_tree("decision")?,
-            ],
-            time: db.open_tree("time")?,
-            meta: db.open_tree("meta")?,
-            db,
-        })
+    pub(crate) fn new(db: Arc<Database>) -> Result<Self> {
+        Ok(Index { db })
+    }
+
+    /// The value of `key` in `table`.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let Some(t) = open_read(&tx, table)? else {
+            return Ok(None);
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Whether nothing was ever written (no `meta`, no `events`).
+    fn is_blank(&self) -> Result<bool> {
+        let tx = self.db.begin_read()?;
+        for table in [META, EVENTS] {
+            if let Some(t) = open_read(&tx, table)? {
+                if t.first()?.is_some() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Whether the index has this crate's layout ([`FORMAT`]).
     pub(crate) fn format_ok(&self) -> Result<bool> {
         Ok(self
-            .meta
-            .get(META_FORMAT)?
-            .is_some_and(|v| *v == FORMAT.to_be_bytes()))
+            .get(META, META_FORMAT.as_bytes())?
+            .is_some_and(|v| v == FORMAT.to_be_bytes()))
     }
 
     /// The indexed state (`None`: nothing indexed).
     pub(crate) fn state(&self) -> Result<Option<State>> {
-        match self.meta.get(META_UPTO)? {
+        match self.get(META, META_UPTO.as_bytes())? {
             None => Ok(None),
             Some(v) => State::decode(&v)
                 .map(Some)
@@ -747,31 +806,35 @@ impl Index {
         }
     }
 
-    /// Empties every tree and stamps the current [`FORMAT`].
+    /// Empties every table and stamps the current [`FORMAT`].
     pub(crate) fn reset(&self) -> Result<()> {
-        for t in self
-            .values
-            .iter()
-            .chain([&self.events, &self.time, &self.meta])
-        {
-            t.clear()?;
+        let tx = self.db.begin_write()?;
+        for t in TABLES {
+            tx.delete_table(t)?;
         }
-        self.meta.insert(META_FORMAT, &FORMAT.to_be_bytes())?;
+        tx.open_table(META)?
+            .insert(META_FORMAT.as_bytes(), FORMAT.to_be_bytes().as_slice())?;
+        tx.commit()?;
         Ok(())
     }
 
     /// The locator block that holds `seq`, if any.
     pub(crate) fn locator_block(&self, seq: u64) -> Result<Option<LocatorBlock>> {
-        let Some(r) = self.events.range(..=seq.to_be_bytes()).next_back() else {
+        let tx = self.db.begin_read()?;
+        let Some(t) = open_read(&tx, EVENTS)? else {
+            return Ok(None);
+        };
+        let key = seq.to_be_bytes();
+        let Some(r) = t.range::<&[u8]>(..=key.as_slice())?.next_back() else {
             return Ok(None);
         };
         let (k, v) = r?;
         let first = k
-            .as_ref()
+            .value()
             .try_into()
             .map(u64::from_be_bytes)
             .map_err(|_| malformed("events key"))?;
-        LocatorBlock::decode(first, v)
+        LocatorBlock::decode(first, v.value().to_vec())
             .map(Some)
             .ok_or_else(|| malformed("locators"))
     }
@@ -793,7 +856,8 @@ impl Index {
         self.locator_cached(&mut None, seq)
     }
 
-    /// Writes `p` as one block (every tree, then `upto`). The caller clears `p`.
+    /// Writes `p` as one block, in one transaction (every table and `upto`), made
+    /// durable before it returns. The caller clears `p`.
     pub(crate) fn write_block(&self, p: &mut Pending) -> Result<()> {
         if p.is_empty() {
             return Ok(());
@@ -806,66 +870,112 @@ impl Index {
             unordered |= t < max_time;
             max_time = max_time.max(t);
         }
-        for (tree, map) in self.values.iter().zip(&mut p.values) {
+        let tx = self.db.begin_write()?;
+        for (table, map) in VALUE_TABLES.into_iter().zip(&mut p.values) {
             if map.is_empty() {
                 continue;
             }
-            let mut batch = sled::Batch::default();
+            let mut t = tx.open_table(table)?;
             for (value, pairs) in map.iter_mut() {
                 pairs.sort_unstable();
                 pairs.dedup();
-                let Some(&(t, s)) = pairs.first() else {
+                let Some(&(time, seq)) = pairs.first() else {
                     continue;
                 };
-                batch.insert(
-                    block_key(&value_prefix(value), t, s),
-                    encode_postings(pairs),
-                );
+                t.insert(
+                    block_key(&value_prefix(value), time, seq).as_slice(),
+                    encode_postings(pairs).as_slice(),
+                )?;
             }
-            tree.apply_batch(batch)?;
         }
         p.time.sort_unstable();
         if let Some(&(t, s)) = p.time.first() {
-            self.time
-                .insert(block_key(&[], t, s), encode_postings(&p.time))?;
+            tx.open_table(TIME)?.insert(
+                block_key(&[], t, s).as_slice(),
+                encode_postings(&p.time).as_slice(),
+            )?;
         }
-        self.events
-            .insert(p.first_seq.to_be_bytes(), encode_locators(&p.locators))?;
+        tx.open_table(EVENTS)?.insert(
+            p.first_seq.to_be_bytes().as_slice(),
+            encode_locators(&p.locators).as_slice(),
+        )?;
         let state = State {
             seq: p.first_seq + (p.len() as u64 - 1),
             hash: p.last_hash.clone(),
             max_time,
             unordered,
         };
-        self.meta.insert(META_UPTO, state.encode())?;
+        tx.open_table(META)?
+            .insert(META_UPTO.as_bytes(), state.encode().as_slice())?;
+        tx.commit()?;
         Ok(())
     }
 
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Seqs of candidate events for `q` from the most selective tree, each at most
+    /// Seqs of candidate events for `q` from the most selective table, each at most
     /// once per block, with `from <= time_ms <= to`. In (time, seq) order unless
     /// `unordered` (the index holds events out of time order: every block up to `to`
     /// is read, and the caller must sort). Candidates still need the full predicate.
+    /// Blocks are read as the iterator goes (from one read transaction).
     pub(crate) fn candidates(
         &self,
         q: &Query,
         unordered: bool,
-    ) -> impl Iterator<Item = Result<u64>> + '_ {
+    ) -> Box<dyn Iterator<Item = Result<u64>> + '_> {
+        match self.candidate_blocks(q, unordered) {
+            Ok(blocks) => {
+                let from = q.from_ms.unwrap_or(0);
+                let to = q.to_ms.unwrap_or(u64::MAX);
+                Box::new(blocks.flat_map(move |r| -> Vec<Result<u64>> {
+                    match r {
+                        Err(e) => vec![Err(e)],
+                        Ok(v) => match decode_postings(&v) {
+                            Some(pairs) => pairs
+                                .into_iter()
+                                .filter(|&(t, _)| t >= from && t <= to)
+                                .map(|(_, s)| Ok(s))
+                                .collect(),
+                            None => vec![Err(malformed("postings"))],
+                        },
+                    }
+                }))
+            }
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
+    /// The postings of the blocks [`Self::candidates`] reads.
+    fn candidate_blocks(
+        &self,
+        q: &Query,
+        unordered: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<Vec<u8>>>>> {
         let from = q.from_ms.unwrap_or(0);
         let to = q.to_ms.unwrap_or(u64::MAX);
-        let (tree, prefix) = match pick(q) {
-            Some((i, v)) => (&self.values[i], value_prefix(v)),
-            None => (&self.time, Vec::new()),
+        let (table, prefix) = match pick(q) {
+            Some((i, v)) => (VALUE_TABLES[i], value_prefix(v)),
+            None => (TIME, Vec::new()),
+        };
+        let tx = self.db.begin_read()?;
+        let Some(t) = open_read(&tx, table)? else {
+            return Ok(Box::new(std::iter::empty()));
         };
         // Keys of exactly this value (not of a longer one that starts with `value \0`).
         let key_len = prefix.len() + 16;
-        let ours = move |r: &sled::Result<(sled::IVec, sled::IVec)>| {
-            r.as_ref().map_or(true, |(k, _)| k.len() == key_len)
-        };
+        let ours = move |r: &std::result::Result<
+            (
+                redb::AccessGuard<'static, &'static [u8]>,
+                redb::AccessGuard<'static, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >| { r.as_ref().map_or(true, |(k, _)| k.value().len() == key_len) };
+        let value = |r: std::result::Result<
+            (
+                redb::AccessGuard<'static, &'static [u8]>,
+                redb::AccessGuard<'static, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >|
+         -> Result<Vec<u8>> { Ok(r?.1.value().to_vec()) };
         let (lo, hi) = (
             block_key(&prefix, if unordered { 0 } else { from }, 0),
             block_key(&prefix, to, u64::MAX),
@@ -874,30 +984,21 @@ impl Index {
         let before = if unordered || from == 0 || from > to {
             None
         } else {
-            tree.range(prefix.clone()..lo.clone())
+            t.range::<&[u8]>(prefix.as_slice()..lo.as_slice())?
                 .rev()
-                .find(|r| ours(r))
+                .find(ours)
         };
-        let blocks = (from <= to)
-            .then(|| tree.range(lo..=hi))
-            .into_iter()
-            .flatten();
-        before
-            .into_iter()
-            .chain(blocks.filter(ours))
-            .flat_map(move |r| -> Vec<Result<u64>> {
-                match r {
-                    Err(e) => vec![Err(e.into())],
-                    Ok((_, v)) => match decode_postings(&v) {
-                        Some(pairs) => pairs
-                            .into_iter()
-                            .filter(|&(t, _)| t >= from && t <= to)
-                            .map(|(_, s)| Ok(s))
-                            .collect(),
-                        None => vec![Err(malformed("postings"))],
-                    },
-                }
-            })
+        let blocks = if from <= to {
+            Some(t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())?)
+        } else {
+            None
+        };
+        Ok(Box::new(
+            before
+                .into_iter()
+                .chain(blocks.into_iter().flatten().filter(ours))
+                .map(value),
+        ))
     }
 }
 
@@ -972,7 +1073,7 @@ pub(crate) fn sync_tail(
         if !writable {
             return Ok(None);
         }
-        if index.meta.is_empty() && index.events.is_empty() {
+        if index.is_blank()? {
             tracing::debug!(dir = %dir.display(), "creating the audit index");
         } else {
             tracing::warn!(dir = %dir.display(), "audit index has an older format; rebuilding it from the segments");
@@ -1164,7 +1265,7 @@ mod tests {
         assert!(enc.len() <= 4 * 100 + 10, "{}", enc.len());
         assert_eq!(decode_locators(&enc).unwrap(), same);
         // Random access, backwards and forwards (the cursor).
-        let mut block = LocatorBlock::decode(10, sled::IVec::from(enc)).unwrap();
+        let mut block = LocatorBlock::decode(10, enc).unwrap();
         for i in [99u64, 3, 4, 50, 2, 0, 99, 98] {
             assert_eq!(block.get(10 + i), Some(same[i as usize]));
         }
@@ -1177,12 +1278,8 @@ mod tests {
 
     fn index_of(events: &[Event], block: usize) -> (tempfile::TempDir, Index) {
         let tmp = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(tmp.path())
-            .temporary(true)
-            .open()
-            .unwrap();
-        let ix = Index::new(db).unwrap();
+        let db = Database::create(tmp.path().join(INDEX_FILE)).unwrap();
+        let ix = Index::new(Arc::new(db)).unwrap();
         ix.reset().unwrap();
         let mut p = Pending::default();
         for ev in events {

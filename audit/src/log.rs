@@ -476,7 +476,7 @@ async fn run(
             }
         }
     }
-    // Writing the last index block and dropping sled (which may flush) block: keep
+    // Writing the last index block (a durable commit) blocks: keep
     // them off the async threads.
     drop(rx);
     let _ = tokio::task::spawn_blocking(move || {
@@ -598,7 +598,8 @@ impl Writer {
                 reason: "unusable public key".into(),
             })?;
 
-        // Exclusive in this process (registry) and across processes (sled's lock).
+        // Exclusive in this process (registry) and across processes (the index's file
+        // lock).
         let (db, key_in_registry, index_lock) = index::acquire_writer(&dir)?;
         let registration = Registration(key_in_registry);
         // Items left by a writer of this directory that died without writing them.
@@ -1008,11 +1009,6 @@ impl Writer {
 
     fn finish(&mut self) {
         self.flush_index();
-        if let Some(ix) = &self.index {
-            if let Err(e) = ix.flush() {
-                tracing::warn!(replica = %self.replica, error = %e, "audit index flush failed");
-            }
-        }
     }
 }
 

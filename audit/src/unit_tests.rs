@@ -189,7 +189,7 @@ async fn writer_open_queries_use_pending_items_and_never_write_the_index() {
 
 /// Replaces the index of a closed log through the registry (so that the next query
 /// can open it at once), then checks that a query rebuilds it.
-fn rebuilt_by_a_query(dir: &std::path::Path, damage: impl FnOnce(&Index, &sled::Db)) {
+fn rebuilt_by_a_query(dir: &std::path::Path, damage: impl FnOnce(&Index, &redb::WriteTransaction)) {
     let dirs = vec![dir.to_path_buf()];
     let want: Vec<Vec<crate::Event>> = ["p0", "p1"]
         .iter()
@@ -200,7 +200,9 @@ fn rebuilt_by_a_query(dir: &std::path::Path, damage: impl FnOnce(&Index, &sled::
         let guard = ReaderGuard::acquire(dir).unwrap();
         let ix = Index::new(guard.db.clone()).unwrap();
         let last = ix.state().unwrap().unwrap();
-        damage(&ix, &guard.db);
+        let tx = guard.db.begin_write().unwrap();
+        damage(&ix, &tx);
+        tx.commit().unwrap();
         last
     };
     for (p, want) in ["p0", "p1"].iter().zip(&want) {
@@ -212,6 +214,15 @@ fn rebuilt_by_a_query(dir: &std::path::Path, damage: impl FnOnce(&Index, &sled::
     assert_eq!(ix.state().unwrap(), Some(last));
 }
 
+/// A table of the index, by name, for writing in a test.
+fn table<'t>(
+    tx: &'t redb::WriteTransaction,
+    name: &str,
+) -> redb::Table<'t, &'static [u8], &'static [u8]> {
+    tx.open_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn older_format_index_is_rebuilt_by_a_query() {
     let root = tempfile::tempdir().unwrap();
@@ -221,48 +232,66 @@ async fn older_format_index_is_rebuilt_by_a_query() {
         log.append(delivery(i)).await.unwrap();
     }
     log.close().await.unwrap();
-    let db_tree = |db: &sled::Db, name: &str| db.open_tree(name).unwrap();
 
     // Format 1: per-event keys, `upto` = seq + hash, no `format`.
-    rebuilt_by_a_query(&dir, |ix, db| {
+    rebuilt_by_a_query(&dir, |ix, tx| {
         let last = ix.state().unwrap().unwrap();
-        for name in [
-            "events",
-            "principal",
-            "topic",
-            "subject",
-            "decision",
-            "time",
-            "meta",
-        ] {
-            db_tree(db, name).clear().unwrap();
+        for t in crate::index::TABLES {
+            tx.delete_table(t).unwrap();
         }
         let mut upto = last.seq.to_be_bytes().to_vec();
         upto.extend_from_slice(last.hash.as_bytes());
-        db_tree(db, "meta").insert("upto", upto).unwrap();
+        table(tx, "meta")
+            .insert(b"upto".as_slice(), upto.as_slice())
+            .unwrap();
         for seq in 1..=last.seq {
             let mut k = b"p1\0".to_vec();
             k.extend_from_slice(&0u64.to_be_bytes());
             k.extend_from_slice(&seq.to_be_bytes());
-            db_tree(db, "principal").insert(k, &[]).unwrap();
-            db_tree(db, "events")
-                .insert(seq.to_be_bytes(), &[0u8; 28])
+            table(tx, "principal")
+                .insert(k.as_slice(), [].as_slice())
+                .unwrap();
+            table(tx, "events")
+                .insert(seq.to_be_bytes().as_slice(), [0u8; 28].as_slice())
                 .unwrap();
         }
     });
     // The current layout stamped with another format, and missing entries: only
     // the format number tells.
-    rebuilt_by_a_query(&dir, |_, db| {
-        db_tree(db, "meta")
-            .insert("format", &1u32.to_be_bytes())
+    rebuilt_by_a_query(&dir, |_, tx| {
+        table(tx, "meta")
+            .insert(b"format".as_slice(), 2u32.to_be_bytes().as_slice())
             .unwrap();
-        db_tree(db, "principal").clear().unwrap();
+        tx.delete_table(crate::index::TABLES[1]).unwrap();
     });
     // No format at all.
-    rebuilt_by_a_query(&dir, |_, db| {
-        db_tree(db, "meta").remove("format").unwrap();
-        db_tree(db, "principal").clear().unwrap();
+    rebuilt_by_a_query(&dir, |_, tx| {
+        table(tx, "meta").remove(b"format".as_slice()).unwrap();
+        tx.delete_table(crate::index::TABLES[1]).unwrap();
     });
+}
+
+/// The sled index of formats 1 and 2 (a directory `index/`) is removed when the
+/// index opens, and queries answer from the new one.
+#[tokio::test]
+async fn a_sled_index_of_an_older_version_is_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    for i in 0..10 {
+        log.append(delivery(i)).await.unwrap();
+    }
+    log.close().await.unwrap();
+    std::fs::remove_file(dir.join(crate::index::INDEX_FILE)).unwrap();
+    let old = dir.join("index");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("conf"), b"segment_size: 524288").unwrap();
+    std::fs::write(old.join("db"), vec![0u8; 4096]).unwrap();
+    let dirs = vec![dir.clone()];
+    let found = query(&dirs, &by_principal("p0")).unwrap();
+    assert_eq!(found.len(), 5);
+    assert!(!old.exists(), "the sled directory is gone");
+    assert!(dir.join(crate::index::INDEX_FILE).is_file());
 }
 
 /// A reader that found no writer may index the tail, until a writer registers.
@@ -409,9 +438,18 @@ async fn writer_memory_while_appending() {
         Zeroizing::new([1u8; 32]),
     );
     c.checkpoint_every = 100;
+    let var = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let subjects = var("GATEHOUSE_MEM_SUBJECTS", 200);
+    c.index_block_events = var("GATEHOUSE_MEM_BLOCK", 4096) as usize;
     let log = AuditLog::open(c).await.unwrap();
     let mut line = vec![format!("0: {:.1} MB", rss_mb())];
-    for batch in 0..8_000u64 {
+    let batches = var("GATEHOUSE_MEM_EVENTS", 400_000) / 50;
+    for batch in 0..batches {
         let kinds = (0..50)
             .map(|i| {
                 let n = batch * 50 + i;
@@ -423,16 +461,22 @@ async fn writer_memory_while_appending() {
                     last_offset: n as i64,
                     records: 1,
                     fields: Default::default(),
-                    subjects: vec![log.subject_hash(&format!("u-{}", n % 200))],
+                    subjects: vec![log.subject_hash(&format!("u-{}", n % subjects))],
                     policies: vec!["analytics-consented".into()],
                 }
             })
             .collect();
         log.append_all(kinds).await.unwrap();
-        if (batch + 1) % 1_000 == 0 {
+        if (batch + 1) % (batches / 8).max(1) == 0 {
             line.push(format!("{}: {:.1} MB", (batch + 1) * 50, rss_mb()));
         }
     }
     log.close().await.unwrap();
-    eprintln!("RSS by events appended: {}", line.join(", "));
+    let index = std::fs::metadata(root.path().join("r1").join(crate::index::INDEX_FILE))
+        .map_or(0, |m| m.len());
+    eprintln!(
+        "RSS by events appended: {}; index file {:.1} MB",
+        line.join(", "),
+        index as f64 / 1e6
+    );
 }

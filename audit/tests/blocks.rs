@@ -172,7 +172,7 @@ async fn many_blocks_pending_reopen_and_rebuild() {
     log.close().await.unwrap();
 
     // Index deleted: a query on the closed log rebuilds it (blocks of 4096)...
-    std::fs::remove_dir_all(dir.join("index")).unwrap();
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
     check(&dir);
     // ...and the writer continues it with its own blocks.
     let log = AuditLog::open(cfg(root.path(), 7)).await.unwrap();
@@ -181,7 +181,7 @@ async fn many_blocks_pending_reopen_and_rebuild() {
     log.close().await.unwrap();
 
     // Index deleted while closed, rebuilt by the writer on open.
-    std::fs::remove_dir_all(dir.join("index")).unwrap();
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
     let log = AuditLog::open(cfg(root.path(), 7)).await.unwrap();
     check(&dir);
     log.close().await.unwrap();
@@ -197,14 +197,14 @@ async fn events_only_in_the_segments_are_found_and_indexed() {
     append(&log, 0, 60).await;
     log.close().await.unwrap();
     let behind = root.path().join("index-behind");
-    copy_dir(&dir.join("index"), &behind);
+    std::fs::copy(dir.join("index.redb"), &behind).unwrap();
 
     let log = AuditLog::open(cfg(root.path(), 5)).await.unwrap();
     append(&log, 60, 50).await;
     log.close().await.unwrap();
     // An index that is consistent but behind: 50+ events only in the segments.
-    std::fs::remove_dir_all(dir.join("index")).unwrap();
-    copy_dir(&behind, &dir.join("index"));
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
+    std::fs::copy(&behind, dir.join("index.redb")).unwrap();
     check(&dir);
     // The first query caught it up; again from the index alone.
     check(&dir);
@@ -214,18 +214,6 @@ async fn events_only_in_the_segments_are_found_and_indexed() {
     check(&dir);
     log.close().await.unwrap();
     check(&dir);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[tokio::test]
@@ -264,12 +252,11 @@ async fn time_ranges_cut_through_blocks() {
     }
 }
 
-/// Opens the index with sled directly, once the log just closed has let go
-/// of it (its database closes on a background thread, a moment later).
-fn open_when_released(path: &std::path::Path) -> sled::Db {
+/// Opens the index database directly, once the log just closed has let go of it.
+fn open_when_released(path: &std::path::Path) -> redb::Database {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match sled::open(path) {
+        match redb::Database::create(path) {
             Ok(db) => return db,
             Err(e) if std::time::Instant::now() < deadline => {
                 let _ = e;
@@ -292,7 +279,12 @@ async fn index_of_an_older_format_is_rebuilt() {
     // What the format-1 index looked like: per-event keys, `upto` = seq + hash, no
     // `format`. Read as blocks, these entries would be garbage.
     let old_format = |format: Option<&[u8]>| {
-        let db = open_when_released(&dir.join("index"));
+        let db = open_when_released(&dir.join("index.redb"));
+        let tx = db.begin_write().unwrap();
+        let table = |name: &str| {
+            tx.open_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))
+                .unwrap()
+        };
         for name in [
             "events",
             "principal",
@@ -302,25 +294,29 @@ async fn index_of_an_older_format_is_rebuilt() {
             "time",
             "meta",
         ] {
-            db.open_tree(name).unwrap().clear().unwrap();
+            tx.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))
+                .unwrap();
         }
-        let meta = db.open_tree("meta").unwrap();
         let mut upto = last.seq.to_be_bytes().to_vec();
         upto.extend_from_slice(last.hash.as_bytes());
-        meta.insert("upto", upto).unwrap();
+        table("meta")
+            .insert(b"upto".as_slice(), upto.as_slice())
+            .unwrap();
         if let Some(f) = format {
-            meta.insert("format", f).unwrap();
+            table("meta").insert(b"format".as_slice(), f).unwrap();
         }
-        let subject = db.open_tree("subject").unwrap();
         for ev in &events {
             let mut k = b"s3\0".to_vec();
             k.extend_from_slice(&ev.time_ms.to_be_bytes());
             k.extend_from_slice(&ev.seq.to_be_bytes());
-            subject.insert(k, &[]).unwrap();
+            table("subject")
+                .insert(k.as_slice(), [].as_slice())
+                .unwrap();
         }
-        let events_tree = db.open_tree("events").unwrap();
-        events_tree.insert(1u64.to_be_bytes(), &[0u8; 28]).unwrap();
-        db.flush().unwrap();
+        table("events")
+            .insert(1u64.to_be_bytes().as_slice(), [0u8; 28].as_slice())
+            .unwrap();
+        tx.commit().unwrap();
     };
     // Rebuilt by the writer on open.
     old_format(None);
@@ -397,7 +393,7 @@ proptest! {
                     }
                     Op::DropIndex(query_first) => {
                         log.close().await.unwrap();
-                        std::fs::remove_dir_all(dir.join("index")).unwrap();
+                        std::fs::remove_file(dir.join("index.redb")).unwrap();
                         if query_first {
                             let q = filters()[1].clone();
                             prop_assert_eq!(query(&dirs, &q).unwrap(), expected(&dir, &q));

@@ -233,7 +233,7 @@ async fn subject_query_spans_replicas_in_time_order() {
     // After close, and with the indexes deleted: rebuilt from the segments.
     assert_eq!(query(&dirs, &q).unwrap(), found);
     for d in &dirs {
-        std::fs::remove_dir_all(d.join("index")).unwrap();
+        std::fs::remove_file(d.join("index.redb")).unwrap();
     }
     assert_eq!(query(&dirs, &q).unwrap(), found);
     assert!(verify(&dirs).unwrap().is_clean());
