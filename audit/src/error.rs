@@ -57,7 +57,7 @@ pub enum AuditError {
     /// The index database failed (the index is derived data; segments are the
     /// truth).
     #[error("audit index error: {0}")]
-    Index(#[from] redb::Error),
+    Index(Box<redb::Error>),
     /// JSON (de)serialisation failed.
     #[error("audit JSON error: {0}")]
     Json(#[from] serde_json::Error),
@@ -68,12 +68,13 @@ macro_rules! index_errors {
     ($($t:ty),*) => {$(
         impl From<$t> for AuditError {
             fn from(e: $t) -> Self {
-                AuditError::Index(e.into())
+                AuditError::Index(Box::new(e.into()))
             }
         }
     )*};
 }
 index_errors!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

@@ -98,6 +98,15 @@ pub(crate) const FORMAT: u32 = 3;
 
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
+/// One entry read from a table.
+type TableEntry = std::result::Result<
+    (
+        redb::AccessGuard<'static, &'static [u8]>,
+        redb::AccessGuard<'static, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 const EVENTS: Table = TableDefinition::new("events");
 const VALUE_TABLES: [Table; 4] = [
     TableDefinition::new("principal"),
@@ -961,21 +970,9 @@ impl Index {
         };
         // Keys of exactly this value (not of a longer one that starts with `value \0`).
         let key_len = prefix.len() + 16;
-        let ours = move |r: &std::result::Result<
-            (
-                redb::AccessGuard<'static, &'static [u8]>,
-                redb::AccessGuard<'static, &'static [u8]>,
-            ),
-            redb::StorageError,
-        >| { r.as_ref().map_or(true, |(k, _)| k.value().len() == key_len) };
-        let value = |r: std::result::Result<
-            (
-                redb::AccessGuard<'static, &'static [u8]>,
-                redb::AccessGuard<'static, &'static [u8]>,
-            ),
-            redb::StorageError,
-        >|
-         -> Result<Vec<u8>> { Ok(r?.1.value().to_vec()) };
+        let ours =
+            move |r: &TableEntry| r.as_ref().map_or(true, |(k, _)| k.value().len() == key_len);
+        let value = |r: TableEntry| -> Result<Vec<u8>> { Ok(r?.1.value().to_vec()) };
         let (lo, hi) = (
             block_key(&prefix, if unordered { 0 } else { from }, 0),
             block_key(&prefix, to, u64::MAX),

@@ -13,7 +13,7 @@
 //! <dir>/segment-000000000002.jsonl   ... the chain continues across segments
 //! <dir>/head.json                    signed head record, rewritten after each flush
 //! <dir>/verifying_key.pub            base64 of the raw Ed25519 public key
-//! <dir>/index/                       sled index (derived, rebuildable)
+//! <dir>/index.redb                   redb index (derived, rebuildable)
 //! ```
 //!
 //! # Segment format
@@ -112,9 +112,10 @@
 //!
 //! # Index
 //!
-//! A sled database of **postings blocks** (format 2, version kept in the index):
-//! events are indexed in blocks of consecutive seqs, with one entry per (tree,
-//! value) per block — trees `principal`, `topic`, `subject` (hash), `decision` keyed
+//! A redb database of **postings blocks** (format 3, version kept in the index;
+//! formats 1 and 2 were sled databases, removed when found): events are indexed in
+//! blocks of consecutive seqs, with one entry per (table, value) per block, each
+//! block written in one transaction — tables `principal`, `topic`, `subject` (hash), `decision` keyed
 //! `value\0<first time_ms BE><first seq BE>` holding that value's sorted
 //! `(time_ms, seq)` pairs in the block, `time` keyed `<first time_ms><first seq>`
 //! holding every event's pair, and `events` keyed `<first seq>` holding the locators

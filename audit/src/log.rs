@@ -21,8 +21,8 @@ use crate::segment::{check_standalone, list_segments, scan_segment, segment_name
 
 /// Configuration of one replica's audit log.
 pub struct AuditConfig {
-    /// This replica's chain: segments, `head.json`, `verifying_key.pub` and the sled
-    /// index (`index/`) live here.
+    /// This replica's chain: segments, `head.json`, `verifying_key.pub` and the
+    /// index (`index.redb`) live here.
     pub dir: PathBuf,
     /// Replica id, written into every event.
     pub replica_id: String,

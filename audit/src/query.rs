@@ -53,7 +53,7 @@ impl Query {
 /// Queries the chains in `dirs` (read-only on the segments). Results are in time
 /// order across replicas (ties: replica id, then seq), truncated to `limit`.
 ///
-/// Each directory's sled index is used when it can be opened — shared with a writer
+/// Each directory's index is used when it can be opened — shared with a writer
 /// running in this process, or opened here when no writer holds it, in which case an
 /// index that is behind is caught up and a missing, inconsistent or older-format one
 /// is rebuilt from the segments (a query never writes the index while a writer in
