@@ -227,18 +227,33 @@ impl AuditLog {
     /// Appends several events (consecutive seqs) with one durability wait; resolves
     /// with the last seq. An empty list writes nothing and returns the current last seq.
     pub async fn append_all(&self, kinds: Vec<EventKind>) -> Result<u64> {
+        self.submit(kinds).await.await
+    }
+
+    /// Hands `kinds` to the writer (waiting only while its queue is full) and
+    /// returns the wait for their durability: what [`Self::append_all`] awaits, for
+    /// callers with other work to do meanwhile (the proxy encodes and queues a
+    /// response while its events are written, and sends it once they are
+    /// durable).
+    pub async fn submit(
+        &self,
+        kinds: Vec<EventKind>,
+    ) -> impl std::future::Future<Output = Result<u64>> + Send + Sync + 'static {
         let started = std::time::Instant::now();
         let events = kinds.len();
         let (done, rx) = oneshot::channel();
         let sent = self.inner.tx.send(Request::Append { kinds, done }).await;
-        let res = match sent {
-            Ok(()) => rx.await.map_err(|_| AuditError::Closed).and_then(|r| r),
-            Err(_) => Err(AuditError::Closed),
-        };
-        if let Some(o) = self.inner.observer.get() {
-            o.appended(events, started.elapsed(), res.is_ok());
+        let observer = self.inner.observer.clone();
+        async move {
+            let res = match sent {
+                Ok(()) => rx.await.map_err(|_| AuditError::Closed).and_then(|r| r),
+                Err(_) => Err(AuditError::Closed),
+            };
+            if let Some(o) = observer.get() {
+                o.appended(events, started.elapsed(), res.is_ok());
+            }
+            res
         }
-        res
     }
 
     /// Sets who is told how the log keeps up (once; later calls are ignored).

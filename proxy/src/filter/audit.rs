@@ -22,7 +22,10 @@
 //!
 //! Fail closed: the response is only sent once its events are durable; if
 //! the log cannot be written, the connection is closed instead and nothing
-//! is delivered.
+//! is delivered. The wait is off the data path: the filter hands the events
+//! to the log's writer and holds the response ([`ResponseAction::Hold`]);
+//! the connection goes on with later requests and responses meanwhile, and
+//! sends everything in order as the events become durable.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -434,13 +437,15 @@ impl Filter for Audit {
             if events.is_empty() {
                 return ResponseAction::Continue;
             }
-            match self.log.append_all(events).await {
-                Ok(_) => ResponseAction::Continue,
-                Err(e) => {
+            // The response is encoded and queued while its events are
+            // written; it reaches the client once they are durable.
+            let durable = self.log.submit(events).await;
+            ResponseAction::Hold(Box::pin(async move {
+                durable.await.map(|_| ()).map_err(|e| {
                     tracing::error!(error = %e, "audit log unavailable: response withheld");
-                    ResponseAction::Close(format!("audit log unavailable: {e}"))
-                }
-            }
+                    format!("audit log unavailable: {e}")
+                })
+            }))
         })
     }
 }

@@ -184,13 +184,33 @@ pub enum RequestAction {
 }
 
 /// A filter's verdict on a response.
-#[derive(Debug)]
 pub enum ResponseAction {
     /// Pass it on (possibly changed).
     Continue,
+    /// Pass it on, but send it to the client only once `gate` resolves
+    /// (the audit filter: once the response's events are durable). The
+    /// connection goes on meanwhile: later requests are forwarded and later
+    /// responses filtered, and everything after this response waits behind
+    /// it, in order. A gate that fails closes the connection, and neither
+    /// this response nor any after it is sent.
+    Hold(Gate),
     /// Close the client connection.
     Close(String),
 }
+
+impl std::fmt::Debug for ResponseAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseAction::Continue => f.write_str("Continue"),
+            ResponseAction::Hold(_) => f.write_str("Hold"),
+            ResponseAction::Close(r) => f.debug_tuple("Close").field(r).finish(),
+        }
+    }
+}
+
+/// What a held response waits for (see [`ResponseAction::Hold`]): `Err`
+/// says why the connection is closed instead.
+pub type Gate = Pin<Box<dyn Future<Output = Result<(), String>> + Send + Sync>>;
 
 /// A boxed future, so filters stay object-safe.
 pub type FilterFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

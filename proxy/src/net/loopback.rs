@@ -150,8 +150,12 @@ impl Loopback {
             if !f.wants(ApiKey::Fetch, Direction::Response) && !response.notes.has(f.name()) {
                 continue;
             }
-            if let ResponseAction::Close(reason) = f.on_response(&self.session, &mut response).await
-            {
+            let refused = match f.on_response(&self.session, &mut response).await {
+                ResponseAction::Continue => None,
+                ResponseAction::Hold(gate) => gate.await.err(),
+                ResponseAction::Close(reason) => Some(reason),
+            };
+            if let Some(reason) = refused {
                 return Err(format!(
                     "{} filter refused the read-back: {reason}",
                     f.name()

@@ -212,28 +212,93 @@ enum Sasl<'a> {
 
 /// Frames waiting to be written. Forwarded frames are kept as the `Bytes`
 /// they arrived in (no copy) and written with vectored writes; frames the
-/// proxy encodes itself go into a scratch buffer first.
+/// proxy encodes itself go into a scratch buffer first. A frame held by a
+/// gate ([`ResponseAction::Hold`]) waits in `held` with everything queued
+/// after it, until its gate resolves.
 #[derive(Default)]
 struct Outbox {
+    /// Ready to write.
     frames: VecDeque<Bytes>,
     scratch: BytesMut,
+    held: VecDeque<Held>,
+}
+
+/// A held frame and the frames queued after it (before the next held one).
+struct Held {
+    gate: crate::filter::Gate,
+    frames: Vec<Bytes>,
 }
 
 impl Outbox {
     fn push(&mut self, frame: Bytes) {
         self.seal();
-        self.frames.push_back(frame);
+        self.queue(frame);
+    }
+
+    /// After everything queued: ready, or behind the last held frame.
+    fn queue(&mut self, frame: Bytes) {
+        match self.held.back_mut() {
+            Some(h) => h.frames.push(frame),
+            None => self.frames.push_back(frame),
+        }
     }
 
     /// Moves what was encoded into the scratch buffer into the queue.
     fn seal(&mut self) {
         if !self.scratch.is_empty() {
-            self.frames.push_back(self.scratch.split().freeze());
+            let frame = self.scratch.split().freeze();
+            self.queue(frame);
         }
     }
 
+    /// Queues what was encoded into the scratch buffer (since the last seal)
+    /// as a frame held by `gate`.
+    fn seal_held(&mut self, gate: crate::filter::Gate) {
+        let frame = self.scratch.split().freeze();
+        self.held.push_back(Held {
+            gate,
+            frames: vec![frame],
+        });
+    }
+
+    /// Frames ready to write.
     fn is_empty(&self) -> bool {
         self.frames.is_empty() && self.scratch.is_empty()
+    }
+
+    /// Held frames (each a response whose gate is pending).
+    fn holding(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Readies the held frames whose gates resolved, in order, without
+    /// waiting; `Err` with a gate's reason if one failed.
+    fn release_ready(&mut self) -> Result<(), String> {
+        while let Some(h) = self.held.front_mut() {
+            match (&mut h.gate).now_or_never() {
+                Some(r) => self.release_front(r)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the first held frame's gate and readies it (cancel-safe:
+    /// the gate stays queued until it resolves).
+    async fn release_next(&mut self) -> Result<(), String> {
+        let Some(h) = self.held.front_mut() else {
+            return std::future::pending().await;
+        };
+        let r = (&mut h.gate).await;
+        self.release_front(r)
+    }
+
+    fn release_front(&mut self, gate: Result<(), String>) -> Result<(), String> {
+        gate?;
+        if let Some(h) = self.held.pop_front() {
+            self.frames.extend(h.frames);
+        }
+        Ok(())
     }
 
     /// Writes everything queued; the number of bytes written.
@@ -320,7 +385,7 @@ async fn serve(
     let mut budget_spent = false;
     let mut acquiring: Option<Acquiring> = None;
     loop {
-        while !draining && s.owed.len() < limits.max_in_flight {
+        while !draining && s.in_flight() < limits.max_in_flight {
             match splitter.split_with_prefix(&mut from_client) {
                 Ok(Some(frame)) => {
                     last_activity = Instant::now();
@@ -366,6 +431,9 @@ async fn serve(
             budget = None;
             budget_spent = false;
         }
+        s.to_client
+            .release_ready()
+            .map_err(|reason| ProxyError::Downstream(format!("audit filter: {reason}")))?;
         if !s.to_client.is_empty() {
             let n = s
                 .to_client
@@ -374,12 +442,13 @@ async fn serve(
                 .map_err(|e| ProxyError::Downstream(format!("write: {e}")))?;
             front.metrics.client_bytes("out", n);
         }
+        let settled = s.owed.is_empty() && s.streaming == 0 && s.to_client.holding() == 0;
         if let Some(reason) = &s.closing {
-            if s.owed.is_empty() && s.streaming == 0 {
+            if settled {
                 return Err(ProxyError::Downstream(reason.clone()));
             }
         }
-        if draining && s.owed.is_empty() && s.streaming == 0 {
+        if draining && settled {
             return Ok(());
         }
         from_client.reserve(splitter.wanted(&from_client).clamp(8 * 1024, 1 << 20));
@@ -390,7 +459,7 @@ async fn serve(
         if up.is_some() {
             from_upstream.reserve(wanted.clamp(8 * 1024, 1 << 20));
         }
-        let mut reading = !draining && s.owed.len() < limits.max_in_flight;
+        let mut reading = !draining && s.in_flight() < limits.max_in_flight;
         // Reading more of a large request needs its bytes from the budget.
         if reading && budget.is_none() {
             if let Some(len) = large_partial_frame(&from_client, splitter.max_frame_bytes()) {
@@ -430,7 +499,10 @@ async fn serve(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(last_activity + idle), if s.owed.is_empty() && s.streaming == 0 => {
+            r = s.to_client.release_next(), if s.to_client.holding() > 0 => {
+                r.map_err(|reason| ProxyError::Downstream(format!("audit filter: {reason}")))?;
+            }
+            _ = tokio::time::sleep_until(last_activity + idle), if settled => {
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
                 return Ok(());
             }
@@ -884,6 +956,11 @@ impl Session<'_> {
         }
     }
 
+    /// Requests forwarded and not yet answered, and responses held.
+    fn in_flight(&self) -> usize {
+        self.owed.len() + self.to_client.holding()
+    }
+
     fn owe(&mut self, owed: Owed) {
         self.owed.push_back(owed);
         self.flush_local();
@@ -971,6 +1048,7 @@ impl Session<'_> {
             let filtering = std::time::Instant::now();
             let mut response = decode_response(owed.api, owed.version, correlation_id, body)?;
             response.notes = owed.notes;
+            let mut gates: Vec<crate::filter::Gate> = Vec::new();
             for f in self.front.chain.iter().rev() {
                 if !f.wants(owed.api, Direction::Response) && !response.notes.has(f.name()) {
                     continue;
@@ -980,17 +1058,22 @@ impl Session<'_> {
                     .in_scope(|| f.on_response(&self.ctx, &mut response))
                     .instrument(filter_span.clone())
                     .await;
-                if let ResponseAction::Close(reason) = action {
-                    self.front.metrics.closed(owed.api);
-                    span.record("outcome", "closed");
-                    return Err(ProxyError::Downstream(format!(
-                        "{} filter: {reason}",
-                        f.name()
-                    )));
+                match action {
+                    ResponseAction::Continue => {}
+                    ResponseAction::Hold(gate) => gates.push(gate),
+                    ResponseAction::Close(reason) => {
+                        self.front.metrics.closed(owed.api);
+                        span.record("outcome", "closed");
+                        return Err(ProxyError::Downstream(format!(
+                            "{} filter: {reason}",
+                            f.name()
+                        )));
+                    }
                 }
             }
             self.front.metrics.filters(owed.api, "response", filtering);
             let v = response.version;
+            self.to_client.seal();
             encode_response(
                 &mut self.to_client.scratch,
                 response.api,
@@ -999,6 +1082,14 @@ impl Session<'_> {
                 |b| response.body.encode(b, v),
             )
             .map_err(|e| ProxyError::Internal(e.to_string()))?;
+            if !gates.is_empty() {
+                self.to_client.seal_held(Box::pin(async move {
+                    for g in gates {
+                        g.await?;
+                    }
+                    Ok(())
+                }));
+            }
         } else {
             self.to_client.push(frame);
         }
@@ -1106,4 +1197,69 @@ fn auth_failed() -> kafka_protocol::messages::SaslAuthenticateResponse {
         .with_error_message(Some(StrBytes::from_static_str(
             "Authentication failed: invalid credentials",
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    async fn written(out: &mut Outbox) -> Vec<u8> {
+        let mut w = Vec::new();
+        out.flush(&mut w).await.expect("flush");
+        w
+    }
+
+    /// A held response and everything queued after it wait for its gate;
+    /// frames before it go out at once; released gates ready them in order.
+    #[tokio::test]
+    async fn held_frames_wait_for_their_gate_in_order() {
+        let mut out = Outbox::default();
+        out.push(frame("a"));
+        let (first, first_gate) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        out.scratch.extend_from_slice(b"b");
+        out.seal_held(Box::pin(async move {
+            first_gate.await.unwrap_or(Err("gone".into()))
+        }));
+        out.push(frame("c"));
+        let (second, second_gate) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        out.scratch.extend_from_slice(b"d");
+        out.seal_held(Box::pin(async move {
+            second_gate.await.unwrap_or(Err("gone".into()))
+        }));
+        out.scratch.extend_from_slice(b"e");
+        assert_eq!(written(&mut out).await, b"a");
+        assert_eq!(out.holding(), 2);
+        out.release_ready().expect("nothing failed");
+        assert_eq!(written(&mut out).await, b"");
+
+        // The second gate resolving first releases nothing: order holds.
+        second.send(Ok(())).expect("send");
+        out.release_ready().expect("nothing failed");
+        assert_eq!(written(&mut out).await, b"");
+        first.send(Ok(())).expect("send");
+        out.release_next().await.expect("released");
+        out.release_ready().expect("released");
+        assert_eq!(out.holding(), 0);
+        assert_eq!(written(&mut out).await, b"bcde");
+    }
+
+    /// A failed gate is an error, and what it held is never readied.
+    #[tokio::test]
+    async fn a_failed_gate_releases_nothing() {
+        let mut out = Outbox::default();
+        out.scratch.extend_from_slice(b"held");
+        out.seal_held(Box::pin(async {
+            Err("audit log unavailable: disk full".into())
+        }));
+        out.push(frame("after"));
+        assert_eq!(
+            out.release_next().await,
+            Err("audit log unavailable: disk full".to_string())
+        );
+        assert_eq!(written(&mut out).await, b"");
+    }
 }
