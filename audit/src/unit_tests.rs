@@ -414,10 +414,14 @@ fn key_operation_detail_keeps_old_hashes() {
     assert_eq!(back, with);
 }
 
-/// A measurement, run by hand (`cargo test -p gatehouse-audit --release --
-/// --ignored --nocapture writer_memory`): the process's resident memory while
-/// one writer appends 400,000 delivery events (200 subjects) in batches of 50,
-/// as the proxy does under load. Prints RSS every 50,000 events.
+/// A measurement, run by hand (`cargo test -p gatehouse-audit --release --lib
+/// -- --ignored --nocapture writer_memory`): the process's resident memory
+/// while one writer appends delivery events in batches of 50, as the proxy
+/// does under load. Prints RSS eight times along the way and the index
+/// file's size. `GATEHOUSE_MEM_EVENTS` (default 400,000),
+/// `GATEHOUSE_MEM_SUBJECTS` (distinct subjects, cycled; default 200) and
+/// `GATEHOUSE_MEM_BLOCK` (events per index block; default 4096, the soak's
+/// blocks are about 300 events, one second's) shape the load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn writer_memory_while_appending() {
