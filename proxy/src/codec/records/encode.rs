@@ -200,6 +200,9 @@ fn lz4_frame(out: &mut BytesMut, write: impl FnOnce(&mut BytesMut)) -> Result<()
     let mut encoder = lz4::EncoderBuilder::new()
         .level(0)
         .block_mode(lz4::BlockMode::Independent)
+        // The batch's CRC32C covers the payload already (librdkafka writes
+        // no content checksum either).
+        .checksum(lz4::ContentChecksum::NoChecksum)
         .build(out.writer())?;
     encoder.write_all(&plain)?;
     let (_, finished) = encoder.finish();
