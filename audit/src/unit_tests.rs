@@ -476,11 +476,17 @@ async fn writer_memory_while_appending() {
         }
     }
     log.close().await.unwrap();
-    let index = std::fs::metadata(root.path().join("r1").join(crate::index::INDEX_FILE))
-        .map_or(0, |m| m.len());
+    let dir = root.path().join("r1");
+    let index = std::fs::metadata(dir.join(crate::index::INDEX_FILE)).map_or(0, |m| m.len());
+    let segments: u64 = crate::segment::list_segments(&dir)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
     eprintln!(
-        "RSS by events appended: {}; index file {:.1} MB",
+        "RSS by events appended: {}; index file {:.1} MB, segments {:.1} MB",
         line.join(", "),
-        index as f64 / 1e6
+        index as f64 / 1e6,
+        segments as f64 / 1e6
     );
 }
