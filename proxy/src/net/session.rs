@@ -214,20 +214,56 @@ enum Sasl<'a> {
 /// they arrived in (no copy) and written with vectored writes; frames the
 /// proxy encodes itself go into a scratch buffer first. A frame held by a
 /// gate ([`ResponseAction::Hold`]) waits in `held` with everything queued
-/// after it, until its gate resolves.
+/// after it, until its gate resolves. Every frame waiting there counts as
+/// in flight, and their bytes are counted so that the connection stops
+/// reading the cluster while they pass [`HELD_BYTES`].
 #[derive(Default)]
 struct Outbox {
     /// Ready to write.
     frames: VecDeque<Bytes>,
     scratch: BytesMut,
     held: VecDeque<Held>,
+    /// Frames in `held`, and their bytes.
+    held_frames: usize,
+    held_bytes: usize,
 }
 
 /// A held frame and the frames queued after it (before the next held one).
 struct Held {
     gate: crate::filter::Gate,
     frames: Vec<Bytes>,
+    bytes: usize,
+    /// What to record of the held response once it is released or refused.
+    done: Option<Done>,
 }
+
+/// The request of a held response, recorded when its gate resolves: its
+/// outcome is known then, and its latency includes the wait.
+struct Done {
+    metrics: Arc<crate::metrics::ProxyMetrics>,
+    api: ApiKey,
+    arrived: std::time::Instant,
+    span: tracing::Span,
+}
+
+impl Done {
+    fn finish(self, released: bool) {
+        if released {
+            self.metrics
+                .request(self.api, crate::metrics::Outcome::Forwarded, self.arrived);
+            self.span.record("outcome", "forwarded");
+        } else {
+            self.metrics.closed(self.api);
+            self.span.record("outcome", "closed");
+        }
+    }
+}
+
+/// Bytes of responses waiting behind a gate above which a connection stops
+/// reading the cluster until some are released (the gates are the audit
+/// log's durability, milliseconds away; the cap bounds what a stalled log
+/// disk leaves in memory per connection).
+const HELD_BYTES: usize = 16 << 20;
 
 impl Outbox {
     fn push(&mut self, frame: Bytes) {
@@ -238,7 +274,12 @@ impl Outbox {
     /// After everything queued: ready, or behind the last held frame.
     fn queue(&mut self, frame: Bytes) {
         match self.held.back_mut() {
-            Some(h) => h.frames.push(frame),
+            Some(h) => {
+                self.held_frames += 1;
+                self.held_bytes += frame.len();
+                h.bytes += frame.len();
+                h.frames.push(frame);
+            }
             None => self.frames.push_back(frame),
         }
     }
@@ -252,12 +293,16 @@ impl Outbox {
     }
 
     /// Queues what was encoded into the scratch buffer (since the last seal)
-    /// as a frame held by `gate`.
-    fn seal_held(&mut self, gate: crate::filter::Gate) {
+    /// as a frame held by `gate`; `done` is recorded when the gate resolves.
+    fn seal_held(&mut self, gate: crate::filter::Gate, done: Option<Done>) {
         let frame = self.scratch.split().freeze();
+        self.held_frames += 1;
+        self.held_bytes += frame.len();
         self.held.push_back(Held {
             gate,
+            bytes: frame.len(),
             frames: vec![frame],
+            done,
         });
     }
 
@@ -266,9 +311,16 @@ impl Outbox {
         self.frames.is_empty() && self.scratch.is_empty()
     }
 
-    /// Held frames (each a response whose gate is pending).
+    /// Frames waiting behind a gate: each held response and everything
+    /// queued after it.
     fn holding(&self) -> usize {
-        self.held.len()
+        self.held_frames
+    }
+
+    /// Whether the frames waiting behind gates are too many bytes to read
+    /// more from the cluster.
+    fn held_full(&self) -> bool {
+        self.held_bytes >= HELD_BYTES
     }
 
     /// Readies the held frames whose gates resolved, in order, without
@@ -294,10 +346,27 @@ impl Outbox {
     }
 
     fn release_front(&mut self, gate: Result<(), String>) -> Result<(), String> {
-        gate?;
-        if let Some(h) = self.held.pop_front() {
-            self.frames.extend(h.frames);
+        let Some(mut h) = self.held.pop_front() else {
+            return gate;
+        };
+        if let Some(done) = h.done.take() {
+            done.finish(gate.is_ok());
         }
+        if let Err(reason) = gate {
+            // The connection closes: nothing held is written, and every
+            // response still waiting is refused with it.
+            for later in self.held.drain(..) {
+                if let Some(done) = later.done {
+                    done.finish(false);
+                }
+            }
+            self.held_frames = 0;
+            self.held_bytes = 0;
+            return Err(reason);
+        }
+        self.held_frames -= h.frames.len();
+        self.held_bytes -= h.bytes;
+        self.frames.extend(h.frames);
         Ok(())
     }
 
@@ -336,6 +405,23 @@ impl Outbox {
         }
         Ok(written)
     }
+}
+
+/// How long the responses released before a failed gate may take to reach
+/// the client before the connection is closed anyway.
+const REFUSAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A held response was refused (its gate failed): what was released before
+/// it is written (best effort, bounded in time), and the connection closes.
+async fn refuse_held<W: tokio::io::AsyncWrite + Unpin>(
+    out: &mut Outbox,
+    w: &mut W,
+    reason: String,
+) -> ProxyError {
+    if let Ok(Err(e)) = tokio::time::timeout(REFUSAL_FLUSH, out.flush(w)).await {
+        tracing::debug!(error = %e, "responses released before a refused one were not written");
+    }
+    ProxyError::Downstream(format!("audit filter: {reason}"))
 }
 
 async fn serve(
@@ -431,9 +517,9 @@ async fn serve(
             budget = None;
             budget_spent = false;
         }
-        s.to_client
-            .release_ready()
-            .map_err(|reason| ProxyError::Downstream(format!("audit filter: {reason}")))?;
+        if let Err(reason) = s.to_client.release_ready() {
+            return Err(refuse_held(&mut s.to_client, &mut client_wr, reason).await);
+        }
         if !s.to_client.is_empty() {
             let n = s
                 .to_client
@@ -485,7 +571,9 @@ async fn serve(
                 Ok(n) => front.metrics.client_bytes("in", n),
                 Err(e) => return Err(ProxyError::Downstream(format!("read: {e}"))),
             },
-            r = Upstream::read(&mut up, &mut from_upstream), if up.is_some() => {
+            // Not while too much waits behind a gate: the cluster's
+            // responses wait in its socket instead.
+            r = Upstream::read(&mut up, &mut from_upstream), if up.is_some() && !s.to_client.held_full() => {
                 let addr = up.as_ref().map(|u| u.addr.as_str()).unwrap_or("the cluster");
                 match r {
                     Ok(0) => {
@@ -500,7 +588,9 @@ async fn serve(
                 }
             }
             r = s.to_client.release_next(), if s.to_client.holding() > 0 => {
-                r.map_err(|reason| ProxyError::Downstream(format!("audit filter: {reason}")))?;
+                if let Err(reason) = r {
+                    return Err(refuse_held(&mut s.to_client, &mut client_wr, reason).await);
+                }
             }
             _ = tokio::time::sleep_until(last_activity + idle), if settled => {
                 tracing::info!(%peer, idle_secs = idle.as_secs(), "closing idle connection");
@@ -1083,12 +1173,24 @@ impl Session<'_> {
             )
             .map_err(|e| ProxyError::Internal(e.to_string()))?;
             if !gates.is_empty() {
-                self.to_client.seal_held(Box::pin(async move {
-                    for g in gates {
-                        g.await?;
-                    }
-                    Ok(())
-                }));
+                // Recorded when the gates resolve.
+                let done = Done {
+                    metrics: self.front.metrics.clone(),
+                    api: owed.api,
+                    arrived: owed.arrived,
+                    span,
+                };
+                self.to_client.seal_held(
+                    Box::pin(async move {
+                        for g in gates {
+                            g.await?;
+                        }
+                        Ok(())
+                    }),
+                    Some(done),
+                );
+                self.flush_local();
+                return Ok(());
             }
         } else {
             self.to_client.push(frame);
@@ -1221,18 +1323,23 @@ mod tests {
         out.push(frame("a"));
         let (first, first_gate) = tokio::sync::oneshot::channel::<Result<(), String>>();
         out.scratch.extend_from_slice(b"b");
-        out.seal_held(Box::pin(async move {
-            first_gate.await.unwrap_or(Err("gone".into()))
-        }));
+        out.seal_held(
+            Box::pin(async move { first_gate.await.unwrap_or(Err("gone".into())) }),
+            None,
+        );
         out.push(frame("c"));
         let (second, second_gate) = tokio::sync::oneshot::channel::<Result<(), String>>();
         out.scratch.extend_from_slice(b"d");
-        out.seal_held(Box::pin(async move {
-            second_gate.await.unwrap_or(Err("gone".into()))
-        }));
+        out.seal_held(
+            Box::pin(async move { second_gate.await.unwrap_or(Err("gone".into())) }),
+            None,
+        );
         out.scratch.extend_from_slice(b"e");
         assert_eq!(written(&mut out).await, b"a");
-        assert_eq!(out.holding(), 2);
+        // b, c, d and e wait: four frames in flight, not two.
+        out.seal();
+        assert_eq!(out.holding(), 4);
+        assert_eq!(out.held_bytes, 4);
         out.release_ready().expect("nothing failed");
         assert_eq!(written(&mut out).await, b"");
 
@@ -1244,7 +1351,48 @@ mod tests {
         out.release_next().await.expect("released");
         out.release_ready().expect("released");
         assert_eq!(out.holding(), 0);
+        assert_eq!(out.held_bytes, 0);
         assert_eq!(written(&mut out).await, b"bcde");
+    }
+
+    /// Responses waiting behind a gate stop the connection reading the
+    /// cluster once they pass the cap, and count towards it until released.
+    #[tokio::test]
+    async fn held_bytes_are_capped() {
+        let mut out = Outbox::default();
+        let (open, gate) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        out.scratch.extend_from_slice(b"held");
+        out.seal_held(
+            Box::pin(async move { gate.await.unwrap_or(Err("gone".into())) }),
+            None,
+        );
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        while !out.held_full() {
+            out.push(chunk.clone());
+        }
+        assert_eq!(out.holding(), 1 + HELD_BYTES / (1 << 20));
+        open.send(Ok(())).expect("send");
+        out.release_next().await.expect("released");
+        assert!(!out.held_full());
+        assert_eq!(out.holding(), 0);
+        assert_eq!(written(&mut out).await.len(), 4 + HELD_BYTES);
+    }
+
+    /// A gate that fails after an earlier one was released: the released
+    /// response is still written before the connection closes.
+    #[tokio::test]
+    async fn responses_released_before_a_refused_one_are_written() {
+        let mut out = Outbox::default();
+        out.scratch.extend_from_slice(b"durable");
+        out.seal_held(Box::pin(async { Ok(()) }), None);
+        out.scratch.extend_from_slice(b"refused");
+        out.seal_held(Box::pin(async { Err("disk full".into()) }), None);
+        let reason = out.release_ready().expect_err("the second gate failed");
+        let mut w = Vec::new();
+        let e = refuse_held(&mut out, &mut w, reason).await;
+        assert_eq!(w, b"durable");
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(out.holding(), 0);
     }
 
     /// A failed gate is an error, and what it held is never readied.
@@ -1252,9 +1400,10 @@ mod tests {
     async fn a_failed_gate_releases_nothing() {
         let mut out = Outbox::default();
         out.scratch.extend_from_slice(b"held");
-        out.seal_held(Box::pin(async {
-            Err("audit log unavailable: disk full".into())
-        }));
+        out.seal_held(
+            Box::pin(async { Err("audit log unavailable: disk full".into()) }),
+            None,
+        );
         out.push(frame("after"));
         assert_eq!(
             out.release_next().await,
