@@ -51,6 +51,10 @@ pub enum AuditError {
     /// Another [`crate::AuditLog`] in this process already writes this directory.
     #[error("audit directory {0} is already open for writing in this process")]
     AlreadyOpen(PathBuf),
+    /// Another process writes this directory's chain (it holds the writer lock, or
+    /// the index lock of an older version).
+    #[error("audit directory {0} is being written by another process")]
+    WrittenElsewhere(PathBuf),
     /// The configuration is unusable.
     #[error("invalid audit configuration: {0}")]
     Config(String),

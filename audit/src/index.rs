@@ -406,45 +406,137 @@ fn registry_key(dir: &Path) -> PathBuf {
 pub(crate) const INDEX_CACHE_BYTES: usize = 16 << 20;
 
 fn open_db(dir: &Path) -> std::result::Result<Arc<Database>, redb::DatabaseError> {
-    let db = redb::Builder::new()
-        .set_cache_size(INDEX_CACHE_BYTES)
-        .create(dir.join(INDEX_FILE))?;
+    let path = dir.join(INDEX_FILE);
+    // redb asserts on some malformed headers instead of returning an error: a
+    // damaged index file must not take the process down.
+    let opened = std::panic::catch_unwind(|| {
+        redb::Builder::new()
+            .set_cache_size(INDEX_CACHE_BYTES)
+            .create(&path)
+    })
+    .unwrap_or_else(|_| {
+        Err(redb::StorageError::Corrupted("the database header is malformed".into()).into())
+    });
+    Ok(Arc::new(opened?))
+}
+
+/// The writer's index: opened, or recreated when the file is not a usable redb
+/// database (derived data: it is rebuilt from the segments).
+fn open_writer_db(dir: &Path) -> std::result::Result<Arc<Database>, redb::DatabaseError> {
+    let unusable = |e: &redb::DatabaseError| match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+        | redb::DatabaseError::UpgradeRequired(_) => true,
+        // Not a redb file at all.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    };
+    match open_db(dir) {
+        Err(e) if unusable(&e) => {
+            let path = dir.join(INDEX_FILE);
+            tracing::warn!(path = %path.display(), error = %e, "the audit index is unusable; it is recreated and rebuilt from the segments");
+            std::fs::remove_file(&path).map_err(redb::DatabaseError::from)?;
+            open_db(dir)
+        }
+        r => r,
+    }
+}
+
+/// The file whose advisory lock a writer of the directory holds while it is open,
+/// whatever the index's backend (the index's own lock excluded a second writer
+/// only while every binary used the same index file).
+pub(crate) const WRITER_LOCK_FILE: &str = "writer.lock";
+
+/// Takes the directory's writer lock, or refuses: another process writes the chain.
+fn lock_writer(dir: &Path) -> Result<File> {
+    let path = dir.join(WRITER_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(AuditError::WrittenElsewhere(dir.to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(AuditError::io(&path, e)),
+    }
+}
+
+/// Removes the sled index of formats 1 and 2 (derived data, rebuilt from the
+/// segments), unless a process of an older version holds it: sled locks its `db`
+/// file while open, and such a process writes the chain (it knows no
+/// [`WRITER_LOCK_FILE`]).
+fn remove_sled_index(dir: &Path) -> Result<()> {
     let old = dir.join(SLED_INDEX_DIR);
-    if old.is_dir() {
-        match std::fs::remove_dir_all(&old) {
-            Ok(()) => {
-                tracing::info!(dir = %dir.display(), "removed the audit index of an older format (sled); the index is rebuilt from the segments")
+    if !old.is_dir() {
+        return Ok(());
+    }
+    let db = old.join("db");
+    let _held = match std::fs::OpenOptions::new().write(true).open(&db) {
+        Ok(f) => match f.try_lock() {
+            Ok(()) => Some(f),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::WrittenElsewhere(dir.to_path_buf()))
             }
-            Err(e) => {
-                tracing::warn!(dir = %old.display(), error = %e, "cannot remove the audit index of an older format")
-            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(AuditError::io(&db, e)),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(AuditError::io(&db, e)),
+    };
+    match std::fs::remove_dir_all(&old) {
+        Ok(()) => {
+            tracing::info!(dir = %dir.display(), "removed the audit index of an older format (sled); the index is rebuilt from the segments")
+        }
+        Err(e) => {
+            tracing::warn!(dir = %old.display(), error = %e, "cannot remove the audit index of an older format")
         }
     }
-    Ok(Arc::new(db))
+    Ok(())
 }
 
 fn is_lock_error(e: &redb::DatabaseError) -> bool {
     matches!(e, redb::DatabaseError::DatabaseAlreadyOpen)
 }
 
+/// What [`acquire_writer`] hands the writer.
+pub(crate) struct WriterHold {
+    pub db: Arc<Database>,
+    /// The registry key to pass to [`release_writer`].
+    pub key: PathBuf,
+    /// The directory's index lock, to hold while writing the index.
+    pub lock: IndexLock,
+    /// Holds [`WRITER_LOCK_FILE`]'s lock: dropped before [`release_writer`].
+    pub file: File,
+}
+
 /// Opens the index for the writer of `dir`. Waits (bounded) for a lock still held by
-/// a just-closed database in this process; refuses a second writer. Returns the
-/// registry key to pass to [`release_writer`] and the directory's index lock, to hold
-/// while writing the index.
-pub(crate) fn acquire_writer(dir: &Path) -> Result<(Arc<Database>, PathBuf, IndexLock)> {
+/// a just-closed database in this process; refuses a second writer, in this process
+/// ([`AuditError::AlreadyOpen`]) or another ([`AuditError::WrittenElsewhere`]).
+pub(crate) fn acquire_writer(dir: &Path) -> Result<WriterHold> {
     let key = registry_key(dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         {
             let mut reg = registry();
-            if let Some(entry) = reg.get_mut(&key) {
-                if entry.writer {
-                    return Err(AuditError::AlreadyOpen(dir.to_path_buf()));
-                }
-                entry.writer = true;
-                return Ok((entry.db.clone(), key, entry.lock.clone()));
+            if reg.get(&key).is_some_and(|e| e.writer) {
+                return Err(AuditError::AlreadyOpen(dir.to_path_buf()));
             }
-            match open_db(dir) {
+            let file = lock_writer(dir)?;
+            remove_sled_index(dir)?;
+            if let Some(entry) = reg.get_mut(&key) {
+                entry.writer = true;
+                return Ok(WriterHold {
+                    db: entry.db.clone(),
+                    key,
+                    lock: entry.lock.clone(),
+                    file,
+                });
+            }
+            match open_writer_db(dir) {
                 Ok(db) => {
                     let lock = IndexLock::default();
                     reg.insert(
@@ -456,7 +548,12 @@ pub(crate) fn acquire_writer(dir: &Path) -> Result<(Arc<Database>, PathBuf, Inde
                             lock: lock.clone(),
                         },
                     );
-                    return Ok((db, key, lock));
+                    return Ok(WriterHold {
+                        db,
+                        key,
+                        lock,
+                        file,
+                    });
                 }
                 Err(e) if is_lock_error(&e) && Instant::now() < deadline => {}
                 Err(e) => return Err(e.into()),
@@ -757,7 +854,16 @@ impl State {
 /// The index tables of one directory.
 pub(crate) struct Index {
     db: Arc<Database>,
+    /// When the writer's last commit to reach the disk was made; `None` when every
+    /// commit must (indexes built outside the writer).
+    synced: Option<Mutex<Instant>>,
 }
+
+/// The writer's blocks are committed without waiting for the disk, and at least
+/// this often with it (and when it closes). A crash loses at most this much of the
+/// index, which the next open rebuilds from the segments (everything after `upto`
+/// is indexed again); the data path's writer thread is spared two fsyncs per block.
+const INDEX_SYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// `table` of `tx`; `None` when it was never written.
 fn open_read(
@@ -773,7 +879,26 @@ fn open_read(
 
 impl Index {
     pub(crate) fn new(db: Arc<Database>) -> Result<Self> {
-        Ok(Index { db })
+        Ok(Index { db, synced: None })
+    }
+
+    /// The writer's index: blocks reach the disk every [`INDEX_SYNC_EVERY`] and at
+    /// [`Self::sync`].
+    pub(crate) fn for_writer(db: Arc<Database>) -> Result<Self> {
+        Ok(Index {
+            db,
+            synced: Some(Mutex::new(Instant::now())),
+        })
+    }
+
+    /// Makes every commit so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.commit()?;
+        if let Some(at) = &self.synced {
+            *at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+        Ok(())
     }
 
     /// The value of `key` in `table`.
@@ -866,7 +991,8 @@ impl Index {
     }
 
     /// Writes `p` as one block, in one transaction (every table and `upto`), made
-    /// durable before it returns. The caller clears `p`.
+    /// durable before it returns unless this is the writer's index and its last
+    /// durable commit is recent ([`INDEX_SYNC_EVERY`]). The caller clears `p`.
     pub(crate) fn write_block(&self, p: &mut Pending) -> Result<()> {
         if p.is_empty() {
             return Ok(());
@@ -879,7 +1005,13 @@ impl Index {
             unordered |= t < max_time;
             max_time = max_time.max(t);
         }
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        let lazy = self.synced.as_ref().is_some_and(|at| {
+            at.lock().unwrap_or_else(PoisonError::into_inner).elapsed() < INDEX_SYNC_EVERY
+        });
+        if lazy {
+            tx.set_durability(redb::Durability::None);
+        }
         for (table, map) in VALUE_TABLES.into_iter().zip(&mut p.values) {
             if map.is_empty() {
                 continue;
@@ -917,6 +1049,9 @@ impl Index {
         tx.open_table(META)?
             .insert(META_UPTO.as_bytes(), state.encode().as_slice())?;
         tx.commit()?;
+        if let (false, Some(at)) = (lazy, &self.synced) {
+            *at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
         Ok(())
     }
 

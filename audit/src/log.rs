@@ -504,12 +504,13 @@ async fn run(
     }
 }
 
-/// Releases the in-process registration of a directory's writer on drop (holds the
-/// registry key).
-struct Registration(PathBuf);
+/// Releases a directory's writer lock, then its in-process registration, on drop
+/// (holds the registry key).
+struct Registration(PathBuf, Option<File>);
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        drop(self.1.take());
         index::release_writer(&self.0);
     }
 }
@@ -613,10 +614,15 @@ impl Writer {
                 reason: "unusable public key".into(),
             })?;
 
-        // Exclusive in this process (registry) and across processes (the index's file
-        // lock).
-        let (db, key_in_registry, index_lock) = index::acquire_writer(&dir)?;
-        let registration = Registration(key_in_registry);
+        // Exclusive in this process (registry) and across processes (the writer
+        // lock, and the index's own).
+        let index::WriterHold {
+            db,
+            key: key_in_registry,
+            lock: index_lock,
+            file: writer_lock,
+        } = index::acquire_writer(&dir)?;
+        let registration = Registration(key_in_registry, Some(writer_lock));
         // Items left by a writer of this directory that died without writing them.
         index::lock_index(&index_lock).clear();
 
@@ -667,7 +673,7 @@ impl Writer {
 
         // Catch the index up (or rebuild it: other format, or not matching the
         // segments) before the first block of this session.
-        let index = match Index::new(db).and_then(|ix| {
+        let index = match Index::for_writer(db).and_then(|ix| {
             let segs = list_segments(&dir)?;
             let _pending = index::lock_index(&index_lock);
             let access = index::Access::Write {
@@ -909,13 +915,14 @@ impl Writer {
         Ok(lasts)
     }
 
-    /// Writes the pending index items as one block (then moves the index's `upto`).
+    /// Writes the pending index items as one block (then moves the index's `upto`),
+    /// and makes the index durable (the writer is closing).
     fn flush_index(&mut self) {
         let Some(ix) = &self.index else {
             return;
         };
         let mut pending = index::lock_index(&self.index_lock);
-        let res = ix.write_block(&mut pending);
+        let res = ix.write_block(&mut pending).and_then(|()| ix.sync());
         pending.clear();
         drop(pending);
         if let Err(e) = res {

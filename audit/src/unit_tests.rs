@@ -271,10 +271,12 @@ async fn older_format_index_is_rebuilt_by_a_query() {
     });
 }
 
-/// The sled index of formats 1 and 2 (a directory `index/`) is removed when the
-/// index opens, and queries answer from the new one.
+/// The sled index of formats 1 and 2 (a directory `index/`) is removed by the next
+/// writer, unless a process of the older version holds it (sled locks its `db` file
+/// while open, and that process writes the chain): then the writer is refused.
+/// Readers answer from the new index and leave the old one alone.
 #[tokio::test]
-async fn a_sled_index_of_an_older_version_is_removed() {
+async fn a_sled_index_of_an_older_version_is_removed_unless_in_use() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("r1");
     let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
@@ -290,8 +292,69 @@ async fn a_sled_index_of_an_older_version_is_removed() {
     let dirs = vec![dir.clone()];
     let found = query(&dirs, &by_principal("p0")).unwrap();
     assert_eq!(found.len(), 5);
+    assert!(old.exists(), "a reader leaves the sled directory");
+
+    let older_version = std::fs::OpenOptions::new()
+        .write(true)
+        .open(old.join("db"))
+        .unwrap();
+    older_version.try_lock().unwrap();
+    match AuditLog::open(config(root.path(), 4)).await {
+        Err(AuditError::WrittenElsewhere(d)) => assert_eq!(d, dir),
+        other => panic!("expected WrittenElsewhere, got {:?}", other.map(|_| ())),
+    }
+    assert!(old.exists(), "a sled index in use is not removed");
+    drop(older_version);
+
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
     assert!(!old.exists(), "the sled directory is gone");
+    log.close().await.unwrap();
     assert!(dir.join(crate::index::INDEX_FILE).is_file());
+    assert_eq!(query(&dirs, &by_principal("p0")).unwrap().len(), 5);
+}
+
+/// Another process writing the directory (holding `writer.lock`) refuses a writer,
+/// whatever index either uses; the lock is free again once the writer closes.
+#[tokio::test]
+async fn a_writer_in_another_process_refuses_the_writer() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    log.append(delivery(0)).await.unwrap();
+    // A second open file description conflicts like another process's.
+    let elsewhere = std::fs::File::open(dir.join(crate::index::WRITER_LOCK_FILE)).unwrap();
+    assert!(matches!(
+        elsewhere.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    log.close().await.unwrap();
+    elsewhere.try_lock().unwrap();
+    match AuditLog::open(config(root.path(), 4)).await {
+        Err(AuditError::WrittenElsewhere(d)) => assert_eq!(d, dir),
+        other => panic!("expected WrittenElsewhere, got {:?}", other.map(|_| ())),
+    }
+    drop(elsewhere);
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    log.close().await.unwrap();
+}
+
+/// An index file that is not a redb database is recreated by the writer and rebuilt
+/// from the segments.
+#[tokio::test]
+async fn a_corrupt_index_is_rebuilt_by_the_writer() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("r1");
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    for i in 0..10 {
+        log.append(delivery(i)).await.unwrap();
+    }
+    log.close().await.unwrap();
+    std::fs::write(dir.join(crate::index::INDEX_FILE), vec![0x5a; 8192]).unwrap();
+    let log = AuditLog::open(config(root.path(), 4)).await.unwrap();
+    log.append(delivery(10)).await.unwrap();
+    log.close().await.unwrap();
+    let dirs = vec![dir.clone()];
+    assert_eq!(query(&dirs, &by_principal("p0")).unwrap().len(), 6);
 }
 
 /// A reader that found no writer may index the tail, until a writer registers.

@@ -60,7 +60,7 @@ fn kind(i: u64) -> EventKind {
         0 => decision(
             &p,
             "orders",
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Decision::Deny
             } else {
                 Decision::Allow
@@ -68,7 +68,11 @@ fn kind(i: u64) -> EventKind {
         ),
         _ => delivery(
             &p,
-            if i % 4 == 0 { "users" } else { "orders" },
+            if i.is_multiple_of(4) {
+                "users"
+            } else {
+                "orders"
+            },
             &[&format!("s{}", i % 7), &format!("s{}", (i / 7) % 7)],
         ),
     }
@@ -81,7 +85,7 @@ async fn append(log: &AuditLog, start: u64, n: u64) {
     while i < start + n {
         let end = (i + 1 + i % 4).min(start + n);
         log.append_all((i..end).map(kind).collect()).await.unwrap();
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         i = end;
