@@ -201,8 +201,9 @@ fn lz4_frame(out: &mut BytesMut, write: impl FnOnce(&mut BytesMut)) -> Result<()
         .level(0)
         .block_mode(lz4::BlockMode::Independent)
         // The batch's CRC32C covers the payload already (librdkafka writes
-        // no content checksum either).
+        // no content or block checksums either).
         .checksum(lz4::ContentChecksum::NoChecksum)
+        .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
         .build(out.writer())?;
     encoder.write_all(&plain)?;
     let (_, finished) = encoder.finish();
