@@ -22,6 +22,9 @@
 #                 encrypts on produce and decrypts on fetch
 #   audit         like policy, through a proxy that also keeps the audit trail
 #   fields-audit  like fields, through that proxy
+#   fanout        like fields, read back twice, each time as another consumer
+#                 group of the same principal: the second read is served from
+#                 the view cache (its consume figures are the second group's)
 #   traced1 / traced100   like policy, through a proxy that traces 1 % or
 #                 100 % of requests, exported over OTLP/HTTP to a local
 #                 receiver that accepts and discards them
@@ -35,7 +38,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
 rounds="${1:-3}"
 messages="${2:-100000}"
-scenarios="${GATEHOUSE_BENCH_SCENARIOS:-direct passthrough policy fields audit fields-audit paced conn100 conn1000}"
+scenarios="${GATEHOUSE_BENCH_SCENARIOS:-direct passthrough policy fields audit fields-audit fanout paced conn100 conn1000}"
 cargo build --release -q -p gatehouse -p gatehouse-tests --bin gatehouse --bin gatehouse-load
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
@@ -44,7 +47,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-broker_port=$(port); plain_port=$(port); gov_port=$(port); audit_port=$(port)
+broker_port=$(port); plain_port=$(port); gov_port=$(port); audit_port=$(port); fanout_port=$(port)
 traced1_port=$(port); traced100_port=$(port); otlp_port=$(port)
 
 # Policies: the shipped set, plus a `bench` team that may write and read
@@ -129,6 +132,15 @@ cat >>"$work/audit.toml" <<TOML
 dir = "$work/audit"
 replica_id = "bench"
 TOML
+# The fan-out proxy: the same as gov, with a view cache that holds a whole
+# read of the run (the default, 64 MiB, suits consumer groups that read near
+# each other, as tailing ones do).
+sed -e "s/127.0.0.1:$gov_port/127.0.0.1:$fanout_port/" -e "s#$work/state#$work/state-fanout#" \
+    -e "s#$work/keys-state#$work/keys-state-fanout#" "$work/gov.toml" >"$work/fanout.toml"
+cat >>"$work/fanout.toml" <<TOML
+[limits]
+view_cache_bytes = $(( messages * 1536 + (64 << 20) ))
+TOML
 # The traced proxies: the same as gov, with [telemetry] towards an OTLP/HTTP
 # receiver that reads each export and answers 200.
 for pct in 1 100; do
@@ -165,7 +177,9 @@ plain_pid=$!
 gov_pid=$!
 "$bin/gatehouse" serve --config "$work/audit.toml" >"$work/audit.log" 2>&1 &
 audit_pid=$!
-for p in $broker_port $plain_port $gov_port $audit_port $traced1_port $traced100_port $otlp_port; do
+"$bin/gatehouse" serve --config "$work/fanout.toml" >"$work/fanout.log" 2>&1 &
+fanout_pid=$!
+for p in $broker_port $plain_port $gov_port $audit_port $fanout_port $traced1_port $traced100_port $otlp_port; do
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 sasl=(--option security.protocol=SASL_PLAINTEXT --option sasl.mechanisms=PLAIN
@@ -180,6 +194,7 @@ run() {
     passthrough) addr=$plain_port; pid=$plain_pid; topic=bench.plain ;;
     policy) addr=$gov_port; pid=$gov_pid; topic=bench.consent; auth=("${sasl[@]}") ;;
     fields) addr=$gov_port; pid=$gov_pid; topic=bench.fields; auth=("${sasl[@]}") ;;
+    fanout) addr=$fanout_port; pid=$fanout_pid; topic=bench.fields; auth=("${sasl[@]}"); set -- "$@" --reads 2 ;;
     audit) addr=$audit_port; pid=$audit_pid; topic=bench.consent; auth=("${sasl[@]}") ;;
     fields-audit) addr=$audit_port; pid=$audit_pid; topic=bench.fields; auth=("${sasl[@]}") ;;
     traced1) addr=$traced1_port; pid=$traced1_pid; topic=bench.consent; auth=("${sasl[@]}") ;;
@@ -199,7 +214,7 @@ has() { [[ " $scenarios " == *" $1 "* ]]; }
 throughput=(--messages "$messages" --option batch.size=524288)
 for r in $(seq "$rounds"); do
   echo "throughput, round $r of $rounds" >&2
-  for t in direct passthrough policy fields audit fields-audit traced1 traced100; do
+  for t in direct passthrough policy fields audit fields-audit fanout traced1 traced100; do
     if has "$t"; then run throughput "$t" "${throughput[@]}"; fi
   done
 done
@@ -238,6 +253,10 @@ python3 - "$work/results.jsonl" "$rounds" "$messages" "$(rustc --version)" \
 import json, os, platform, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds, n, rustc, commit = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+# fanout reads back twice: its consume figures are the second group's.
+for r in rows:
+    if r["target"] == "fanout" and r["phase"] in ("consume", "consume-2"):
+        r["phase"] = {"consume": "consume-first", "consume-2": "consume"}[r["phase"]]
 
 def med(scenario, target, phase, key):
     v = [r[key] for r in rows if r["scenario"] == scenario and r["target"] == target
@@ -266,12 +285,15 @@ print(f"Machine: {os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} 
       f"{rustc}; commit {commit}. Client (gatehouse-load, librdkafka), proxies and broker share "
       "the machine, on 127.0.0.1. Reproduce: `bench/run.sh " + f"{rounds} {n}`.\n")
 
-targets = ["direct", "passthrough", "policy", "fields", "audit", "fields-audit", "traced1", "traced100"]
+targets = ["direct", "passthrough", "policy", "fields", "audit", "fields-audit", "fanout", "traced1", "traced100"]
 present = [t for t in targets if med("throughput", t, "produce", "mb_per_s") is not None]
 if present:
     print(f"## Throughput: {n:,} JSON posts of 1 KB, acks=all, 3 partitions, then read back\n")
     print("Saturated: as fast as one producer can send (batch.size 512 KiB, linger 5 ms), then one "
           "consumer reads everything from the start.\n")
+    if "fanout" in present:
+        print("fanout: the fields load, read back by a first and then a second consumer group of the "
+              "same principal; its consume figures are the second group's, served from the view cache.\n")
     print("| metric | " + " | ".join(present) + " |")
     print("|---|" + "---|" * len(present))
     for phase, key, label, d in [
@@ -307,6 +329,7 @@ if present:
         ("fields", "passthrough", "fields / passthrough"),
         ("audit", "policy", "audit on / audit off (policy)"),
         ("fields-audit", "fields", "audit on / audit off (fields)"),
+        ("fanout", "fields", "fanout (consume: second group, view cache) / fields"),
         ("traced1", "policy", "traces 1 % / off (policy)"),
         ("traced100", "policy", "traces 100 % / off (policy)"),
     ]:

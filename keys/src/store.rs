@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -126,6 +127,8 @@ struct Inner {
     provider: Arc<dyn KekProvider>,
     tag_key: hmac::Key,
     cache: KeyCache,
+    /// Keys destroyed since the store opened (see [`KeyStore::destructions`]).
+    destroyed: AtomicU64,
     /// Subject tag -> key id chosen for writes (bounded by the cache capacity).
     writers: Mutex<HashMap<Tag, KeyId>>,
     /// Serializes every change of records, so choices and queues stay consistent.
@@ -218,6 +221,7 @@ impl KeyStore {
                 provider,
                 tag_key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_slice()),
                 cache: KeyCache::new(cache_capacity),
+                destroyed: AtomicU64::new(0),
                 writers: Mutex::new(HashMap::new()),
                 change: Mutex::new(()),
                 handed_out: Mutex::new(HashMap::new()),
@@ -238,6 +242,14 @@ impl KeyStore {
     /// The same on every replica that uses the same provider.
     pub fn subject_tag(&self, subject: &str) -> String {
         to_hex(&self.tag_bytes(subject))
+    }
+
+    /// Keys destroyed (here or by a replicated record) since the store opened,
+    /// counted once each is unobtainable: what was decrypted with the count at one
+    /// value holds until it moves. Keys created do not move it (nothing that was
+    /// decrypted before changes).
+    pub fn destructions(&self) -> u64 {
+        self.inner.destroyed.load(Ordering::SeqCst)
     }
 
     /// The number of unwrapped keys held in memory now.
@@ -410,6 +422,9 @@ impl KeyStore {
         for id in &ids {
             self.inner.cache.remove(id);
         }
+        self.inner
+            .destroyed
+            .fetch_add(ids.len() as u64, Ordering::SeqCst);
         lock(&self.inner.writers).remove(&tag);
         tracing::info!(keys = ids.len(), subject_tag = %to_hex(&tag), "destroyed subject data keys");
         Ok(ids)
@@ -594,6 +609,7 @@ impl KeyStore {
         self.inner.tree.apply_batch(batch)?;
         self.inner.tree.flush()?;
         self.inner.cache.remove(&id);
+        self.inner.destroyed.fetch_add(1, Ordering::SeqCst);
         if let Some(tag) = &tag {
             lock(&self.inner.writers).remove(tag);
         }

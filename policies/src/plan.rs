@@ -354,7 +354,9 @@ impl TopicPlan {
             .is_some_and(|e| e.decide(action, &e.topic, context, &self.residency).allowed)
     }
 
-    pub(crate) fn catalog_generation(&self) -> u64 {
+    /// The generation of the catalog the plan was built from (it changes
+    /// with every catalog loaded).
+    pub fn catalog_generation(&self) -> u64 {
         self.catalog_generation
     }
 }

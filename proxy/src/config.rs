@@ -262,6 +262,11 @@ pub struct Limits {
     /// hold this much, not connections × frame size. At least
     /// `max_frame_bytes`.
     pub max_buffered_bytes: usize,
+    /// Bytes of delivered batches of protected topics kept for reuse: a
+    /// batch fetched again with the same view (principal and attributes,
+    /// policies, catalog, consent, keys and erasures as they were) is copied
+    /// from here instead of transformed again (0: nothing kept).
+    pub view_cache_bytes: usize,
     /// A client connection idle this long (seconds) is closed.
     pub idle_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests (seconds).
@@ -280,6 +285,7 @@ impl Default for Limits {
             max_connections_per_ip: None,
             max_in_flight: 128,
             max_buffered_bytes: 512 << 20,
+            view_cache_bytes: 64 << 20,
             idle_timeout_secs: 600,
             shutdown_grace_secs: 30,
             auth_timeout_secs: 10,

@@ -57,6 +57,7 @@ pub struct ProxyMetrics {
     refusals: Counter<u64>,
     fields: Counter<u64>,
     withheld: Counter<u64>,
+    view_cache: Counter<u64>,
     upstream_errors: Counter<u64>,
     audit_append: Histogram<f64>,
     audit_batch: Histogram<u64>,
@@ -150,6 +151,10 @@ impl ProxyMetrics {
             withheld: counter(
                 "gatehouse.proxy.records.withheld",
                 "Fetched records withheld (consent, residency, erasure), by topic",
+            ),
+            view_cache: counter(
+                "gatehouse.proxy.view_cache.batches",
+                "Fetched batches of protected topics taken from the view cache (result=hit) or transformed and kept (result=miss)",
             ),
             upstream_errors: counter(
                 "gatehouse.proxy.upstream.errors",
@@ -315,6 +320,19 @@ impl ProxyMetrics {
         if n > 0 {
             self.withheld
                 .add(n, &[KeyValue::new("topic", topic.to_string())]);
+        }
+    }
+
+    /// Batches of one fetched partition taken from the view cache, and
+    /// transformed for it.
+    pub(crate) fn view_cache(&self, hits: usize, misses: usize) {
+        if hits > 0 {
+            self.view_cache
+                .add(hits as u64, &[KeyValue::new("result", "hit")]);
+        }
+        if misses > 0 {
+            self.view_cache
+                .add(misses as u64, &[KeyValue::new("result", "miss")]);
         }
     }
 

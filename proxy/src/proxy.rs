@@ -124,6 +124,9 @@ impl Proxy {
             .as_ref()
             .map(|p| p.consent_topic.clone())
             .unwrap_or_default();
+        let views = governance.as_ref().and_then(|_| {
+            crate::filter::view_cache::ViewCache::with_bytes(config.limits.view_cache_bytes)
+        });
         let chain = crate::filter::chain(
             Parts {
                 sasl: authenticator.is_some(),
@@ -135,6 +138,7 @@ impl Proxy {
                     keys: g.keys.as_ref().map(|k| k.keys.clone()),
                     consent_topic: consent_topic.clone(),
                     erasures: eraser.as_ref().map(|e| e.erasures().clone()),
+                    views: views.clone(),
                 }),
                 audit: audit.clone(),
                 metrics: metrics.clone(),
@@ -226,6 +230,7 @@ impl Proxy {
                 policies: g.policies,
                 follower,
                 keys: g.keys.map(|k| k.keys),
+                views: views.clone(),
             });
         }
         observe(
@@ -347,6 +352,15 @@ impl Proxy {
     /// configured.
     pub fn keys(&self) -> Option<Arc<Keys>> {
         self.governance.as_ref().and_then(|g| g.keys.clone())
+    }
+
+    /// What the view cache of protected topics holds and has served, when
+    /// `[policy]` is configured and `[limits] view_cache_bytes` is not 0.
+    pub fn view_cache(&self) -> Option<crate::filter::view_cache::ViewCacheStats> {
+        self.governance
+            .as_ref()
+            .and_then(|g| g.views.as_ref())
+            .map(|v| v.stats())
     }
 
     /// The erasure workflows, when `[policy]` and `[keys]` are configured.
@@ -701,6 +715,8 @@ struct GovernanceHandles {
     follower: ConsentFollower,
     /// Field protection keys, when `[keys]` is configured.
     keys: Option<Arc<Keys>>,
+    /// The view cache of protected topics (`[limits] view_cache_bytes`).
+    views: Option<Arc<crate::filter::view_cache::ViewCache>>,
 }
 
 /// Reloads the policy directory when its files change; an invalid set is

@@ -269,6 +269,40 @@ pub struct ConsentStore {
     /// Next offset to read, per partition; the in-memory copy of `offsets`.
     progress: watch::Sender<BTreeMap<i32, i64>>,
     malformed: AtomicU64,
+    /// Counts the changes of `state` (see [`ConsentStore::generation`]).
+    generation: AtomicU64,
+}
+
+/// The state, written; if it was changed (mutably borrowed), the store's
+/// generation moves on when the guard is dropped (the lock still held), so
+/// whoever reads a generation reads a state at least that recent. Holding the
+/// lock to move offsets only leaves the generation alone.
+struct Writing<'a> {
+    guard: RwLockWriteGuard<'a, State>,
+    generation: &'a AtomicU64,
+    changed: bool,
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Writing<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.changed = true;
+        &mut self.guard
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if self.changed {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl std::fmt::Debug for ConsentStore {
@@ -306,6 +340,7 @@ impl ConsentStore {
             state: RwLock::new(State::default()),
             progress: watch::channel(BTreeMap::new()).0,
             malformed: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         };
         if let Err(reason) = store.load() {
             tracing::warn!(
@@ -347,8 +382,18 @@ impl ConsentStore {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> Writing<'_> {
+        Writing {
+            guard: self.state.write().unwrap_or_else(|p| p.into_inner()),
+            generation: &self.generation,
+            changed: false,
+        }
+    }
+
+    /// Moves on whenever consent may have changed: what was decided with the
+    /// consent of one generation holds until it moves (the view cache's key).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Forgets everything (memory and sled): consent and offsets.
@@ -728,6 +773,27 @@ mod tests {
 
     fn names(set: &ConsentSet) -> Vec<&str> {
         set.purposes().iter().map(String::as_str).collect()
+    }
+
+    /// The generation (the view cache's key) moves with every consent
+    /// change, and not when only offsets move (a stale record, an advance).
+    #[test]
+    fn the_generation_moves_with_consent_not_with_offsets() {
+        let dir = tempfile::tempdir().expect("ok");
+        let store = ConsentStore::open(dir.path()).expect("ok");
+        let g0 = store.generation();
+        store
+            .apply(0, 0, "u-000001", purposes(&["analytics"]))
+            .expect("ok");
+        let g1 = store.generation();
+        assert!(g1 > g0);
+        store.advance(0, 10).expect("ok");
+        store
+            .apply(0, 3, "u-000001", purposes(&["marketing"]))
+            .expect("stale");
+        assert_eq!(store.generation(), g1);
+        store.apply(0, 11, "u-000001", None).expect("ok");
+        assert!(store.generation() > g1);
     }
 
     #[test]

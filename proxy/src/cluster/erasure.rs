@@ -57,7 +57,7 @@
 //! the hook the crash tests use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -315,6 +315,9 @@ pub struct Erasures {
     inner: RwLock<Inner>,
     /// How many subjects are erased: the lookup's fast path when none is.
     count: AtomicUsize,
+    /// Moves on once a new erasure is visible to every lookup (see
+    /// [`Erasures::generation`]).
+    generation: AtomicU64,
     /// Subject id → when it was erased, for subjects seen since the last
     /// change.
     memo: RwLock<HashMap<Box<str>, Option<i64>>>,
@@ -367,6 +370,7 @@ impl Erasures {
                 next_offset,
             }),
             count: AtomicUsize::new(count),
+            generation: AtomicU64::new(0),
             memo: RwLock::new(HashMap::new()),
         })
     }
@@ -394,7 +398,8 @@ impl Erasures {
 
     /// When `subject`'s erasure was requested (epoch ms), if it was.
     pub fn erased_at(&self, subject: &str) -> Option<i64> {
-        if self.count.load(Ordering::Acquire) == 0 {
+        let seen = self.count.load(Ordering::Acquire);
+        if seen == 0 {
             return None;
         }
         if let Some(at) = self
@@ -411,11 +416,22 @@ impl Erasures {
             .get(&self.hash(subject))
             .map(|w| w.requested_at);
         let mut memo = self.memo.write().unwrap_or_else(|p| p.into_inner());
-        if memo.len() >= MEMO_CAPACITY {
-            memo.clear();
+        // Not when an erasure landed since this lookup began: the memo was
+        // cleared after it, and what was read may be older.
+        if self.count.load(Ordering::Acquire) == seen {
+            if memo.len() >= MEMO_CAPACITY {
+                memo.clear();
+            }
+            memo.insert(subject.into(), at);
         }
-        memo.insert(subject.into(), at);
         at
+    }
+
+    /// Moves on whenever a subject is newly erased, once every lookup sees it:
+    /// what was decided with the erasures of one generation holds until it
+    /// moves (the view cache's key).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The workflow of the subject with this hash.
@@ -453,8 +469,10 @@ impl Erasures {
         let new = inner.workflows.insert(w.subject.clone(), w).is_none();
         if new {
             self.count.store(inner.workflows.len(), Ordering::Release);
-            // A subject memoized as not erased may be this one.
+            // A subject memoized as not erased may be this one (a lookup
+            // that began before the count moved memoizes nothing).
             self.memo.write().unwrap_or_else(|p| p.into_inner()).clear();
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }

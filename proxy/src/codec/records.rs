@@ -712,6 +712,25 @@ impl Rewritten {
     }
 }
 
+/// The complete batches of a fetched record set, as slices of it, and the
+/// incomplete batch that may end it (empty if none). Nothing is decoded
+/// beyond the batches' lengths (the set is checked by the wire guard).
+pub fn split_fetched(set: &Bytes) -> Result<(Vec<Bytes>, Bytes), RecordsError> {
+    guard(set, Origin::Fetch)?;
+    let mut batches = Vec::new();
+    let mut at = 0;
+    loop {
+        match next_piece(set, at, Origin::Fetch)? {
+            Piece::End => return Ok((batches, Bytes::new())),
+            Piece::Tail => return Ok((batches, set.slice(at..))),
+            Piece::Batch(len) => {
+                batches.push(set.slice(at..at + len));
+                at += len;
+            }
+        }
+    }
+}
+
 /// Decodes every batch of a record set (control batches included).
 ///
 /// The set is checked by the wire guard first, and each batch's CRC is

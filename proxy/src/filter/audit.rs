@@ -72,6 +72,16 @@ impl DeliveredPart {
         }
     }
 
+    /// Adds what `other` counted (another batch of the partition).
+    pub(crate) fn merge(&mut self, other: &DeliveredPart) {
+        if let Some((first, last)) = other.range {
+            self.add_records(other.records, first, last);
+        } else {
+            self.records += other.records;
+        }
+        self.subjects.extend(other.subjects.iter().cloned());
+    }
+
     /// Counts `n` records at offsets `first..=last`.
     fn add_records(&mut self, n: u64, first: i64, last: i64) {
         self.records += n;

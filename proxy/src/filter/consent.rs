@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use gatehouse_policy::{AfterErasure, Catalog, PolicyStore};
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind};
@@ -15,6 +16,7 @@ use crate::cluster::consent::ConsentStore;
 use crate::cluster::erasure::Erasures;
 use crate::codec::records::{rewrite_records, RecordsError, RecordsOptions, Verdict};
 use crate::codec::subject::SubjectFinder;
+use crate::filter::view_cache::{self, ViewCache, ViewId};
 use crate::filter::{
     Direction, Filter, FilterFuture, Request, RequestAction, Response, ResponseAction,
     SessionContext,
@@ -44,6 +46,24 @@ pub struct Consent {
     erasures: Option<Arc<Erasures>>,
     /// Withheld records are counted here.
     metrics: Option<Arc<crate::metrics::ProxyMetrics>>,
+    /// What fetches delivered of each batch, by view (fan-out).
+    views: Option<Arc<ViewCache>>,
+}
+
+/// What the consent pass noted of a batch (or a partition's batches).
+#[derive(Debug, Default)]
+struct Noted {
+    /// What was delivered, for the audit trail.
+    part: crate::filter::audit::DeliveredPart,
+    /// Records withheld.
+    dropped: usize,
+}
+
+impl Noted {
+    fn merge(&mut self, other: &Noted) {
+        self.part.merge(&other.part);
+        self.dropped += other.dropped;
+    }
 }
 
 const CONSENT: &str = "consent";
@@ -66,7 +86,38 @@ impl Consent {
             audit: None,
             erasures: None,
             metrics: None,
+            views: None,
         }
+    }
+
+    /// Keeps what fetches delivered of each batch in `views`, for later
+    /// fetches of it with the same view.
+    pub fn with_view_cache(mut self, views: Option<Arc<ViewCache>>) -> Self {
+        self.views = views;
+        self
+    }
+
+    /// The consent pass over one record set: what is delivered, what was
+    /// noted (`record`: the delivered part too) and the records decided.
+    fn decide(
+        gate: &crate::filter::fields::ConsentGate<'_>,
+        finder: &SubjectFinder,
+        records: &Bytes,
+        record: bool,
+    ) -> Result<(Bytes, Noted, usize), RecordsError> {
+        let mut noted = Noted::default();
+        let rw = rewrite_records(records, &RecordsOptions::fetch(), |h, rec| {
+            let subject = finder.find(rec.key.as_ref(), rec.value.as_ref(), &rec.headers);
+            if !gate.allows(subject.as_deref(), &rec.headers, h.timestamp_of(rec)) {
+                return Ok::<_, RecordsError>(Verdict::Drop);
+            }
+            if record {
+                noted.part.add(h.offset_of(rec), subject);
+            }
+            Ok(Verdict::Keep)
+        })?;
+        noted.dropped = rw.stats.records_dropped;
+        Ok((rw.records, noted, rw.stats.records_seen))
     }
 
     /// Withholds the records of the subjects `erasures` names, and refuses
@@ -293,42 +344,82 @@ impl Filter for Consent {
                         .is_some_and(|e| e.after_erasure == AfterErasure::Accept),
                 };
                 let finder = SubjectFinder::new(locator);
-                for p in &mut t.partitions {
-                    let Some(records) = &p.records else { continue };
-                    if records.is_empty() {
-                        continue;
-                    }
-                    let mut part = crate::filter::audit::DeliveredPart::default();
-                    let result = rewrite_records(records, &RecordsOptions::fetch(), |h, rec| {
-                        let subject =
-                            finder.find(rec.key.as_ref(), rec.value.as_ref(), &rec.headers);
-                        if !gate.allows(subject.as_deref(), &rec.headers, h.timestamp_of(rec)) {
-                            return Ok::<_, RecordsError>(Verdict::Drop);
+                // Read before any record is: see the view cache.
+                let view_id = self.views.as_ref().map(|_| {
+                    Arc::new(ViewId {
+                        filter: CONSENT,
+                        principal: who.clone(),
+                        topic: topic.clone(),
+                        topic_id: *t.topic_id.as_bytes(),
+                        policies: plan.version(),
+                        catalog: plan.catalog_generation(),
+                        consent: self.store.generation(),
+                        keys_destroyed: 0,
+                        erasures: self.erasures.as_ref().map_or(0, |e| e.generation()),
+                    })
+                });
+                let work: Vec<(usize, i32, Bytes)> = t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| {
+                        let r = p.records.clone()?;
+                        (!r.is_empty()).then_some((i, p.partition_index, r))
+                    })
+                    .collect();
+                // On several threads when the response is large and the
+                // machine has cores to spare; results are taken in order.
+                let results = crate::filter::parallel::map(
+                    &work,
+                    |(_, _, records)| records.len(),
+                    |(_, partition, records), _| match (self.views.as_deref(), &view_id) {
+                        (Some(cache), Some(view_id)) => {
+                            let (mut noted, mut decided) = (Noted::default(), 0);
+                            view_cache::through(
+                                cache,
+                                view_id,
+                                *partition,
+                                records,
+                                // Kept batches note what they deliver
+                                // whether or not this fetch is recorded.
+                                |batch| {
+                                    let (out, n, seen) = Self::decide(&gate, &finder, batch, true)?;
+                                    decided += seen;
+                                    Ok::<_, RecordsError>((out, n))
+                                },
+                                |n| noted.merge(n),
+                                |n| Some(n.part.subjects.iter().map(|s| s.len() + 48).sum()),
+                            )
+                            .map(|(out, hits, misses)| {
+                                if let Some(m) = &self.metrics {
+                                    m.view_cache(hits, misses);
+                                }
+                                (out, noted, decided)
+                            })
                         }
-                        if !recording {
-                            return Ok(Verdict::Keep);
-                        }
-                        part.add(h.offset_of(rec), subject);
-                        Ok(Verdict::Keep)
-                    });
+                        _ => Self::decide(&gate, &finder, records, recording),
+                    },
+                );
+                for ((i, partition, _), result) in work.into_iter().zip(results) {
                     match result {
-                        Ok(rw) => {
-                            self.policies
-                                .count_record_decisions(rw.stats.records_seen as u64);
+                        Ok((out, noted, decided)) => {
+                            self.policies.count_record_decisions(decided as u64);
                             if let Some(m) = &self.metrics {
-                                m.withheld(&topic, rw.stats.records_dropped as u64);
+                                m.withheld(&topic, noted.dropped as u64);
                             }
-                            if rw.stats.records_dropped > 0 {
+                            if noted.dropped > 0 {
                                 tracing::debug!(
                                     topic,
-                                    partition = p.partition_index,
-                                    dropped = rw.stats.records_dropped,
+                                    partition,
+                                    dropped = noted.dropped,
                                     "records withheld for consent"
                                 );
                             }
-                            p.records = Some(rw.records);
+                            if let Some(p) = t.partitions.get_mut(i) {
+                                p.records = Some(out);
+                            }
                             if recording {
-                                delivered.insert((topic.clone(), p.partition_index), part);
+                                delivered.insert((topic.clone(), partition), noted.part);
                             }
                         }
                         Err(e) => {

@@ -62,6 +62,8 @@ use crate::filter::{
     SessionContext,
 };
 
+use crate::filter::view_cache::{self, ViewCache, ViewId};
+
 const NAME: &str = "fields";
 const INVALID_RECORD: i16 = 87;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
@@ -94,6 +96,8 @@ pub struct Protection {
     audit: Option<gatehouse_audit::AuditLog>,
     /// Field effects and withheld records are counted here.
     metrics: Option<Arc<crate::metrics::ProxyMetrics>>,
+    /// What fetches delivered of each batch, by view (fan-out).
+    views: Option<Arc<ViewCache>>,
 }
 
 /// Refused partitions of a produce: (topic, partition, code, message).
@@ -113,7 +117,15 @@ impl Protection {
             compiled: RwLock::new(HashMap::new()),
             audit: None,
             metrics: None,
+            views: None,
         }
+    }
+
+    /// Keeps what fetches delivered of each batch in `views`, for later
+    /// fetches of it with the same view.
+    pub fn with_view_cache(mut self, views: Option<Arc<ViewCache>>) -> Self {
+        self.views = views;
+        self
     }
 
     /// Records refused produces in `log` (before the refusal is answered).
@@ -360,6 +372,24 @@ struct FetchStats {
 }
 
 impl FetchStats {
+    /// Adds what `other` noted (of another batch of the same partition).
+    fn merge(&mut self, other: &FetchStats) {
+        self.missing_key += other.missing_key;
+        self.undecryptable += other.undecryptable;
+        self.withheld_records += other.withheld_records;
+        self.withheld_for_consent += other.withheld_for_consent;
+        self.delivered.merge(&other.delivered);
+        if self.outcomes.len() < other.outcomes.len() {
+            self.outcomes.resize(other.outcomes.len(), 0);
+        }
+        for (bits, more) in self.outcomes.iter_mut().zip(&other.outcomes) {
+            *bits |= more;
+        }
+        for (n, more) in self.counts.iter_mut().zip(other.counts) {
+            *n += more;
+        }
+    }
+
     /// Notes what a delivered record's field `field` got.
     fn saw(&mut self, field: usize, outcome: Outcome) {
         if let Some(bits) = self.outcomes.get_mut(field) {
@@ -707,6 +737,77 @@ fn reveal_records(
     result
 }
 
+/// How a partition's records are revealed: the transform's inputs.
+struct Reveal<'a> {
+    keys: Option<&'a Keys>,
+    view: &'a View<'a>,
+    gate: Option<&'a ConsentGate<'a>>,
+    /// With a view cache: this fetch's view, and the partition.
+    cached: Option<(&'a ViewCache, &'a Arc<ViewId>, i32)>,
+}
+
+impl Reveal<'_> {
+    /// The partition's records as the view gets them. Batches the cache
+    /// holds for this view are copied from it; the others are transformed
+    /// and kept.
+    fn records(
+        &self,
+        records: &Bytes,
+        buf: &mut Vec<u8>,
+        clear: &mut Vec<u8>,
+        stats: &mut FetchStats,
+    ) -> Result<Revealed, RecordsError> {
+        let Some((cache, view_id, partition)) = self.cached else {
+            let rw = reveal_records(self.keys, self.view, self.gate, records, buf, clear, stats)?;
+            return Ok(Revealed {
+                records: rw.records,
+                decided: rw.stats.records_seen,
+                hits: 0,
+                misses: 0,
+            });
+        };
+        stats.outcomes = vec![0; self.view.tf.fields.len()];
+        let mut decided = 0;
+        let (records, hits, misses) = view_cache::through(
+            cache,
+            view_id,
+            partition,
+            records,
+            |batch| {
+                let mut one = FetchStats::default();
+                let rw =
+                    reveal_records(self.keys, self.view, self.gate, batch, buf, clear, &mut one)?;
+                decided += rw.stats.records_seen;
+                one.delivered.fields = None;
+                Ok::<_, RecordsError>((rw.records, one))
+            },
+            |one| stats.merge(one),
+            // A key not seen yet may arrive: decide again next time.
+            |one| {
+                (one.missing_key == 0)
+                    .then(|| one.delivered.subjects.iter().map(|s| s.len() + 48).sum())
+            },
+        )?;
+        stats.delivered.fields = Some(stats.outcome_names(&self.view.tf.fields));
+        Ok(Revealed {
+            records,
+            decided,
+            hits,
+            misses,
+        })
+    }
+}
+
+/// A partition's records as a view gets them.
+struct Revealed {
+    records: Bytes,
+    /// Records decided (not taken from the view cache).
+    decided: usize,
+    /// Batches taken from the view cache, and batches transformed for it.
+    hits: usize,
+    misses: usize,
+}
+
 impl Protection {
     /// Encrypts the protected fields of a record set as a produce through
     /// the proxy would (without publishing new keys). For benchmarks and
@@ -922,6 +1023,20 @@ impl Filter for Protection {
                                 .collect(),
                             tf: &tf,
                         };
+                        // Read before any record is: see the view cache.
+                        let view_id = self.views.as_ref().map(|_| {
+                            Arc::new(ViewId {
+                                filter: NAME,
+                                principal: who.clone(),
+                                topic: topic.clone(),
+                                topic_id: *t.topic_id.as_bytes(),
+                                policies: plan.version(),
+                                catalog: plan.catalog_generation(),
+                                consent: self.consent.as_ref().map_or(0, |c| c.generation()),
+                                keys_destroyed: keys.map_or(0, |k| k.store.destructions()),
+                                erasures: self.erasures.as_ref().map_or(0, |e| e.generation()),
+                            })
+                        });
                         let residency = self.catalog.lookup(&topic).residency().to_string();
                         let gate = self.consent.as_deref().map(|store| ConsentGate {
                             store,
@@ -934,77 +1049,100 @@ impl Filter for Protection {
                                 .entry()
                                 .is_some_and(|e| e.after_erasure == AfterErasure::Accept),
                         });
-                        for p in &mut t.partitions {
-                            let Some(records) = p.records.clone() else {
-                                continue;
-                            };
-                            if records.is_empty() {
-                                continue;
-                            }
-                            loop {
+                        // Every partition's records, on several threads
+                        // when the response is large and the machine has
+                        // cores to spare; results are taken in order.
+                        let work: Vec<(usize, i32, Bytes)> = t
+                            .partitions
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, p)| {
+                                let r = p.records.clone()?;
+                                (!r.is_empty()).then_some((i, p.partition_index, r))
+                            })
+                            .collect();
+                        let reveal = |partition: i32| Reveal {
+                            keys,
+                            view: &view,
+                            gate: gate.as_ref(),
+                            cached: self
+                                .views
+                                .as_deref()
+                                .zip(view_id.as_ref())
+                                .map(|(c, v)| (c, v, partition)),
+                        };
+                        let first = crate::filter::parallel::map(
+                            &work,
+                            |(_, _, records)| records.len(),
+                            |(_, partition, records), (buf, clear)| {
                                 let mut stats = FetchStats::default();
-                                let result = reveal_records(
-                                    keys,
-                                    &view,
-                                    gate.as_ref(),
-                                    &records,
-                                    &mut buf,
-                                    &mut clear,
-                                    &mut stats,
-                                );
-                                // A key this replica has not seen may be on
-                                // its way through the key topic: wait for it
-                                // once per response, then decide.
-                                if stats.missing_key > 0 && !waited {
+                                let result =
+                                    reveal(*partition).records(records, buf, clear, &mut stats);
+                                (result, stats)
+                            },
+                        );
+                        let mut caught_up = false;
+                        for ((i, partition, records), (mut result, mut stats)) in
+                            work.into_iter().zip(first)
+                        {
+                            // A key this replica has not seen may be on its
+                            // way through the key topic: wait for it once per
+                            // response, then decide again.
+                            if stats.missing_key > 0 {
+                                if !waited {
                                     waited = true;
                                     if let Some(kt) = keys.and_then(|k| k.topic.get()) {
-                                        if kt.caught_up(KEY_CATCH_UP).await {
-                                            continue;
-                                        }
+                                        caught_up = kt.caught_up(KEY_CATCH_UP).await;
                                     }
                                 }
-                                if stats.missing_key + stats.undecryptable + stats.withheld_records
-                                    > 0
-                                {
-                                    tracing::debug!(
-                                        topic,
-                                        partition = p.partition_index,
-                                        missing_key = stats.missing_key,
-                                        undecryptable = stats.undecryptable,
-                                        withheld = stats.withheld_records,
-                                        "protected fields removed"
+                                if caught_up {
+                                    stats = FetchStats::default();
+                                    result = reveal(partition)
+                                        .records(&records, &mut buf, &mut clear, &mut stats);
+                                }
+                            }
+                            if stats.missing_key + stats.undecryptable + stats.withheld_records > 0
+                            {
+                                tracing::debug!(
+                                    topic,
+                                    partition,
+                                    missing_key = stats.missing_key,
+                                    undecryptable = stats.undecryptable,
+                                    withheld = stats.withheld_records,
+                                    "protected fields removed"
+                                );
+                            }
+                            if let Some(m) = &self.metrics {
+                                for (o, n) in Outcome::ALL.iter().zip(stats.counts) {
+                                    m.fields(&topic, o.name(), n);
+                                }
+                                m.withheld(
+                                    &topic,
+                                    (stats.withheld_for_consent + stats.withheld_records) as u64,
+                                );
+                            }
+                            match result {
+                                Ok(revealed) => {
+                                    if gate.is_some() {
+                                        self.policies
+                                            .count_record_decisions(revealed.decided as u64);
+                                    }
+                                    if let Some(m) = &self.metrics {
+                                        m.view_cache(revealed.hits, revealed.misses);
+                                    }
+                                    delivered.insert(
+                                        (topic.clone(), partition),
+                                        std::mem::take(&mut stats.delivered),
                                     );
-                                }
-                                if let Some(m) = &self.metrics {
-                                    for (o, n) in Outcome::ALL.iter().zip(stats.counts) {
-                                        m.fields(&topic, o.name(), n);
-                                    }
-                                    m.withheld(
-                                        &topic,
-                                        (stats.withheld_for_consent + stats.withheld_records)
-                                            as u64,
-                                    );
-                                }
-                                match result {
-                                    Ok(rw) => {
-                                        if gate.is_some() {
-                                            self.policies.count_record_decisions(
-                                                rw.stats.records_seen as u64,
-                                            );
-                                        }
-                                        delivered.insert(
-                                            (topic.clone(), p.partition_index),
-                                            std::mem::take(&mut stats.delivered),
-                                        );
-                                        p.records = Some(rw.records)
-                                    }
-                                    Err(e) => {
-                                        return ResponseAction::Close(format!(
-                                            "cannot protect {topic}: {e}"
-                                        ))
+                                    if let Some(p) = t.partitions.get_mut(i) {
+                                        p.records = Some(revealed.records);
                                     }
                                 }
-                                break;
+                                Err(e) => {
+                                    return ResponseAction::Close(format!(
+                                        "cannot protect {topic}: {e}"
+                                    ))
+                                }
                             }
                         }
                     }

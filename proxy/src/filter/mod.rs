@@ -33,6 +33,8 @@ pub mod authz;
 pub mod broker_address;
 pub mod consent;
 pub mod fields;
+pub(crate) mod parallel;
+pub mod view_cache;
 
 // The worked example of docs/adding-a-filter.md, compiled and tested here
 // so that the guide stays true; it is not part of the chain.
@@ -278,6 +280,8 @@ pub(crate) struct Governed {
     pub consent_topic: String,
     /// Erased data subjects, when `[keys]` is configured.
     pub erasures: Option<Arc<crate::cluster::erasure::Erasures>>,
+    /// The view cache of protected topics (`[limits] view_cache_bytes`).
+    pub views: Option<Arc<view_cache::ViewCache>>,
 }
 
 /// The chain: the built-in filters in order, then `extra`.
@@ -315,7 +319,8 @@ pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Fi
                 .with_consent(g.consent.clone())
                 .with_erasures(g.erasures.clone())
                 .with_audit(log.clone())
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.clone())
+                .with_view_cache(g.views.clone()),
         );
         chain.push(protection.clone());
         chain.push(Arc::new(
@@ -323,6 +328,7 @@ pub(crate) fn chain(parts: Parts, extra: Vec<Arc<dyn Filter>>) -> Vec<Arc<dyn Fi
                 .leaving_to(protection)
                 .with_erasures(g.erasures)
                 .with_metrics(metrics)
+                .with_view_cache(g.views)
                 .validating(&g.consent_topic, log),
         ));
     }

@@ -17,7 +17,9 @@
 //!   time and the phase also reports end-to-end latency (send to receipt),
 //!   carried in a record header.
 //! - `consume` (unless `--produce-only`): N consumers read everything back
-//!   from the start, as fast as they can.
+//!   from the start, as fast as they can. With `--reads K`, K times, each
+//!   time as another consumer group (phases `consume`, `consume-2`, …):
+//!   fan-out, as when several applications read the same records.
 //!
 //! With `--watch-pid`, each phase also reports that process's CPU seconds and
 //! its peak resident set size during the phase (the peak is reset at the
@@ -96,6 +98,9 @@ struct Args {
     /// Skip the read-back phase.
     #[arg(long)]
     produce_only: bool,
+    /// Read everything back this many times, each as another consumer group.
+    #[arg(long, default_value_t = 1)]
+    reads: usize,
     /// A process (the proxy) whose CPU time and peak RSS each phase reports.
     #[arg(long)]
     watch_pid: Option<u32>,
@@ -247,11 +252,11 @@ async fn ensure_topic(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn consumer(args: &Args) -> Result<BaseConsumer> {
+fn consumer(args: &Args, group: &str) -> Result<BaseConsumer> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &args.bootstrap)
-        .set("group.id", "gatehouse-load")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800");
     apply(&mut config, &args.options)?;
@@ -261,7 +266,7 @@ fn consumer(args: &Args) -> Result<BaseConsumer> {
 
 /// The topic's partitions with their (low, high) watermarks.
 fn partitions(args: &Args) -> Result<Vec<(i32, i64, i64)>> {
-    let c = consumer(args)?;
+    let c = consumer(args, "gatehouse-load")?;
     let md = c.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
     let topic = md.topics().first().context("topic missing")?;
     let mut out = Vec::new();
@@ -287,8 +292,10 @@ struct Read {
 /// so (checked with the total read by all consumers; with `marked`, only
 /// records that carry a send time count, so that records of the extra
 /// connections do not end a tail early).
+#[allow(clippy::too_many_arguments)]
 fn read(
     args: &Args,
+    group: &str,
     assigned: &[(i32, i64)],
     start: Instant,
     total: &AtomicU64,
@@ -299,7 +306,7 @@ fn read(
     // Connected to the partitions' leader before the clock starts (every
     // reader waits at `ready`, even one that failed to get there).
     let prepared = (|| -> Result<BaseConsumer> {
-        let c = consumer(args)?;
+        let c = consumer(args, group)?;
         let mut tpl = TopicPartitionList::new();
         for (p, offset) in assigned {
             tpl.add_partition_offset(&args.topic, *p, Offset::Offset(*offset))?;
@@ -554,7 +561,16 @@ async fn produce(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
                 let enough = |seen: u64| {
                     done.load(Ordering::Acquire) && seen >= produced.load(Ordering::Acquire)
                 };
-                read(&args, &assigned, start, &total, true, &ready, &enough)
+                read(
+                    &args,
+                    "gatehouse-load",
+                    &assigned,
+                    start,
+                    &total,
+                    true,
+                    &ready,
+                    &enough,
+                )
             }));
         }
         let ready = ready.clone();
@@ -659,7 +675,10 @@ async fn produce(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
     Ok(())
 }
 
-fn consume(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
+/// The `reading`-th read back (from 1), as consumer group
+/// `gatehouse-load-<reading>`.
+fn consume(args: Arc<Args>, watch: Option<u32>, reading: usize) -> Result<()> {
+    let group: Arc<str> = format!("gatehouse-load-{reading}").into();
     let parts = partitions(&args)?;
     let expected: u64 = parts.iter().map(|(_, lo, hi)| (hi - lo) as u64).sum();
     let from: Vec<(i32, i64)> = parts.iter().map(|(p, lo, _)| (*p, *lo)).collect();
@@ -669,11 +688,19 @@ fn consume(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
     let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
     let mut readers = Vec::new();
     for assigned in groups {
-        let (args, total, ready) = (args.clone(), total.clone(), ready.clone());
+        let (args, total, ready, group) =
+            (args.clone(), total.clone(), ready.clone(), group.clone());
         readers.push(std::thread::spawn(move || {
-            read(&args, &assigned, start, &total, false, &ready, &|seen| {
-                seen >= expected
-            })
+            read(
+                &args,
+                &group,
+                &assigned,
+                start,
+                &total,
+                false,
+                &ready,
+                &|seen| seen >= expected,
+            )
         }));
     }
     ready.wait();
@@ -689,7 +716,11 @@ fn consume(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
     }
     let secs = began.elapsed().as_secs_f64();
     let mut out = serde_json::Map::new();
-    out.insert("phase".into(), json!("consume"));
+    let phase = match reading {
+        1 => "consume".to_string(),
+        n => format!("consume-{n}"),
+    };
+    out.insert("phase".into(), json!(phase));
     out.insert("consumers".into(), json!(args.consumers));
     out.insert("messages".into(), json!(n));
     out.insert("seconds".into(), json!(secs));
@@ -705,8 +736,8 @@ fn consume(args: Arc<Args>, watch: Option<u32>) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.producers == 0 || args.consumers == 0 {
-        bail!("--producers and --consumers must be at least 1");
+    if args.producers == 0 || args.consumers == 0 || args.reads == 0 {
+        bail!("--producers, --consumers and --reads must be at least 1");
     }
     if args.values != "text" && args.values != "posts" {
         bail!("--values: expected `text` or `posts`");
@@ -716,7 +747,10 @@ async fn main() -> Result<()> {
     let watch = args.watch_pid;
     produce(args.clone(), watch).await?;
     if !args.produce_only {
-        tokio::task::spawn_blocking(move || consume(args, watch)).await??;
+        for reading in 1..=args.reads {
+            let args = args.clone();
+            tokio::task::spawn_blocking(move || consume(args, watch, reading)).await??;
+        }
     }
     Ok(())
 }
