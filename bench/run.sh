@@ -10,6 +10,7 @@
 #
 # GATEHOUSE_BENCH_PACED_RATE sets the paced scenario's msg/s (default: half of
 # the median direct saturation of this run).
+# GATEHOUSE_BENCH_PROXY_CPUS pins the proxies to a taskset CPU list (e.g. "1").
 # GATEHOUSE_BENCH_LOAD_ARGS adds gatehouse-load options to every run (e.g.
 # "--consumer-option max.partition.fetch.bytes=4194304").
 #
@@ -167,17 +168,23 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
-"$bin/gatehouse" serve --config "$work/traced1.toml" >"$work/traced1.log" 2>&1 &
+# GATEHOUSE_BENCH_PROXY_CPUS (a taskset CPU list, e.g. "1" or "0,1") pins
+# every proxy to those cores: how governed traffic scales with cores.
+proxy_cpus=(env)
+if [ -n "${GATEHOUSE_BENCH_PROXY_CPUS:-}" ]; then
+  proxy_cpus=(taskset -c "$GATEHOUSE_BENCH_PROXY_CPUS")
+fi
+"${proxy_cpus[@]}" "$bin/gatehouse" serve --config "$work/traced1.toml" >"$work/traced1.log" 2>&1 &
 traced1_pid=$!
-"$bin/gatehouse" serve --config "$work/traced100.toml" >"$work/traced100.log" 2>&1 &
+"${proxy_cpus[@]}" "$bin/gatehouse" serve --config "$work/traced100.toml" >"$work/traced100.log" 2>&1 &
 traced100_pid=$!
-"$bin/gatehouse" serve --config "$work/plain.toml" >"$work/plain.log" 2>&1 &
+"${proxy_cpus[@]}" "$bin/gatehouse" serve --config "$work/plain.toml" >"$work/plain.log" 2>&1 &
 plain_pid=$!
-"$bin/gatehouse" serve --config "$work/gov.toml" >"$work/gov.log" 2>&1 &
+"${proxy_cpus[@]}" "$bin/gatehouse" serve --config "$work/gov.toml" >"$work/gov.log" 2>&1 &
 gov_pid=$!
-"$bin/gatehouse" serve --config "$work/audit.toml" >"$work/audit.log" 2>&1 &
+"${proxy_cpus[@]}" "$bin/gatehouse" serve --config "$work/audit.toml" >"$work/audit.log" 2>&1 &
 audit_pid=$!
-"$bin/gatehouse" serve --config "$work/fanout.toml" >"$work/fanout.log" 2>&1 &
+"${proxy_cpus[@]}" "$bin/gatehouse" serve --config "$work/fanout.toml" >"$work/fanout.log" 2>&1 &
 fanout_pid=$!
 for p in $broker_port $plain_port $gov_port $audit_port $fanout_port $traced1_port $traced100_port $otlp_port; do
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
@@ -281,6 +288,9 @@ try:
 except (OSError, StopIteration, ValueError):
     pass
 print(f"# Gatehouse vs direct ({rounds} rounds, medians)\n")
+if os.environ.get("GATEHOUSE_BENCH_PROXY_CPUS"):
+    print(f"Every proxy pinned to CPU(s) {os.environ['GATEHOUSE_BENCH_PROXY_CPUS']} (taskset); "
+          "client and broker run on any.\n")
 print(f"Machine: {os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} {platform.release()}; "
       f"{rustc}; commit {commit}. Client (gatehouse-load, librdkafka), proxies and broker share "
       "the machine, on 127.0.0.1. Reproduce: `bench/run.sh " + f"{rounds} {n}`.\n")
