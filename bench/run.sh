@@ -133,14 +133,14 @@ cat >>"$work/audit.toml" <<TOML
 dir = "$work/audit"
 replica_id = "bench"
 TOML
-# The fan-out proxy: the same as gov, with a view cache that holds a whole
-# read of the run (the default, 64 MiB, suits consumer groups that read near
-# each other, as tailing ones do).
+# The fan-out proxy: the same as gov, with a view cache whose half for
+# batches fetched once holds a whole read of the run (the default, 64 MiB,
+# suits consumer groups that read near each other, as tailing ones do).
 sed -e "s/127.0.0.1:$gov_port/127.0.0.1:$fanout_port/" -e "s#$work/state#$work/state-fanout#" \
     -e "s#$work/keys-state#$work/keys-state-fanout#" "$work/gov.toml" >"$work/fanout.toml"
 cat >>"$work/fanout.toml" <<TOML
 [limits]
-view_cache_bytes = $(( messages * 1536 + (64 << 20) ))
+view_cache_bytes = $(( messages * 3072 + (64 << 20) ))
 TOML
 # The traced proxies: the same as gov, with [telemetry] towards an OTLP/HTTP
 # receiver that reads each export and answers 200.

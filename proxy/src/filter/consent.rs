@@ -347,7 +347,13 @@ impl Filter for Consent {
                 // Read before any record is: see the view cache.
                 let view_id = self.views.as_ref().map(|_| {
                     Arc::new(ViewId {
-                        filter: CONSENT,
+                        // What is kept of a batch differs when its delivery
+                        // is not recorded (no subjects).
+                        filter: if recording {
+                            CONSENT
+                        } else {
+                            "consent-unrecorded"
+                        },
                         principal: who.clone(),
                         topic: topic.clone(),
                         topic_id: *t.topic_id.as_bytes(),
@@ -380,10 +386,9 @@ impl Filter for Consent {
                                 view_id,
                                 *partition,
                                 records,
-                                // Kept batches note what they deliver
-                                // whether or not this fetch is recorded.
                                 |batch| {
-                                    let (out, n, seen) = Self::decide(&gate, &finder, batch, true)?;
+                                    let (out, n, seen) =
+                                        Self::decide(&gate, &finder, batch, recording)?;
                                     decided += seen;
                                     Ok::<_, RecordsError>((out, n))
                                 },

@@ -359,6 +359,9 @@ impl Outcome {
 /// Counts of what happened to fetched fields, for logs.
 #[derive(Debug, Default)]
 struct FetchStats {
+    /// No audit event is written for this fetch: delivered subjects are not
+    /// collected.
+    unrecorded: bool,
     missing_key: usize,
     undecryptable: usize,
     withheld_records: usize,
@@ -729,6 +732,8 @@ fn reveal_records(
                     }
                 }
             }
+            // Subjects are named only for the audit trail.
+            let subject = if stats.unrecorded { None } else { subject };
             stats.delivered.add(header.offset_of(rec), subject);
             Ok(Verdict::Keep)
         },
@@ -767,6 +772,7 @@ impl Reveal<'_> {
             });
         };
         stats.outcomes = vec![0; self.view.tf.fields.len()];
+        let unrecorded = stats.unrecorded;
         let mut decided = 0;
         let (records, hits, misses) = view_cache::through(
             cache,
@@ -774,7 +780,10 @@ impl Reveal<'_> {
             partition,
             records,
             |batch| {
-                let mut one = FetchStats::default();
+                let mut one = FetchStats {
+                    unrecorded,
+                    ..FetchStats::default()
+                };
                 let rw =
                     reveal_records(self.keys, self.view, self.gate, batch, buf, clear, &mut one)?;
                 decided += rw.stats.records_seen;
@@ -1002,6 +1011,7 @@ impl Filter for Protection {
                 ResponseKind::Produce(p) => merge_refused(p, refused),
                 ResponseKind::Fetch(f) => {
                     let who = principal_info(s.principal.as_ref());
+                    let recording = crate::filter::audit::recording(&r.notes);
                     let keys = self.keys.as_deref();
                     let mut waited = false;
                     let (mut buf, mut clear) = (Vec::new(), Vec::new());
@@ -1026,7 +1036,9 @@ impl Filter for Protection {
                         // Read before any record is: see the view cache.
                         let view_id = self.views.as_ref().map(|_| {
                             Arc::new(ViewId {
-                                filter: NAME,
+                                // What is kept of a batch differs when its
+                                // delivery is not recorded (no subjects).
+                                filter: if recording { NAME } else { "fields-unrecorded" },
                                 principal: who.clone(),
                                 topic: topic.clone(),
                                 topic_id: *t.topic_id.as_bytes(),
@@ -1075,7 +1087,10 @@ impl Filter for Protection {
                             &work,
                             |(_, _, records)| records.len(),
                             |(_, partition, records), (buf, clear)| {
-                                let mut stats = FetchStats::default();
+                                let mut stats = FetchStats {
+                                    unrecorded: !recording,
+                                    ..FetchStats::default()
+                                };
                                 let result =
                                     reveal(*partition).records(records, buf, clear, &mut stats);
                                 (result, stats)
@@ -1096,7 +1111,10 @@ impl Filter for Protection {
                                     }
                                 }
                                 if caught_up {
-                                    stats = FetchStats::default();
+                                    stats = FetchStats {
+                                        unrecorded: !recording,
+                                        ..FetchStats::default()
+                                    };
                                     result = reveal(partition)
                                         .records(&records, &mut buf, &mut clear, &mut stats);
                                 }

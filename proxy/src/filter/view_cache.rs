@@ -89,10 +89,24 @@ pub(crate) struct Cached {
 
 impl Cached {
     /// `extra`: bytes the notes hold besides their size (strings).
-    pub(crate) fn new<S: Any + Send + Sync>(records: &[u8], notes: S, extra: usize) -> Self {
+    /// `records` is copied when it is a slice of `within` (the fetch
+    /// response it came in), so that the cache never pins a whole response.
+    pub(crate) fn new<S: Any + Send + Sync>(
+        records: Bytes,
+        within: &[u8],
+        notes: S,
+        extra: usize,
+    ) -> Self {
         let weight = (records.len() + std::mem::size_of::<S>() + extra + 128) as u64;
+        let start = records.as_ptr() as usize;
+        let span = within.as_ptr() as usize..within.as_ptr() as usize + within.len();
+        let records = if span.contains(&start) {
+            Bytes::copy_from_slice(&records)
+        } else {
+            records
+        };
         Cached {
-            records: Bytes::copy_from_slice(records),
+            records,
             notes: Box::new(notes),
             weight,
         }
@@ -152,8 +166,27 @@ impl ViewCache {
     pub(crate) fn new(bytes: usize) -> Self {
         // Fetched batches are typically 16 KiB to 1 MiB.
         let items = (bytes / (64 << 10)).max(16);
+        // Fan-out favours recency: a batch one group just fetched is what the
+        // next group fetches, once. Half the space goes to batches fetched
+        // once (quick_cache's default keeps 3 % for them, made for workloads
+        // where frequency counts), so a read of up to half the cache leaves
+        // its batches for the next reader.
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(bytes as u64)
+            .hot_allocation(0.5)
+            .build();
+        let cache = match options {
+            Ok(options) => quick_cache::sync::Cache::with_options(
+                options,
+                Weight,
+                Default::default(),
+                Default::default(),
+            ),
+            Err(_) => quick_cache::sync::Cache::with_weighter(items, bytes as u64, Weight),
+        };
         ViewCache {
-            cache: quick_cache::sync::Cache::with_weighter(items, bytes as u64, Weight),
+            cache,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -231,7 +264,7 @@ where
         out.extend_from_slice(&delivered);
         merge(&notes);
         if let (Some(key), Some(extra)) = (key, keep(&notes)) {
-            cache.insert(key, Cached::new(&delivered, notes, extra));
+            cache.insert(key, Cached::new(delivered, records, notes, extra));
         }
     }
     out.extend_from_slice(&tail);
@@ -268,7 +301,10 @@ mod tests {
         let cache = ViewCache::new(1 << 20);
         let b = batch(100, 7, 200);
         let key = BatchKey::of(&view(1), 0, &b).expect("key");
-        cache.insert(key.clone(), Cached::new(b"delivered", 3u32, 0));
+        cache.insert(
+            key.clone(),
+            Cached::new(Bytes::from_static(b"delivered"), &[], 3u32, 0),
+        );
         let hit = cache.get(&key).expect("hit");
         assert_eq!(&hit.records[..], b"delivered");
         assert_eq!(hit.notes::<u32>(), Some(&3));
@@ -296,7 +332,7 @@ mod tests {
         for i in 0..100 {
             let b = batch(i, 1, 64);
             let key = BatchKey::of(&view(1), 0, &b).expect("key");
-            cache.insert(key, Cached::new(&payload, 0u8, 0));
+            cache.insert(key, Cached::new(Bytes::from(payload.clone()), &[], 0u8, 0));
         }
         assert!(cache.weight() <= 1 << 20, "{} bytes", cache.weight());
         assert!(cache.len() < 100);
