@@ -418,6 +418,9 @@ async fn refuse_held<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut W,
     reason: String,
 ) -> ProxyError {
+    // A response encoded after the refused one and not yet queued is not
+    // the client's either.
+    out.scratch.clear();
     if let Ok(Err(e)) = tokio::time::timeout(REFUSAL_FLUSH, out.flush(w)).await {
         tracing::debug!(error = %e, "responses released before a refused one were not written");
     }
@@ -1387,6 +1390,8 @@ mod tests {
         out.seal_held(Box::pin(async { Ok(()) }), None);
         out.scratch.extend_from_slice(b"refused");
         out.seal_held(Box::pin(async { Err("disk full".into()) }), None);
+        // A response after it, encoded but not queued yet.
+        out.scratch.extend_from_slice(b"later");
         let reason = out.release_ready().expect_err("the second gate failed");
         let mut w = Vec::new();
         let e = refuse_held(&mut out, &mut w, reason).await;
