@@ -364,15 +364,7 @@ impl Filter for Consent {
                         erasures: self.erasures.as_ref().map_or(0, |e| e.generation()),
                     })
                 });
-                let work: Vec<(usize, i32, Bytes)> = t
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, p)| {
-                        let r = p.records.clone()?;
-                        (!r.is_empty()).then_some((i, p.partition_index, r))
-                    })
-                    .collect();
+                let work = crate::filter::parallel::with_records(&t.partitions);
                 // On several threads when the response is large and the
                 // machine has cores to spare; results are taken in order.
                 let results = crate::filter::parallel::map(

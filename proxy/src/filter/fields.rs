@@ -1064,15 +1064,7 @@ impl Filter for Protection {
                         // Every partition's records, on several threads
                         // when the response is large and the machine has
                         // cores to spare; results are taken in order.
-                        let work: Vec<(usize, i32, Bytes)> = t
-                            .partitions
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, p)| {
-                                let r = p.records.clone()?;
-                                (!r.is_empty()).then_some((i, p.partition_index, r))
-                            })
-                            .collect();
+                        let work = crate::filter::parallel::with_records(&t.partitions);
                         let reveal = |partition: i32| Reveal {
                             keys,
                             view: &view,

@@ -18,6 +18,21 @@ pub(crate) fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// The partitions of a fetched topic that carry records: (index in
+/// `partitions`, partition, records), the work [`map`] shares out.
+pub(crate) fn with_records(
+    partitions: &[kafka_protocol::messages::fetch_response::PartitionData],
+) -> Vec<(usize, i32, bytes::Bytes)> {
+    partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let r = p.records.clone()?;
+            (!r.is_empty()).then_some((i, p.partition_index, r))
+        })
+        .collect()
+}
+
 /// `f` over `items`, results in `items`' order. When there are two or more
 /// items of [`PARALLEL_FROM_BYTES`] or more together (by `size`) and more
 /// than one core, the items are shared out by size over up to [`cores`]
